@@ -1,0 +1,62 @@
+"""One error hierarchy. Each error carries a stable machine-readable `code` and the HTTP status it maps to."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class InferenceError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code = "internal_error"
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidRequest(InferenceError):
+    """The client sent something we cannot score; the message names the field and what was expected."""
+
+    code = "invalid_request"
+    status = HTTPStatus.BAD_REQUEST
+
+
+class UnknownSkill(InvalidRequest):
+    code = "unknown_skill"
+
+
+class EmptyFeatures(InvalidRequest):
+    code = "empty_features"
+
+
+class InvalidFeatureValue(InvalidRequest):
+    code = "invalid_feature_value"
+
+
+class NoKnownFeatures(InvalidRequest):
+    code = "no_known_features"
+
+
+class BatchTooLarge(InvalidRequest):
+    code = "batch_too_large"
+
+
+class ModelsNotReady(InferenceError):
+    code = "models_not_ready"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class ArtifactError(InferenceError):
+    """A model artifact is missing, corrupt or does not match the feature catalogue."""
+
+    code = "invalid_artifact"
+
+
+class ModelVersionExists(InferenceError):
+    code = "model_version_exists"
+    status = HTTPStatus.CONFLICT

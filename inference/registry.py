@@ -1,0 +1,124 @@
+"""The BentoML model store as the artifact registry: import skill artifacts, list versions, load pinned models."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import sklearn
+import xgboost as xgb
+from bentoml.exceptions import NotFound
+
+from inference.artifacts import load_skill_model, read_metadata, write_metadata
+from inference.catalogue import SKILLS
+from inference.errors import ArtifactError, ModelVersionExists
+from inference.scoring import SkillModel
+from inference.settings import LATEST
+
+logger = logging.getLogger("inference")
+
+SKILLS_FAMILY = "skills"
+SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9a-z]+(\.[0-9a-z]+)*)?$")
+
+
+def skill_model_name(skill: str) -> str:
+    return f"skill-{skill}"
+
+
+def check_semver(version: str) -> str:
+    if not SEMVER.match(version):
+        raise ValueError(f"version {version!r} is not a semantic version like v1.2.0 (lowercase, leading 'v')")
+    return version
+
+
+def semver_key(version: str) -> tuple[int, int, int, int, str]:
+    """Sort key: release after its pre-releases; non-semver versions sort first."""
+    match = SEMVER.match(version)
+    if not match:
+        return (-1, -1, -1, -1, version)
+    major, minor, patch, pre = match.group(1), match.group(2), match.group(3), match.group(4)
+    return (int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
+
+
+def import_skill_artifacts(root: Path, *, version: str) -> list[str]:
+    """Validate the 7 artifacts under `root/<skill>/` and save them as `skill-<skill>:<version>`.
+
+    Everything is validated before anything is saved, and an existing version is never overwritten, so a
+    failed import leaves the store as it was.
+    """
+    check_semver(version)
+    models = {skill: load_skill_model(root / skill, version=version) for skill in SKILLS}
+    existing = [f"{skill_model_name(skill)}:{version}" for skill in SKILLS if version in available_versions(skill)]
+    if existing:
+        raise ModelVersionExists(f"refusing to overwrite {', '.join(existing)}; import under a new version")
+    imported_at = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = []
+    for skill, model in models.items():
+        metadata = dict(model.metadata)
+        metadata.update(semver=version, imported_at=imported_at, library_versions=library_versions())
+        labels = {"family": SKILLS_FAMILY, "skill": skill}
+        with bentoml.models.create(f"{skill_model_name(skill)}:{version}", labels=labels, metadata=metadata) as stored:
+            shutil.copytree(root / skill, stored.path, dirs_exist_ok=True)
+            # The store's copy of metadata.json carries the import-time additions too.
+            write_metadata(Path(stored.path), metadata)
+        tags.append(str(stored.tag))
+    return tags
+
+
+def available_versions(skill: str) -> list[str]:
+    """Versions of a skill's model in the store, oldest semver first."""
+    try:
+        stored = bentoml.models.list(skill_model_name(skill))
+    except NotFound:
+        return []
+    return sorted((str(model.tag.version) for model in stored), key=semver_key)
+
+
+def resolve_version(skill: str, requested: str) -> str:
+    """A pinned version as it is, or `latest` as the highest semver in the store."""
+    if requested != LATEST:
+        return requested
+    versions = available_versions(skill)
+    if not versions:
+        raise ArtifactError(f"no model {skill_model_name(skill)} in the model store; train and import one first")
+    return versions[-1]
+
+
+def load_skill_models(versions: Mapping[str, str]) -> dict[str, SkillModel]:
+    """Load each skill's model at its pinned version from the store; raises `ArtifactError` naming the tag."""
+    models = {}
+    for skill in SKILLS:
+        version = resolve_version(skill, versions[skill])
+        tag = f"{skill_model_name(skill)}:{version}"
+        try:
+            stored = bentoml.models.get(tag)
+        except NotFound as err:
+            raise ArtifactError(f"model {tag} is not in the model store ({err})") from err
+        models[skill] = load_skill_model(Path(stored.path), version=version, metadata=read_metadata(Path(stored.path)))
+        logger.info("loaded %s", tag)
+    return models
+
+
+def library_versions() -> dict[str, str]:
+    return {"bentoml": bentoml.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__, "xgboost": xgb.__version__}
+
+
+def model_summary(skill: str, model: SkillModel) -> dict[str, Any]:
+    metadata = model.metadata
+    return {
+        "skill": skill,
+        "served_version": model.version,
+        "available_versions": available_versions(skill),
+        "trained_at": metadata.get("trained_at"),
+        "training_data_hash": metadata.get("training_data_hash"),
+        "metrics": metadata.get("metrics", {}),
+        "feature_names": list(model.feature_names),
+    }
+

@@ -1,0 +1,53 @@
+"""Every setting of the service in one object, read from environment variables (prefix `INFERENCE_`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.catalogue import SKILLS
+
+LATEST = "latest"
+
+
+class Settings(BaseSettings):
+    """Defaults work on a laptop; production overrides them through the environment (see docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", frozen=True)
+
+    skills_version: str = Field(
+        LATEST,
+        description="Version of all 7 skill models, e.g. v1.0.0. `latest` (highest semver in the store) is for "
+        "development only; a Bento pins an exact version.",
+    )
+    skill_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-skill overrides as JSON, e.g. {"leadership": "v1.1.0"}.',
+    )
+    max_batch_items: int = Field(1000, ge=1, le=100_000, description="Most items accepted by one batch request.")
+    batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")
+    batcher_max_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="Extra wait to gather a batch; 0 dispatches as soon as the model is free."
+    )
+    log_level: str = Field("INFO", description="Log level of the `inference` logger.")
+
+    @field_validator("skill_versions")
+    @classmethod
+    def _known_skills(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SKILLS))
+        if unknown:
+            raise ValueError(f"unknown skills {unknown}; expected some of {', '.join(SKILLS)}")
+        return value
+
+    def skill_version(self, skill: str) -> str:
+        return self.skill_versions.get(skill, self.skills_version)
+
+    def pinned_skill_versions(self) -> dict[str, str]:
+        return {skill: self.skill_version(skill) for skill in SKILLS}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,85 @@
+"""The skills family: requests in, results out, through feature preparation and the adaptive batcher.
+
+No HTTP here: the service maps `InferenceError`s to status codes, tests call this directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from inference.batching import AdaptiveBatcher
+from inference.errors import BatchTooLarge, InvalidRequest
+from inference.features import PreparedRow, check_skill, prepare_row
+from inference.schemas import (
+    ErrorDetail,
+    FeatureImportance,
+    SkillBatchRequest,
+    SkillBatchResponse,
+    SkillInferenceFailure,
+    SkillInferenceRequest,
+    SkillInferenceResult,
+)
+from inference.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
+
+
+class SkillsScorer:
+    def __init__(
+        self,
+        models: Mapping[str, SkillModel],
+        *,
+        max_batch_items: int = 1000,
+        batcher_max_size: int = 1024,
+        batcher_max_wait_ms: float = 0.0,
+    ) -> None:
+        self.models = dict(models)
+        self.max_batch_items = max_batch_items
+        self.batcher: AdaptiveBatcher[SkillRow, RowScore] = AdaptiveBatcher(
+            score_skill_rows, name="skills", max_batch_size=batcher_max_size, max_wait_ms=batcher_max_wait_ms
+        )
+
+    def prepare(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:
+        model = self.models[check_skill(request.skill)]
+        return model, prepare_row(request.features, model)
+
+    async def infer(self, request: SkillInferenceRequest) -> SkillInferenceResult:
+        model, row = self.prepare(request)
+        scored = await self.batcher.submit(SkillRow(model, row.values))
+        return _result(request, model, row, scored)
+
+    async def infer_batch(self, request: SkillBatchRequest) -> SkillBatchResponse:
+        """Score every valid item (one vectorised call per skill); invalid items get an error in place."""
+        items = request.items
+        if not items:
+            raise InvalidRequest("items: must hold at least 1 item")
+        if len(items) > self.max_batch_items:
+            raise BatchTooLarge(f"items: at most {self.max_batch_items} items per request, got {len(items)}")
+        prepared: dict[int, tuple[SkillModel, PreparedRow]] = {}
+        results: list[SkillInferenceResult | SkillInferenceFailure | None] = [None] * len(items)
+        for index, item in enumerate(items):
+            try:
+                prepared[index] = self.prepare(item)
+            except InvalidRequest as err:
+                results[index] = SkillInferenceFailure(
+                    student_id=item.student_id, skill=item.skill, error=ErrorDetail(**err.to_dict())
+                )
+        scores = await self.batcher.submit_many([SkillRow(model, row.values) for model, row in prepared.values()])
+        for (index, (model, row)), scored in zip(prepared.items(), scores, strict=True):
+            results[index] = _result(items[index], model, row, scored)
+        complete = [result for result in results if result is not None]
+        return SkillBatchResponse(results=complete, succeeded=len(prepared), failed=len(items) - len(prepared))
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def _result(request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore) -> SkillInferenceResult:
+    return SkillInferenceResult(
+        student_id=request.student_id,
+        skill=model.skill,
+        score=scored.score,
+        confidence=scored.confidence,
+        feature_importance=[FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance],
+        model_version=model.version,
+        imputed_features=list(row.imputed),
+        ignored_features=list(row.ignored),
+    )

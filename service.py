@@ -1,0 +1,107 @@
+"""The BentoML service: routes and lifecycle only. Everything between the edges lives in the `inference` package."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from inference.errors import InferenceError, ModelsNotReady
+from inference.registry import load_skill_models, model_summary
+from inference.schemas import (
+    SkillBatchRequest,
+    SkillBatchResponse,
+    SkillInferenceRequest,
+    SkillInferenceResult,
+    SkillModelsResponse,
+)
+from inference.settings import get_settings
+from inference.skills import SkillsScorer
+
+logger = logging.getLogger("inference")
+
+
+def error_response(error: InferenceError) -> JSONResponse:
+    """The one error shape of this API: `{"error": message, "code": code}` (BentoML's own errors use "error" too)."""
+    return JSONResponse({"error": error.message, "code": error.code}, status_code=error.status)
+
+
+async def list_skill_models(request: Request) -> JSONResponse:
+    service: Inference = bentoml.get_current_service()
+    try:
+        scorer = service.skills()
+    except InferenceError as err:
+        return error_response(err)
+    models = [model_summary(skill, model) for skill, model in scorer.models.items()]
+    return JSONResponse(SkillModelsResponse.model_validate({"models": models}).model_dump(mode="json"))
+
+
+# Read-only routes (GET) live in a small Starlette app; BentoML's @api routes are POST only.
+read_routes = Starlette(routes=[Route("/skills/models", list_skill_models, methods=["GET"])])
+
+
+@bentoml.asgi_app(read_routes, path="/api/v1")
+@bentoml.service(name="inference", traffic={"timeout": 30}, workers=1)
+class Inference:
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        logging.getLogger("inference").setLevel(self.settings.log_level)
+        self._scorer: SkillsScorer | None = None
+        self._load_error: str | None = None
+        # Load in the background so /livez answers at once and /readyz reports the outcome; a model that
+        # fails to load leaves the worker alive and unready with the reason in the log, not a crash loop.
+        threading.Thread(target=self._load_models, name="load-models", daemon=True).start()
+
+    def _load_models(self) -> None:
+        versions = self.settings.pinned_skill_versions()
+        logger.info("loading skill models %s", versions)
+        try:
+            models = load_skill_models(versions)
+        except Exception as err:  # any failure must end as a log line and an unready service
+            self._load_error = str(err)
+            logger.error("model loading failed, the service stays unready: %s", err, exc_info=True)
+            return
+        self._scorer = SkillsScorer(
+            models,
+            max_batch_items=self.settings.max_batch_items,
+            batcher_max_size=self.settings.batcher_max_size,
+            batcher_max_wait_ms=self.settings.batcher_max_wait_ms,
+        )
+        logger.info("ready: skills %s", {skill: model.version for skill, model in models.items()})
+
+    def __is_ready__(self) -> bool:
+        return self._scorer is not None
+
+    def skills(self) -> SkillsScorer:
+        if self._scorer is None:
+            reason = self._load_error or "models are still loading"
+            raise ModelsNotReady(f"skill models are not ready: {reason}")
+        return self._scorer
+
+    @bentoml.api(route="/api/v1/skills/infer")
+    async def skills_infer(self, student_id: str, skill: str, features: dict[str, Any]) -> SkillInferenceResult:
+        """Score one student on one skill."""
+        request = SkillInferenceRequest(student_id=student_id, skill=skill, features=features)
+        try:
+            return await self.skills().infer(request)
+        except InferenceError as err:
+            return error_response(err)  # type: ignore[return-value]  # BentoML passes a Response through
+
+    @bentoml.api(route="/api/v1/skills/infer/batch")
+    async def skills_infer_batch(self, items: list[SkillInferenceRequest]) -> SkillBatchResponse:
+        """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
+        try:
+            return await self.skills().infer_batch(SkillBatchRequest(items=items))
+        except InferenceError as err:
+            return error_response(err)  # type: ignore[return-value]
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()

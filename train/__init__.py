@@ -1,0 +1,1 @@
+"""Training of the demo models on generated data: `python -m train <family> --version vX.Y.Z`."""
