@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 3000
+BENTO_VERSION ?= 0.1.0
+export BENTOML_DO_NOT_TRACK := true
+
+.PHONY: install serve test test-fast lint docs bento clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Serve on embedded defaults; trains and imports demo models first if the model store has none.
+serve: install
+	$(BIN)/python import_models.py --demo
+	$(BIN)/bentoml serve service:Inference --host $(HOST) --port $(PORT)
+
+## The whole test suite (starts real servers; builds a Bento).
+test: install
+	$(BIN)/python -m pytest
+
+## Unit and in-process tests only.
+test-fast: install
+	$(BIN)/python -m pytest -m "not server and not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: install
+	$(BIN)/python -m inference.docs
+
+## A versioned Bento with the models pinned in bentofile.yaml.
+bento: install
+	$(BIN)/python import_models.py --demo
+	$(BIN)/bentoml build --version $(BENTO_VERSION)
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

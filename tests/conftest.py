@@ -1,0 +1,62 @@
+"""Session fixtures: demo models trained into a temporary BentoML store, and real `bentoml serve` processes.
+
+BENTOML_HOME must point at the temporary store before bentoml is imported anywhere, so it is set here, at
+collection time, not in a fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="inference-tests-"))
+os.environ["BENTOML_HOME"] = str(_SESSION_DIR / "bentoml")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+os.environ.pop("INFERENCE_SKILLS_VERSION", None)
+os.environ.pop("INFERENCE_SKILL_VERSIONS", None)
+
+import pytest  # noqa: E402
+
+from inference.catalogue import SKILLS  # noqa: E402
+from inference.registry import import_skill_artifacts, load_skill_models  # noqa: E402
+from inference.scoring import SkillModel  # noqa: E402
+from tests.utils.servers import RunningServer, start_server  # noqa: E402
+from train.skills import SkillTrainingParams, train_skills  # noqa: E402
+
+STABLE = "v1.0.0"
+CANDIDATE = "v1.1.0"
+# Smaller than the demo defaults so the suite stays fast; large enough for meaningful metrics.
+TEST_PARAMS = SkillTrainingParams(seed=7, n_students=8_000, n_estimators=120)
+CANDIDATE_PARAMS = SkillTrainingParams(seed=11, n_students=8_000, n_estimators=160, max_depth=3)
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def trained_versions(session_dir: Path) -> dict[str, Path]:
+    """Two versions of the 7 skill models, trained and imported once per session."""
+    artifacts = {}
+    for version, params in ((STABLE, TEST_PARAMS), (CANDIDATE, CANDIDATE_PARAMS)):
+        out_dir = session_dir / "artifacts" / "skills" / version
+        train_skills(version, params, out_dir)
+        import_skill_artifacts(out_dir, version=version)
+        artifacts[version] = out_dir
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def stable_models(trained_versions: dict[str, Path]) -> dict[str, SkillModel]:
+    return load_skill_models(dict.fromkeys(SKILLS, STABLE))
+
+
+@pytest.fixture(scope="session")
+def server(trained_versions: dict[str, Path], session_dir: Path) -> Iterator[RunningServer]:
+    """A real `bentoml serve` of service.py pinned to the stable version."""
+    with start_server(session_dir / "logs", env={"INFERENCE_SKILLS_VERSION": STABLE}) as running:
+        yield running
+

@@ -1,0 +1,113 @@
+import asyncio
+import threading
+import time
+
+import pytest
+
+from inference.batching import AdaptiveBatcher
+
+
+def test_an_idle_batcher_dispatches_a_single_item_at_once():
+    calls = []
+
+    def double(items):
+        calls.append(list(items))
+        return [item * 2 for item in items]
+
+    async def scenario():
+        batcher = AdaptiveBatcher(double, name="t")
+        started = time.perf_counter()
+        result = await batcher.submit(21)
+        elapsed = time.perf_counter() - started
+        batcher.close()
+        return result, elapsed
+
+    result, elapsed = asyncio.run(scenario())
+    assert result == 42
+    assert calls == [[21]]
+    assert elapsed < 0.5  # no gathering wait by default (generous bound: this is not a timing test)
+
+
+def test_requests_arriving_while_the_model_is_busy_go_together_in_the_next_call():
+    gate = threading.Event()
+    calls = []
+
+    def slow_identity(items):
+        calls.append(list(items))
+        gate.wait(5)
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(slow_identity, name="t")
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)  # the first call is now running and blocked on the gate
+        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 21)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *rest)
+        batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results == list(range(21))
+    assert calls == [[0], list(range(1, 21))]
+
+
+def test_max_batch_size_splits_a_large_submission():
+    calls = []
+
+    def identity(items):
+        calls.append(len(items))
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(identity, name="t", max_batch_size=4)
+        results = await batcher.submit_many(list(range(10)))
+        batcher.close()
+        return results
+
+    assert asyncio.run(scenario()) == list(range(10))
+    assert calls == [4, 4, 2]
+
+
+def test_a_failing_batch_fails_each_caller_and_the_batcher_keeps_serving():
+    def fragile(items):
+        if any(item < 0 for item in items):
+            raise RuntimeError("model exploded")
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(fragile, name="t")
+        with pytest.raises(RuntimeError, match="model exploded"):
+            await batcher.submit(-1)
+        result = await batcher.submit(5)
+        batcher.close()
+        return result
+
+    assert asyncio.run(scenario()) == 5
+
+
+def test_max_wait_gathers_items_submitted_shortly_after_each_other():
+    calls = []
+
+    def identity(items):
+        calls.append(len(items))
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(identity, name="t", max_wait_ms=200)
+        tasks = []
+        for i in range(5):
+            tasks.append(asyncio.create_task(batcher.submit(i)))
+            await asyncio.sleep(0.01)
+        results = await asyncio.gather(*tasks)
+        batcher.close()
+        return results
+
+    assert asyncio.run(scenario()) == list(range(5))
+    assert calls == [5]
+
+
+def test_invalid_max_batch_size_is_refused():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        AdaptiveBatcher(list, name="t", max_batch_size=0)

@@ -1,0 +1,34 @@
+from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS, FeatureKind, features_for
+from inference.docs import FEATURES_DOC, render_features_doc
+
+
+def test_the_seven_skills_are_defined_in_order():
+    assert SKILLS == (
+        "communication",
+        "collaboration",
+        "critical_thinking",
+        "creativity",
+        "problem_solving",
+        "self_regulation",
+        "leadership",
+    )
+    assert set(SKILL_FEATURES) == set(SKILLS)
+
+
+def test_every_skill_lists_known_features_once():
+    for skill in SKILLS:
+        names = features_for(skill)
+        assert len(names) >= 5
+        assert len(set(names)) == len(names), skill
+        assert set(names) <= set(FEATURES), skill
+
+
+def test_features_have_units_sane_ranges_and_both_kinds():
+    for feature in FEATURES.values():
+        assert feature.unit and feature.description
+        assert feature.minimum < feature.maximum
+    assert {feature.kind for feature in FEATURES.values()} == set(FeatureKind)
+
+
+def test_features_doc_is_generated_from_the_catalogue():
+    assert FEATURES_DOC.read_text() == render_features_doc(), "docs/features.md is stale: run `make docs`"

@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+
+from inference.artifacts import read_metadata
+from inference.catalogue import SKILL_FEATURES, SKILLS
+from train.__main__ import main as train_main
+
+
+def test_report_has_meaningful_metrics_for_every_skill(trained_versions):
+    report = json.loads((trained_versions["v1.0.0"] / "report.json").read_text())
+    assert report["version"] == "v1.0.0"
+    assert set(report["skills"]) == set(SKILLS)
+    for skill, metrics in report["skills"].items():
+        assert 0.75 < metrics["auc"] < 0.97, skill
+        assert metrics["rating_pearson_r"] > 0.5, skill
+        assert 0 < metrics["brier"] < 0.25, skill
+        assert 0.6 < metrics["accuracy"] < 1 and 0 < metrics["f1"] < 1, skill
+    assert (trained_versions["v1.0.0"] / "report.md").read_text().startswith("# Skills models v1.0.0")
+
+
+def test_artifacts_carry_features_defaults_and_reference_distributions(trained_versions):
+    for skill in SKILLS:
+        metadata = read_metadata(trained_versions["v1.0.0"] / skill)
+        assert metadata["feature_names"] == list(SKILL_FEATURES[skill])
+        assert set(metadata["imputation_defaults"]) == set(SKILL_FEATURES[skill])
+        assert set(metadata["reference"]["features"]) == set(SKILL_FEATURES[skill])
+        shares = metadata["reference"]["score"]["shares"]
+        assert abs(sum(shares) - 1) < 1e-9 and len(shares) == len(metadata["reference"]["score"]["edges"]) + 1
+
+
+def test_another_seed_and_hyperparameters_give_a_different_comparable_model(trained_versions):
+    stable = json.loads((trained_versions["v1.0.0"] / "report.json").read_text())
+    candidate = json.loads((trained_versions["v1.1.0"] / "report.json").read_text())
+    assert stable["training_data_hash"] != candidate["training_data_hash"]
+    assert stable["params"] != candidate["params"]
+    for skill in SKILLS:
+        assert abs(stable["skills"][skill]["auc"] - candidate["skills"][skill]["auc"]) < 0.05, skill
+    stable_model = (trained_versions["v1.0.0"] / "communication" / "model.json").read_bytes()
+    assert stable_model != (trained_versions["v1.1.0"] / "communication" / "model.json").read_bytes()
+
+
+def test_cli_trains_into_a_versioned_folder_and_refuses_to_overwrite(tmp_path, capsys):
+    argv = ["skills", "--version", "v0.0.1", "--out", str(tmp_path), "--n-students", "1500", "--n-estimators", "20"]
+    assert train_main(argv) == 0
+    assert (tmp_path / "skills" / "v0.0.1" / "leadership" / "model.json").is_file()
+    assert "AUC" in capsys.readouterr().out
+    assert train_main(argv) == 2
+    assert "already holds artifacts" in capsys.readouterr().err
+
+
+def test_the_same_seed_reproduces_the_same_data_hash(tmp_path):
+    for name in ("a", "b"):
+        train_main(["skills", "--version", "v0.0.1", "--out", str(tmp_path / name), "--n-students", "1000", "--n-estimators", "5"])
+    first = json.loads((tmp_path / "a" / "skills" / "v0.0.1" / "report.json").read_text())
+    second = json.loads((tmp_path / "b" / "skills" / "v0.0.1" / "report.json").read_text())
+    assert first["training_data_hash"] == second["training_data_hash"]
+    assert np.isclose(first["skills"]["creativity"]["auc"], second["skills"]["creativity"]["auc"])
