@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 STUDENT_ID_MAX_LENGTH = 128
 
 
 class SkillInferenceRequest(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "student_id": "s-001",
-                    "skill": "communication",
-                    "features": {"words_per_response": 140, "vocabulary_diversity": 0.61, "forum_posts_per_week": 6},
-                }
-            ]
-        }
-    )
-
     student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
     skill: str = Field(description="One of the 7 skills; see GET /api/v1/skills/models.")
     # Values are validated per feature by the service (number, finite, within the catalogue's range) so that

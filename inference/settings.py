@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,12 +11,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from inference.catalogue import SKILLS
 
 LATEST = "latest"
+# The model versions this build serves. Shipped inside the Bento (bentofile.yaml `include`), read below the
+# environment: an INFERENCE_* variable always wins over the file.
+MODEL_PINS_FILE = Path(__file__).resolve().parent.parent / "models.env"
 
 
 class Settings(BaseSettings):
     """Defaults work on a laptop; production overrides them through the environment (see docs/configuration.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERENCE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True
+    )
 
     skills_version: str = Field(
         LATEST,

@@ -1,0 +1,43 @@
+"""`bentoml build` gives a versioned Bento that pins the models and serves the same answers."""
+
+import subprocess
+
+import httpx
+import pytest
+import yaml
+
+from tests.utils.requests import student_items
+from tests.utils.servers import BENTOML, PROJECT_ROOT, start_server
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+BENTO_VERSION = "0.0.1"
+
+
+@pytest.fixture(scope="module")
+def bento(trained_versions, session_dir):
+    build = subprocess.run(
+        [BENTOML, "build", "--version", BENTO_VERSION, "--output", "tag"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return f"inference:{BENTO_VERSION}"
+
+
+def test_the_bento_pins_exact_model_versions(bento, session_dir):
+    manifest = yaml.safe_load((session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "bento.yaml").read_text())
+    tags = sorted(model["tag"] for model in manifest["models"])
+    assert len(tags) == 7 and all(tag.endswith(":v1.0.0") for tag in tags)
+    src = session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "src"
+    assert (src / "models.env").is_file() and (src / "service.py").is_file()
+    assert not (src / "tests").exists()
+
+
+def test_the_bento_serves_the_same_answers_as_the_project(bento, server, session_dir):
+    items = student_items(50, seed=404)
+    expected = httpx.post(server.url + "/api/v1/skills/infer/batch", json={"items": items}, timeout=30).json()
+    with start_server(session_dir / "logs-bento", target=bento) as from_bento:
+        served = httpx.post(from_bento.url + "/api/v1/skills/infer/batch", json={"items": items}, timeout=30).json()
+        models = httpx.get(from_bento.url + "/api/v1/skills/models").json()["models"]
+    assert served == expected
+    assert {entry["served_version"] for entry in models} == {"v1.0.0"}

@@ -1,0 +1,32 @@
+"""A service whose models cannot load stays alive, reports unready with the reason, and answers 503."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.utils.servers import start_server
+
+pytestmark = pytest.mark.server
+
+
+def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_line(trained_versions, session_dir):
+    with start_server(session_dir / "logs-unready", env={"INFERENCE_SKILLS_VERSION": "v9.9.9"}, wait_ready=False) as server:
+        log = ""
+        for _ in range(100):
+            log = server.log()
+            if "model loading failed" in log:
+                break
+            time.sleep(0.1)
+        assert "model loading failed, the service stays unready" in log
+        assert "skill-communication:v9.9.9 is not in the model store" in log
+        assert httpx.get(server.url + "/livez").status_code == 200
+        assert httpx.get(server.url + "/readyz").status_code == 503
+        response = httpx.post(
+            server.url + "/api/v1/skills/infer",
+            json={"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": 2}},
+        )
+        assert response.status_code == 503
+        assert response.json()["code"] == "models_not_ready"
+        assert "v9.9.9" in response.json()["error"]
+        assert server.process.poll() is None, "the server must not exit or crash-loop"

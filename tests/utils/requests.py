@@ -1,0 +1,19 @@
+"""Request factories for the skills API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.synthetic import generate_students
+
+
+def student_items(n: int, *, seed: int = 123, skills: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """`n` batch items for generated students, cycling through `skills` (all 7 by default)."""
+    from inference.catalogue import SKILLS
+
+    skills = skills or SKILLS
+    sample = generate_students(n, seed=seed)
+    return [
+        {"student_id": student_id, "skill": skills[index % len(skills)], "features": features}
+        for index, (student_id, features) in enumerate(zip(sample.student_ids, sample.feature_dicts(), strict=True))
+    ]
