@@ -67,8 +67,12 @@ def load_skill_model(directory: Path, *, version: str, metadata: Mapping[str, An
 
     defaults = metadata.get("imputation_defaults")
     if not isinstance(defaults, dict) or set(defaults) != set(feature_names):
-        raise ArtifactError(f"{directory / METADATA_FILE}: imputation_defaults must give a value for each of {list(feature_names)}")
-    imputation_defaults = _vector({"v": [defaults[name] for name in feature_names]}, "v", n_features, directory / METADATA_FILE)
+        raise ArtifactError(
+            f"{directory / METADATA_FILE}: imputation_defaults must give a value for each of {list(feature_names)}"
+        )
+    imputation_defaults = _vector(
+        {"v": [defaults[name] for name in feature_names]}, "v", n_features, directory / METADATA_FILE
+    )
 
     booster = _load_booster(directory, n_features)
     return SkillModel(
@@ -111,7 +115,9 @@ def _load_booster(directory: Path, n_features: int) -> xgb.Booster:
     if objective != REQUIRED_OBJECTIVE:
         raise ArtifactError(f"{path}: objective is {objective!r}; a skill model must use {REQUIRED_OBJECTIVE!r}")
     if booster.num_features() != n_features:
-        raise ArtifactError(f"{path}: booster expects {booster.num_features()} features, the catalogue lists {n_features}")
+        raise ArtifactError(
+            f"{path}: booster expects {booster.num_features()} features, the catalogue lists {n_features}"
+        )
     booster.set_param({"nthread": 1})  # one row to a few hundred: threading costs more than it saves
     return booster
 

@@ -81,7 +81,9 @@ class AdaptiveBatcher(Generic[Item, Result]):
                 batch.append(queue.get_nowait())
             await self._dispatch(loop, batch)
 
-    async def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _dispatch(
+        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Item, asyncio.Future[Result]]]
+    ) -> None:
         self.batch_sizes.append(len(batch))
         del self.batch_sizes[:-1000]
         items = [item for item, _ in batch]

@@ -1,4 +1,5 @@
-"""Generate docs/features.md from the catalogue: `python -m inference.docs` (a test fails when it is stale)."""
+"""Generate docs/features.md (from the catalogue) and docs/configuration.md (from the settings object):
+`python -m inference.docs`. A test fails when either is stale."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import sys
 from pathlib import Path
 
 from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS
+from inference.settings import Settings
 
-FEATURES_DOC = Path(__file__).resolve().parent.parent / "docs" / "features.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+FEATURES_DOC = DOCS / "features.md"
+CONFIGURATION_DOC = DOCS / "configuration.md"
 
 
 def render_features_doc() -> str:
@@ -30,16 +34,51 @@ def render_features_doc() -> str:
             f"| `{feature.name}` | {feature.kind} | {feature.unit} | {feature.minimum:g} to {feature.maximum:g} "
             f"| {feature.description} |"
         )
-    lines += ["", "## Skills", "", "Each skill's model takes its features in this order (the model's column order).", ""]
+    lines += [
+        "",
+        "## Skills",
+        "",
+        "Each skill's model takes its features in this order (the model's column order).",
+        "",
+    ]
     for skill in SKILLS:
         lines.append(f"- **{skill}**: " + ", ".join(f"`{name}`" for name in SKILL_FEATURES[skill]))
     return "\n".join(lines) + "\n"
 
 
+def render_configuration_doc() -> str:
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `inference/settings.py` by `python -m inference.docs`; do not edit by hand.",
+        "",
+        "Every setting is an environment variable. The model versions a build serves are pinned in `models.env`",
+        "(shipped inside the Bento); a variable set in the environment wins over that file.",
+        "",
+        "| variable | default | description |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        lines.append(f"| `{prefix}{name.upper()}` | `{default!r}` | {field.description or ''} |")
+    lines += [
+        "",
+        "BentoML's own variables apply too, notably `BENTOML_HOME` (the model store, default `~/bentoml`) and",
+        "`BENTOML_DO_NOT_TRACK=true` (set by the Makefile and the Bento).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+GENERATED = {FEATURES_DOC: render_features_doc, CONFIGURATION_DOC: render_configuration_doc}
+
+
 def main() -> int:
-    FEATURES_DOC.parent.mkdir(exist_ok=True)
-    FEATURES_DOC.write_text(render_features_doc())
-    print(f"wrote {FEATURES_DOC}")
+    DOCS.mkdir(exist_ok=True)
+    for path, render in GENERATED.items():
+        path.write_text(render())
+        print(f"wrote {path}")
     return 0
 
 

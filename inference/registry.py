@@ -107,7 +107,12 @@ def load_skill_models(versions: Mapping[str, str]) -> dict[str, SkillModel]:
 
 
 def library_versions() -> dict[str, str]:
-    return {"bentoml": bentoml.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__, "xgboost": xgb.__version__}
+    return {
+        "bentoml": bentoml.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "xgboost": xgb.__version__,
+    }
 
 
 def model_summary(skill: str, model: SkillModel) -> dict[str, Any]:
@@ -121,4 +126,3 @@ def model_summary(skill: str, model: SkillModel) -> dict[str, Any]:
         "metrics": metadata.get("metrics", {}),
         "feature_names": list(model.feature_names),
     }
-

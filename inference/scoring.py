@@ -49,12 +49,16 @@ def score_rows(model: SkillModel, rows: np.ndarray) -> Scores:
     return Scores(score=score, confidence=np.abs(2.0 * score - 1.0), margin=margin)
 
 
-def top_importances(booster: xgb.Booster, feature_names: tuple[str, ...], k: int = TOP_IMPORTANCES) -> tuple[tuple[str, float], ...]:
+def top_importances(
+    booster: xgb.Booster, feature_names: tuple[str, ...], k: int = TOP_IMPORTANCES
+) -> tuple[tuple[str, float], ...]:
     """The booster's `k` largest gain importances, normalised to sum to 1 over all features, descending."""
     gains = booster.get_score(importance_type="gain")
     by_name = {_feature_name(key, feature_names): float(value) for key, value in gains.items()}
     total = sum(by_name.values()) or 1.0
-    ranked = sorted(((name, by_name.get(name, 0.0) / total) for name in feature_names), key=lambda item: (-item[1], item[0]))
+    ranked = sorted(
+        ((name, by_name.get(name, 0.0) / total) for name in feature_names), key=lambda item: (-item[1], item[0])
+    )
     return tuple(ranked[:k])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,9 +20,7 @@ MODEL_PINS_FILE = Path(__file__).resolve().parent.parent / "models.env"
 class Settings(BaseSettings):
     """Defaults work on a laptop; production overrides them through the environment (see docs/configuration.md)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True)
 
     skills_version: str = Field(
         LATEST,
@@ -37,7 +36,9 @@ class Settings(BaseSettings):
     batcher_max_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="Extra wait to gather a batch; 0 dispatches as soon as the model is free."
     )
-    log_level: str = Field("INFO", description="Log level of the `inference` logger.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the `inference` logger."
+    )
 
     @field_validator("skill_versions")
     @classmethod

@@ -72,13 +72,17 @@ class SkillsScorer:
         self.batcher.close()
 
 
-def _result(request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore) -> SkillInferenceResult:
+def _result(
+    request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore
+) -> SkillInferenceResult:
     return SkillInferenceResult(
         student_id=request.student_id,
         skill=model.skill,
         score=scored.score,
         confidence=scored.confidence,
-        feature_importance=[FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance],
+        feature_importance=[
+            FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance
+        ],
         model_version=model.version,
         imputed_features=list(row.imputed),
         ignored_features=list(row.ignored),

@@ -39,26 +39,48 @@ class _FeatureModel:
 
 
 _GENERATIVE: dict[str, _FeatureModel] = {
-    "words_per_response": _FeatureModel({"communication": 0.8, "creativity": 0.3, "leadership": 0.2}, Shape.POSITIVE, 120, 0.45),
-    "vocabulary_diversity": _FeatureModel({"communication": 0.6, "critical_thinking": 0.4, "creativity": 0.5}, Shape.RATIO, 0.2, 0.5),
+    "words_per_response": _FeatureModel(
+        {"communication": 0.8, "creativity": 0.3, "leadership": 0.2}, Shape.POSITIVE, 120, 0.45
+    ),
+    "vocabulary_diversity": _FeatureModel(
+        {"communication": 0.6, "critical_thinking": 0.4, "creativity": 0.5}, Shape.RATIO, 0.2, 0.5
+    ),
     "avg_sentence_length": _FeatureModel({"communication": 0.5, "critical_thinking": 0.4}, Shape.POSITIVE, 14, 0.25),
-    "question_ratio": _FeatureModel({"critical_thinking": 0.6, "creativity": 0.4, "communication": 0.2}, Shape.RATIO, -1.8, 0.5),
-    "argument_markers_rate": _FeatureModel({"critical_thinking": 0.9, "problem_solving": 0.4}, Shape.POSITIVE, 2.5, 0.4),
+    "question_ratio": _FeatureModel(
+        {"critical_thinking": 0.6, "creativity": 0.4, "communication": 0.2}, Shape.RATIO, -1.8, 0.5
+    ),
+    "argument_markers_rate": _FeatureModel(
+        {"critical_thinking": 0.9, "problem_solving": 0.4}, Shape.POSITIVE, 2.5, 0.4
+    ),
     "collaborative_language_ratio": _FeatureModel({"collaboration": 0.9, "leadership": 0.4}, Shape.RATIO, -0.8, 0.6),
     "hedging_ratio": _FeatureModel({"critical_thinking": 0.4, "creativity": -0.3}, Shape.RATIO, -1.5, 0.5),
-    "sentiment_positivity": _FeatureModel({"collaboration": 0.5, "leadership": 0.3, "communication": 0.3}, Shape.SIGNED, 0.2, 0.35),
+    "sentiment_positivity": _FeatureModel(
+        {"collaboration": 0.5, "leadership": 0.3, "communication": 0.3}, Shape.SIGNED, 0.2, 0.35
+    ),
     "novel_idea_count": _FeatureModel({"creativity": 1.0, "problem_solving": 0.4}, Shape.POSITIVE, 3.0, 0.5),
     "time_on_task_minutes": _FeatureModel({"self_regulation": 0.7, "problem_solving": 0.4}, Shape.POSITIVE, 45, 0.4),
     "task_completion_rate": _FeatureModel({"self_regulation": 0.8, "problem_solving": 0.5}, Shape.RATIO, 1.2, 0.7),
-    "peer_interactions_per_week": _FeatureModel({"collaboration": 0.8, "communication": 0.5, "leadership": 0.4}, Shape.POSITIVE, 20, 0.5),
-    "help_requests_per_week": _FeatureModel({"self_regulation": -0.5, "problem_solving": -0.3, "collaboration": 0.3}, Shape.POSITIVE, 3, 0.5),
+    "peer_interactions_per_week": _FeatureModel(
+        {"collaboration": 0.8, "communication": 0.5, "leadership": 0.4}, Shape.POSITIVE, 20, 0.5
+    ),
+    "help_requests_per_week": _FeatureModel(
+        {"self_regulation": -0.5, "problem_solving": -0.3, "collaboration": 0.3}, Shape.POSITIVE, 3, 0.5
+    ),
     "help_given_per_week": _FeatureModel({"collaboration": 0.7, "leadership": 0.6}, Shape.POSITIVE, 2.5, 0.55),
-    "revision_count": _FeatureModel({"self_regulation": 0.4, "critical_thinking": 0.4, "creativity": 0.3}, Shape.POSITIVE, 4, 0.45),
+    "revision_count": _FeatureModel(
+        {"self_regulation": 0.4, "critical_thinking": 0.4, "creativity": 0.3}, Shape.POSITIVE, 4, 0.45
+    ),
     "on_time_submission_rate": _FeatureModel({"self_regulation": 1.0}, Shape.RATIO, 1.5, 0.8),
     "leadership_roles_taken": _FeatureModel({"leadership": 1.0, "communication": 0.2}, Shape.POSITIVE, 1.5, 0.6),
-    "forum_posts_per_week": _FeatureModel({"communication": 0.6, "collaboration": 0.4, "leadership": 0.3}, Shape.POSITIVE, 5, 0.55),
-    "attempts_before_success": _FeatureModel({"problem_solving": -0.7, "self_regulation": -0.3}, Shape.POSITIVE, 3, 0.35),
-    "self_assessment_accuracy": _FeatureModel({"self_regulation": 0.8, "critical_thinking": 0.3}, Shape.RATIO, 0.6, 0.6),
+    "forum_posts_per_week": _FeatureModel(
+        {"communication": 0.6, "collaboration": 0.4, "leadership": 0.3}, Shape.POSITIVE, 5, 0.55
+    ),
+    "attempts_before_success": _FeatureModel(
+        {"problem_solving": -0.7, "self_regulation": -0.3}, Shape.POSITIVE, 3, 0.35
+    ),
+    "self_assessment_accuracy": _FeatureModel(
+        {"self_regulation": 0.8, "critical_thinking": 0.3}, Shape.RATIO, 0.6, 0.6
+    ),
 }
 
 

@@ -59,4 +59,3 @@ def server(trained_versions: dict[str, Path], session_dir: Path) -> Iterator[Run
     """A real `bentoml serve` of service.py pinned to the stable version."""
     with start_server(session_dir / "logs", env={"INFERENCE_SKILLS_VERSION": STABLE}) as running:
         yield running
-

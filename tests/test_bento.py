@@ -18,14 +18,19 @@ BENTO_VERSION = "0.0.1"
 def bento(trained_versions, session_dir):
     build = subprocess.run(
         [BENTOML, "build", "--version", BENTO_VERSION, "--output", "tag"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stdout + build.stderr
     return f"inference:{BENTO_VERSION}"
 
 
 def test_the_bento_pins_exact_model_versions(bento, session_dir):
-    manifest = yaml.safe_load((session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "bento.yaml").read_text())
+    manifest = yaml.safe_load(
+        (session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "bento.yaml").read_text()
+    )
     tags = sorted(model["tag"] for model in manifest["models"])
     assert len(tags) == 7 and all(tag.endswith(":v1.0.0") for tag in tags)
     src = session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "src"

@@ -1,5 +1,5 @@
 from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS, FeatureKind, features_for
-from inference.docs import FEATURES_DOC, render_features_doc
+from inference.docs import GENERATED
 
 
 def test_the_seven_skills_are_defined_in_order():
@@ -30,5 +30,6 @@ def test_features_have_units_sane_ranges_and_both_kinds():
     assert {feature.kind for feature in FEATURES.values()} == set(FeatureKind)
 
 
-def test_features_doc_is_generated_from_the_catalogue():
-    assert FEATURES_DOC.read_text() == render_features_doc(), "docs/features.md is stale: run `make docs`"
+def test_generated_docs_are_up_to_date():
+    for path, render in GENERATED.items():
+        assert path.read_text() == render(), f"{path.name} is stale: run `make docs`"

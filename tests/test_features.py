@@ -56,7 +56,7 @@ def test_integers_are_accepted_as_numbers(model):
     ],
 )
 def test_a_bad_value_is_rejected_naming_the_feature(model, value, message):
-    with pytest.raises(InvalidFeatureValue, match="features.words_per_response") as caught:
+    with pytest.raises(InvalidFeatureValue, match=r"features\.words_per_response") as caught:
         prepare_row({"words_per_response": value}, model)
     assert message in str(caught.value)
     assert caught.value.status == 400

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.server
 
 
 def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_line(trained_versions, session_dir):
-    with start_server(session_dir / "logs-unready", env={"INFERENCE_SKILLS_VERSION": "v9.9.9"}, wait_ready=False) as server:
+    with start_server(
+        session_dir / "logs-unready", env={"INFERENCE_SKILLS_VERSION": "v9.9.9"}, wait_ready=False
+    ) as server:
         log = ""
         for _ in range(100):
             log = server.log()

@@ -29,7 +29,9 @@ def test_the_set_up_section_gives_exactly_the_serve_and_test_commands():
 @pytest.mark.parametrize(("command", "documented"), EXAMPLES, ids=[f"example-{i}" for i in range(len(EXAMPLES))])
 def test_a_readme_example_answers_as_documented(server, command, documented):
     assert DOCUMENTED_URL in command
-    output = subprocess.run(["bash", "-c", command.replace(DOCUMENTED_URL, server.url)], capture_output=True, text=True, timeout=30)
+    output = subprocess.run(
+        ["bash", "-c", command.replace(DOCUMENTED_URL, server.url)], capture_output=True, text=True, timeout=30
+    )
     assert output.returncode == 0, output.stderr
     assert_same_shape(json.loads(documented), json.loads(output.stdout), path="$")
 
@@ -37,7 +39,9 @@ def test_a_readme_example_answers_as_documented(server, command, documented):
 def assert_same_shape(documented, actual, *, path):
     """Same keys and strings; numbers only need to be numbers (scores depend on the trained demo models)."""
     if isinstance(documented, dict):
-        assert isinstance(actual, dict) and set(actual) == set(documented), f"{path}: keys {set(actual)} != {set(documented)}"
+        assert isinstance(actual, dict) and set(actual) == set(documented), (
+            f"{path}: keys {set(actual)} != {set(documented)}"
+        )
         for key, value in documented.items():
             if key not in VOLATILE_KEYS:
                 assert_same_shape(value, actual[key], path=f"{path}.{key}")

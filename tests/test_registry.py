@@ -40,14 +40,19 @@ def test_an_existing_version_is_never_overwritten(trained_versions):
     assert bentoml.models.get("skill-leadership:v1.0.0").info.metadata["training_data_hash"] == before
 
 
-def test_a_model_whose_features_do_not_match_the_catalogue_is_refused_before_anything_is_saved(trained_versions, tmp_path):
+def test_a_model_whose_features_do_not_match_the_catalogue_is_refused_before_anything_is_saved(
+    trained_versions, tmp_path
+):
     broken = tmp_path / "v9.0.0"
     shutil.copytree(trained_versions["v1.0.0"], broken)
     metadata_path = broken / "creativity" / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
     metadata["feature_names"][0] = "shoe_size"
     metadata_path.write_text(json.dumps(metadata))
-    with pytest.raises(ArtifactError, match=r"do not match the catalogue for skill 'creativity'.*missing \['novel_idea_count'\], unexpected \['shoe_size'\]"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"do not match the catalogue for skill 'creativity'.*missing \['novel_idea_count'\], unexpected \['shoe_size'\]",
+    ):
         import_skill_artifacts(broken, version="v9.0.0")
     assert "v9.0.0" not in available_versions("communication")
 
@@ -67,7 +72,10 @@ def test_reordered_features_are_refused_too(trained_versions, tmp_path):
     [
         (lambda d: (d / "model.json").unlink(), "no booster file"),
         (lambda d: (d / "model.json").write_text("{not json"), "not a readable XGBoost model"),
-        (lambda d: (d / "scaler.json").write_text('{"mean": [1, 2], "scale": [1, 2]}'), "mean must be 7 finite numbers"),
+        (
+            lambda d: (d / "scaler.json").write_text('{"mean": [1, 2], "scale": [1, 2]}'),
+            "mean must be 7 finite numbers",
+        ),
         (lambda d: (d / "metadata.json").unlink(), "file is missing"),
     ],
 )
@@ -88,7 +96,7 @@ def test_latest_resolves_to_the_highest_semver_and_pins_are_taken_as_given(train
 
 
 def test_loading_a_version_missing_from_the_store_names_the_tag(trained_versions):
-    with pytest.raises(ArtifactError, match="skill-communication:v7.7.7 is not in the model store"):
+    with pytest.raises(ArtifactError, match=r"skill-communication:v7\.7\.7 is not in the model store"):
         load_skill_models(dict.fromkeys(SKILLS, "v7.7.7"))
 
 

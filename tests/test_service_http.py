@@ -25,17 +25,33 @@ def client(server):
 
 
 def test_infer_answers_the_documented_shape(client):
-    body = {"student_id": "s-1", "skill": "communication", "features": {"words_per_response": 140, "forum_posts_per_week": 6, "shoe_size": 44}}
+    body = {
+        "student_id": "s-1",
+        "skill": "communication",
+        "features": {"words_per_response": 140, "forum_posts_per_week": 6, "shoe_size": 44},
+    }
     response = client.post(INFER, json=body)
     assert response.status_code == 200, response.text
     result = response.json()
-    assert set(result) == {"student_id", "skill", "score", "confidence", "feature_importance", "model_version", "imputed_features", "ignored_features"}
+    assert set(result) == {
+        "student_id",
+        "skill",
+        "score",
+        "confidence",
+        "feature_importance",
+        "model_version",
+        "imputed_features",
+        "ignored_features",
+    }
     assert result["student_id"] == "s-1" and result["skill"] == "communication"
     assert 0 <= result["score"] <= 1
     assert result["confidence"] == pytest.approx(abs(2 * result["score"] - 1))
     assert result["model_version"] == "v1.0.0"
     assert result["ignored_features"] == ["shoe_size"]
-    assert set(result["imputed_features"]) == set(SKILL_FEATURES["communication"]) - {"words_per_response", "forum_posts_per_week"}
+    assert set(result["imputed_features"]) == set(SKILL_FEATURES["communication"]) - {
+        "words_per_response",
+        "forum_posts_per_week",
+    }
     importances = [item["importance"] for item in result["feature_importance"]]
     assert len(importances) == 5 and importances == sorted(importances, reverse=True)
     assert {item["feature"] for item in result["feature_importance"]} <= set(SKILL_FEATURES["communication"])
@@ -44,11 +60,27 @@ def test_infer_answers_the_documented_shape(client):
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"student_id": "s", "skill": "cooking", "features": {"x": 1}}, 400, "expected one of communication, collaboration, critical_thinking, creativity, problem_solving, self_regulation, leadership"),
+        (
+            {"student_id": "s", "skill": "cooking", "features": {"x": 1}},
+            400,
+            "expected one of communication, collaboration, critical_thinking, creativity, problem_solving, self_regulation, leadership",
+        ),
         ({"student_id": "s", "skill": "leadership", "features": {}}, 400, "features: must name at least one feature"),
-        ({"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": "many"}}, 400, "features.leadership_roles_taken: expected a number"),
-        ({"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": -3}}, 400, "features.leadership_roles_taken: -3 is outside the valid range"),
-        ({"student_id": "s", "skill": "leadership", "features": {"shoe_size": 3}}, 400, "none of the 7 features of skill 'leadership'"),
+        (
+            {"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": "many"}},
+            400,
+            "features.leadership_roles_taken: expected a number",
+        ),
+        (
+            {"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": -3}},
+            400,
+            "features.leadership_roles_taken: -3 is outside the valid range",
+        ),
+        (
+            {"student_id": "s", "skill": "leadership", "features": {"shoe_size": 3}},
+            400,
+            "none of the 7 features of skill 'leadership'",
+        ),
         ({"student_id": "s", "skill": "leadership"}, 400, "features"),
         ({"skill": "leadership", "features": {"leadership_roles_taken": 3}}, 400, "student_id"),
         ({"student_id": "s", "skill": "leadership", "features": [1, 2]}, 400, "features"),
@@ -62,7 +94,7 @@ def test_client_mistakes_get_a_400_naming_the_field(client, body, status, fragme
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_json_literals_are_rejected_naming_the_feature(client, literal):
-    raw = '{"student_id": "s", "skill": "creativity", "features": {"novel_idea_count": %s}}' % literal
+    raw = '{"student_id": "s", "skill": "creativity", "features": {"novel_idea_count": ' + literal + "}}"
     response = client.post(INFER, content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_feature_value"
@@ -121,7 +153,9 @@ def test_a_batch_of_1000_students_is_scored(client):
     assert 0.1 < scores.mean() < 0.6  # about a third of generated students are rated high
 
 
-@pytest.mark.parametrize(("count", "fragment"), [(0, "at least 1 item"), (1001, "at most 1000 items per request, got 1001")])
+@pytest.mark.parametrize(
+    ("count", "fragment"), [(0, "at least 1 item"), (1001, "at most 1000 items per request, got 1001")]
+)
 def test_an_empty_or_oversize_batch_is_refused(client, count, fragment):
     items = student_items(1, seed=2) * count
     response = client.post(BATCH, json={"items": items})

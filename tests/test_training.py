@@ -51,7 +51,19 @@ def test_cli_trains_into_a_versioned_folder_and_refuses_to_overwrite(tmp_path, c
 
 def test_the_same_seed_reproduces_the_same_data_hash(tmp_path):
     for name in ("a", "b"):
-        train_main(["skills", "--version", "v0.0.1", "--out", str(tmp_path / name), "--n-students", "1000", "--n-estimators", "5"])
+        train_main(
+            [
+                "skills",
+                "--version",
+                "v0.0.1",
+                "--out",
+                str(tmp_path / name),
+                "--n-students",
+                "1000",
+                "--n-estimators",
+                "5",
+            ]
+        )
     first = json.loads((tmp_path / "a" / "skills" / "v0.0.1" / "report.json").read_text())
     second = json.loads((tmp_path / "b" / "skills" / "v0.0.1" / "report.json").read_text())
     assert first["training_data_hash"] == second["training_data_hash"]

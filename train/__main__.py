@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     defaults = SkillTrainingParams()
     for field in fields(SkillTrainingParams):
         skills.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name),
+            f"--{field.name.replace('_', '-')}",
+            type=type(getattr(defaults, field.name)),
+            default=getattr(defaults, field.name),
             help=f"default: {getattr(defaults, field.name)}",
         )
     args = parser.parse_args(argv)

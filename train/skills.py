@@ -132,7 +132,9 @@ def render_report(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for skill, m in report["skills"].items():
-        lines.append(f"| {skill} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | {m['brier']:.3f} | {m['rating_pearson_r']:.3f} |")
+        lines.append(
+            f"| {skill} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | {m['brier']:.3f} | {m['rating_pearson_r']:.3f} |"
+        )
     lines += ["", "Parameters: " + ", ".join(f"{k}={v}" for k, v in report["params"].items()), ""]
     return "\n".join(lines)
 
