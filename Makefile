@@ -22,8 +22,10 @@ serve: install
 	$(BIN)/python import_models.py --demo
 	$(BIN)/bentoml serve service:Inference --host $(HOST) --port $(PORT)
 
-## The whole test suite (starts real servers; builds a Bento).
+## Lint, then the whole test suite (starts real servers; builds a Bento).
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 ## Unit and in-process tests only.
