@@ -46,8 +46,9 @@ async def list_skill_models(request: Request) -> JSONResponse:
 read_routes = Starlette(routes=[Route("/skills/models", list_skill_models, methods=["GET"])])
 
 
+# BentoML reads the worker count when the class is decorated, so this one setting is read at import.
 @bentoml.asgi_app(read_routes, path="/api/v1")
-@bentoml.service(name="inference", traffic={"timeout": 30}, workers=1)
+@bentoml.service(name="inference", traffic={"timeout": 30}, workers=get_settings().workers)
 class Inference:
     def __init__(self) -> None:
         self.settings = get_settings()

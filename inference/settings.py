@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.catalogue import SKILLS
@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     skill_versions: dict[str, str] = Field(
         default_factory=dict,
         description='Per-skill overrides as JSON, e.g. {"leadership": "v1.1.0"}.',
+    )
+    workers: Literal["cpu_count"] | PositiveInt = Field(
+        "cpu_count",
+        description="Worker processes per server; `cpu_count` is one per CPU the process may use (cgroup-aware). "
+        "Each worker loads the models and batches its own requests.",
     )
     max_batch_items: int = Field(1000, ge=1, le=100_000, description="Most items accepted by one batch request.")
     batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")

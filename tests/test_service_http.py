@@ -193,3 +193,12 @@ def test_the_openapi_document_describes_the_skills_routes(client):
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert INFER in paths and BATCH in paths
+
+
+def test_the_server_runs_one_worker_per_available_cpu_by_default(server):
+    import psutil
+    from bentoml._internal.resource import system_resources
+
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    workers = [child for child in children if "_bentoml_impl.worker.service" in " ".join(child.cmdline())]
+    assert len(workers) == max(1, int(system_resources()["cpu"]))
