@@ -53,12 +53,19 @@ def test_requests_arriving_while_the_model_is_busy_go_together_in_the_next_call(
     assert calls == [[0], list(range(1, 21))]
 
 
-def test_max_batch_size_splits_a_large_submission():
-    calls = []
+class RecordingIdentity:
+    """A batch function that returns its items and records each call's size."""
 
-    def identity(items):
-        calls.append(len(items))
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, items):
+        self.calls.append(len(items))
         return list(items)
+
+
+def test_max_batch_size_splits_a_large_submission():
+    identity = RecordingIdentity()
 
     async def scenario():
         batcher = AdaptiveBatcher(identity, name="t", max_batch_size=4)
@@ -67,7 +74,7 @@ def test_max_batch_size_splits_a_large_submission():
         return results
 
     assert asyncio.run(scenario()) == list(range(10))
-    assert calls == [4, 4, 2]
+    assert identity.calls == [4, 4, 2]
 
 
 def test_a_failing_batch_fails_each_caller_and_the_batcher_keeps_serving():
@@ -88,11 +95,7 @@ def test_a_failing_batch_fails_each_caller_and_the_batcher_keeps_serving():
 
 
 def test_max_wait_gathers_items_submitted_shortly_after_each_other():
-    calls = []
-
-    def identity(items):
-        calls.append(len(items))
-        return list(items)
+    identity = RecordingIdentity()
 
     async def scenario():
         batcher = AdaptiveBatcher(identity, name="t", max_wait_ms=200)
@@ -105,7 +108,7 @@ def test_max_wait_gathers_items_submitted_shortly_after_each_other():
         return results
 
     assert asyncio.run(scenario()) == list(range(5))
-    assert calls == [5]
+    assert identity.calls == [5]
 
 
 def test_invalid_max_batch_size_is_refused():
