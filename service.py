@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import bentoml
 from starlette.applications import Starlette
@@ -86,19 +85,18 @@ class Inference:
         return self._scorer
 
     @bentoml.api(route="/api/v1/skills/infer")
-    async def skills_infer(self, student_id: str, skill: str, features: dict[str, Any]) -> SkillInferenceResult:
+    async def skills_infer(self, request: SkillInferenceRequest, /) -> SkillInferenceResult:
         """Score one student on one skill."""
-        request = SkillInferenceRequest(student_id=student_id, skill=skill, features=features)
         try:
             return await self.skills().infer(request)
         except InferenceError as err:
             return error_response(err)  # type: ignore[return-value]  # BentoML passes a Response through
 
     @bentoml.api(route="/api/v1/skills/infer/batch")
-    async def skills_infer_batch(self, items: list[SkillInferenceRequest]) -> SkillBatchResponse:
+    async def skills_infer_batch(self, request: SkillBatchRequest, /) -> SkillBatchResponse:
         """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
         try:
-            return await self.skills().infer_batch(SkillBatchRequest(items=items))
+            return await self.skills().infer_batch(request)
         except InferenceError as err:
             return error_response(err)  # type: ignore[return-value]
 
