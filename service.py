@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -73,6 +74,9 @@ class Inference:
             batcher_max_size=self.settings.batcher_max_size,
             batcher_max_wait_ms=self.settings.batcher_max_wait_ms,
         )
+        # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
+        # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
+        gc.freeze()
         logger.info("ready: skills %s", {skill: model.version for skill, model in models.items()})
 
     def __is_ready__(self) -> bool:
