@@ -46,9 +46,16 @@ async def list_skill_models(request: Request) -> JSONResponse:
 read_routes = Starlette(routes=[Route("/skills/models", list_skill_models, methods=["GET"])])
 
 
-# BentoML reads the worker count when the class is decorated, so this one setting is read at import.
+# BentoML reads worker count and timeout when the class is decorated, so these settings are read at import.
 @bentoml.asgi_app(read_routes, path="/api/v1")
-@bentoml.service(name="inference", traffic={"timeout": 30}, workers=get_settings().workers)
+# BentoML's TimeoutMiddleware schedules one timer per request for the whole timeout and never cancels it, so
+# each request's objects stay alive that long; after a burst, full garbage collections then scan them all.
+# A short timeout bounds that retention (see docs/performance.md).
+@bentoml.service(
+    name="inference",
+    traffic={"timeout": get_settings().request_timeout_s},
+    workers=get_settings().workers,
+)
 class Inference:
     def __init__(self) -> None:
         self.settings = get_settings()

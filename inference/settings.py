@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         description="Worker processes per server; `cpu_count` is one per CPU the process may use (cgroup-aware). "
         "Each worker loads the models and batches its own requests.",
     )
+    request_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="A request not answered within this many seconds gets a 504."
+    )
     max_batch_items: int = Field(1000, ge=1, le=100_000, description="Most items accepted by one batch request.")
     batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")
     batcher_max_wait_ms: float = Field(
