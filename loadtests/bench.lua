@@ -1,6 +1,6 @@
--- wrk script of the benchmark harness (loadtests/bench.py). Env: SINGLE_FILE (a JSON array of single request
--- bodies, cycled), BATCH_FILE (one batch body, optional), BATCH_EVERY (every n-th request is a batch; 0 = none,
--- 1 = only batches). Prints one JSON line of results at the end.
+-- wrk script of the benchmark harness (loadtests/bench.py). Env: SINGLE_FILE (lines "PATH<TAB>JSON body" of
+-- single requests, cycled), BATCH_FILE (one such line for a batch, optional), BATCH_EVERY (every n-th request
+-- is the batch; 0 = none, 1 = only batches). Prints one JSON line of results at the end.
 local function read(path)
   local f = assert(io.open(path))
   local text = f:read("*a")
@@ -9,13 +9,18 @@ local function read(path)
 end
 
 local singles, batch = {}, nil
+
+local function split(line)
+  local tab = line:find("\t")
+  return { path = line:sub(1, tab - 1), body = line:sub(tab + 1) }
+end
 local batch_every = tonumber(os.getenv("BATCH_EVERY") or "0")
 local counter = 0
 
 function init(args)
   local raw = read(os.getenv("SINGLE_FILE"))
-  for line in raw:gmatch("[^\n]+") do table.insert(singles, line) end
-  if os.getenv("BATCH_FILE") then batch = read(os.getenv("BATCH_FILE")) end
+  for line in raw:gmatch("[^\n]+") do table.insert(singles, split(line)) end
+  if os.getenv("BATCH_FILE") then batch = split(read(os.getenv("BATCH_FILE")):match("[^\n]+")) end
 end
 
 local headers = { ["Content-Type"] = "application/json" }
@@ -23,9 +28,10 @@ local headers = { ["Content-Type"] = "application/json" }
 function request()
   counter = counter + 1
   if batch and batch_every > 0 and counter % batch_every == 0 then
-    return wrk.format("POST", "/api/v1/skills/infer/batch", headers, batch)
+    return wrk.format("POST", batch.path, headers, batch.body)
   end
-  return wrk.format("POST", "/api/v1/skills/infer", headers, singles[(counter % #singles) + 1])
+  local single = singles[(counter % #singles) + 1]
+  return wrk.format("POST", single.path, headers, single.body)
 end
 
 function done(summary, latency, requests)

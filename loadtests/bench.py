@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bentoml
 import httpx
 import psutil
 
@@ -41,8 +42,9 @@ DOC_START, DOC_END = "<!-- bench:start -->", "<!-- bench:end -->"
 @dataclass(frozen=True)
 class Target:
     name: str
-    command: list[str]
+    command: list[str]  # "{port}" and "{work}" are filled in per run
     ready_path: str
+    protocol: str = "service"  # "service": this API's JSON; "v2": the Open Inference Protocol (MLServer)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Workload:
     batch_every: int  # 0: single requests only; 1: batches only; n: every n-th request is a batch of 100
 
 
+MLSERVER_VENV = PROJECT_ROOT / ".bench" / "mlserver-venv"
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "xgboost-cpu==3.2.0"]
 TARGETS = {
     "service": Target(
         "this service (bentoml serve)",
@@ -71,6 +75,12 @@ TARGETS = {
             "warning",
         ],
         "/readyz",
+    ),
+    "mlserver": Target(
+        "MLServer 1.7.1 (XGBoost runtime)",
+        [str(MLSERVER_VENV / "bin" / "mlserver"), "start", "{work}/mlserver-{port}"],
+        "/v2/health/ready",
+        "v2",
     ),
 }
 WORKLOADS = [
@@ -94,8 +104,12 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running(target: Target, log_dir: Path) -> Iterator[tuple[str, psutil.Process, float]]:
     port = free_port()
-    command = [part.replace("{port}", str(port)) for part in target.command]
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{port}")}
+    command = [part.replace("{port}", str(port)).replace("{work}", str(log_dir)) for part in target.command]
+    if target.protocol == "v2":
+        write_mlserver_repository(log_dir / f"mlserver-{port}", port)
+    env = dict(os.environ)
+    if target.command[0].endswith("bentoml"):  # its own metrics directory, so runs don't mix
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / f"prom-{port}")
     started = time.perf_counter()
     with (log_dir / f"{port}.log").open("wb") as log:
         process = subprocess.Popen(
@@ -150,6 +164,89 @@ def run_wrk(url: str, workload: Workload, duration: int, files: dict[str, Path])
     return result
 
 
+def write_request_files(work: Path) -> dict[str, dict[str, Path]]:
+    """The same 500 students for every target, as "PATH<TAB>BODY" lines.
+
+    MLServer serves bare boosters over the Open Inference Protocol: its requests carry rows already imputed and
+    scaled (work the other targets do on the server), one skill's model per request; its batch is 100 rows of
+    one skill.
+    """
+    from inference.features import prepare_row
+    from inference.registry import load_skill_models
+    from inference.settings import Settings
+
+    bodies = request_bodies(500, seed=2024)
+    models = load_skill_models(Settings().pinned_skill_versions())
+
+    def scaled(body: dict) -> list[float]:
+        model = models[body["skill"]]
+        row = prepare_row(body["features"], model).values
+        return [float(v) for v in (row - model.mean) / model.scale]
+
+    def v2(rows: list[list[float]]) -> str:
+        return json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "predict",
+                        "shape": [len(rows), len(rows[0])],
+                        "datatype": "FP32",
+                        "data": [v for r in rows for v in r],
+                    }
+                ]
+            }
+        )
+
+    files: dict[str, dict[str, Path]] = {}
+    service_single = [f"/api/v1/skills/infer\t{json.dumps(body)}" for body in bodies]
+    service_batch = f"/api/v1/skills/infer/batch\t{json.dumps({'items': bodies[:100]})}"
+    v2_single = [f"/v2/models/skill-{body['skill']}/infer\t{v2([scaled(body)])}" for body in bodies]
+    same_skill = [body for body in bodies if body["skill"] == "communication"]
+    batch_rows = [scaled(same_skill[i % len(same_skill)]) for i in range(100)]
+    v2_batch = f"/v2/models/skill-communication/infer\t{v2(batch_rows)}"
+    for protocol, singles, batch in (("service", service_single, service_batch), ("v2", v2_single, v2_batch)):
+        files[protocol] = {"single": work / f"{protocol}-single.txt", "batch": work / f"{protocol}-batch.txt"}
+        files[protocol]["single"].write_text("\n".join(singles) + "\n")
+        files[protocol]["batch"].write_text(batch + "\n")
+    return files
+
+
+def write_mlserver_repository(directory: Path, port: int) -> None:
+    """A model repository with the 7 pinned boosters; parallel workers off (they die at start here)."""
+    from inference.catalogue import SKILLS
+    from inference.settings import Settings
+
+    settings = Settings()
+    directory.mkdir(parents=True)
+    for skill in SKILLS:
+        version = settings.skill_version(skill)
+        stored = bentoml.models.get(f"skill-{skill}:{version}")
+        (directory / skill).mkdir()
+        model_settings = {
+            "name": f"skill-{skill}",
+            "implementation": "mlserver_xgboost.XGBoostModel",
+            "parameters": {"uri": str(Path(stored.path) / "model.json"), "version": version},
+        }
+        (directory / skill / "model-settings.json").write_text(json.dumps(model_settings))
+    server_settings = {
+        "parallel_workers": 0,
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "host": "127.0.0.1",
+    }
+    (directory / "settings.json").write_text(json.dumps(server_settings))
+
+
+def ensure_mlserver_venv() -> None:
+    """MLServer pins an older FastAPI than BentoML, so it gets its own virtual environment (created once)."""
+    if (MLSERVER_VENV / "bin" / "mlserver").exists():
+        return
+    print(f"creating {MLSERVER_VENV} with {' '.join(MLSERVER_PACKAGES)} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+    subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", *MLSERVER_PACKAGES], check=True)
+
+
 def in_process_row() -> dict[str, float]:
     from inference.catalogue import SKILLS
     from inference.registry import load_skill_models
@@ -170,18 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per workload (default 10)")
     parser.add_argument("--rounds", type=int, default=2, help="A B A B rounds (default 2)")
-    parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["service", "fastapi"])
+    parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["service", "fastapi", "mlserver"])
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the results section of {DOC.name}")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
 
+    if "mlserver" in args.targets:
+        ensure_mlserver_venv()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    files = {"single": work / "single.jsonl", "batch": work / "batch.json"}
-    bodies = request_bodies(500, seed=2024)
-    files["single"].write_text("\n".join(json.dumps(body) for body in bodies) + "\n")
-    files["batch"].write_text(json.dumps({"items": bodies[:100]}))
+    request_files = write_request_files(work)
 
     results: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key in args.targets}
     footprint: dict[str, list[tuple[float, float]]] = {key: [] for key in args.targets}
@@ -191,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_index + 1}/{args.rounds}: {target.name}", flush=True)
             with running(target, work) as (url, process, cold_start):
                 for workload in WORKLOADS:
-                    row = run_wrk(url, workload, args.duration, files)
+                    row = run_wrk(url, workload, args.duration, request_files[target.protocol])
                     results[key].setdefault(workload.name, []).append(row)
                     print(
                         f"  {workload.name:<52} {row['qps']:8.0f} QPS  P50 {row['p50']:7.2f}  P95 {row['p95']:7.2f}  P99 {row['p99']:7.2f} ms  errors {row['errors']}",

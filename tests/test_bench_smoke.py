@@ -19,7 +19,18 @@ def test_the_harness_compares_the_service_with_the_fastapi_peer(trained_versions
             pytest.fail("wrk is missing in CI: .ci/run must install it")
         pytest.skip("wrk is not installed (apt-get install wrk)")
     run = subprocess.run(
-        [sys.executable, "-m", "loadtests.bench", "--duration", "1", "--rounds", "1"],
+        [
+            sys.executable,
+            "-m",
+            "loadtests.bench",
+            "--duration",
+            "1",
+            "--rounds",
+            "1",
+            "--targets",
+            "service",
+            "fastapi",
+        ],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
