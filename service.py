@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import bentoml
 from starlette.applications import Starlette
@@ -13,7 +14,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from inference.errors import InferenceError, ModelsNotReady
-from inference.registry import load_skill_models, model_summary
 from inference.schemas import (
     SkillBatchRequest,
     SkillBatchResponse,
@@ -22,7 +22,9 @@ from inference.schemas import (
     SkillModelsResponse,
 )
 from inference.settings import get_settings
-from inference.skills import SkillsScorer
+
+if TYPE_CHECKING:
+    from inference.skills import SkillsScorer
 
 logger = logging.getLogger("inference")
 
@@ -38,15 +40,23 @@ async def list_skill_models(request: Request) -> JSONResponse:
         scorer = service.skills()
     except InferenceError as err:
         return error_response(err)
+    from inference.registry import model_summary
+
     models = [model_summary(skill, model) for skill, model in scorer.models.items()]
     return JSONResponse(SkillModelsResponse.model_validate({"models": models}).model_dump(mode="json"))
 
+
+SKILLS_INFER_ROUTE = "/api/v1/skills/infer"
+SKILLS_BATCH_ROUTE = "/api/v1/skills/infer/batch"
+# OpenTelemetry's exclude list matches by regular-expression search, so this prefix covers both scoring routes.
+SCORING_ROUTES = [SKILLS_INFER_ROUTE]
 
 # Read-only routes (GET) live in a small Starlette app; BentoML's @api routes are POST only.
 read_routes = Starlette(routes=[Route("/skills/models", list_skill_models, methods=["GET"])])
 
 
-# BentoML reads worker count and timeout when the class is decorated, so these settings are read at import.
+# BentoML reads its configuration when the class is decorated, so these settings are read at import. They are
+# defaults: a BentoML configuration file (BENTOML_CONFIG) overrides them.
 @bentoml.asgi_app(read_routes, path="/api/v1")
 # BentoML's TimeoutMiddleware schedules one timer per request for the whole timeout and never cancels it, so
 # each request's objects stay alive that long; after a burst, full garbage collections then scan them all.
@@ -55,6 +65,8 @@ read_routes = Starlette(routes=[Route("/skills/models", list_skill_models, metho
     name="inference",
     traffic={"timeout": get_settings().request_timeout_s},
     workers=get_settings().workers,
+    logging={"access": {"enabled": get_settings().access_log}},
+    tracing={"excluded_urls": None if get_settings().trace_scoring else SCORING_ROUTES},
 )
 class Inference:
     def __init__(self) -> None:
@@ -67,6 +79,11 @@ class Inference:
         threading.Thread(target=self._load_models, name="load-models", daemon=True).start()
 
     def _load_models(self) -> None:
+        # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,
+        # which never scores; XGBoost and what it pulls in would cost that process ~90 MiB and ~2 s of start.
+        from inference.registry import load_skill_models
+        from inference.skills import SkillsScorer
+
         versions = self.settings.pinned_skill_versions()
         logger.info("loading skill models %s", versions)
         try:
@@ -95,7 +112,7 @@ class Inference:
             raise ModelsNotReady(f"skill models are not ready: {reason}")
         return self._scorer
 
-    @bentoml.api(route="/api/v1/skills/infer")
+    @bentoml.api(route=SKILLS_INFER_ROUTE)
     async def skills_infer(self, request: SkillInferenceRequest, /) -> SkillInferenceResult:
         """Score one student on one skill."""
         try:
@@ -103,7 +120,7 @@ class Inference:
         except InferenceError as err:
             return error_response(err)  # type: ignore[return-value]  # BentoML passes a Response through
 
-    @bentoml.api(route="/api/v1/skills/infer/batch")
+    @bentoml.api(route=SKILLS_BATCH_ROUTE)
     async def skills_infer_batch(self, request: SkillBatchRequest, /) -> SkillBatchResponse:
         """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
         try:

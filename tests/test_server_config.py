@@ -1,0 +1,39 @@
+"""Per-request work the shipped configuration leaves out (access log, tracing spans of the scoring routes), and
+the settings that turn it back on, against real `bentoml serve` processes."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.utils.servers import start_server
+
+pytestmark = pytest.mark.server
+
+INFER = "/api/v1/skills/infer"
+BODY = {"student_id": "s-1", "skill": "leadership", "features": {"leadership_roles_taken": 3}}
+REQUEST_ID_HEADER = "x-bentoml-request-id"  # set by BentoML when the request was traced
+
+
+def access_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if f"path={INFER}" in line]
+
+
+def test_by_default_scoring_requests_are_neither_access_logged_nor_traced(server):
+    response = httpx.post(server.url + INFER, json=BODY)
+    assert response.status_code == 200, response.text
+    assert REQUEST_ID_HEADER not in response.headers
+    time.sleep(1)  # the line would be in the log by now: the test below sees it within ~0.1 s
+    assert access_lines(server.log()) == []
+
+
+def test_access_log_and_tracing_can_be_turned_on(trained_versions, session_dir):
+    env = {"INFERENCE_SKILLS_VERSION": "v1.0.0", "INFERENCE_ACCESS_LOG": "true", "INFERENCE_TRACE_SCORING": "true"}
+    with start_server(session_dir / "logs-access", env=env) as server:
+        response = httpx.post(server.url + INFER, json=BODY)
+        assert response.status_code == 200, response.text
+        assert REQUEST_ID_HEADER in response.headers
+        deadline = time.monotonic() + 10  # the worker writes its log asynchronously
+        while not (lines := access_lines(server.log())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(lines) == 1 and "status=200" in lines[0], server.log()[-2000:]
