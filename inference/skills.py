@@ -32,6 +32,7 @@ class SkillsScorer:
         batcher_max_wait_ms: float = 0.0,
     ) -> None:
         self.models = dict(models)
+        self._importances: dict[tuple[str, str], list[FeatureImportance]] = {}
         self.max_batch_items = max_batch_items
         self.batcher: AdaptiveBatcher[SkillRow, RowScore] = AdaptiveBatcher(
             score_skill_rows, name="skills", max_batch_size=batcher_max_size, max_wait_ms=batcher_max_wait_ms
@@ -44,7 +45,7 @@ class SkillsScorer:
     async def infer(self, request: SkillInferenceRequest) -> SkillInferenceResult:
         model, row = self.prepare(request)
         scored = await self.batcher.submit(SkillRow(model, row.values))
-        return _result(request, model, row, scored)
+        return self._result(request, model, row, scored)
 
     async def infer_batch(self, request: SkillBatchRequest) -> SkillBatchResponse:
         """Score every valid item (one vectorised call per skill); invalid items get an error in place."""
@@ -64,26 +65,35 @@ class SkillsScorer:
                 )
         scores = await self.batcher.submit_many([SkillRow(model, row.values) for model, row in prepared.values()])
         for (index, (model, row)), scored in zip(prepared.items(), scores, strict=True):
-            results[index] = _result(items[index], model, row, scored)
+            results[index] = self._result(items[index], model, row, scored)
         complete = [result for result in results if result is not None]
-        return SkillBatchResponse(results=complete, succeeded=len(prepared), failed=len(items) - len(prepared))
+        return SkillBatchResponse.model_construct(
+            results=complete, succeeded=len(prepared), failed=len(items) - len(prepared)
+        )
 
     def close(self) -> None:
         self.batcher.close()
 
+    def _result(
+        self, request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore
+    ) -> SkillInferenceResult:
+        # Built without validation: every field comes from this package, and validating 100 results again cost
+        # ~0.5 ms of a 100-item batch's ~7.5 ms. A model's importance list is built once and shared.
+        return SkillInferenceResult.model_construct(
+            student_id=request.student_id,
+            skill=model.skill,
+            score=scored.score,
+            confidence=scored.confidence,
+            feature_importance=self._importance_list(model),
+            model_version=model.version,
+            imputed_features=list(row.imputed),
+            ignored_features=list(row.ignored),
+        )
 
-def _result(
-    request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore
-) -> SkillInferenceResult:
-    return SkillInferenceResult(
-        student_id=request.student_id,
-        skill=model.skill,
-        score=scored.score,
-        confidence=scored.confidence,
-        feature_importance=[
-            FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance
-        ],
-        model_version=model.version,
-        imputed_features=list(row.imputed),
-        ignored_features=list(row.ignored),
-    )
+    def _importance_list(self, model: SkillModel) -> list[FeatureImportance]:
+        key = (model.skill, model.version)
+        if key not in self._importances:
+            self._importances[key] = [
+                FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance
+            ]
+        return self._importances[key]

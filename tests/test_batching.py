@@ -114,3 +114,39 @@ def test_max_wait_gathers_items_submitted_shortly_after_each_other():
 def test_invalid_max_batch_size_is_refused():
     with pytest.raises(ValueError, match="max_batch_size"):
         AdaptiveBatcher(list, name="t", max_batch_size=0)
+
+
+def test_whole_submissions_share_a_batch_up_to_max_batch_size():
+    gate = threading.Event()
+    calls = []
+
+    def gated_identity(items):
+        calls.append(list(items))
+        gate.wait(5)
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(gated_identity, name="t", max_batch_size=10)
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)  # the first call is running; the next three submissions queue behind it
+        queued = [asyncio.create_task(batcher.submit_many(list(range(start, start + 4)))) for start in (1, 5, 9)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(first, *queued)
+        batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results == [0, [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    # 4 + 4 fit in 10 rows; the third submission of 4 would not, so it goes whole in the next call.
+    assert calls == [[0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12]]
+
+
+def test_a_batch_function_returning_the_wrong_number_of_results_fails_its_callers():
+    async def scenario():
+        batcher = AdaptiveBatcher(lambda items: list(items)[:-1], name="t")
+        with pytest.raises(RuntimeError, match="1 results for 2 items"):
+            await batcher.submit_many([1, 2])
+        batcher.close()
+
+    asyncio.run(scenario())
