@@ -39,8 +39,8 @@ def test_requests_arriving_while_the_model_is_busy_go_together_in_the_next_call(
 
     async def scenario():
         batcher = AdaptiveBatcher(slow_identity, name="t")
-        first = asyncio.create_task(batcher.submit(0))
-        await asyncio.sleep(0.05)  # the first call is now running and blocked on the gate
+        first = asyncio.create_task(batcher.submit_many([-1, 0]))
+        await asyncio.sleep(0.05)  # the first call (two items: on the batch thread) is running, held by the gate
         rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 21)]
         await asyncio.sleep(0.05)
         gate.set()
@@ -49,8 +49,8 @@ def test_requests_arriving_while_the_model_is_busy_go_together_in_the_next_call(
         return results
 
     results = asyncio.run(scenario())
-    assert results == list(range(21))
-    assert calls == [[0], list(range(1, 21))]
+    assert results == [[-1, 0], *range(1, 21)]
+    assert calls == [[-1, 0], list(range(1, 21))]
 
 
 class RecordingIdentity:
@@ -127,7 +127,7 @@ def test_whole_submissions_share_a_batch_up_to_max_batch_size():
 
     async def scenario():
         batcher = AdaptiveBatcher(gated_identity, name="t", max_batch_size=10)
-        first = asyncio.create_task(batcher.submit(0))
+        first = asyncio.create_task(batcher.submit_many([-1, 0]))
         await asyncio.sleep(0.05)  # the first call is running; the next three submissions queue behind it
         queued = [asyncio.create_task(batcher.submit_many(list(range(start, start + 4)))) for start in (1, 5, 9)]
         await asyncio.sleep(0.05)
@@ -137,9 +137,9 @@ def test_whole_submissions_share_a_batch_up_to_max_batch_size():
         return results
 
     results = asyncio.run(scenario())
-    assert results == [0, [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
+    assert results == [[-1, 0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
     # 4 + 4 fit in 10 rows; the third submission of 4 would not, so it goes whole in the next call.
-    assert calls == [[0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12]]
+    assert calls == [[-1, 0], [1, 2, 3, 4, 5, 6, 7, 8], [9, 10, 11, 12]]
 
 
 def test_a_batch_function_returning_the_wrong_number_of_results_fails_its_callers():
@@ -150,3 +150,31 @@ def test_a_batch_function_returning_the_wrong_number_of_results_fails_its_caller
         batcher.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lone_item_is_scored_on_the_event_loop_and_batches_on_the_batch_thread():
+    gate = threading.Event()
+    threads = []
+
+    def record_thread(items):
+        threads.append((len(items), threading.current_thread().name))
+        if len(threads) == 2:
+            gate.wait(5)  # hold the first batch so that the next submissions queue behind it
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(record_thread, name="t")
+        await batcher.submit(0)
+        held = asyncio.create_task(batcher.submit_many([1, 2]))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(batcher.submit(i)) for i in (3, 4)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(held, *queued)
+        batcher.close()
+
+    asyncio.run(scenario())
+    main = threading.main_thread().name
+    assert threads[0] == (1, main)
+    assert threads[1][0] == 2 and threads[1][1].startswith("batch-t")
+    assert threads[2][0] == 2 and threads[2][1].startswith("batch-t")

@@ -1,0 +1,158 @@
+"""The benchmark's report: the side-by-side table, QPS ratios against each peer, and the performance targets
+judged from the same run (docs/performance.md holds the latest one)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+Row = Mapping[str, float]  # one wrk run: qps, p50, p95, p99 (ms), errors
+Results = Mapping[str, Mapping[str, Sequence[Row]]]  # target key -> workload name -> one row per round
+
+SERVICE = "service"
+INFER_1, INFER_16, INFER_64, AFTER_BURST, BATCH_100, MIXED = (
+    "infer, 1 client",
+    "infer, 16 clients",
+    "infer, 64 clients",
+    "infer, 1 client, right after the 64-client burst",
+    "infer/batch 100 items, 1 client",
+    "mixed (1 in 10 a batch of 100), 16 clients",
+)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    cold_start_s: float  # process start to the first 200 from the readiness probe
+    rss_mib: float  # summed over the server's processes; pages shared between them count once per process
+    pss_mib: float  # proportional set size: shared pages split between the processes, so the sum is the total
+
+
+@dataclass(frozen=True)
+class Run:
+    command: str
+    started: str
+    duration_s: float
+    rounds: int
+    names: Mapping[str, str]  # target key -> display name, in table order
+    workloads: Sequence[str]
+    results: Results
+    footprints: Mapping[str, Sequence[Footprint]]
+    in_process: Mapping[str, float]
+
+    def mean(self, target: str, workload: str, figure: str) -> float:
+        return statistics.fmean(row[figure] for row in self.results[target][workload])
+
+    def errors(self, target: str, workload: str | None = None) -> int:
+        workloads = [workload] if workload else self.workloads
+        return int(sum(row["errors"] for name in workloads for row in self.results[target][name]))
+
+    def footprint(self, target: str, figure: str) -> float:
+        return statistics.fmean(getattr(footprint, figure) for footprint in self.footprints[target])
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    measure: Callable[[Run], tuple[str, bool]]  # the figure as text, and whether the target is met
+    needs: tuple[str, ...] = (SERVICE,)
+
+
+def _ratio(run: Run, peer: str, need: float) -> tuple[str, bool]:
+    ours, theirs = run.mean(SERVICE, INFER_64, "qps"), run.mean(peer, INFER_64, "qps")
+    return f"{ours:.0f} against {theirs:.0f} QPS = {ours / theirs:.2f}x", ours / theirs >= need
+
+
+def _at_most(workload: str, figure: str, limit: float) -> Callable[[Run], tuple[str, bool]]:
+    def measure(run: Run) -> tuple[str, bool]:
+        value = run.mean(SERVICE, workload, figure)
+        return f"{value:.2f} ms", value <= limit
+
+    return measure
+
+
+def _after_burst(run: Run) -> tuple[str, bool]:
+    idle, after = run.mean(SERVICE, INFER_1, "p50"), run.mean(SERVICE, AFTER_BURST, "p50")
+    return f"{after:.2f} against {idle:.2f} ms = {after / idle:.2f}x", after / idle <= 1.5
+
+
+def _no_errors(run: Run) -> tuple[str, bool]:
+    errors = run.errors(SERVICE)
+    return f"{errors} errors or non-2xx answers in all workloads", errors == 0
+
+
+def _cold_start(run: Run) -> tuple[str, bool]:
+    seconds = run.footprint(SERVICE, "cold_start_s")
+    return f"{seconds:.2f} s", seconds <= 5.0
+
+
+def _memory(run: Run) -> tuple[str, bool]:
+    rss, pss = run.footprint(SERVICE, "rss_mib"), run.footprint(SERVICE, "pss_mib")
+    return f"RSS {rss:.0f} MiB summed over processes (PSS {pss:.0f} MiB)", rss <= 500
+
+
+TARGETS = [
+    Target("single `infer` P95 ≤ 5 ms at 1 client", _at_most(INFER_1, "p95", 5.0)),
+    Target("64 clients: ≥ 3x FastAPI's QPS", lambda run: _ratio(run, "fastapi", 3.0), (SERVICE, "fastapi")),
+    Target("64 clients: ≥ 2x MLServer's QPS", lambda run: _ratio(run, "mlserver", 2.0), (SERVICE, "mlserver")),
+    Target("zero errors, no 503s", _no_errors),
+    Target("1-client P50 right after the burst within 1.5x of idle", _after_burst),
+    Target("`infer/batch` 100 items: P95 ≤ 20 ms at 1 client", _at_most(BATCH_100, "p95", 20.0)),
+    Target("cold start to `/readyz` 200 ≤ 5 s", _cold_start),
+    Target("RSS of a serving replica ≤ 500 MiB", _memory),
+]
+
+
+def render(run: Run) -> str:
+    keys = list(run.names)
+    lines = [
+        f"Run {run.started}: `{run.command}`; wrk, {run.duration_s:g} s per workload, mean of {run.rounds} "
+        "round(s), targets interleaved per round.",
+        "",
+        "| workload | " + " | ".join(f"{run.names[key]}: QPS / P50 / P95 / P99 ms / errors" for key in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for workload in run.workloads:
+        cells = [
+            f"{run.mean(key, workload, 'qps'):.0f} / {run.mean(key, workload, 'p50'):.2f} / "
+            f"{run.mean(key, workload, 'p95'):.2f} / {run.mean(key, workload, 'p99'):.2f} / "
+            f"{run.errors(key, workload)}"
+            for key in keys
+        ]
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+    for label, figure, digits in (
+        ("cold start to ready, s", "cold_start_s", 2),
+        ("RSS summed over server processes after load, MiB", "rss_mib", 0),
+        ("PSS summed over server processes after load, MiB", "pss_mib", 0),
+    ):
+        lines.append(f"| {label} | " + " | ".join(f"{run.footprint(key, figure):.{digits}f}" for key in keys) + " |")
+    lines.append("")
+    if SERVICE in keys:
+        for peer in (key for key in keys if key != SERVICE):
+            ratios = "; ".join(
+                f"{workload}: {run.mean(SERVICE, workload, 'qps') / run.mean(peer, workload, 'qps'):.2f}x"
+                for workload in run.workloads
+            )
+            lines.append(f"QPS of this service over {run.names[peer]}: {ratios}.")
+        lines.append("")
+    if run.in_process:
+        sequential, concurrent = run.in_process["sequential_us"], run.in_process["concurrent_us"]
+        lines += [
+            f"In-process limit (the service's scoring path called from Python, no HTTP): {sequential:.0f} µs per "
+            f"sequential request ({1e6 / sequential:.0f} QPS), {concurrent:.0f} µs per request when 3000 "
+            f"concurrent ones are batched ({1e6 / concurrent:.0f} QPS).",
+            "",
+        ]
+    lines += render_targets(run)
+    return "\n".join(lines).rstrip()
+
+
+def render_targets(run: Run) -> list[str]:
+    lines = ["| target | this run | met |", "|---|---|---|"]
+    for target in TARGETS:
+        if not all(key in run.names for key in target.needs):
+            lines.append(f"| {target.text} | not measured: needs {', '.join(target.needs)} | - |")
+            continue
+        figure, met = target.measure(run)
+        lines.append(f"| {target.text} | {figure} | {'yes' if met else 'no'} |")
+    return lines
