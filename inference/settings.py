@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         False,
-        description="Log one line per HTTP request (BentoML's access log). Off by default: at full load it costs "
-        "about a tenth of a worker's CPU, and /metrics counts requests by route and status already.",
+        description="Log one line per HTTP request (BentoML's access log). Off by default: at full load that is "
+        "thousands of lines a second, and /metrics counts requests by route and status already.",
     )
     trace_scoring: bool = Field(
         False,

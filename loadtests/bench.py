@@ -4,8 +4,8 @@
     python -m loadtests.bench --write-doc           # ...and regenerates the results section of docs/performance.md
     python -m loadtests.bench --duration 2 --rounds 1 --targets service   # a quick look
 
-Targets are started fresh for each round and run in turn (A B A B), each through the same workloads, driven by
-wrk (loadtests/bench.lua) on loopback. Needs the skill models in the model store ($BENTOML_HOME) and `wrk`.
+Targets are started fresh for each round and run in turn (A B A B), each warmed up for 2 s and then driven
+through the same workloads by wrk (loadtests/bench.lua) on loopback. Needs the skill models in the model store ($BENTOML_HOME) and `wrk`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ BIN = Path(sys.executable).parent
 DOC = PROJECT_ROOT / "docs" / "performance.md"
 DOC_START, DOC_END = "<!-- bench:start -->", "<!-- bench:end -->"
 READY_TIMEOUT_S = 120
+WARM_UP = 2.0  # seconds of 4-connection load before the measured workloads, for every target alike
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             target = TARGETS[key]
             print(f"round {round_index + 1}/{args.rounds}: {target.name}", flush=True)
             with running(target, work) as (url, process, cold_start):
+                run_wrk(url, Workload("warm-up", 4, 10), WARM_UP, request_files[target.protocol])
                 for workload in WORKLOADS:
                     row = run_wrk(url, workload, args.duration, request_files[target.protocol])
                     results[key].setdefault(workload.name, []).append(row)

@@ -106,8 +106,8 @@ TARGETS = [
 def render(run: Run) -> str:
     keys = list(run.names)
     lines = [
-        f"Run {run.started}: `{run.command}`; wrk, {run.duration_s:g} s per workload, mean of {run.rounds} "
-        "round(s), targets interleaved per round.",
+        f"Run {run.started}: `{run.command}`; wrk, {run.duration_s:g} s per workload after a 2 s warm-up, mean "
+        f"of {run.rounds} round(s), targets started fresh and interleaved per round.",
         "",
         "| workload | " + " | ".join(f"{run.names[key]}: QPS / P50 / P95 / P99 ms / errors" for key in keys) + " |",
         "|---|" + "---|" * len(keys),
