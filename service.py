@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 import bentoml
@@ -74,9 +73,11 @@ class Inference:
         logging.getLogger("inference").setLevel(self.settings.log_level)
         self._scorer: SkillsScorer | None = None
         self._load_error: str | None = None
-        # Load in the background so /livez answers at once and /readyz reports the outcome; a model that
-        # fails to load leaves the worker alive and unready with the reason in the log, not a crash loop.
-        threading.Thread(target=self._load_models, name="load-models", daemon=True).start()
+        # Loaded before the worker accepts its first connection (this runs in the worker's startup), so with
+        # several workers on one socket no request reaches a worker that is still loading while another one
+        # already answers /readyz. A model that fails to load leaves the worker alive and unready, with the
+        # reason in the log and in every 503, not in a crash loop.
+        self._load_models()
 
     def _load_models(self) -> None:
         # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,

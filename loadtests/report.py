@@ -58,9 +58,14 @@ class Target:
     needs: tuple[str, ...] = (SERVICE,)
 
 
+def ratio_text(ours: float, theirs: float) -> str:
+    # A peer can finish no request in a short workload (still draining a burst), so the ratio has no value.
+    return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a (the peer completed no request)"
+
+
 def _ratio(run: Run, peer: str, need: float) -> tuple[str, bool]:
     ours, theirs = run.mean(SERVICE, INFER_64, "qps"), run.mean(peer, INFER_64, "qps")
-    return f"{ours:.0f} against {theirs:.0f} QPS = {ours / theirs:.2f}x", ours / theirs >= need
+    return f"{ours:.0f} against {theirs:.0f} QPS = {ratio_text(ours, theirs)}", theirs > 0 and ours / theirs >= need
 
 
 def _at_most(workload: str, figure: str, limit: float) -> Callable[[Run], tuple[str, bool]]:
@@ -73,6 +78,8 @@ def _at_most(workload: str, figure: str, limit: float) -> Callable[[Run], tuple[
 
 def _after_burst(run: Run) -> tuple[str, bool]:
     idle, after = run.mean(SERVICE, INFER_1, "p50"), run.mean(SERVICE, AFTER_BURST, "p50")
+    if idle <= 0 or after <= 0:
+        return "no request completed in one of the two workloads", False
     return f"{after:.2f} against {idle:.2f} ms = {after / idle:.2f}x", after / idle <= 1.5
 
 
@@ -130,7 +137,7 @@ def render(run: Run) -> str:
     if SERVICE in keys:
         for peer in (key for key in keys if key != SERVICE):
             ratios = "; ".join(
-                f"{workload}: {run.mean(SERVICE, workload, 'qps') / run.mean(peer, workload, 'qps'):.2f}x"
+                f"{workload}: {ratio_text(run.mean(SERVICE, workload, 'qps'), run.mean(peer, workload, 'qps'))}"
                 for workload in run.workloads
             )
             lines.append(f"QPS of this service over {run.names[peer]}: {ratios}.")

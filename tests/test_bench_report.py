@@ -73,3 +73,9 @@ def test_targets_needing_an_absent_peer_are_reported_as_not_measured():
     assert judged["64 clients: ≥ 3x FastAPI's QPS"] == "-"
     assert judged["64 clients: ≥ 2x MLServer's QPS"] == "-"
     assert "over FastAPI" not in render(run)
+
+
+def test_a_peer_that_completed_no_request_gets_no_ratio_and_fails_its_target():
+    run = make_run({}, mlserver_qps=0)
+    assert verdicts(run)["64 clients: ≥ 2x MLServer's QPS"] == "no"
+    assert "n/a (the peer completed no request)" in render(run)

@@ -41,7 +41,8 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = re.findall(r"^  (.+?)\s+(\d+) QPS .* errors (\d+)$", run.stdout, flags=re.MULTILINE)
     assert len(rows) == 18  # 6 workloads x 3 targets
-    assert all(int(qps) > 0 for _, qps, _ in rows)
+    # A peer may complete nothing in a 1-second workload while it drains the 64-client burst; this service must.
+    assert all(int(qps) > 0 for _, qps, _ in rows[:6]), run.stdout
     assert all(errors == "0" for _, _, errors in rows), run.stdout
     assert "| infer, 64 clients |" in run.stdout and "In-process limit" in run.stdout
     assert "QPS of this service over FastAPI" in run.stdout and "QPS of this service over MLServer" in run.stdout
