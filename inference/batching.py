@@ -1,8 +1,8 @@
 """An adaptive batcher: concurrent single requests are scored together in one vectorised call.
 
-When the model is idle, a request is dispatched at once (no wait at low load) and scored on the event loop.
-While a batch is being computed, requests that arrive queue up and all go together in the next call, up to
-`max_batch_size`, computed on the family's batch thread.
+When the model is idle, a request is dispatched at once (no wait at low load). While a batch is being
+computed on the family's batch thread, requests that arrive queue up and all go together in the next call,
+up to `max_batch_size`.
 Batch size therefore follows the load by itself, with no learned wait to decay after a burst.
 `max_wait_ms` adds an optional fixed wait to gather more items; it is 0 by default.
 """
@@ -39,12 +39,17 @@ class AdaptiveBatcher(Generic[Item, Result]):
         name: str,
         max_batch_size: int = 1024,
         max_wait_ms: float = 0.0,
+        lone_items_inline: bool = False,
     ) -> None:
+        """`lone_items_inline`: score a lone item on an idle model on the event loop instead of the batch thread.
+        Worth it only for models faster than the thread hand-off (~0.3 ms here, e.g. the skills boosters): it
+        blocks the loop while it runs, so a slow model would stall every other request and its timeouts."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.lone_items_inline = lone_items_inline
         self._predict_batch = predict_batch
         # One thread per family: the event loop keeps accepting requests while a batch computes.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -117,10 +122,9 @@ class AdaptiveBatcher(Generic[Item, Result]):
         del self.batch_sizes[:-1000]
         items = [item for submission in batch for item in submission.items]
         try:
-            if size == 1:
-                # A lone request on an idle model is scored right here: handing it to the thread and back cost
-                # more than the prediction (~0.3 ms each way here). Batches go to the thread, so the event loop
-                # keeps reading requests while the model computes.
+            if size == 1 and self.lone_items_inline:
+                # Handing a lone item to the thread and back costs more than a fast model's prediction. Batches
+                # always go to the thread, so the event loop keeps reading requests while the model computes.
                 results = self._predict_batch(items)
             else:
                 results = await loop.run_in_executor(self._executor, self._predict_batch, items)

@@ -1,4 +1,4 @@
-"""Generate docs/features.md (from the catalogue) and docs/configuration.md (from the settings object):
+"""Generate docs/features.md (from the catalogues) and docs/configuration.md (from the settings object):
 `python -m inference.docs`. A test fails when either is stale."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS
+from inference.intent_catalogue import INTENTS, VERTICALS
+from inference.pair_features import PAIR_FEATURES
 from inference.settings import Settings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -16,9 +18,12 @@ CONFIGURATION_DOC = DOCS / "configuration.md"
 
 def render_features_doc() -> str:
     lines = [
-        "# Skills and student features",
+        "# Features and labels of the model families",
         "",
-        "Generated from `inference/catalogue.py` by `python -m inference.docs`; do not edit by hand.",
+        "Generated from `inference/catalogue.py`, `inference/intent_catalogue.py` and `inference/pair_features.py`",
+        "by `python -m inference.docs`; do not edit by hand.",
+        "",
+        "# Skills family: student features",
         "",
         "A request's `features` object maps these names to numbers. Values must be finite and inside the valid",
         "range; a feature a skill's model uses but the request leaves out is imputed with the training median",
@@ -43,6 +48,30 @@ def render_features_doc() -> str:
     ]
     for skill in SKILLS:
         lines.append(f"- **{skill}**: " + ", ".join(f"`{name}`" for name in SKILL_FEATURES[skill]))
+    lines += [
+        "",
+        "# Intent family: labels",
+        "",
+        "`POST /api/classify` answers one of these intents, and the verticals whose detector scores the query over",
+        "its threshold (thresholds are chosen per vertical on validation data when the models are trained).",
+        "",
+        "| intent | meaning |",
+        "|---|---|",
+        *(f"| `{intent}` | {meaning} |" for intent, meaning in INTENTS.items()),
+        "",
+        "| vertical | covers |",
+        "|---|---|",
+        *(f"| `{vertical}` | {covers} |" for vertical, covers in VERTICALS.items()),
+        "",
+        "# Text-pair family: the 30 pair features",
+        "",
+        "`POST /predict` computes these from `text1` and `text2` (lower-cased words, character n-grams), scales them",
+        "and feeds them to a logistic regression. In this order:",
+        "",
+        "| # | feature | what it measures |",
+        "|---|---|---|",
+        *(f"| {number} | `{name}` | {meaning} |" for number, (name, meaning) in enumerate(PAIR_FEATURES.items(), 1)),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,14 @@ class NoKnownFeatures(InvalidRequest):
     code = "no_known_features"
 
 
+class InvalidText(InvalidRequest):
+    code = "invalid_text"
+
+
+class InvalidHeader(InvalidRequest):
+    code = "invalid_header"
+
+
 class BatchTooLarge(InvalidRequest):
     code = "batch_too_large"
 

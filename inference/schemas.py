@@ -66,3 +66,99 @@ class SkillModelInfo(BaseModel):
 
 class SkillModelsResponse(BaseModel):
     models: list[SkillModelInfo]
+
+
+# --- intent family -------------------------------------------------------------------------------------------
+
+
+class IntentRequest(BaseModel):
+    text: str = Field(description="The query text; not empty, at most INFERENCE_MAX_TEXT_CHARS characters.")
+    user_id: str | None = Field(
+        None, max_length=STUDENT_ID_MAX_LENGTH, description="When given, the variant is sticky for this caller."
+    )
+
+
+class IntentBatchRequest(BaseModel):
+    texts: list[str] = Field(description="1 to 1000 texts (INFERENCE_MAX_BATCH_ITEMS), answered in order.")
+    user_id: str | None = Field(None, max_length=STUDENT_ID_MAX_LENGTH)
+
+
+class VerticalScore(BaseModel):
+    vertical: str
+    score: float = Field(ge=0, le=1)
+
+
+class IntentResult(BaseModel):
+    intent: str
+    confidence: float = Field(ge=0, le=1, description="Probability of the answered intent.")
+    verticals: list[VerticalScore] = Field(description="Verticals detected (score over the vertical's threshold).")
+    variant: str = Field(description="classic, ensemble, or default (the configured answer when no model could).")
+    model_version: str | None = Field(description="Version of the model that answered; null for the default.")
+    fallback: bool = Field(description="True when the chosen variant could not answer in time and another did.")
+
+
+class IntentFailure(BaseModel):
+    index: int
+    error: ErrorDetail
+
+
+class IntentBatchResponse(BaseModel):
+    results: list[IntentResult | IntentFailure]
+    succeeded: int
+    failed: int
+
+
+# --- text-pair family ----------------------------------------------------------------------------------------
+
+
+class TextPairRequest(BaseModel):
+    text1: str
+    text2: str
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class TextPairResult(BaseModel):
+    prediction: int = Field(description="1 when the two texts mean the same, else 0.")
+    label: str = Field(description="paraphrase or different.")
+    confidence: float = Field(ge=0, le=1, description="Probability of the predicted class.")
+    model: ModelRef
+    timestamp: str = Field(description="When the answer was made, ISO 8601 UTC.")
+
+
+class TextPairModelInfo(BaseModel):
+    name: str
+    version: str
+    type: str
+    feature_count: int
+    features: list[str]
+    metrics: dict[str, float]
+    trained_at: str | None
+
+
+# --- all families --------------------------------------------------------------------------------------------
+
+
+class ServedModel(BaseModel):
+    name: str
+    version: str
+
+
+class FamilyModels(BaseModel):
+    family: str
+    loaded: bool
+    models: list[ServedModel]
+    error: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    families: list[FamilyModels]
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="ok when every enabled family is loaded, else unavailable.")
+    timestamp: str
+    families: list[FamilyModels]

@@ -10,6 +10,8 @@ from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.catalogue import SKILLS
+from inference.faults import parse_fault
+from inference.intent_catalogue import INTENTS, VARIANTS
 
 LATEST = "latest"
 # The model versions this build serves. Shipped inside the Bento (bentofile.yaml `include`), read below the
@@ -26,6 +28,15 @@ class Settings(BaseSettings):
         LATEST,
         description="Version of all 7 skill models, e.g. v1.0.0. `latest` (highest semver in the store) is for "
         "development only; a Bento pins an exact version.",
+    )
+    intent_version: str = Field(
+        LATEST, description="Version of the intent models (classic, ensemble and verticals are versioned together)."
+    )
+    textpair_version: str = Field(LATEST, description="Version of the text-pair model.")
+    families: list[Literal["skills", "intent", "textpair"]] = Field(
+        default_factory=lambda: ["skills", "intent", "textpair"],
+        description='Model families this server loads and serves, as JSON, e.g. ["skills"]. The server is ready '
+        "when all of them are loaded; routes of a family not listed answer 503.",
     )
     skill_versions: dict[str, str] = Field(
         default_factory=dict,
@@ -55,6 +66,32 @@ class Settings(BaseSettings):
         "even when no exporter is configured, which costs about half the CPU of a scoring request, so the scoring "
         "routes are left out unless this is on; configure an exporter in BentoML's `tracing` settings to use it.",
     )
+    intent_split: dict[str, float] = Field(
+        default_factory=lambda: {"classic": 90.0, "ensemble": 10.0},
+        description="Weights of the intent variants for callers that do not ask for one (header "
+        "X-Model-Preference), as JSON; sticky per user_id when the request carries one.",
+    )
+    routing_salt: str = Field(
+        "variants-v1",
+        description="Salt of the sticky variant assignment; changing it reshuffles which callers see which variant.",
+    )
+    intent_ensemble_budget_ms: float = Field(
+        250.0, gt=0, le=60_000, description="An ensemble answer slower than this is replaced by classic's (fallback)."
+    )
+    default_intent: str = Field(
+        "informational", description="The intent answered (flagged as a fallback) when no intent model can answer."
+    )
+    max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longest text accepted by the text families.")
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to call the API from a browser, as JSON, e.g. ["https://app.example.com"]; '
+        "empty (the default) turns CORS off.",
+    )
+    inject_faults: dict[str, str] = Field(
+        default_factory=dict,
+        description='For drills and tests only: model name to "fail" or "delay_ms=N", as JSON, e.g. '
+        '{"intent-ensemble": "fail"}. Empty by default.',
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the `inference` logger."
     )
@@ -65,6 +102,30 @@ class Settings(BaseSettings):
         unknown = sorted(set(value) - set(SKILLS))
         if unknown:
             raise ValueError(f"unknown skills {unknown}; expected some of {', '.join(SKILLS)}")
+        return value
+
+    @field_validator("intent_split")
+    @classmethod
+    def _known_variants(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; expected some of {', '.join(VARIANTS)}")
+        if any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return value
+
+    @field_validator("default_intent")
+    @classmethod
+    def _known_intent(cls, value: str) -> str:
+        if value not in INTENTS:
+            raise ValueError(f"unknown intent {value!r}; expected one of {', '.join(INTENTS)}")
+        return value
+
+    @field_validator("inject_faults")
+    @classmethod
+    def _valid_faults(cls, value: dict[str, str]) -> dict[str, str]:
+        for spec in value.values():
+            parse_fault(spec)
         return value
 
     def skill_version(self, skill: str) -> str:

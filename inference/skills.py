@@ -35,7 +35,11 @@ class SkillsScorer:
         self._importances: dict[tuple[str, str], list[FeatureImportance]] = {}
         self.max_batch_items = max_batch_items
         self.batcher: AdaptiveBatcher[SkillRow, RowScore] = AdaptiveBatcher(
-            score_skill_rows, name="skills", max_batch_size=batcher_max_size, max_wait_ms=batcher_max_wait_ms
+            score_skill_rows,
+            name="skills",
+            max_batch_size=batcher_max_size,
+            max_wait_ms=batcher_max_wait_ms,
+            lone_items_inline=True,  # one row through a booster: ~0.3 ms, less than the thread hand-off
         )
 
     def prepare(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:

@@ -20,16 +20,22 @@ os.environ.pop("INFERENCE_SKILL_VERSIONS", None)
 import pytest  # noqa: E402
 
 from inference.catalogue import SKILLS  # noqa: E402
-from inference.registry import import_skill_artifacts, load_skill_models  # noqa: E402
+from inference.families import INTENT_LABELS, TEXTPAIR_LABELS  # noqa: E402
+from inference.registry import import_skill_artifacts, import_text_artifacts, load_skill_models  # noqa: E402
 from inference.scoring import SkillModel  # noqa: E402
 from tests.utils.servers import RunningServer, start_server  # noqa: E402
+from train.intent import IntentTrainingParams, train_intent  # noqa: E402
 from train.skills import SkillTrainingParams, train_skills  # noqa: E402
+from train.textpair import TextPairTrainingParams, train_textpair  # noqa: E402
 
 STABLE = "v1.0.0"
 CANDIDATE = "v1.1.0"
 # The stable version is the demo model `make serve` trains (so README examples match); the candidate differs.
 TEST_PARAMS = SkillTrainingParams()
 CANDIDATE_PARAMS = SkillTrainingParams(seed=11, n_students=8_000, n_estimators=160, max_depth=3)
+# Smaller than the demo models (4k queries, 30 trees: a few seconds), same structure.
+TEST_INTENT_PARAMS = IntentTrainingParams(n_queries=4_000, forest_trees=30, boosting_rounds=30)
+TEST_TEXTPAIR_PARAMS = TextPairTrainingParams(n_pairs=4_000)
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +56,26 @@ def trained_versions(session_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def text_reports(session_dir: Path) -> dict[str, dict]:
+    """The intent and text-pair models, version v1.0.0, trained and imported once per session; their reports."""
+    reports = {}
+    for family, train, params, labels in (
+        ("intent", train_intent, TEST_INTENT_PARAMS, INTENT_LABELS),
+        ("textpair", train_textpair, TEST_TEXTPAIR_PARAMS, TEXTPAIR_LABELS),
+    ):
+        out_dir = session_dir / "artifacts" / family / STABLE
+        reports[family] = train(STABLE, params, out_dir)
+        import_text_artifacts(out_dir, family=family, labels=labels, version=STABLE)
+    return reports
+
+
+@pytest.fixture(scope="session")
 def stable_models(trained_versions: dict[str, Path]) -> dict[str, SkillModel]:
     return load_skill_models(dict.fromkeys(SKILLS, STABLE))
 
 
 @pytest.fixture(scope="session")
-def server(trained_versions: dict[str, Path], session_dir: Path) -> Iterator[RunningServer]:
-    """A real `bentoml serve` of service.py pinned to the stable version."""
+def server(trained_versions: dict[str, Path], text_reports: dict, session_dir: Path) -> Iterator[RunningServer]:
+    """A real `bentoml serve` of service.py pinned to the stable versions, all families."""
     with start_server(session_dir / "logs", env={"INFERENCE_SKILLS_VERSION": STABLE}) as running:
         yield running

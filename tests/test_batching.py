@@ -152,7 +152,7 @@ def test_a_batch_function_returning_the_wrong_number_of_results_fails_its_caller
     asyncio.run(scenario())
 
 
-def test_a_lone_item_is_scored_on_the_event_loop_and_batches_on_the_batch_thread():
+def test_lone_items_can_be_scored_on_the_event_loop_and_batches_always_go_to_the_batch_thread():
     gate = threading.Event()
     threads = []
 
@@ -163,7 +163,7 @@ def test_a_lone_item_is_scored_on_the_event_loop_and_batches_on_the_batch_thread
         return list(items)
 
     async def scenario():
-        batcher = AdaptiveBatcher(record_thread, name="t")
+        batcher = AdaptiveBatcher(record_thread, name="t", lone_items_inline=True)
         await batcher.submit(0)
         held = asyncio.create_task(batcher.submit_many([1, 2]))
         await asyncio.sleep(0.05)
@@ -178,3 +178,19 @@ def test_a_lone_item_is_scored_on_the_event_loop_and_batches_on_the_batch_thread
     assert threads[0] == (1, main)
     assert threads[1][0] == 2 and threads[1][1].startswith("batch-t")
     assert threads[2][0] == 2 and threads[2][1].startswith("batch-t")
+
+
+def test_by_default_a_lone_item_is_scored_on_the_batch_thread():
+    threads = []
+
+    def record_thread(items):
+        threads.append(threading.current_thread().name)
+        return list(items)
+
+    async def scenario():
+        batcher = AdaptiveBatcher(record_thread, name="t")
+        await batcher.submit(0)
+        batcher.close()
+
+    asyncio.run(scenario())
+    assert threads[0].startswith("batch-t")

@@ -14,7 +14,7 @@ from tests.utils.servers import PROJECT_ROOT
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-def test_the_harness_compares_the_service_with_both_peers(trained_versions):
+def test_the_harness_compares_the_service_with_both_peers(trained_versions, text_reports):
     if shutil.which("wrk") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("wrk is missing in CI: .ci/run must install it")

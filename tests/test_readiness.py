@@ -10,17 +10,19 @@ from tests.utils.servers import start_server
 pytestmark = pytest.mark.server
 
 
-def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_line(trained_versions, session_dir):
+def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_line(
+    trained_versions, text_reports, session_dir
+):
     with start_server(
         session_dir / "logs-unready", env={"INFERENCE_SKILLS_VERSION": "v9.9.9"}, wait_ready=False
     ) as server:
         log = ""
         for _ in range(100):
             log = server.log()
-            if "model loading failed" in log:
+            if "failed to load" in log:
                 break
             time.sleep(0.1)
-        assert "model loading failed, the service stays unready" in log
+        assert "the skills family failed to load, the service stays unready" in log
         assert "skill-communication:v9.9.9 is not in the model store" in log
         assert httpx.get(server.url + "/livez").status_code == 200
         assert httpx.get(server.url + "/readyz").status_code == 503
@@ -32,3 +34,10 @@ def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_lin
         assert response.json()["code"] == "models_not_ready"
         assert "v9.9.9" in response.json()["error"]
         assert server.process.poll() is None, "the server must not exit or crash-loop"
+        # The other families load and serve; /health names what is missing.
+        classified = httpx.post(server.url + "/api/classify", json={"text": "cheap flights to paris"})
+        assert classified.status_code == 200, classified.text
+        health = httpx.get(server.url + "/health")
+        assert health.status_code == 503
+        skills = next(entry for entry in health.json()["families"] if entry["family"] == "skills")
+        assert skills["loaded"] is False and "v9.9.9" in skills["error"]

@@ -9,6 +9,7 @@ from import_models import main as import_main
 from inference.artifacts import load_skill_model
 from inference.catalogue import SKILLS
 from inference.errors import ArtifactError, ModelVersionExists
+from inference.families import pinned_tags
 from inference.registry import (
     available_versions,
     check_semver,
@@ -118,8 +119,9 @@ def test_import_cli_reports_errors_without_a_traceback(trained_versions, capsys)
 
 def test_bentofile_pins_exactly_the_versions_in_models_env():
     bentofile = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
-    pinned = Settings(_env_file=MODEL_PINS_FILE).pinned_skill_versions()
-    assert sorted(bentofile["models"]) == sorted(f"skill-{skill}:{version}" for skill, version in pinned.items())
+    pinned = pinned_tags(Settings(_env_file=MODEL_PINS_FILE))
+    assert len(pinned) == 11
+    assert sorted(bentofile["models"]) == sorted(pinned)
     assert "latest" not in " ".join(bentofile["models"])
     assert bentofile["python"]["lock_packages"] is False
 

@@ -27,7 +27,7 @@ def test_by_default_scoring_requests_are_neither_access_logged_nor_traced(server
     assert access_lines(server.log()) == []
 
 
-def test_access_log_and_tracing_can_be_turned_on(trained_versions, session_dir):
+def test_access_log_and_tracing_can_be_turned_on(trained_versions, text_reports, session_dir):
     env = {"INFERENCE_SKILLS_VERSION": "v1.0.0", "INFERENCE_ACCESS_LOG": "true", "INFERENCE_TRACE_SCORING": "true"}
     with start_server(session_dir / "logs-access", env=env) as server:
         response = httpx.post(server.url + INFER, json=BODY)

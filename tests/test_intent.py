@@ -1,0 +1,167 @@
+"""The intent family in process: variants, graceful degradation, bad input, and the trained models' quality."""
+
+import asyncio
+
+import pytest
+
+from inference.errors import InvalidHeader, InvalidRequest, InvalidText
+from inference.families import INTENT_LABELS
+from inference.faults import FaultInjector
+from inference.intent import DEFAULT_VARIANT, IntentClassifier, IntentModels, IntentPolicy
+from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, INTENTS, VERTICALS, VERTICALS_MODEL
+from inference.registry import load_text_models
+
+
+class CountingMetrics:
+    def __init__(self):
+        self.fallbacks = []
+
+    def fallback(self, family, reason):
+        self.fallbacks.append((family, reason))
+
+
+@pytest.fixture(scope="module")
+def intent_models(text_reports):
+    models = load_text_models(INTENT_LABELS, "v1.0.0")
+    return IntentModels(models[CLASSIC_MODEL], models[ENSEMBLE_MODEL], models[VERTICALS_MODEL])
+
+
+def classify(models, text, variant, *, faults=None, metrics=None, policy=None):
+    async def run():
+        classifier = IntentClassifier(models, policy or IntentPolicy(), faults=FaultInjector(faults), metrics=metrics)
+        try:
+            return await classifier.classify(text, variant=variant)
+        finally:
+            classifier.close()
+
+    return asyncio.run(run())
+
+
+def test_the_ensemble_beats_classic_on_held_out_queries_and_the_report_says_by_how_much(text_reports, session_dir):
+    report = text_reports["intent"]
+    classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
+    assert classic["accuracy"] > 0.85
+    assert ensemble["accuracy"] > classic["accuracy"] and ensemble["macro_f1"] > classic["macro_f1"]
+    assert report["ensemble_gain"]["accuracy"] == pytest.approx(ensemble["accuracy"] - classic["accuracy"], abs=1e-4)
+    written = (session_dir / "artifacts" / "intent" / "v1.0.0" / "report.md").read_text()
+    gain = report["ensemble_gain"]["accuracy"] * 100
+    assert f"The ensemble beats classic by {gain:+.2f} points of accuracy" in written
+
+
+def test_metrics_and_thresholds_travel_in_the_models_metadata(intent_models):
+    assert set(intent_models.classic.metadata["metrics"]) == {"accuracy", "macro_f1"}
+    thresholds = intent_models.verticals.metadata["thresholds"]
+    assert set(thresholds) == set(VERTICALS) and all(0 < value < 1 for value in thresholds.values())
+    assert intent_models.verticals.metadata["metrics"]["micro_f1"] > 0.9
+
+
+@pytest.mark.parametrize("variant", ["classic", "ensemble"])
+def test_each_variant_answers_the_documented_shape(intent_models, variant):
+    result = classify(intent_models, "cheap flights to paris for nursing jobs", variant)
+    assert result.intent in INTENTS and 0 < result.confidence <= 1
+    assert result.variant == variant and result.model_version == "v1.0.0" and result.fallback is False
+    assert {entry.vertical for entry in result.verticals} == {"travel", "jobs"}
+    assert [entry.score for entry in result.verticals] == sorted(
+        (entry.score for entry in result.verticals), reverse=True
+    )
+
+
+def test_a_failing_ensemble_is_answered_by_classic_flagged_and_counted(intent_models):
+    metrics = CountingMetrics()
+    result = classify(intent_models, "dentist near me", "ensemble", faults={ENSEMBLE_MODEL: "fail"}, metrics=metrics)
+    assert result.variant == "classic" and result.fallback is True and result.intent == "local"
+    assert metrics.fallbacks == [("intent", "ensemble_error")]
+
+
+def test_an_ensemble_over_its_latency_budget_is_answered_by_classic(intent_models):
+    metrics = CountingMetrics()
+    policy = IntentPolicy(ensemble_budget_s=0.05)
+    result = classify(
+        intent_models,
+        "buy running shoes",
+        "ensemble",
+        faults={ENSEMBLE_MODEL: "delay_ms=300"},
+        metrics=metrics,
+        policy=policy,
+    )
+    assert result.variant == "classic" and result.fallback is True
+    assert metrics.fallbacks == [("intent", "ensemble_timeout")]
+
+
+def test_when_every_model_fails_the_default_intent_answers_flagged_and_counted(intent_models):
+    metrics = CountingMetrics()
+    faults = {ENSEMBLE_MODEL: "fail", CLASSIC_MODEL: "fail"}
+    result = classify(
+        intent_models,
+        "anything",
+        "ensemble",
+        faults=faults,
+        metrics=metrics,
+        policy=IntentPolicy(default_intent="support"),
+    )
+    assert (result.intent, result.variant, result.fallback, result.model_version) == (
+        "support",
+        DEFAULT_VARIANT,
+        True,
+        None,
+    )
+    assert result.confidence == 0 and result.verticals == []
+    assert metrics.fallbacks == [("intent", "ensemble_error"), ("intent", "default_answer")]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "text: must not be empty"),
+        ("   \n\t", "text: must not be empty"),
+        ("x" * 2001, "at most 2000 characters, got 2001"),
+    ],
+)
+def test_unusable_text_is_refused_naming_the_field(intent_models, text, fragment):
+    with pytest.raises(InvalidText, match=fragment.replace("(", r"\(")):
+        classify(intent_models, text, "classic")
+
+
+def test_the_header_chooses_the_variant_and_a_wrong_one_is_refused(intent_models):
+    classifier = IntentClassifier(intent_models, IntentPolicy(split={"classic": 1.0, "ensemble": 0.0}))
+    assert classifier.choose_variant("ensemble", "u-1") == "ensemble"
+    assert classifier.choose_variant(None, "u-1") == "classic"
+    with pytest.raises(InvalidHeader, match="X-Model-Preference: expected one of classic, ensemble, got 'fast'"):
+        classifier.choose_variant("fast", None)
+    classifier.close()
+
+
+def test_a_batch_answers_in_order_with_bad_texts_reported_in_place(intent_models):
+    texts = ["hilton login", "", "what is compound interest", "x" * 3000, "pharmacy near me"]
+
+    async def run():
+        classifier = IntentClassifier(intent_models, IntentPolicy())
+        try:
+            return await classifier.classify_batch(texts, variant="classic")
+        finally:
+            classifier.close()
+
+    response = asyncio.run(run())
+    assert (response.succeeded, response.failed) == (3, 2)
+    assert [getattr(result, "intent", None) for result in response.results] == [
+        "navigational",
+        None,
+        "informational",
+        None,
+        "local",
+    ]
+    assert response.results[1].error.message.startswith("texts[1]: must not be empty")
+    assert response.results[3].error.code == "invalid_text"
+
+
+@pytest.mark.parametrize(("count", "fragment"), [(0, "at least 1 text"), (1001, "at most 1000 texts")])
+def test_an_empty_or_oversize_batch_is_refused(intent_models, count, fragment):
+    async def run():
+        classifier = IntentClassifier(intent_models, IntentPolicy())
+        try:
+            await classifier.classify_batch(["a query"] * count, variant="classic")
+        finally:
+            classifier.close()
+
+    with pytest.raises(InvalidRequest, match=fragment):
+        asyncio.run(run())
