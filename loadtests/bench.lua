@@ -1,5 +1,5 @@
 -- wrk script of the benchmark harness (loadtests/bench.py). Env: SINGLE_FILE (lines "PATH<TAB>JSON body" of
--- single requests, cycled), BATCH_FILE (one such line for a batch, optional), BATCH_EVERY (every n-th request
+-- single requests, cycled; an optional third field "Header-Name: value" adds a header), BATCH_FILE (one such line for a batch, optional), BATCH_EVERY (every n-th request
 -- is the batch; 0 = none, 1 = only batches). Prints one JSON line of results at the end.
 local function read(path)
   local f = assert(io.open(path))
@@ -12,7 +12,15 @@ local singles, batch = {}, nil
 
 local function split(line)
   local tab = line:find("\t")
-  return { path = line:sub(1, tab - 1), body = line:sub(tab + 1) }
+  local path, rest = line:sub(1, tab - 1), line:sub(tab + 1)
+  local headers = { ["Content-Type"] = "application/json" }
+  local second = rest:find("\t")
+  if second then
+    local name, value = rest:sub(second + 1):match("^([^:]+):%s*(.*)$")
+    headers[name] = value
+    rest = rest:sub(1, second - 1)
+  end
+  return { path = path, body = rest, headers = headers }
 end
 local batch_every = tonumber(os.getenv("BATCH_EVERY") or "0")
 local counter = 0
@@ -23,15 +31,13 @@ function init(args)
   if os.getenv("BATCH_FILE") then batch = split(read(os.getenv("BATCH_FILE")):match("[^\n]+")) end
 end
 
-local headers = { ["Content-Type"] = "application/json" }
-
 function request()
   counter = counter + 1
   if batch and batch_every > 0 and counter % batch_every == 0 then
-    return wrk.format("POST", batch.path, headers, batch.body)
+    return wrk.format("POST", batch.path, batch.headers, batch.body)
   end
   local single = singles[(counter % #singles) + 1]
-  return wrk.format("POST", single.path, headers, single.body)
+  return wrk.format("POST", single.path, single.headers, single.body)
 end
 
 function done(summary, latency, requests)

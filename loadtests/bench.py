@@ -31,7 +31,19 @@ import psutil
 from loadtests.inprocess import scorer_us
 from loadtests.latency import request_bodies
 from loadtests.peers import mlserver
-from loadtests.report import AFTER_BURST, BATCH_100, INFER_1, INFER_16, INFER_64, MIXED, Footprint, Run, render
+from loadtests.report import (
+    AFTER_BURST,
+    BATCH_100,
+    FULL,
+    INFER_1,
+    INFER_16,
+    INFER_64,
+    MIXED,
+    Footprint,
+    Run,
+    render,
+)
+from loadtests.text_bench import TEXT_WORKLOADS, write_text_request_files
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -47,6 +59,11 @@ class Target:
     command: list[str]  # "{port}" and "{work}" are filled in per run
     ready_path: str
     protocol: str = "service"  # "service": this API's JSON; "v2": the Open Inference Protocol (MLServer)
+    env: tuple[tuple[str, str], ...] = ()
+
+
+SERVE = [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.1", "--port", "{port}"]
+FULL_SERVICE = Target("this service, all families (as shipped)", SERVE, "/readyz")
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,13 @@ class Workload:
 
 
 TARGETS = {
+    # The peers serve only the skill models, so here this service loads only those too; the full service is
+    # measured on its own below (text families, cold start and memory with every family loaded).
     "service": Target(
-        "this service (bentoml serve)",
-        [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.1", "--port", "{port}"],
+        "this service (bentoml serve, skills family)",
+        SERVE,
         "/readyz",
+        env=(("INFERENCE_FAMILIES", '["skills"]'),),
     ),
     "fastapi": Target(
         "FastAPI + uvicorn",
@@ -101,7 +121,7 @@ def running(target: Target, work: Path) -> Iterator[tuple[str, psutil.Process, f
     command = [part.replace("{port}", str(port)).replace("{work}", str(work)) for part in target.command]
     if target.protocol == "v2":
         mlserver.write_repository(work / f"mlserver-{port}", port)
-    env = dict(os.environ)
+    env = {**os.environ, **dict(target.env)}
     if target.command[0].endswith("bentoml"):  # its own metrics directory, so runs don't mix
         env["PROMETHEUS_MULTIPROC_DIR"] = str(work / f"prom-{port}")
     log_path = work / f"{port}.log"
@@ -141,12 +161,10 @@ def memory_mib(process: psutil.Process) -> tuple[float, float]:
 
 
 def run_wrk(url: str, workload: Workload, duration: float, files: dict[str, Path]) -> dict[str, float]:
-    env = {
-        **os.environ,
-        "SINGLE_FILE": str(files["single"]),
-        "BATCH_FILE": str(files["batch"]),
-        "BATCH_EVERY": str(workload.batch_every),
-    }
+    """Drive `url` with `files["single"]` lines (every `batch_every`-th request the `files["batch"]` line)."""
+    env = {**os.environ, "SINGLE_FILE": str(files["single"]), "BATCH_EVERY": str(workload.batch_every)}
+    if "batch" in files:
+        env["BATCH_FILE"] = str(files["batch"])
     command = [
         "wrk",
         "-t1",
@@ -218,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="A B A B rounds (default 2)")
     parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the results section of {DOC.name}")
+    parser.add_argument(
+        "--no-text", dest="text", action="store_false", help="skip the text families (the full service's run)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -229,24 +250,40 @@ def main(argv: list[str] | None = None) -> int:
         mlserver.ensure_venv()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     request_files = write_request_files(work)
+    text_files = write_text_request_files(work) if args.text else {}
     started = datetime.now(UTC).isoformat(timespec="minutes")
-    results: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key in args.targets}
-    footprints: dict[str, list[Footprint]] = {key: [] for key in args.targets}
+    results: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key in [*args.targets, FULL]}
+    footprints: dict[str, list[Footprint]] = {key: [] for key in [*args.targets, FULL]}
+
+    def drive(key: str, target: Target, workloads: list[tuple[Workload, dict[str, Path]]]) -> None:
+        with running(target, work) as (url, process, cold_start):
+            warm_up_files = workloads[0][1]
+            run_wrk(url, Workload("warm-up", 4, 10 if "batch" in warm_up_files else 0), WARM_UP, warm_up_files)
+            for workload, files in workloads:
+                row = run_wrk(url, workload, args.duration, files)
+                results[key].setdefault(workload.name, []).append(row)
+                print(
+                    f"  {workload.name:<52} {row['qps']:8.0f} QPS  P50 {row['p50']:7.2f}  P95 {row['p95']:7.2f}"
+                    f"  P99 {row['p99']:7.2f} ms  errors {row['errors']}",
+                    flush=True,
+                )
+            footprints[key].append(Footprint(cold_start, *memory_mib(process)))
+
     for round_index in range(args.rounds):
         for key in args.targets:
             target = TARGETS[key]
             print(f"round {round_index + 1}/{args.rounds}: {target.name}", flush=True)
-            with running(target, work) as (url, process, cold_start):
-                run_wrk(url, Workload("warm-up", 4, 10), WARM_UP, request_files[target.protocol])
-                for workload in WORKLOADS:
-                    row = run_wrk(url, workload, args.duration, request_files[target.protocol])
-                    results[key].setdefault(workload.name, []).append(row)
-                    print(
-                        f"  {workload.name:<52} {row['qps']:8.0f} QPS  P50 {row['p50']:7.2f}  P95 {row['p95']:7.2f}"
-                        f"  P99 {row['p99']:7.2f} ms  errors {row['errors']}",
-                        flush=True,
-                    )
-                footprints[key].append(Footprint(cold_start, *memory_mib(process)))
+            drive(key, target, [(workload, request_files[target.protocol]) for workload in WORKLOADS])
+        if args.text:
+            print(f"round {round_index + 1}/{args.rounds}: {FULL_SERVICE.name}", flush=True)
+            drive(
+                FULL,
+                FULL_SERVICE,
+                [
+                    (Workload(text.name, text.connections, text.batch_every), {"single": text_files[text.lines]})
+                    for text in TEXT_WORKLOADS
+                ],
+            )
     command = " ".join(["python -m loadtests.bench", *(argv if argv is not None else sys.argv[1:])])
     run = Run(
         command=command,
@@ -255,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         names={key: TARGETS[key].name for key in args.targets},
         workloads=[workload.name for workload in WORKLOADS],
+        text_workloads=[workload.name for workload in TEXT_WORKLOADS] if args.text else [],
         results=results,
         footprints=footprints,
         in_process=in_process_limit(),

@@ -3,6 +3,8 @@
 from loadtests.report import (
     AFTER_BURST,
     BATCH_100,
+    BATCH_CLASSIC,
+    FULL,
     INFER_1,
     INFER_16,
     INFER_64,
@@ -14,17 +16,27 @@ from loadtests.report import (
 )
 
 WORKLOADS = [INFER_1, INFER_16, INFER_64, AFTER_BURST, BATCH_100, MIXED]
+TEXT_WORKLOADS = [BATCH_CLASSIC, "predict (text pair), 1 client"]
 
 
 def row(qps: float, p50: float = 1.0, p95: float = 2.0, errors: int = 0) -> dict[str, float]:
     return {"qps": qps, "p50": p50, "p95": p95, "p99": p95 * 2, "errors": errors}
 
 
-def make_run(service: dict[str, dict[str, float]], *, fastapi_qps: float = 300, mlserver_qps: float = 400, **footprint):
+def make_run(
+    service: dict[str, dict[str, float]],
+    *,
+    fastapi_qps: float = 300,
+    mlserver_qps: float = 400,
+    text_batch_p95: float = 40.0,
+    text_errors: int = 0,
+    **footprint,
+):
     results = {
         "service": {workload: [service.get(workload, row(1000))] for workload in WORKLOADS},
         "fastapi": {workload: [row(fastapi_qps)] for workload in WORKLOADS},
         "mlserver": {workload: [row(mlserver_qps)] for workload in WORKLOADS},
+        FULL: {workload: [row(50, p95=text_batch_p95, errors=text_errors)] for workload in TEXT_WORKLOADS},
     }
     sizes = {"cold_start_s": 3.0, "rss_mib": 450.0, "pss_mib": 350.0, **footprint}
     return Run(
@@ -37,6 +49,7 @@ def make_run(service: dict[str, dict[str, float]], *, fastapi_qps: float = 300, 
         results=results,
         footprints={key: [Footprint(**sizes)] for key in results},
         in_process={"sequential_us": 500.0, "concurrent_us": 80.0},
+        text_workloads=TEXT_WORKLOADS,
     )
 
 
@@ -60,6 +73,8 @@ def test_each_missed_target_is_judged_no():
         },
         cold_start_s=6.0,
         rss_mib=600.0,
+        text_batch_p95=140.0,
+        text_errors=1,
     )
     judged = verdicts(run)
     assert judged["64 clients: ≥ 2x MLServer's QPS"] == "yes"
@@ -68,8 +83,9 @@ def test_each_missed_target_is_judged_no():
 
 def test_targets_needing_an_absent_peer_are_reported_as_not_measured():
     run = make_run({})
-    run = Run(**{**run.__dict__, "names": {"service": "this service"}})
+    run = Run(**{**run.__dict__, "names": {"service": "this service"}, "text_workloads": []})
     judged = verdicts(run)
+    assert judged["intent: 100 texts in under 100 ms (`classify/batch`, classic)"] == "-"
     assert judged["64 clients: ≥ 3x FastAPI's QPS"] == "-"
     assert judged["64 clients: ≥ 2x MLServer's QPS"] == "-"
     assert "over FastAPI" not in render(run)

@@ -40,11 +40,11 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = re.findall(r"^  (.+?)\s+(\d+) QPS .* errors (\d+)$", run.stdout, flags=re.MULTILINE)
-    assert len(rows) == 18  # 6 workloads x 3 targets
+    assert len(rows) == 26  # 6 workloads x 3 targets, and 8 text workloads
     # A peer may complete nothing in a 1-second workload while it drains the 64-client burst; this service must.
-    assert all(int(qps) > 0 for _, qps, _ in rows[:6]), run.stdout
+    assert all(int(qps) > 0 for _, qps, _ in rows[:6] + rows[-8:]), run.stdout
     assert all(errors == "0" for _, _, errors in rows), run.stdout
     assert "| infer, 64 clients |" in run.stdout and "In-process limit" in run.stdout
     assert "QPS of this service over FastAPI" in run.stdout and "QPS of this service over MLServer" in run.stdout
     judged = re.findall(r"^\| (.+?) \| (.+?) \| (yes|no) \|$", run.stdout, flags=re.MULTILINE)
-    assert len(judged) == 8, run.stdout[-3000:]  # every target judged, none left unmeasured
+    assert len(judged) == 10, run.stdout[-3000:]  # every target judged, none left unmeasured
