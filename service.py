@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import os
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bentoml
@@ -13,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from inference.errors import InferenceError, ModelsNotReady
+from inference.errors import InferenceError
 from inference.schemas import (
     FamilyModels,
     HealthResponse,
@@ -33,10 +37,8 @@ from inference.schemas import (
 from inference.settings import get_settings
 
 if TYPE_CHECKING:
-    from inference.families import Families
-    from inference.intent import IntentClassifier
-    from inference.skills import SkillsScorer
-    from inference.textpair import TextPairScorer
+    from inference.manager import ModelManager
+    from inference.serving import Serving
 
 logger = logging.getLogger("inference")
 
@@ -47,8 +49,14 @@ CLASSIFY_BATCH_ROUTE = "/api/classify/batch"
 ENSEMBLE_ROUTE = "/api/v2/classify/ensemble"
 TEXTPAIR_ROUTE = "/predict"
 PREFERENCE_HEADER = "x-model-preference"
+VERSION_HEADER = "x-model-variant"
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
 SCORING_ROUTES = [SKILLS_INFER_ROUTE, CLASSIFY_ROUTE, "/api/v2/classify", TEXTPAIR_ROUTE]
+
+# The workers of one server share admin changes through this directory. `bentoml serve` imports this module in
+# its supervising process first and the workers inherit its environment, so one directory per server start.
+if get_settings().state_dir is None and "INFERENCE_STATE_DIR" not in os.environ:
+    os.environ["INFERENCE_STATE_DIR"] = tempfile.mkdtemp(prefix="inference-state-")
 
 
 def error_response(error: InferenceError, ctx: bentoml.Context | None = None) -> JSONResponse:
@@ -67,18 +75,19 @@ def current() -> Inference:
 
 
 async def list_skill_models(request: Request) -> JSONResponse:
-    try:
-        scorer = current().skills()
-    except InferenceError as err:
-        return error_response(err)
     from inference.registry import model_summary
 
+    try:
+        family = current().serving.family("skills")
+    except InferenceError as err:
+        return error_response(err)
+    scorer = family.scorers[family.route.stable]
     models = [model_summary(skill, model) for skill, model in scorer.models.items()]
     return JSONResponse(SkillModelsResponse.model_validate({"models": models}).model_dump(mode="json"))
 
 
 async def list_models(request: Request) -> JSONResponse:
-    """Every family this server serves, with its models and their served versions."""
+    """Every family this server serves, with its models, their loaded versions and the route between them."""
     return JSONResponse(ModelsResponse(families=current().served()).model_dump(mode="json"))
 
 
@@ -96,19 +105,27 @@ async def health(request: Request) -> JSONResponse:
 
 async def textpair_model_info(request: Request) -> JSONResponse:
     try:
-        scorer = current().textpair()
+        family = current().serving.family("textpair")
     except InferenceError as err:
         return error_response(err)
-    return JSONResponse(scorer.model_info().model_dump(mode="json"))
+    return JSONResponse(family.scorers[family.route.stable].model_info().model_dump(mode="json"))
 
 
-# Read-only routes (GET) live in a small Starlette app; BentoML's @api routes are POST only.
-read_routes = Starlette(
+def _admin_routes() -> list[Route]:
+    from inference.admin import admin_routes
+
+    token = get_settings().admin_token
+    return admin_routes(token.get_secret_value() if token else None, lambda: current().manager)
+
+
+# Routes outside BentoML's @api (which are POST only): reads, and the admin API.
+extra_routes = Starlette(
     routes=[
         Route("/api/v1/skills/models", list_skill_models, methods=["GET"]),
         Route("/api/v1/models", list_models, methods=["GET"]),
         Route("/model_info", textpair_model_info, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *_admin_routes(),
     ]
 )
 
@@ -122,14 +139,14 @@ def _cors() -> dict[str, object]:
             "enabled": True,
             "access_control_allow_origins": origins,
             "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
-            "access_control_allow_headers": ["Content-Type", "Authorization", "X-Model-Preference"],
+            "access_control_allow_headers": ["Content-Type", "Authorization", "X-Model-Preference", "X-Model-Variant"],
         }
     }
 
 
 # BentoML reads its configuration when the class is decorated, so these settings are read at import. They are
 # defaults: a BentoML configuration file (BENTOML_CONFIG) overrides them.
-@bentoml.asgi_app(read_routes, path="/")
+@bentoml.asgi_app(extra_routes, path="/")
 # BentoML's TimeoutMiddleware schedules one timer per request for the whole timeout and never cancels it, so
 # each request's objects stay alive that long; after a burst, full garbage collections then scan them all.
 # A short timeout bounds that retention (see docs/performance.md).
@@ -143,77 +160,85 @@ def _cors() -> dict[str, object]:
 )
 class Inference:
     def __init__(self) -> None:
-        self.settings = get_settings()
-        logging.getLogger("inference").setLevel(self.settings.log_level)
+        # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,
+        # which never scores; the model libraries would cost that process ~90 MiB and ~2 s of start.
+        from inference.cache import cache_from_url
+        from inference.families import FamilyLoader, load_families
+        from inference.manager import ModelManager
+        from inference.metrics import PrometheusMetrics
+        from inference.serving import Serving
+        from inference.state import SharedState
+
+        settings = self.settings = get_settings()
+        logging.getLogger("inference").setLevel(settings.log_level)
+        metrics = PrometheusMetrics()
         # Loaded before the worker accepts its first connection (this runs in the worker's startup), so with
         # several workers on one socket no request reaches a worker that is still loading while another one
         # already answers /readyz. A family that fails to load leaves the worker alive and unready, with the
         # reason in the log and in every 503, not in a crash loop.
-        self.families = self._load_families()
-
-    def _load_families(self) -> Families:
-        # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,
-        # which never scores; the model libraries would cost that process ~90 MiB and ~2 s of start.
-        from inference.families import load_families
-        from inference.metrics import PrometheusMetrics
-
-        logger.info("loading families %s", self.settings.families)
-        families = load_families(self.settings, metrics=PrometheusMetrics())
+        loader = FamilyLoader(settings, metrics=metrics)
+        logger.info("loading families %s", settings.families)
+        families = load_families(settings, loader)
+        cache = cache_from_url(
+            settings.cache_url,
+            ttl_s=settings.cache_ttl_s,
+            timeout_s=settings.cache_timeout_ms / 1000,
+            max_entries=settings.cache_max_entries,
+            stats=metrics,
+        )
+        self.serving: Serving = Serving(families, cache, metrics=metrics)
+        state_dir = settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])
+        self.manager: ModelManager = ModelManager(
+            families,
+            loader,
+            SharedState(state_dir),
+            cache,
+            retire_after_s=2 * settings.request_timeout_s,
+            watch_store_s=settings.reload_watch_s,
+        )
+        self._follow: asyncio.Task[None] | None = None
         # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
         # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
         gc.freeze()
         if families.ready():
-            logger.info("ready: %s", {entry.family: len(entry.models) for entry in families.served()})
-        return families
+            logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
+
+    @bentoml.on_startup
+    async def follow_model_changes(self) -> None:
+        self._follow = asyncio.get_running_loop().create_task(self.manager.follow(), name="model-changes")
 
     def __is_ready__(self) -> bool:
-        return self.families.ready()
+        return self.serving.families.ready()
 
     def served(self) -> list[FamilyModels]:
-        return self.families.served()
-
-    def _family(self, name: str) -> object:
-        scorer = getattr(self.families, name)
-        if scorer is None:
-            if name not in self.families.enabled:
-                reason = f"this server does not serve it (INFERENCE_FAMILIES={self.families.enabled})"
-            else:
-                reason = self.families.errors.get(name, "models are still loading")
-            raise ModelsNotReady(f"{name} models are not ready: {reason}")
-        return scorer
-
-    def skills(self) -> SkillsScorer:
-        return self._family("skills")  # type: ignore[return-value]
-
-    def intent(self) -> IntentClassifier:
-        return self._family("intent")  # type: ignore[return-value]
-
-    def textpair(self) -> TextPairScorer:
-        return self._family("textpair")  # type: ignore[return-value]
+        return self.serving.families.served()
 
     @bentoml.api(route=SKILLS_INFER_ROUTE)
-    async def skills_infer(self, request: SkillInferenceRequest, /) -> SkillInferenceResult:
-        """Score one student on one skill."""
+    async def skills_infer(self, request: SkillInferenceRequest, /, ctx: bentoml.Context) -> SkillInferenceResult:
+        """Score one student on one skill (the version: X-Model-Variant, else the route, sticky per student)."""
         try:
-            return await self.skills().infer(request)
+            return await self.serving.skills_infer(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
-            return error_response(err)  # type: ignore[return-value]  # BentoML passes a Response through
+            return error_response(err, ctx)  # type: ignore[return-value]  # BentoML passes a Response through
 
     @bentoml.api(route=SKILLS_BATCH_ROUTE)
-    async def skills_infer_batch(self, request: SkillBatchRequest, /) -> SkillBatchResponse:
+    async def skills_infer_batch(self, request: SkillBatchRequest, /, ctx: bentoml.Context) -> SkillBatchResponse:
         """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
         try:
-            return await self.skills().infer_batch(request)
+            return await self.serving.skills_infer_batch(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
-            return error_response(err)  # type: ignore[return-value]
+            return error_response(err, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route=CLASSIFY_ROUTE)
     async def classify(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Intent and verticals of one query, from the variant in X-Model-Preference or the configured split."""
         try:
-            classifier = self.intent()
-            variant = classifier.choose_variant(ctx.request.headers.get(PREFERENCE_HEADER), request.user_id)
-            return await classifier.classify(request.text, variant=variant)
+            return await self.serving.classify(
+                request.text,
+                user_id=request.user_id,
+                preference=_header(ctx, PREFERENCE_HEADER),
+                forced_version=_header(ctx, VERSION_HEADER),
+            )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
 
@@ -221,28 +246,44 @@ class Inference:
     async def classify_batch(self, request: IntentBatchRequest, /, ctx: bentoml.Context) -> IntentBatchResponse:
         """Up to 1000 queries, answered in order by one variant; a bad text gets an error in its place."""
         try:
-            classifier = self.intent()
-            variant = classifier.choose_variant(ctx.request.headers.get(PREFERENCE_HEADER), request.user_id)
-            return await classifier.classify_batch(request.texts, variant=variant)
+            return await self.serving.classify_batch(
+                request.texts,
+                user_id=request.user_id,
+                preference=_header(ctx, PREFERENCE_HEADER),
+                forced_version=_header(ctx, VERSION_HEADER),
+            )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route=ENSEMBLE_ROUTE)
-    async def classify_ensemble(self, request: IntentRequest, /) -> IntentResult:
+    async def classify_ensemble(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Always the ensemble (classic answers, flagged as a fallback, when the ensemble cannot)."""
         try:
-            return await self.intent().classify(request.text, variant="ensemble")
+            return await self.serving.classify(
+                request.text,
+                user_id=request.user_id,
+                preference="ensemble",
+                forced_version=_header(ctx, VERSION_HEADER),
+            )
         except InferenceError as err:
-            return error_response(err)  # type: ignore[return-value]
+            return error_response(err, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route=TEXTPAIR_ROUTE)
-    async def predict(self, request: TextPairRequest, /) -> TextPairResult:
+    async def predict(self, request: TextPairRequest, /, ctx: bentoml.Context) -> TextPairResult:
         """Whether two texts mean the same, with the model's confidence."""
         try:
-            return await self.textpair().predict(request)
+            return await self.serving.predict_pair(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
-            return error_response(err)  # type: ignore[return-value]
+            return error_response(err, ctx)  # type: ignore[return-value]
 
     @bentoml.on_shutdown
-    def close(self) -> None:
-        self.families.close()
+    async def close(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+        await self.manager.close()
+        await self.serving.cache.close()
+        self.serving.families.close()
+
+
+def _header(ctx: bentoml.Context, name: str) -> str | None:
+    return ctx.request.headers.get(name)

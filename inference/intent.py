@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,8 +128,15 @@ class IntentClassifier:
         check_text(text, field_name="text", max_chars=self.policy.max_text_chars)
         return (await self._answer([text], variant))[0]
 
-    async def classify_batch(self, texts: Sequence[str], *, variant: str) -> IntentBatchResponse:
-        """Classify every valid text (in order); an invalid one gets an error in its place."""
+    async def classify_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        variant: str,
+        answer: Callable[[list[str]], Awaitable[list[IntentResult]]] | None = None,
+    ) -> IntentBatchResponse:
+        """Classify every valid text (in order); an invalid one gets an error in its place. `answer` replaces
+        `classify_many` for the valid texts (the serving layer puts its cache there)."""
         if not texts:
             raise InvalidRequest("texts: must hold at least 1 text")
         if len(texts) > self.policy.max_batch_items:
@@ -143,12 +150,18 @@ class IntentClassifier:
             except InvalidRequest as err:
                 results[index] = IntentFailure(index=index, error=ErrorDetail(**err.to_dict()))
         if valid:
-            for index, answer in zip(valid, await self._answer([texts[i] for i in valid], variant), strict=True):
-                results[index] = answer
+            valid_texts = [texts[i] for i in valid]
+            answers = await (answer(valid_texts) if answer else self._answer(valid_texts, variant))
+            for index, result in zip(valid, answers, strict=True):
+                results[index] = result
         complete = [result for result in results if result is not None]
         return IntentBatchResponse.model_construct(
             results=complete, succeeded=len(valid), failed=len(texts) - len(valid)
         )
+
+    async def classify_many(self, texts: list[str], *, variant: str) -> list[IntentResult]:
+        """Answers for texts already checked with `check_text`, in order (with the fallbacks of `classify`)."""
+        return await self._answer(texts, variant)
 
     def close(self) -> None:
         for batcher in self.batchers.values():
@@ -188,7 +201,7 @@ class IntentClassifier:
         )
 
     def _fell_back(self, reason: str, error: BaseException | None) -> None:
-        self.metrics.fallback("intent", reason)
+        self.metrics.fallback("intent", self.models.classic.version, reason)
         held_back = self._fallback_log.allow()
         if held_back is not None:
             logger.warning(

@@ -10,11 +10,16 @@ from typing import Protocol
 
 
 class Metrics(Protocol):
-    def fallback(self, family: str, reason: str) -> None: ...
+    def fallback(self, family: str, version: str, reason: str) -> None: ...
+
+    def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None: ...
 
 
 class NoMetrics:
-    def fallback(self, family: str, reason: str) -> None:
+    def fallback(self, family: str, version: str, reason: str) -> None:
+        pass
+
+    def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
         pass
 
 
@@ -27,8 +32,17 @@ class PrometheusMetrics:
         self._fallbacks = bentoml.metrics.Counter(
             name="inference_fallbacks",
             documentation="Answers given by a fallback: another variant, or the configured default answer.",
-            labelnames=["family", "reason"],
+            labelnames=["family", "model_version", "reason"],
+        )
+        self._cache = bentoml.metrics.Counter(
+            name="inference_cache_requests",
+            documentation="Result cache lookups by outcome: hit, miss, or error (the cache was bypassed).",
+            labelnames=["family", "model_version", "outcome"],
         )
 
-    def fallback(self, family: str, reason: str) -> None:
-        self._fallbacks.labels(family=family, reason=reason).inc()
+    def fallback(self, family: str, version: str, reason: str) -> None:
+        self._fallbacks.labels(family=family, model_version=version, reason=reason).inc()
+
+    def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
+        if count:
+            self._cache.labels(family=family, model_version=version, outcome=outcome).inc(count)

@@ -31,6 +31,7 @@ class SkillInferenceResult(BaseModel):
     model_version: str
     imputed_features: list[str]
     ignored_features: list[str]
+    cached: bool = Field(False, description="True when the answer came from the result cache.")
 
 
 class ErrorDetail(BaseModel):
@@ -95,6 +96,7 @@ class IntentResult(BaseModel):
     variant: str = Field(description="classic, ensemble, or default (the configured answer when no model could).")
     model_version: str | None = Field(description="Version of the model that answered; null for the default.")
     fallback: bool = Field(description="True when the chosen variant could not answer in time and another did.")
+    cached: bool = Field(False, description="True when the answer came from the result cache.")
 
 
 class IntentFailure(BaseModel):
@@ -127,6 +129,7 @@ class TextPairResult(BaseModel):
     confidence: float = Field(ge=0, le=1, description="Probability of the predicted class.")
     model: ModelRef
     timestamp: str = Field(description="When the answer was made, ISO 8601 UTC.")
+    cached: bool = Field(False, description="True when the answer came from the result cache.")
 
 
 class TextPairModelInfo(BaseModel):
@@ -147,10 +150,16 @@ class ServedModel(BaseModel):
     version: str
 
 
+class RouteInfo(BaseModel):
+    stable: str = Field(description="The version a rollback sends all traffic to.")
+    weights: dict[str, float] = Field(description="Share of traffic per version (sticky per caller id).")
+
+
 class FamilyModels(BaseModel):
     family: str
     loaded: bool
     models: list[ServedModel]
+    route: RouteInfo | None = None
     error: str | None = None
 
 

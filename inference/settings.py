@@ -6,7 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+import yaml
+from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.catalogue import SKILLS
@@ -92,6 +93,42 @@ class Settings(BaseSettings):
         description='For drills and tests only: model name to "fail" or "delay_ms=N", as JSON, e.g. '
         '{"intent-ensemble": "fail"}. Empty by default.',
     )
+    cache_url: str = Field(
+        "memory://",
+        validation_alias=AliasChoices("CACHE_URL", "INFERENCE_CACHE_URL"),
+        description="Result cache: `memory://` (in-process LRU, per worker), `redis://host:6379/0` (shared by "
+        "workers and replicas) or `none://` (off). Read from CACHE_URL (or INFERENCE_CACHE_URL).",
+    )
+    cache_ttl_s: float = Field(86_400.0, gt=0, description="How long a cached answer lives (default 24 h).")
+    cache_timeout_ms: float = Field(
+        50.0, gt=0, le=5_000, description="Redis calls slower than this are abandoned and count as a miss."
+    )
+    cache_max_entries: int = Field(100_000, ge=1, description="Most answers the in-process cache holds per worker.")
+    routes: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Traffic split between model versions per family, as JSON, e.g. {"skills": {"v1.0.0": 90, '
+        '"v1.1.0": 10}}; sticky per student_id / user_id. A family not listed serves its pinned version only.',
+    )
+    routes_file: Path | None = Field(
+        None,
+        description="A YAML or JSON file with the same mapping as INFERENCE_ROUTES (e.g. a mounted ConfigMap); "
+        "it wins over INFERENCE_ROUTES and is re-read when it changes.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the admin API (/admin/..., cache invalidation). Unset: the admin API is off.",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Where the workers of one server share admin changes (routes, reloads). Default: a fresh "
+        "directory per server start; changes made through the admin API last until the server restarts.",
+    )
+    reload_watch_s: float = Field(
+        0.0,
+        ge=0,
+        description="When above 0, every this many seconds each family's newest version in the store is loaded, "
+        "validated and made stable if it is newer than the one serving. 0 (the default) watches nothing.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the `inference` logger."
     )
@@ -128,11 +165,59 @@ class Settings(BaseSettings):
             parse_fault(spec)
         return value
 
+    @field_validator("cache_url")
+    @classmethod
+    def _known_cache(cls, value: str) -> str:
+        if value.split("://", 1)[0] not in ("memory", "none", "redis", "rediss", "unix"):
+            raise ValueError(f"unsupported cache URL {value!r}; expected memory://, redis://host:port/db or none://")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _valid_routes(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        return check_routes(value)
+
+    def configured_routes(self) -> dict[str, dict[str, float]]:
+        """INFERENCE_ROUTES, or the routes file when one is set."""
+        if self.routes_file is None:
+            return self.routes
+        return read_routes_file(self.routes_file)
+
     def skill_version(self, skill: str) -> str:
         return self.skill_versions.get(skill, self.skills_version)
 
     def pinned_skill_versions(self) -> dict[str, str]:
         return {skill: self.skill_version(skill) for skill in SKILLS}
+
+
+FAMILY_NAMES = ("skills", "intent", "textpair")
+
+
+def check_routes(routes: object) -> dict[str, dict[str, float]]:
+    """Routes are {family: {version: weight}}: known families, non-negative weights with a positive sum."""
+    if not isinstance(routes, dict):
+        raise ValueError("routes must be a mapping of family to {version: weight}")
+    for family, weights in routes.items():
+        if family not in FAMILY_NAMES:
+            raise ValueError(f"routes: unknown family {family!r}; expected some of {', '.join(FAMILY_NAMES)}")
+        if not isinstance(weights, dict) or not weights:
+            raise ValueError(f"routes.{family}: expected a non-empty mapping of version to weight")
+        for version, weight in weights.items():
+            if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+                raise ValueError(f"routes.{family}.{version}: expected a non-negative number, got {weight!r}")
+        if sum(weights.values()) <= 0:
+            raise ValueError(f"routes.{family}: at least one weight must be positive")
+    return {
+        family: {str(version): float(weight) for version, weight in weights.items()}
+        for family, weights in routes.items()
+    }
+
+
+def read_routes_file(path: Path) -> dict[str, dict[str, float]]:
+    try:
+        return check_routes(yaml.safe_load(path.read_text()) or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the routes file ({err})") from err
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from inference.catalogue import SKILLS  # noqa: E402
 from inference.families import INTENT_LABELS, TEXTPAIR_LABELS  # noqa: E402
 from inference.registry import import_skill_artifacts, import_text_artifacts, load_skill_models  # noqa: E402
 from inference.scoring import SkillModel  # noqa: E402
+from tests.utils.redis_server import RedisServer  # noqa: E402
 from tests.utils.servers import RunningServer, start_server  # noqa: E402
 from train.intent import IntentTrainingParams, train_intent  # noqa: E402
 from train.skills import SkillTrainingParams, train_skills  # noqa: E402
@@ -79,3 +80,20 @@ def server(trained_versions: dict[str, Path], text_reports: dict, session_dir: P
     """A real `bentoml serve` of service.py pinned to the stable versions, all families."""
     with start_server(session_dir / "logs", env={"INFERENCE_SKILLS_VERSION": STABLE}) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server(session_dir: Path) -> Iterator[RedisServer]:
+    """A redis-server process of the tests' own (database 1 is used); tests may stop and restart it."""
+    server = RedisServer(session_dir / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client_without_admin(server: RunningServer) -> Iterator[object]:
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http

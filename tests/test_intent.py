@@ -16,8 +16,12 @@ class CountingMetrics:
     def __init__(self):
         self.fallbacks = []
 
-    def fallback(self, family, reason):
+    def fallback(self, family, version, reason):
+        assert version == "v1.0.0"
         self.fallbacks.append((family, reason))
+
+    def cache(self, family, version, outcome, count=1):
+        pass
 
 
 @pytest.fixture(scope="module")

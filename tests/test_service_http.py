@@ -42,6 +42,7 @@ def test_infer_answers_the_documented_shape(client):
         "model_version",
         "imputed_features",
         "ignored_features",
+        "cached",
     }
     assert result["student_id"] == "s-1" and result["skill"] == "communication"
     assert 0 <= result["score"] <= 1

@@ -13,7 +13,7 @@ from tests.utils.servers import start_server
 pytestmark = pytest.mark.server
 
 CLASSIFY, BATCH, ENSEMBLE = "/api/classify", "/api/classify/batch", "/api/v2/classify/ensemble"
-INTENT_FIELDS = {"intent", "confidence", "verticals", "variant", "model_version", "fallback"}
+INTENT_FIELDS = {"intent", "confidence", "verticals", "variant", "model_version", "fallback", "cached"}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_predict_says_whether_two_texts_mean_the_same(client):
     )
     for response in (same, different):
         assert response.status_code == 200, response.text
-        assert set(response.json()) == {"prediction", "label", "confidence", "model", "timestamp"}
+        assert set(response.json()) == {"prediction", "label", "confidence", "model", "timestamp", "cached"}
         assert response.json()["model"] == {"name": "textpair", "version": "v1.0.0"}
         assert 0.5 <= response.json()["confidence"] <= 1
     assert (same.json()["prediction"], same.json()["label"]) == (1, "paraphrase")

@@ -29,6 +29,7 @@ from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS,
 from inference.queries import QuerySample, generate_queries
 from inference.registry import library_versions
 from inference.text_artifacts import write_text_artifact
+from train.samples import SAMPLE_COUNT, held_out_samples
 
 VALIDATION_SHARE = 0.2
 TEST_SHARE = 0.2
@@ -162,7 +163,13 @@ def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> d
             "accuracy": round(float(accuracy_score(intents(test), predicted)), 4),
             "macro_f1": round(float(f1_score(intents(test), predicted, average="macro")), 4),
         }
-        metadata = {**common, "model": name, "labels": list(pipeline.classes_), "metrics": metrics}
+        metadata = {
+            **common,
+            "model": name,
+            "labels": list(pipeline.classes_),
+            "metrics": metrics,
+            "samples": held_out_samples(pipeline, texts(test[:SAMPLE_COUNT])),
+        }
         write_text_artifact(out_dir / name, pipeline, metadata)
         report["models"][name] = metrics
 
@@ -186,6 +193,7 @@ def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> d
         "model": VERTICALS_MODEL,
         "labels": list(VERTICALS),
         "thresholds": {vertical: round(float(t), 2) for vertical, t in zip(VERTICALS, thresholds, strict=True)},
+        "samples": held_out_samples(verticals, texts(test[:SAMPLE_COUNT])),
         "metrics": {**metrics, **{f"f1_{vertical}": value for vertical, value in per_vertical.items()}},
     }
     write_text_artifact(out_dir / VERTICALS_MODEL, verticals, metadata)

@@ -20,6 +20,7 @@ from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.drift import reference_distribution
 from inference.registry import library_versions
 from inference.synthetic import StudentSample, generate_students
+from train.samples import SAMPLE_COUNT
 
 TEST_SHARE = 0.2
 
@@ -93,6 +94,11 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
             "reference": {
                 "features": {name: reference_distribution(x_train[:, i]) for i, name in enumerate(names)},
                 "score": reference_distribution(scores),
+            },
+            # Held-out rows with the scores they must get: a reload checks the loaded model reproduces them.
+            "samples": {
+                "inputs": x_test[:SAMPLE_COUNT].tolist(),
+                "scores": [float(score) for score in scores[:SAMPLE_COUNT]],
             },
         }
         write_skill_artifact(

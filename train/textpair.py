@@ -21,6 +21,7 @@ from inference.pairs import PairSample, generate_pairs
 from inference.registry import library_versions
 from inference.text_artifacts import write_text_artifact
 from inference.textpair_catalogue import LABELS, TEXTPAIR_MODEL
+from train.samples import SAMPLE_COUNT, held_out_samples
 
 TEST_SHARE = 0.2
 
@@ -74,6 +75,7 @@ def train_textpair(version: str, params: TextPairTrainingParams, out_dir: Path) 
         "n_train": int(train.size),
         "n_test": int(test.size),
         "metrics": metrics,
+        "samples": held_out_samples(pipeline, [list(pairs[i]) for i in test[:SAMPLE_COUNT]]),
     }
     write_text_artifact(out_dir / TEXTPAIR_MODEL, pipeline, report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

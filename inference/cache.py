@@ -1,0 +1,238 @@
+"""The result cache: one interface, an in-process LRU with TTL (`memory://`, the default) or Redis (`redis://`);
+`none://` turns it off.
+
+Keys name the family, the model, the model **version** and a hash of the normalised input, so a new model
+version or new input never meets an old answer. Entries of a student (skills) are also indexed by student id,
+so `invalidate_student` removes them all.
+
+The cache is an optimisation, never a dependency: a Redis error or timeout counts as a miss (and an error),
+is logged at most once per interval, and Redis is left alone for a short cool-down before it is tried again,
+so a dead Redis costs requests nothing after the first failure and the cache recovers by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from cachetools import TTLCache
+
+from inference.logs import LOGGER_NAME, EveryInterval
+
+logger = logging.getLogger(LOGGER_NAME)
+
+PREFIX = "inference"
+
+
+def input_hash(payload: Any) -> str:
+    """SHA-256 of the canonical JSON of `payload` (sorted keys, no spaces): equal inputs, equal hashes."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    family: str
+    model: str
+    version: str
+    digest: str
+    student_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{PREFIX}:{self.family}:{self.model}:{self.version}:{self.digest}"
+
+
+def student_index_key(student_id: str) -> str:
+    return f"{PREFIX}:student:{student_id}"
+
+
+class ResultCache(Protocol):
+    """Values are bytes (the serialised answer); `get_many` keeps the order of `keys`, None for a miss."""
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]: ...
+
+    async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None: ...
+
+    async def invalidate_student(self, student_id: str) -> int: ...
+
+    async def invalidate_version(self, family: str, model: str, version: str) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class CacheStats(Protocol):
+    def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None: ...
+
+
+class _NoStats:
+    def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
+        pass
+
+
+class NoCache:
+    """`none://`: every lookup misses and nothing is kept (for benchmarks and debugging)."""
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
+        return [None] * len(keys)
+
+    async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None:
+        pass
+
+    async def invalidate_student(self, student_id: str) -> int:
+        return 0
+
+    async def invalidate_version(self, family: str, model: str, version: str) -> int:
+        return 0
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryCache:
+    """An LRU of at most `max_entries` answers, each living `ttl_s`; per worker process."""
+
+    def __init__(self, *, ttl_s: float, max_entries: int = 100_000) -> None:
+        self._entries: TTLCache[str, bytes] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self._students: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
+        with self._lock:
+            return [self._entries.get(str(key)) for key in keys]
+
+    async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None:
+        with self._lock:
+            for key, value in entries.items():
+                self._entries[str(key)] = value
+                if key.student_id is not None:
+                    self._students.setdefault(key.student_id, set()).add(str(key))
+
+    async def invalidate_student(self, student_id: str) -> int:
+        with self._lock:
+            keys = self._students.pop(student_id, set())
+            return sum(self._entries.pop(key, None) is not None for key in keys)
+
+    async def invalidate_version(self, family: str, model: str, version: str) -> int:
+        prefix = f"{PREFIX}:{family}:{model}:{version}:"
+        with self._lock:
+            doomed = [key for key in self._entries if key.startswith(prefix)]
+            for key in doomed:
+                del self._entries[key]
+            return len(doomed)
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisCache:
+    """Redis behind the same interface: pooled connections, short timeouts, errors degrade to misses."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl_s: float,
+        timeout_s: float = 0.05,
+        cooldown_s: float = 1.0,
+        log_every_s: float = 30.0,
+        stats: CacheStats | None = None,
+    ) -> None:
+        import redis.asyncio as redis
+
+        self.ttl_ms = int(ttl_s * 1000)
+        self.cooldown_s = cooldown_s
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            max_connections=64,
+            health_check_interval=30,
+        )
+        self._stats = stats or _NoStats()
+        self._log = EveryInterval(log_every_s)
+        self._resting_until = 0.0  # after an error, Redis is not asked again until then
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
+        if not keys or self._resting():
+            return [None] * len(keys)
+        try:
+            values = await self._client.mget([str(key) for key in keys])
+        except Exception as err:  # any Redis trouble: answer without the cache
+            self._failed("get", keys[0], err)
+            return [None] * len(keys)
+        return list(values)
+
+    async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None:
+        if not entries or self._resting():
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value in entries.items():
+                    pipe.set(str(key), value, px=self.ttl_ms)
+                    if key.student_id is not None:
+                        index = student_index_key(key.student_id)
+                        pipe.sadd(index, str(key))
+                        pipe.pexpire(index, self.ttl_ms)
+                await pipe.execute()
+        except Exception as err:
+            self._failed("set", next(iter(entries)), err)
+
+    async def invalidate_student(self, student_id: str) -> int:
+        index = student_index_key(student_id)
+        keys = await self._client.smembers(index)
+        deleted = await self._client.delete(*keys) if keys else 0
+        await self._client.delete(index)
+        return int(deleted)
+
+    async def invalidate_version(self, family: str, model: str, version: str) -> int:
+        deleted = 0
+        async for key in self._client.scan_iter(match=f"{PREFIX}:{family}:{model}:{version}:*", count=1000):
+            deleted += int(await self._client.unlink(key))
+        return deleted
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _resting(self) -> bool:
+        return time.monotonic() < self._resting_until
+
+    def _failed(self, operation: str, key: CacheKey, error: Exception) -> None:
+        self._resting_until = time.monotonic() + self.cooldown_s
+        self._stats.cache(key.family, key.version, "error")
+        held_back = self._log.allow()
+        if held_back is not None:
+            logger.warning(
+                "cache %s failed, answering without the cache for %.1f s: %s: %s (%d more failures since the last "
+                "such line)",
+                operation,
+                self.cooldown_s,
+                type(error).__name__,
+                error,
+                held_back,
+            )
+
+
+def cache_from_url(
+    url: str, *, ttl_s: float, timeout_s: float, max_entries: int = 100_000, stats: CacheStats | None = None
+) -> ResultCache:
+    scheme = urlparse(url).scheme
+    if scheme == "none":
+        return NoCache()
+    if scheme == "memory":
+        return MemoryCache(ttl_s=ttl_s, max_entries=max_entries)
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisCache(url, ttl_s=ttl_s, timeout_s=timeout_s, stats=stats)
+    raise ValueError(f"unsupported cache URL {url!r}; expected memory://, redis://host:port/db, rediss://, none://")

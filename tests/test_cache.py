@@ -1,0 +1,149 @@
+"""The result cache: keys carry the model version and the normalised input; memory and Redis behave alike;
+Redis trouble degrades to misses, counted and logged once per interval, and the cache recovers by itself."""
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from inference.cache import CacheKey, MemoryCache, NoCache, RedisCache, cache_from_url, input_hash
+from inference.schemas import SkillInferenceRequest
+from inference.serving import skills_cache_key
+
+
+def key(digest="d1", version="v1.0.0", student="s-1", model="skill-leadership"):
+    return CacheKey("skills", model, version, digest, student_id=student)
+
+
+class CountingStats:
+    def __init__(self):
+        self.calls = []
+
+    def cache(self, family, version, outcome, count=1):
+        self.calls.append((family, version, outcome, count))
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_equal_inputs_hash_equal_and_integers_equal_floats_in_skills_keys():
+    assert input_hash({"b": 1, "a": [1, 2]}) == input_hash({"a": [1, 2], "b": 1})
+    first = SkillInferenceRequest(student_id="s", skill="leadership", features={"leadership_roles_taken": 3})
+    again = SkillInferenceRequest(student_id="s", skill="leadership", features={"leadership_roles_taken": 3.0})
+    changed = SkillInferenceRequest(student_id="s", skill="leadership", features={"leadership_roles_taken": 4})
+    other = SkillInferenceRequest(student_id="t", skill="leadership", features={"leadership_roles_taken": 3})
+    assert skills_cache_key(first, "v1.0.0") == skills_cache_key(again, "v1.0.0")
+    assert skills_cache_key(first, "v1.0.0") != skills_cache_key(changed, "v1.0.0")
+    assert skills_cache_key(first, "v1.0.0") != skills_cache_key(other, "v1.0.0")
+    assert str(skills_cache_key(first, "v1.1.0")) != str(skills_cache_key(first, "v1.0.0"))
+    assert str(skills_cache_key(first, "v1.0.0")).startswith("inference:skills:skill-leadership:v1.0.0:")
+
+
+def test_memory_cache_keeps_expires_and_forgets_by_student_and_version():
+    cache = MemoryCache(ttl_s=0.3, max_entries=100)
+    run(cache.set_many({key("a"): b"1", key("b", student="s-2"): b"2", key("c", version="v2"): b"3"}))
+    assert run(cache.get_many([key("a"), key("b", student="s-2"), key("zz")])) == [b"1", b"2", None]
+    assert run(cache.invalidate_student("s-1")) == 2  # "a" and the v2 entry "c"
+    assert run(cache.get_many([key("a"), key("c", version="v2"), key("b", student="s-2")])) == [None, None, b"2"]
+    run(cache.set_many({key("d"): b"4", key("e", version="v9"): b"5"}))
+    assert run(cache.invalidate_version("skills", "skill-leadership", "v9")) == 1
+    assert run(cache.get_many([key("d"), key("e", version="v9")])) == [b"4", None]
+    time.sleep(0.35)
+    assert run(cache.get_many([key("d")])) == [None]
+
+
+def test_memory_cache_evicts_the_least_recently_used_beyond_its_size():
+    cache = MemoryCache(ttl_s=60, max_entries=2)
+    run(cache.set_many({key("a"): b"1", key("b"): b"2"}))
+    run(cache.get_many([key("a")]))
+    run(cache.set_many({key("c"): b"3"}))
+    assert run(cache.get_many([key("a"), key("b"), key("c")])) == [b"1", None, b"3"]
+
+
+def test_the_cache_url_chooses_the_implementation():
+    assert isinstance(cache_from_url("memory://", ttl_s=1, timeout_s=0.05), MemoryCache)
+    assert isinstance(cache_from_url("none://", ttl_s=1, timeout_s=0.05), NoCache)
+    assert isinstance(cache_from_url("redis://127.0.0.1:1/0", ttl_s=1, timeout_s=0.05), RedisCache)
+    with pytest.raises(ValueError, match="unsupported cache URL"):
+        cache_from_url("memcached://x", ttl_s=1, timeout_s=0.05)
+
+
+def test_redis_cache_stores_expires_and_forgets_by_student_and_version(redis_server):
+    async def scenario():
+        cache = RedisCache(redis_server.url(), ttl_s=60)
+        await cache.set_many({key("a"): b"1", key("b"): b"2", key("c", version="v2", student="s-9"): b"3"})
+        found = await cache.get_many([key("a"), key("b"), key("c", version="v2", student="s-9"), key("zz")])
+        deleted_student = await cache.invalidate_student("s-1")
+        after_student = await cache.get_many([key("a"), key("c", version="v2", student="s-9")])
+        deleted_version = await cache.invalidate_version("skills", "skill-leadership", "v2")
+        after_version = await cache.get_many([key("c", version="v2", student="s-9")])
+        short = RedisCache(redis_server.url(), ttl_s=0.2)
+        await short.set_many({key("t"): b"x"})
+        await asyncio.sleep(0.3)
+        expired = await short.get_many([key("t")])
+        await cache.close()
+        await short.close()
+        return found, deleted_student, after_student, deleted_version, after_version, expired
+
+    found, deleted_student, after_student, deleted_version, after_version, expired = run(scenario())
+    assert found == [b"1", b"2", b"3", None]
+    assert deleted_student == 2 and after_student == [None, b"3"]
+    assert deleted_version == 1 and after_version == [None]
+    assert expired == [None]
+
+
+def test_redis_down_means_misses_counted_logged_once_then_recovery(redis_server, caplog):
+    stats = CountingStats()
+
+    async def scenario():
+        cache = RedisCache(redis_server.url(), ttl_s=60, timeout_s=0.05, cooldown_s=0.2, log_every_s=60, stats=stats)
+        await cache.set_many({key("a"): b"1"})
+        redis_server.stop()
+        started = time.monotonic()
+        down = [await cache.get_many([key("a")]) for _ in range(20)]
+        elapsed = time.monotonic() - started
+        await cache.set_many({key("b"): b"2"})  # resting: not even tried
+        redis_server.start()
+        await asyncio.sleep(0.25)  # past the cool-down
+        await cache.set_many({key("a"): b"again"})
+        back = await cache.get_many([key("a")])
+        await cache.close()
+        return down, elapsed, back
+
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        down, elapsed, back = run(scenario())
+    assert down == [[None]] * 20
+    assert elapsed < 1.0  # the first failure costs the timeout; the cool-down spares the rest
+    errors = [call for call in stats.calls if call[2] == "error"]
+    assert errors and errors[0][:2] == ("skills", "v1.0.0")
+    assert len([record for record in caplog.records if "cache get failed" in record.message]) == 1
+    assert back == [b"again"]
+
+
+def test_a_slow_redis_is_abandoned_within_the_timeout(redis_server):
+    import threading
+
+    import redis
+
+    async def scenario():
+        cache = RedisCache(redis_server.url(), ttl_s=60, timeout_s=0.05, cooldown_s=0.1)
+        await cache.set_many({key("a"): b"1"})
+        blocker = threading.Thread(
+            target=lambda: redis.Redis(port=redis_server.port).execute_command("DEBUG", "SLEEP", "0.6")
+        )
+        blocker.start()
+        await asyncio.sleep(0.1)  # Redis is now asleep for half a second
+        started = time.monotonic()
+        value = await cache.get_many([key("a")])
+        elapsed = time.monotonic() - started
+        blocker.join()
+        await asyncio.sleep(0.15)
+        recovered = await cache.get_many([key("a")])
+        await cache.close()
+        return value, elapsed, recovered
+
+    value, elapsed, recovered = run(scenario())
+    assert value == [None] and elapsed < 0.3
+    assert recovered == [b"1"]

@@ -1,0 +1,57 @@
+"""The Redis cache behind a real server: shared by the workers, and when Redis stops the service keeps
+answering (without the cache), counts the errors, logs them once per interval and recovers by itself."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.utils.requests import student_items
+from tests.utils.servers import start_server
+
+pytestmark = pytest.mark.server
+
+INFER = "/api/v1/skills/infer"
+
+
+def infer(url, item):
+    return httpx.post(url + INFER, json=item, headers={"Connection": "close"}, timeout=30)
+
+
+def errors_counted(url):
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("inference_cache_requests_total{") and 'outcome="error"' in line
+    )
+
+
+def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_versions, redis_server, session_dir):
+    env = {"INFERENCE_SKILLS_VERSION": "v1.0.0", "INFERENCE_FAMILIES": '["skills"]', "CACHE_URL": redis_server.url()}
+    with start_server(session_dir / "logs-redis", env=env) as server:
+        item = student_items(1, seed=81)[0]
+        answers = [infer(server.url, item).json() for _ in range(8)]
+        assert [answer["cached"] for answer in answers] == [False] + [True] * 7  # one miss, whichever worker
+
+        redis_server.stop()
+        try:
+            started = time.monotonic()
+            during = [infer(server.url, student) for student in student_items(40, seed=82)]
+            elapsed = time.monotonic() - started
+            assert all(response.status_code == 200 for response in during)
+            assert not any(response.json()["cached"] for response in during)
+            assert elapsed < 20  # no request waits long on the dead Redis
+            assert errors_counted(server.url) >= 1
+            failures_logged = server.log().count("cache get failed")
+            assert 1 <= failures_logged <= 2  # once per worker per interval, not once per request
+        finally:
+            redis_server.start()
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # after the cool-down the cache is used again, by itself
+            if infer(server.url, item).json()["cached"] and infer(server.url, item).json()["cached"]:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the cache did not come back after Redis restarted")

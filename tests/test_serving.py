@@ -1,0 +1,111 @@
+"""A request's path in process: the version chosen, the cache consulted (keyed by version and input), misses
+scored, degraded answers never cached, and a batch kept in order across hits, misses and versions."""
+
+import asyncio
+
+import pytest
+
+from inference.cache import MemoryCache
+from inference.families import FamilyLoader, load_families
+from inference.faults import FaultInjector
+from inference.schemas import SkillBatchRequest, SkillInferenceRequest
+from inference.serving import Serving
+from inference.settings import Settings
+from tests.utils.requests import student_items
+
+
+class CountingMetrics:
+    def __init__(self):
+        self.cache_calls = []
+
+    def fallback(self, family, version, reason):
+        pass
+
+    def cache(self, family, version, outcome, count=1):
+        if count:
+            self.cache_calls.append((family, version, outcome, count))
+
+
+@pytest.fixture(scope="module")
+def serving(trained_versions, text_reports):
+    settings = Settings(
+        skills_version="v1.0.0",
+        intent_version="v1.0.0",
+        families=["skills", "intent"],
+        routes={"skills": {"v1.0.0": 50, "v1.1.0": 50}},
+    )
+    families = load_families(settings, FamilyLoader(settings))
+    assert families.ready(), families.errors
+    metrics = CountingMetrics()
+    yield Serving(families, MemoryCache(ttl_s=600), metrics=metrics)
+    families.close()
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_repeated_request_is_answered_from_the_cache_and_says_so(serving):
+    request = SkillInferenceRequest.model_validate(student_items(1, seed=901)[0])
+    first = run(serving.skills_infer(request, forced_version=None))
+    again = run(serving.skills_infer(request, forced_version=None))
+    assert first.cached is False and again.cached is True
+    assert again.model_dump(exclude={"cached"}) == first.model_dump(exclude={"cached"})
+    assert ("skills", first.model_version, "hit", 1) in serving.metrics.cache_calls
+
+
+def test_new_features_or_another_version_never_meet_an_old_answer(serving):
+    item = student_items(1, seed=902)[0]
+    request = SkillInferenceRequest.model_validate(item)
+    first = run(serving.skills_infer(request, forced_version="v1.0.0"))
+    changed = dict(item["features"])
+    name = next(iter(changed))
+    changed[name] = changed[name] * 0.5 + 0.01
+    moved = run(serving.skills_infer(request.model_copy(update={"features": changed}), forced_version="v1.0.0"))
+    other_version = run(serving.skills_infer(request, forced_version="v1.1.0"))
+    assert first.cached is False and moved.cached is False and other_version.cached is False
+    assert other_version.model_version == "v1.1.0" and other_version.score != first.score
+
+
+def test_students_are_split_between_versions_and_stay_on_theirs(serving):
+    items = student_items(200, seed=903, skills=("leadership",))
+    versions = {}
+    for item in items:
+        versions[item["student_id"]] = run(
+            serving.skills_infer(SkillInferenceRequest.model_validate(item), forced_version=None)
+        ).model_version
+    share = sum(version == "v1.1.0" for version in versions.values()) / len(versions)
+    assert 0.35 < share < 0.65
+    batch = run(
+        serving.skills_infer_batch(SkillBatchRequest.model_validate({"items": items[:50]}), forced_version=None)
+    )
+    assert [result.model_version for result in batch.results] == [versions[item["student_id"]] for item in items[:50]]
+    assert all(result.cached for result in batch.results)
+
+
+def test_a_batch_mixing_hits_misses_and_bad_items_keeps_its_order(serving):
+    items = student_items(30, seed=904)
+    run(serving.skills_infer_batch(SkillBatchRequest.model_validate({"items": items[:10]}), forced_version=None))
+    items[20] = {"student_id": "bad", "skill": "juggling", "features": {"x": 1}}
+    response = run(serving.skills_infer_batch(SkillBatchRequest.model_validate({"items": items}), forced_version=None))
+    assert [result.student_id for result in response.results] == [item["student_id"] for item in items]
+    assert [getattr(result, "cached", None) for result in response.results[:12]] == [True] * 10 + [False] * 2
+    assert response.results[20].error.code == "unknown_skill"
+    assert (response.succeeded, response.failed) == (29, 1)
+
+
+def test_intent_answers_are_cached_per_variant_and_fallbacks_never(serving):
+    first = run(serving.classify("cheap flights to rome", user_id=None, preference="classic", forced_version=None))
+    again = run(serving.classify("cheap flights to rome", user_id=None, preference="classic", forced_version=None))
+    ensemble = run(serving.classify("cheap flights to rome", user_id=None, preference="ensemble", forced_version=None))
+    assert (first.cached, again.cached, ensemble.cached) == (False, True, False)
+    classifier = serving.families.get("intent").scorers["v1.0.0"]
+    classifier.faults = FaultInjector({"intent-ensemble": "fail"})
+    try:
+        degraded = [
+            run(serving.classify("hotel in dublin", user_id=None, preference="ensemble", forced_version=None))
+            for _ in range(2)
+        ]
+    finally:
+        classifier.faults = FaultInjector()
+    assert all(answer.fallback and not answer.cached for answer in degraded)
