@@ -63,7 +63,7 @@ class Target:
 
 
 SERVE = [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.1", "--port", "{port}"]
-FULL_SERVICE = Target("this service, all families (as shipped)", SERVE, "/readyz")
+FULL_SERVICE = Target("this service, all families, cache off", SERVE, "/readyz", env=(("CACHE_URL", "none://"),))
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,14 @@ class Workload:
 
 
 TARGETS = {
-    # The peers serve only the skill models, so here this service loads only those too; the full service is
-    # measured on its own below (text families, cold start and memory with every family loaded).
+    # The peers serve only the skill models and cache nothing, so here this service loads only those models and
+    # its result cache is off (the workloads repeat 500 students: a cache would answer nearly everything). The
+    # full service is measured on its own below; the cache's effect is measured by loadtests/cache_run.py.
     "service": Target(
-        "this service (bentoml serve, skills family)",
+        "this service (bentoml serve, skills family, cache off)",
         SERVE,
         "/readyz",
-        env=(("INFERENCE_FAMILIES", '["skills"]'),),
+        env=(("INFERENCE_FAMILIES", '["skills"]'), ("CACHE_URL", "none://")),
     ),
     "fastapi": Target(
         "FastAPI + uvicorn",

@@ -167,7 +167,7 @@ def render(run: Run) -> str:
         ]
     if run.text_workloads:
         lines += [
-            f"Text families, against the full service as shipped (all families loaded): cold start "
+            f"Text families, against the full service (all families loaded, result cache off): cold start "
             f"{run.footprint(FULL, 'cold_start_s'):.2f} s, RSS {run.footprint(FULL, 'rss_mib'):.0f} MiB "
             f"(PSS {run.footprint(FULL, 'pss_mib'):.0f} MiB) summed over its processes after load.",
             "",

@@ -1,6 +1,6 @@
 """The text families' workloads for the benchmark harness: intent (classic, ensemble, the default split, batches
-of 100 texts) and the text pair, against the full service as shipped. No peer serves these models, so they
-are measured against their own targets rather than side by side."""
+of 100 texts) and the text pair, against the full service with its result cache off (so the models answer).
+No peer serves these models, so they are measured against their own targets rather than side by side."""
 
 from __future__ import annotations
 

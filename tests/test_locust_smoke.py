@@ -24,9 +24,9 @@ def test_locust_profiles_run_without_errors(server, tmp_path):
             server.url,
             "--headless",
             "-u",
-            "6",
+            "10",
             "-r",
-            "6",
+            "10",
             "-t",
             "6s",
             "--csv",
@@ -44,3 +44,4 @@ def test_locust_profiles_run_without_errors(server, tmp_path):
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     assert int(rows["skills/infer"]["Request Count"]) > 50
     assert int(rows["skills/infer/batch"]["Request Count"]) > 0
+    assert int(rows["classify"]["Request Count"]) > 0 and int(rows["predict"]["Request Count"]) > 0
