@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
@@ -14,7 +14,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from inference.errors import InferenceError, InvalidRequest
-from inference.manager import ModelManager
+
+if TYPE_CHECKING:
+    # Only for types: this module is imported by the supervising process, which must stay free of model libraries.
+    from inference.manager import ModelManager
 
 TOKEN_SETTING = "INFERENCE_ADMIN_TOKEN"
 
@@ -38,7 +41,7 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
 
-Handler = Callable[[Request, ModelManager], Awaitable[Any]]
+Handler = Callable[[Request, "ModelManager"], Awaitable[Any]]
 
 
 def admin_routes(token: str | None, manager: Callable[[], ModelManager]) -> list[Route]:

@@ -56,6 +56,8 @@ def student_index_key(student_id: str) -> str:
 class ResultCache(Protocol):
     """Values are bytes (the serialised answer); `get_many` keeps the order of `keys`, None for a miss."""
 
+    enabled: bool  # False only for `none://`: callers may skip building keys
+
     async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]: ...
 
     async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None: ...
@@ -79,6 +81,8 @@ class _NoStats:
 class NoCache:
     """`none://`: every lookup misses and nothing is kept (for benchmarks and debugging)."""
 
+    enabled = False
+
     async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
         return [None] * len(keys)
 
@@ -97,6 +101,8 @@ class NoCache:
 
 class MemoryCache:
     """An LRU of at most `max_entries` answers, each living `ttl_s`; per worker process."""
+
+    enabled = True
 
     def __init__(self, *, ttl_s: float, max_entries: int = 100_000) -> None:
         self._entries: TTLCache[str, bytes] = TTLCache(maxsize=max_entries, ttl=ttl_s)
@@ -133,6 +139,8 @@ class MemoryCache:
 
 class RedisCache:
     """Redis behind the same interface: pooled connections, short timeouts, errors degrade to misses."""
+
+    enabled = True
 
     def __init__(
         self,

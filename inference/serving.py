@@ -68,6 +68,8 @@ class Serving:
 
     async def skills_infer(self, request: SkillInferenceRequest, *, forced_version: str | None) -> SkillInferenceResult:
         version, scorer = self.family(SKILLS_FAMILY).choose(caller_id=request.student_id, forced=forced_version)
+        if not self.cache.enabled:
+            return await scorer.infer(request)  # type: ignore[no-any-return]
         key = skills_cache_key(request, version)
         (cached,) = await self._lookup(SKILLS_FAMILY, version, [key], SkillInferenceResult)
         if cached is not None:
@@ -93,8 +95,11 @@ class Serving:
         results: list[Any] = [None] * len(items)
         succeeded = 0
         for version, (scorer, indices) in by_version.items():
-            keys = [skills_cache_key(items[i], version) for i in indices]
-            found = await self._lookup(SKILLS_FAMILY, version, keys, SkillInferenceResult)
+            if self.cache.enabled:
+                keys = [skills_cache_key(items[i], version) for i in indices]
+                found = await self._lookup(SKILLS_FAMILY, version, keys, SkillInferenceResult)
+            else:
+                keys, found = [], [None] * len(indices)
             missing = [position for position, hit in enumerate(found) if hit is None]
             for position, hit in enumerate(found):
                 if hit is not None:
@@ -108,7 +113,7 @@ class Serving:
             fresh = {}
             for position, result in zip(missing, scored.results, strict=True):
                 results[indices[position]] = result
-                if isinstance(result, SkillInferenceResult):
+                if keys and isinstance(result, SkillInferenceResult):
                     fresh[keys[position]] = result
             succeeded += scored.succeeded
             await self._store(version, fresh)
@@ -142,6 +147,8 @@ class Serving:
     async def _classify(
         self, classifier: IntentClassifier, version: str, variant: str, texts: list[str]
     ) -> list[IntentResult]:
+        if not self.cache.enabled:
+            return await classifier.classify_many(texts, variant=variant)
         keys = [CacheKey(INTENT_FAMILY, VARIANT_MODELS[variant], version, input_hash(text)) for text in texts]
         found = await self._lookup(INTENT_FAMILY, version, keys, IntentResult)
         missing = [position for position, hit in enumerate(found) if hit is None]
@@ -160,6 +167,8 @@ class Serving:
     async def predict_pair(self, request: TextPairRequest, *, forced_version: str | None) -> TextPairResult:
         chosen: tuple[str, TextPairScorer] = self.family(TEXTPAIR_FAMILY).choose(caller_id=None, forced=forced_version)
         version, scorer = chosen
+        if not self.cache.enabled:
+            return await scorer.predict(request)
         key = CacheKey(TEXTPAIR_FAMILY, scorer.model.name, version, input_hash([request.text1, request.text2]))
         (cached,) = await self._lookup(TEXTPAIR_FAMILY, version, [key], TextPairResult)
         if cached is not None:

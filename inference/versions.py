@@ -67,5 +67,8 @@ class VersionedFamily(Generic[Scorer]):
                 )
             return forced, self.scorers[forced]
         weights = {version: weight for version, weight in self.route.weights.items() if weight > 0}
-        version = choose_variant(weights, caller_id=caller_id, salt=f"{self.salt}:{self.family}", rng=rng)
+        if len(weights) == 1:  # one version takes all traffic: no hashing needed
+            (version,) = weights
+        else:
+            version = choose_variant(weights, caller_id=caller_id, salt=f"{self.salt}:{self.family}", rng=rng)
         return version, self.scorers[version]

@@ -37,3 +37,16 @@ def test_access_log_and_tracing_can_be_turned_on(trained_versions, text_reports,
         while not (lines := access_lines(server.log())) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(lines) == 1 and "status=200" in lines[0], server.log()[-2000:]
+
+
+def test_the_supervising_process_imports_no_model_library():
+    """`bentoml serve` imports service.py in its supervisor too: XGBoost and scikit-learn would cost it ~90 MiB."""
+    import subprocess
+    import sys
+
+    from tests.utils.servers import PROJECT_ROOT
+
+    probe = "import sys, service; print(sorted(m for m in ('xgboost', 'sklearn', 'scipy') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert output.returncode == 0, output.stderr
+    assert output.stdout.strip() == "[]"

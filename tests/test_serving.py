@@ -109,3 +109,20 @@ def test_intent_answers_are_cached_per_variant_and_fallbacks_never(serving):
     finally:
         classifier.faults = FaultInjector()
     assert all(answer.fallback and not answer.cached for answer in degraded)
+
+
+def test_with_the_cache_off_every_answer_is_scored(serving):
+    from inference.cache import NoCache
+
+    uncached = Serving(serving.families, NoCache())
+    request = SkillInferenceRequest.model_validate(student_items(1, seed=905)[0])
+    answers = [run(uncached.skills_infer(request, forced_version=None)) for _ in range(3)]
+    assert [answer.cached for answer in answers] == [False] * 3
+    batch = run(
+        uncached.skills_infer_batch(
+            SkillBatchRequest.model_validate({"items": student_items(5, seed=905)}), forced_version=None
+        )
+    )
+    assert [result.cached for result in batch.results] == [False] * 5
+    pair_free = run(uncached.classify("buy cheap laptop", user_id=None, preference="classic", forced_version=None))
+    assert pair_free.cached is False
