@@ -7,7 +7,7 @@ PORT ?= 3000
 BENTO_VERSION ?= 0.1.0
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: install serve test test-fast lint docs bento clean
+.PHONY: install serve test test-fast lint docs reports bento clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,15 @@ lint: install
 docs: install
 	$(BIN)/python -m inference.docs
 
+## Evaluation reports of the pinned versions into docs/reports (retrains the demo models into a scratch folder).
+reports: install
+	rm -rf .reports && for family in skills intent textpair; do $(BIN)/python -m train $$family --version v1.0.0 --out .reports || exit 1; done
+	$(BIN)/python -m train.publish --artifacts .reports
+
 ## A versioned Bento with the models pinned in bentofile.yaml.
 bento: install
 	$(BIN)/python import_models.py --demo
 	$(BIN)/bentoml build --version $(BENTO_VERSION)
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) artifacts .reports .pytest_cache .ruff_cache

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from inference.errors import InferenceError
@@ -26,6 +26,8 @@ from inference.schemas import (
     IntentRequest,
     IntentResult,
     ModelsResponse,
+    RatingsRequest,
+    RatingsResponse,
     SkillBatchRequest,
     SkillBatchResponse,
     SkillInferenceRequest,
@@ -38,6 +40,7 @@ from inference.settings import get_settings
 
 if TYPE_CHECKING:
     from inference.manager import ModelManager
+    from inference.monitoring import Monitoring
     from inference.serving import Serving
 
 logger = logging.getLogger("inference")
@@ -48,6 +51,7 @@ CLASSIFY_ROUTE = "/api/classify"
 CLASSIFY_BATCH_ROUTE = "/api/classify/batch"
 ENSEMBLE_ROUTE = "/api/v2/classify/ensemble"
 TEXTPAIR_ROUTE = "/predict"
+RATINGS_ROUTE = "/api/v1/monitoring/ratings"
 PREFERENCE_HEADER = "x-model-preference"
 VERSION_HEADER = "x-model-variant"
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
@@ -111,6 +115,75 @@ async def textpair_model_info(request: Request) -> JSONResponse:
     return JSONResponse(family.scorers[family.route.stable].model_info().model_dump(mode="json"))
 
 
+async def drift(request: Request) -> JSONResponse:
+    """PSI and KS of live inputs and scores against each skill model's reference (this worker's window)."""
+    from inference.schemas import DriftResponse, ModelDrift
+
+    service = current()
+    settings = service.settings
+    reports = service.monitoring.drift_reports()
+    body = DriftResponse(
+        psi_alert_above=settings.drift_psi_alert,
+        min_observations=settings.drift_min_observations,
+        models=[
+            ModelDrift(
+                model=report.model,
+                model_version=report.version,
+                window=report.window,
+                psi=report.psi,
+                ks=report.ks,
+                alert=report.worst_psi() > settings.drift_psi_alert,
+            )
+            for report in reports
+        ],
+    )
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+async def correlation(request: Request) -> JSONResponse:
+    """Pearson r between the scores given and the teacher ratings received, per skill and version."""
+    import asyncio
+
+    from inference.schemas import CorrelationResponse, SkillCorrelation
+
+    service = current()
+    settings = service.settings
+    found = await asyncio.to_thread(service.monitoring.correlations)
+    body = CorrelationResponse(
+        window_days=settings.correlation_window_days,
+        alert_below=settings.correlation_alert_below,
+        min_pairs=settings.correlation_min_pairs,
+        correlations=[SkillCorrelation(**vars(entry)) for entry in found],
+    )
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+async def dashboard(request: Request) -> HTMLResponse:
+    import asyncio
+
+    from inference.dashboard import render_dashboard
+    from inference.drift import score_histograms
+
+    service = current()
+    observer = service.serving.observer
+    try:
+        found = await asyncio.to_thread(service.monitoring.correlations)
+    except Exception as err:  # the page still shows what this worker knows
+        logger.warning("dashboard: correlations unavailable: %s", err)
+        found = []
+    page = render_dashboard(
+        drift=service.monitoring.drift_reports(),
+        histograms=score_histograms(observer.drift),
+        correlations=found,
+        latencies=observer.latency_quantiles(),
+        cache_counts=observer.cache_counts,
+        psi_alert=service.settings.drift_psi_alert,
+        min_observations=service.settings.drift_min_observations,
+        worker=str(os.getpid()),
+    )
+    return HTMLResponse(page)
+
+
 def _admin_routes() -> list[Route]:
     from inference.admin import admin_routes
 
@@ -125,6 +198,9 @@ extra_routes = Starlette(
         Route("/api/v1/models", list_models, methods=["GET"]),
         Route("/model_info", textpair_model_info, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/api/v1/monitoring/drift", drift, methods=["GET"]),
+        Route("/api/v1/monitoring/correlation", correlation, methods=["GET"]),
+        Route("/dashboard", dashboard, methods=["GET"]),
         *_admin_routes(),
     ]
 )
@@ -163,11 +239,15 @@ class Inference:
         # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,
         # which never scores; the model libraries would cost that process ~90 MiB and ~2 s of start.
         from inference.cache import cache_from_url
+        from inference.drift import DriftMonitor
         from inference.families import FamilyLoader, load_families
+        from inference.ground_truth import PredictionLog
         from inference.manager import ModelManager
         from inference.metrics import PrometheusMetrics
+        from inference.monitoring import Monitoring, Observer
         from inference.serving import Serving
         from inference.state import SharedState
+        from inference.storage import engine_for
 
         settings = self.settings = get_settings()
         logging.getLogger("inference").setLevel(settings.log_level)
@@ -186,7 +266,22 @@ class Inference:
             max_entries=settings.cache_max_entries,
             stats=metrics,
         )
-        self.serving: Serving = Serving(families, cache, metrics=metrics)
+        engine = engine_for(settings.database_url)
+        observer = Observer(
+            metrics=metrics,
+            drift=DriftMonitor(window=settings.drift_window, min_observations=settings.drift_min_observations),
+            predictions=PredictionLog(engine),
+            prediction_log_share=settings.prediction_log_share,
+        )
+        self.serving: Serving = Serving(families, cache, observer=observer)
+        self.monitoring: Monitoring = Monitoring(
+            observer,
+            engine,
+            psi_alert=settings.drift_psi_alert,
+            correlation_alert_below=settings.correlation_alert_below,
+            correlation_window_days=settings.correlation_window_days,
+            correlation_min_pairs=settings.correlation_min_pairs,
+        )
         state_dir = settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])
         self.manager: ModelManager = ModelManager(
             families,
@@ -196,7 +291,7 @@ class Inference:
             retire_after_s=2 * settings.request_timeout_s,
             watch_store_s=settings.reload_watch_s,
         )
-        self._follow: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
         # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
         gc.freeze()
@@ -204,8 +299,12 @@ class Inference:
             logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
 
     @bentoml.on_startup
-    async def follow_model_changes(self) -> None:
-        self._follow = asyncio.get_running_loop().create_task(self.manager.follow(), name="model-changes")
+    async def start_background_work(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.manager.follow(), name="model-changes"),
+            loop.create_task(self.monitoring.run(), name="monitoring"),
+        ]
 
     def __is_ready__(self) -> bool:
         return self.serving.families.ready()
@@ -276,10 +375,22 @@ class Inference:
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
 
+    @bentoml.api(route=RATINGS_ROUTE)
+    async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
+        """Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with."""
+        from inference.monitoring import check_ratings, store_ratings_async
+
+        try:
+            rows = check_ratings(request)
+            return RatingsResponse(stored=await store_ratings_async(self.monitoring.engine, rows))
+        except InferenceError as err:
+            return error_response(err, ctx)  # type: ignore[return-value]
+
     @bentoml.on_shutdown
     async def close(self) -> None:
-        if self._follow is not None:
-            self._follow.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await self.monitoring.close()
         await self.manager.close()
         await self.serving.cache.close()
         self.serving.families.close()

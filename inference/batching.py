@@ -40,16 +40,19 @@ class AdaptiveBatcher(Generic[Item, Result]):
         max_batch_size: int = 1024,
         max_wait_ms: float = 0.0,
         lone_items_inline: bool = False,
+        on_dispatch: Callable[[int], None] | None = None,
     ) -> None:
         """`lone_items_inline`: score a lone item on an idle model on the event loop instead of the batch thread.
         Worth it only for models faster than the thread hand-off (~0.3 ms here, e.g. the skills boosters): it
-        blocks the loop while it runs, so a slow model would stall every other request and its timeouts."""
+        blocks the loop while it runs, so a slow model would stall every other request and its timeouts.
+        `on_dispatch` hears the size of every batch (for the batch-size metric)."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.lone_items_inline = lone_items_inline
+        self._on_dispatch = on_dispatch
         self._predict_batch = predict_batch
         # One thread per family: the event loop keeps accepting requests while a batch computes.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -120,6 +123,8 @@ class AdaptiveBatcher(Generic[Item, Result]):
     ) -> None:
         self.batch_sizes.append(size)
         del self.batch_sizes[:-1000]
+        if self._on_dispatch is not None:
+            self._on_dispatch(size)
         items = [item for submission in batch for item in submission.items]
         try:
             if size == 1 and self.lone_items_inline:

@@ -89,8 +89,11 @@ def render_configuration_doc() -> str:
         "|---|---|---|",
     ]
     for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        lines.append(f"| `{prefix}{name.upper()}` | `{default!r}` | {field.description or ''} |")
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        default = extra.get("doc_default") or repr(field.get_default(call_default_factory=True))
+        aliases = getattr(field.validation_alias, "choices", None)
+        variable = " or ".join(f"`{alias}`" for alias in aliases) if aliases else f"`{prefix}{name.upper()}`"
+        lines.append(f"| {variable} | `{default}` | {field.description or ''} |")
     lines += [
         "",
         "BentoML's own variables apply too, notably `BENTOML_HOME` (the model store, default `~/bentoml`) and",

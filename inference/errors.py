@@ -59,6 +59,13 @@ class ModelsNotReady(InferenceError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class StorageUnavailable(InferenceError):
+    """The database could not take a write; nothing was stored and the caller may retry."""
+
+    code = "storage_unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 class ArtifactError(InferenceError):
     """A model artifact is missing, corrupt or does not match the feature catalogue."""
 

@@ -8,7 +8,7 @@ other families still load, so the logs and /health say everything that is wrong 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,10 @@ class FamilyLoader:
 
     def load(self, family: str, version: str) -> Any:
         settings = self.settings
+
+        def on_batch(size: int) -> None:
+            self.metrics.batch(family, version, size)
+
         if family == SKILLS_FAMILY:
             versions = dict.fromkeys(SKILLS, version)
             if version == settings.skills_version:  # per-skill overrides belong to the pinned version
@@ -92,6 +96,7 @@ class FamilyLoader:
                 max_batch_items=settings.max_batch_items,
                 batcher_max_size=settings.batcher_max_size,
                 batcher_max_wait_ms=settings.batcher_max_wait_ms,
+                on_batch=on_batch,
             )
         if family == INTENT_FAMILY:
             loaded = load_text_models(INTENT_LABELS, version)
@@ -110,6 +115,7 @@ class FamilyLoader:
                 faults=self.faults,
                 metrics=self.metrics,
                 batcher_max_size=settings.batcher_max_size,
+                on_batch=on_batch,
             )
         if family == TEXTPAIR_FAMILY:
             model = load_text_models(TEXTPAIR_LABELS, version)[TEXTPAIR_MODEL]
@@ -119,6 +125,7 @@ class FamilyLoader:
                 max_text_chars=settings.max_text_chars,
                 faults=self.faults,
                 batcher_max_size=settings.batcher_max_size,
+                on_batch=on_batch,
             )
         raise ValueError(f"unknown family {family!r}")
 
@@ -133,7 +140,19 @@ class FamilyLoader:
         for version in sorted(route.versions() - set(scorers)):
             scorers[version] = self.load(family, version)
             logger.info("%s %s loaded and validated", family, version)
+        self.report_route(family, route)
         return VersionedFamily(family=family, scorers=scorers, route=route, salt=self.settings.routing_salt)
+
+    def report_route(self, family: str, route: Route, dropped: Sequence[str] = ()) -> None:
+        """Export each version's share of traffic and role, and zero for versions no longer routed."""
+        total = sum(weight for weight in route.weights.values() if weight > 0)
+        for version in sorted(route.versions()):
+            share = max(route.weights.get(version, 0.0), 0.0) / total
+            role = "stable" if version == route.stable else "canary"
+            self.metrics.gauge("inference_route_weight", share, family=family, model_version=version, role=role)
+        for version in dropped:
+            for role in ("stable", "canary"):
+                self.metrics.gauge("inference_route_weight", 0.0, family=family, model_version=version, role=role)
 
 
 @dataclass

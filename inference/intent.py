@@ -99,6 +99,7 @@ class IntentClassifier:
         metrics: Metrics | None = None,
         batcher_max_size: int = 1024,
         rng: random.Random | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.models = models
         self.policy = policy
@@ -112,6 +113,7 @@ class IntentClassifier:
                 lambda texts, variant=variant: self._predict(variant, texts),
                 name=f"intent-{variant}",
                 max_batch_size=batcher_max_size,
+                on_dispatch=on_batch,
             )
             for variant in VARIANTS
         }

@@ -159,6 +159,7 @@ class ModelManager:
                 self.state.set_route(family, route.to_dict())
                 self._seen_stamp = self.state.stamp()
             dropped = {version: scorer for version, scorer in current.scorers.items() if version not in updated.scorers}
+            self.loader.report_route(family, route, dropped=list(dropped))
             logger.info("%s now %s (dropped %s)", family, route.to_dict(), sorted(dropped) or "nothing")
         for version in dropped:
             for model in store_models(family):

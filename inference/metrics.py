@@ -1,44 +1,165 @@
-"""The service's own Prometheus metrics, exported through BentoML's /metrics (multiprocess-safe).
+"""The service's own Prometheus metrics, exported through BentoML's /metrics in multiprocess mode.
 
-The families take a `Metrics` object, so the core never imports BentoML and unit tests can pass `NoMetrics`.
-Labels are low-cardinality by design: family, model, version, reason; never a caller or student id.
+The families and the serving layer take a `Metrics` object, so the core never imports the Prometheus client and
+unit tests can pass `NoMetrics`. Names follow Prometheus conventions (base units, `_total` on counters); labels
+are low-cardinality: family, model, model_version, outcome, code, reason. Never a student or user id.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from typing import Any, Protocol
+
+# Latency buckets in seconds: from half a millisecond (a cached answer) to the 5 s request timeout.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SCORE_BUCKETS = tuple(round(0.1 * step, 1) for step in range(1, 11))
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics(Protocol):
+    def request(self, family: str, version: str, outcome: str, seconds: float) -> None: ...
+
+    def error(self, family: str, code: str) -> None: ...
+
+    def score(self, family: str, model: str, version: str, value: float) -> None: ...
+
+    def batch(self, family: str, version: str, size: int) -> None: ...
+
     def fallback(self, family: str, version: str, reason: str) -> None: ...
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None: ...
 
+    def gauge(self, name: str, value: float, **labels: str) -> None: ...
+
 
 class NoMetrics:
+    def request(self, family: str, version: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def error(self, family: str, code: str) -> None:
+        pass
+
+    def score(self, family: str, model: str, version: str, value: float) -> None:
+        pass
+
+    def batch(self, family: str, version: str, size: int) -> None:
+        pass
+
     def fallback(self, family: str, version: str, reason: str) -> None:
         pass
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
         pass
 
+    def gauge(self, name: str, value: float, **labels: str) -> None:
+        pass
+
+
+GAUGES = {
+    "inference_drift_psi": (
+        "Population stability index of live inputs or scores against the model's reference (0: the same).",
+        ["family", "model", "model_version", "feature"],
+    ),
+    "inference_drift_ks": (
+        "Kolmogorov-Smirnov distance of live inputs or scores from the reference, at the reference bin edges.",
+        ["family", "model", "model_version", "feature"],
+    ),
+    "inference_drift_window_size": (
+        "Live observations in the drift window.",
+        ["family", "model", "model_version"],
+    ),
+    "inference_rating_correlation": (
+        "Pearson r between predicted scores and teacher ratings over the correlation window.",
+        ["model", "model_version"],
+    ),
+    "inference_rating_pairs": (
+        "Prediction and teacher-rating pairs behind inference_rating_correlation.",
+        ["model", "model_version"],
+    ),
+    "inference_route_weight": (
+        "Share of traffic routed to a model version; role is stable or canary.",
+        ["family", "model_version", "role"],
+    ),
+}
+
+_lock = threading.Lock()
+_registered: dict[str, Any] = {}
+
+
+def _metric(kind: str, name: str, documentation: str, labelnames: list[str], **options: Any) -> Any:
+    """One metric object per name and process: a second service instance in the same process reuses it."""
+    import prometheus_client  # imported late: BentoML sets PROMETHEUS_MULTIPROC_DIR in the worker first
+
+    with _lock:
+        if name not in _registered:
+            _registered[name] = getattr(prometheus_client, kind)(name, documentation, labelnames, **options)
+        return _registered[name]
+
 
 class PrometheusMetrics:
-    """Counters registered with BentoML's metrics client; create one per worker, after BentoML has started."""
+    """Create one per worker, after BentoML has started (the multiprocess directory must be set)."""
 
     def __init__(self) -> None:
-        import bentoml
+        self._requests = _metric(
+            "Counter",
+            "inference_requests",
+            "Scoring requests by outcome (ok, client_error, server_error).",
+            ["family", "model_version", "outcome"],
+        )
+        self._duration = _metric(
+            "Histogram",
+            "inference_request_duration_seconds",
+            "Time to answer a scoring request, in seconds.",
+            ["family", "model_version"],
+            buckets=LATENCY_BUCKETS,
+        )
+        self._errors = _metric(
+            "Counter", "inference_errors", "Errors answered, by family and error code.", ["family", "code"]
+        )
+        self._scores = _metric(
+            "Histogram",
+            "inference_prediction_score",
+            "Predicted scores (skills: score; intent: confidence; textpair: probability of the same meaning).",
+            ["family", "model", "model_version"],
+            buckets=SCORE_BUCKETS,
+        )
+        self._batches = _metric(
+            "Histogram",
+            "inference_batch_size",
+            "Rows per call of the adaptive batchers.",
+            ["family", "model_version"],
+            buckets=BATCH_BUCKETS,
+        )
+        self._fallbacks = _metric(
+            "Counter",
+            "inference_fallbacks",
+            "Answers given by a fallback: another variant, or the configured default answer.",
+            ["family", "model_version", "reason"],
+        )
+        self._cache = _metric(
+            "Counter",
+            "inference_cache_requests",
+            "Result cache lookups by outcome: hit, miss, or error (the cache was bypassed).",
+            ["family", "model_version", "outcome"],
+        )
+        # Each worker computes these from its own window; "mostrecent" exports the latest value set by any.
+        self._gauges = {
+            name: _metric("Gauge", name, documentation, labels, multiprocess_mode="mostrecent")
+            for name, (documentation, labels) in GAUGES.items()
+        }
 
-        self._fallbacks = bentoml.metrics.Counter(
-            name="inference_fallbacks",
-            documentation="Answers given by a fallback: another variant, or the configured default answer.",
-            labelnames=["family", "model_version", "reason"],
-        )
-        self._cache = bentoml.metrics.Counter(
-            name="inference_cache_requests",
-            documentation="Result cache lookups by outcome: hit, miss, or error (the cache was bypassed).",
-            labelnames=["family", "model_version", "outcome"],
-        )
+    def request(self, family: str, version: str, outcome: str, seconds: float) -> None:
+        self._requests.labels(family=family, model_version=version, outcome=outcome).inc()
+        self._duration.labels(family=family, model_version=version).observe(seconds)
+
+    def error(self, family: str, code: str) -> None:
+        self._errors.labels(family=family, code=code).inc()
+
+    def score(self, family: str, model: str, version: str, value: float) -> None:
+        self._scores.labels(family=family, model=model, model_version=version).observe(value)
+
+    def batch(self, family: str, version: str, size: int) -> None:
+        self._batches.labels(family=family, model_version=version).observe(size)
 
     def fallback(self, family: str, version: str, reason: str) -> None:
         self._fallbacks.labels(family=family, model_version=version, reason=reason).inc()
@@ -46,3 +167,6 @@ class PrometheusMetrics:
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
         if count:
             self._cache.labels(family=family, model_version=version, outcome=outcome).inc(count)
+
+    def gauge(self, name: str, value: float, **labels: str) -> None:
+        self._gauges[name].labels(**labels).set(value)

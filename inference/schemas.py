@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -171,3 +172,51 @@ class HealthResponse(BaseModel):
     status: str = Field(description="ok when every enabled family is loaded, else unavailable.")
     timestamp: str
     families: list[FamilyModels]
+
+
+# --- monitoring ----------------------------------------------------------------------------------------------
+
+
+class TeacherRating(BaseModel):
+    student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
+    skill: str
+    rating: float = Field(ge=1, le=5, description="The teacher's rating on the 1-5 scale.")
+    rated_at: datetime = Field(description="When the teacher rated, ISO 8601; without a zone it is taken as UTC.")
+
+
+class RatingsRequest(BaseModel):
+    ratings: list[TeacherRating] = Field(description="1 to 1000 ratings.")
+
+
+class RatingsResponse(BaseModel):
+    stored: int
+
+
+class ModelDrift(BaseModel):
+    model: str
+    model_version: str
+    window: int = Field(description="Live observations behind the figures.")
+    psi: dict[str, float] = Field(description="Population stability index per feature and for `score`.")
+    ks: dict[str, float] = Field(description="Kolmogorov-Smirnov distance per feature and for `score`.")
+    alert: bool = Field(description="True when any PSI is above the threshold.")
+
+
+class DriftResponse(BaseModel):
+    psi_alert_above: float
+    min_observations: int
+    models: list[ModelDrift]
+
+
+class SkillCorrelation(BaseModel):
+    skill: str
+    model_version: str
+    pairs: int
+    pearson_r: float | None = Field(description="Null with too few pairs or no variance.")
+    alert: bool
+
+
+class CorrelationResponse(BaseModel):
+    window_days: float
+    alert_below: float
+    min_pairs: int
+    correlations: list[SkillCorrelation]

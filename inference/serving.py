@@ -17,7 +17,7 @@ from inference.errors import BatchTooLarge, InvalidRequest, ModelsNotReady
 from inference.families import INTENT_FAMILY, SKILLS_FAMILY, TEXTPAIR_FAMILY, Families
 from inference.intent import IntentClassifier
 from inference.intent_catalogue import VARIANT_MODELS
-from inference.metrics import Metrics, NoMetrics
+from inference.monitoring import Observer
 from inference.registry import skill_model_name
 from inference.schemas import (
     IntentBatchResponse,
@@ -31,6 +31,7 @@ from inference.schemas import (
 )
 from inference.skills import SkillsScorer
 from inference.textpair import TextPairScorer
+from inference.textpair_catalogue import SAME_MEANING
 from inference.texts import check_text
 from inference.versions import VersionedFamily
 
@@ -49,10 +50,10 @@ def skills_cache_key(request: SkillInferenceRequest, version: str) -> CacheKey:
 
 
 class Serving:
-    def __init__(self, families: Families, cache: ResultCache, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, families: Families, cache: ResultCache, *, observer: Observer | None = None) -> None:
         self.families = families
         self.cache = cache
-        self.metrics = metrics or NoMetrics()
+        self.observer = observer or Observer()
 
     def family(self, name: str) -> VersionedFamily[Any]:
         versioned = self.families.get(name)
@@ -67,20 +68,51 @@ class Serving:
     # --- skills ------------------------------------------------------------------------------------------
 
     async def skills_infer(self, request: SkillInferenceRequest, *, forced_version: str | None) -> SkillInferenceResult:
-        version, scorer = self.family(SKILLS_FAMILY).choose(caller_id=request.student_id, forced=forced_version)
+        with self.observer.request(SKILLS_FAMILY) as observed:
+            version, scorer = self.family(SKILLS_FAMILY).choose(caller_id=request.student_id, forced=forced_version)
+            observed.version = version
+            result = await self._skills_answer(request, version, scorer)
+            self._observe_skill(request, result, scorer)
+            return result
+
+    async def _skills_answer(
+        self, request: SkillInferenceRequest, version: str, scorer: SkillsScorer
+    ) -> SkillInferenceResult:
         if not self.cache.enabled:
-            return await scorer.infer(request)  # type: ignore[no-any-return]
+            return await scorer.infer(request)
         key = skills_cache_key(request, version)
         (cached,) = await self._lookup(SKILLS_FAMILY, version, [key], SkillInferenceResult)
         if cached is not None:
             return cached
-        result: SkillInferenceResult = await scorer.infer(request)
+        result = await scorer.infer(request)
         await self._store(version, {key: result})
         return result
+
+    def _observe_skill(
+        self, request: SkillInferenceRequest, result: SkillInferenceResult, scorer: SkillsScorer
+    ) -> None:
+        model = scorer.models[result.skill]
+        self.observer.skill_answer(
+            skill_model_name(result.skill),
+            result.model_version,
+            model.metadata.get("reference", {}),
+            request.features,
+            request.student_id,
+            result.skill,
+            result.score,
+        )
 
     async def skills_infer_batch(self, request: SkillBatchRequest, *, forced_version: str | None) -> SkillBatchResponse:
         """Each item goes to its student's version; cached items are answered from the cache, the rest scored
         in one batch per version. Results keep the request's order."""
+        with self.observer.request(SKILLS_FAMILY) as observed:
+            response, versions = await self._skills_batch(request, forced_version)
+            observed.version = versions[0] if len(versions) == 1 else "mixed"
+            return response
+
+    async def _skills_batch(
+        self, request: SkillBatchRequest, forced_version: str | None
+    ) -> tuple[SkillBatchResponse, list[str]]:
         items = request.items
         family = self.family(SKILLS_FAMILY)
         limit = family.scorers[family.route.stable].max_batch_items
@@ -105,38 +137,47 @@ class Serving:
                 if hit is not None:
                     results[indices[position]] = hit
                     succeeded += 1
-            if not missing:
-                continue
-            scored = await scorer.infer_batch(
-                SkillBatchRequest.model_construct(items=[items[indices[p]] for p in missing])
-            )
-            fresh = {}
-            for position, result in zip(missing, scored.results, strict=True):
-                results[indices[position]] = result
-                if keys and isinstance(result, SkillInferenceResult):
-                    fresh[keys[position]] = result
-            succeeded += scored.succeeded
-            await self._store(version, fresh)
-        return SkillBatchResponse.model_construct(results=results, succeeded=succeeded, failed=len(items) - succeeded)
+            if missing:
+                scored = await scorer.infer_batch(
+                    SkillBatchRequest.model_construct(items=[items[indices[p]] for p in missing])
+                )
+                fresh = {}
+                for position, result in zip(missing, scored.results, strict=True):
+                    results[indices[position]] = result
+                    if keys and isinstance(result, SkillInferenceResult):
+                        fresh[keys[position]] = result
+                succeeded += scored.succeeded
+                await self._store(version, fresh)
+            for index in indices:
+                if isinstance(results[index], SkillInferenceResult):
+                    self._observe_skill(items[index], results[index], scorer)
+        response = SkillBatchResponse.model_construct(
+            results=results, succeeded=succeeded, failed=len(items) - succeeded
+        )
+        return response, sorted(by_version)
 
     # --- intent ------------------------------------------------------------------------------------------
 
     async def classify(
         self, text: str, *, user_id: str | None, preference: str | None, forced_version: str | None
     ) -> IntentResult:
-        classifier, version, variant = self._intent(user_id, preference, forced_version)
-        check_text(text, field_name="text", max_chars=classifier.policy.max_text_chars)
-        return (await self._classify(classifier, version, variant, [text]))[0]
+        with self.observer.request(INTENT_FAMILY) as observed:
+            classifier, version, variant = self._intent(user_id, preference, forced_version)
+            observed.version = version
+            check_text(text, field_name="text", max_chars=classifier.policy.max_text_chars)
+            return (await self._classify(classifier, version, variant, [text]))[0]
 
     async def classify_batch(
         self, texts: Sequence[str], *, user_id: str | None, preference: str | None, forced_version: str | None
     ) -> IntentBatchResponse:
-        classifier, version, variant = self._intent(user_id, preference, forced_version)
+        with self.observer.request(INTENT_FAMILY) as observed:
+            classifier, version, variant = self._intent(user_id, preference, forced_version)
+            observed.version = version
 
-        async def answer(valid: list[str]) -> list[IntentResult]:
-            return await self._classify(classifier, version, variant, valid)
+            async def answer(valid: list[str]) -> list[IntentResult]:
+                return await self._classify(classifier, version, variant, valid)
 
-        return await classifier.classify_batch(texts, variant=variant, answer=answer)
+            return await classifier.classify_batch(texts, variant=variant, answer=answer)
 
     def _intent(
         self, user_id: str | None, preference: str | None, forced_version: str | None
@@ -145,6 +186,16 @@ class Serving:
         return classifier, version, classifier.choose_variant(preference, user_id)
 
     async def _classify(
+        self, classifier: IntentClassifier, version: str, variant: str, texts: list[str]
+    ) -> list[IntentResult]:
+        answers = await self._classify_cached(classifier, version, variant, texts)
+        for answer in answers:
+            self.observer.answer(
+                INTENT_FAMILY, VARIANT_MODELS.get(answer.variant, answer.variant), version, answer.confidence
+            )
+        return answers
+
+    async def _classify_cached(
         self, classifier: IntentClassifier, version: str, variant: str, texts: list[str]
     ) -> list[IntentResult]:
         if not self.cache.enabled:
@@ -165,8 +216,18 @@ class Serving:
     # --- text pair ---------------------------------------------------------------------------------------
 
     async def predict_pair(self, request: TextPairRequest, *, forced_version: str | None) -> TextPairResult:
-        chosen: tuple[str, TextPairScorer] = self.family(TEXTPAIR_FAMILY).choose(caller_id=None, forced=forced_version)
-        version, scorer = chosen
+        with self.observer.request(TEXTPAIR_FAMILY) as observed:
+            chosen: tuple[str, TextPairScorer] = self.family(TEXTPAIR_FAMILY).choose(
+                caller_id=None, forced=forced_version
+            )
+            version, scorer = chosen
+            observed.version = version
+            result = await self._pair_answer(request, version, scorer)
+            same = result.confidence if result.prediction == SAME_MEANING else 1.0 - result.confidence
+            self.observer.answer(TEXTPAIR_FAMILY, scorer.model.name, version, same)
+            return result
+
+    async def _pair_answer(self, request: TextPairRequest, version: str, scorer: TextPairScorer) -> TextPairResult:
         if not self.cache.enabled:
             return await scorer.predict(request)
         key = CacheKey(TEXTPAIR_FAMILY, scorer.model.name, version, input_hash([request.text1, request.text2]))
@@ -188,8 +249,7 @@ class Serving:
             for value in values
         ]
         hits = sum(answer is not None for answer in answers)
-        self.metrics.cache(family, version, "hit", hits)
-        self.metrics.cache(family, version, "miss", len(keys) - hits)
+        self.observer.cache(family, version, hits, len(keys) - hits)
         return answers
 
     async def _store(self, version: str, entries: dict[CacheKey, BaseModel]) -> None:

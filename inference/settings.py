@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -129,6 +130,25 @@ class Settings(BaseSettings):
         description="When above 0, every this many seconds each family's newest version in the store is loaded, "
         "validated and made stable if it is newer than the one serving. 0 (the default) watches nothing.",
     )
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{default_data_dir() / 'inference.db'}",
+        validation_alias=AliasChoices("DATABASE_URL", "INFERENCE_DATABASE_URL"),
+        json_schema_extra={"doc_default": "sqlite:///$BENTOML_HOME/inference.db"},
+        description="SQLAlchemy URL of the database for teacher ratings, the prediction log and batch scoring: a "
+        "SQLite file by default (beside the model store), `postgresql+psycopg://user@host/db` in production. "
+        "Read from DATABASE_URL (or INFERENCE_DATABASE_URL).",
+    )
+    prediction_log_share: float = Field(
+        1.0, ge=0, le=1, description="Share of skill scores written to the prediction log (for the correlation)."
+    )
+    drift_window: int = Field(2000, ge=10, description="Live observations per model version kept for drift.")
+    drift_min_observations: int = Field(100, ge=1, description="Fewest observations before drift is computed.")
+    drift_psi_alert: float = Field(0.2, gt=0, description="A PSI above this raises the drift alert.")
+    correlation_window_days: float = Field(30.0, gt=0, description="Ratings and scores this recent are correlated.")
+    correlation_alert_below: float = Field(
+        0.5, ge=-1, le=1, description="A Pearson r between scores and teacher ratings below this raises the alert."
+    )
+    correlation_min_pairs: int = Field(20, ge=3, description="Fewest score-rating pairs before r is computed.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the `inference` logger."
     )
@@ -191,6 +211,11 @@ class Settings(BaseSettings):
 
 
 FAMILY_NAMES = ("skills", "intent", "textpair")
+
+
+def default_data_dir() -> Path:
+    """Beside the model store: $BENTOML_HOME, or ~/bentoml."""
+    return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
 def check_routes(routes: object) -> dict[str, dict[str, float]]:

@@ -5,7 +5,7 @@ No HTTP here: the service maps `InferenceError`s to status codes, tests call thi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from inference.batching import AdaptiveBatcher
 from inference.errors import BatchTooLarge, InvalidRequest
@@ -30,6 +30,7 @@ class SkillsScorer:
         max_batch_items: int = 1000,
         batcher_max_size: int = 1024,
         batcher_max_wait_ms: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.models = dict(models)
         self._importances: dict[tuple[str, str], list[FeatureImportance]] = {}
@@ -40,6 +41,7 @@ class SkillsScorer:
             max_batch_size=batcher_max_size,
             max_wait_ms=batcher_max_wait_ms,
             lone_items_inline=True,  # one row through a booster: ~0.3 ms, less than the thread hand-off
+            on_dispatch=on_batch,
         )
 
     def prepare(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:

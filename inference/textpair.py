@@ -3,7 +3,7 @@ call of the model's Pipeline (30 engineered features, scaled, logistic regressio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import sklearn
@@ -27,13 +27,14 @@ class TextPairScorer:
         max_text_chars: int = 2000,
         faults: FaultInjector | None = None,
         batcher_max_size: int = 1024,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
         self.max_text_chars = max_text_chars
         self.faults = faults or FaultInjector()
         self._same = list(model.labels).index(LABELS[SAME_MEANING])
         self.batcher: AdaptiveBatcher[Pair, float] = AdaptiveBatcher(
-            self._probabilities, name="textpair", max_batch_size=batcher_max_size
+            self._probabilities, name="textpair", max_batch_size=batcher_max_size, on_dispatch=on_batch
         )
 
     async def predict(self, request: TextPairRequest) -> TextPairResult:

@@ -97,3 +97,11 @@ def client_without_admin(server: RunningServer) -> Iterator[object]:
 
     with httpx.Client(base_url=server.url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.utils.postgres import throwaway_database
+
+    with throwaway_database() as url:
+        yield url

@@ -8,6 +8,7 @@ import pytest
 from inference.cache import MemoryCache
 from inference.families import FamilyLoader, load_families
 from inference.faults import FaultInjector
+from inference.monitoring import Observer
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
 from inference.serving import Serving
 from inference.settings import Settings
@@ -25,6 +26,15 @@ class CountingMetrics:
         if count:
             self.cache_calls.append((family, version, outcome, count))
 
+    def request(self, family, version, outcome, seconds):
+        pass
+
+    def error(self, family, code):
+        pass
+
+    def score(self, family, model, version, value):
+        pass
+
 
 @pytest.fixture(scope="module")
 def serving(trained_versions, text_reports):
@@ -37,7 +47,7 @@ def serving(trained_versions, text_reports):
     families = load_families(settings, FamilyLoader(settings))
     assert families.ready(), families.errors
     metrics = CountingMetrics()
-    yield Serving(families, MemoryCache(ttl_s=600), metrics=metrics)
+    yield Serving(families, MemoryCache(ttl_s=600), observer=Observer(metrics=metrics))
     families.close()
 
 
@@ -51,7 +61,7 @@ def test_a_repeated_request_is_answered_from_the_cache_and_says_so(serving):
     again = run(serving.skills_infer(request, forced_version=None))
     assert first.cached is False and again.cached is True
     assert again.model_dump(exclude={"cached"}) == first.model_dump(exclude={"cached"})
-    assert ("skills", first.model_version, "hit", 1) in serving.metrics.cache_calls
+    assert ("skills", first.model_version, "hit", 1) in serving.observer.metrics.cache_calls
 
 
 def test_new_features_or_another_version_never_meet_an_old_answer(serving):

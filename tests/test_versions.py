@@ -16,6 +16,7 @@ from inference.registry import save_to_store, skill_model_name
 from inference.settings import Settings
 from inference.state import SharedState
 from inference.versions import Route, VersionedFamily
+from tests.utils.requests import delete_from_store
 
 
 def test_a_route_defaults_to_all_traffic_on_stable_and_rolls_back_there():
@@ -86,8 +87,11 @@ def test_a_reload_makes_the_new_version_stable_and_a_failed_one_keeps_the_old(ma
         if skill == "communication":
             shutil.copy(trained_versions["v1.1.0"] / skill / "model.json", source / "model.json")
         save_to_store(skill_model_name(skill), "v1.9.0-bad", source, read_metadata(source), {"family": "skills"})
-    with pytest.raises(ReloadFailed, match="does not reproduce the answers stored with it"):
-        asyncio.run(manager.reload("skills", "v1.9.0-bad"))
+    try:
+        with pytest.raises(ReloadFailed, match="does not reproduce the answers stored with it"):
+            asyncio.run(manager.reload("skills", "v1.9.0-bad"))
+    finally:
+        delete_from_store([skill_model_name(skill) for skill in SKILLS], "v1.9.0-bad")
     assert manager.routes()["skills"]["stable"] == "v1.1.0"
     scorer = manager.families.get("skills").scorers["v1.1.0"]
     assert {model.version for model in scorer.models.values()} == {"v1.1.0"}

@@ -48,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--out", type=Path, default=DEFAULT_OUT, help="artifact root (default: artifacts/)")
         defaults = params_type()
         for field in fields(params_type):
-            sub.add_argument(
-                f"--{field.name.replace('_', '-')}",
-                type=type(getattr(defaults, field.name)),
-                default=getattr(defaults, field.name),
-                help=f"default: {getattr(defaults, field.name)}",
-            )
+            default = getattr(defaults, field.name)
+            if isinstance(default, bool):
+                sub.add_argument(
+                    f"--{field.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=default
+                )
+            else:
+                sub.add_argument(
+                    f"--{field.name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}"
+                )
     args = parser.parse_args(argv)
 
     params_type, train, _ = FAMILIES[args.family]

@@ -25,10 +25,11 @@ from sklearn.preprocessing import MultiLabelBinarizer, Normalizer
 from sklearn.svm import LinearSVC
 from xgboost import XGBClassifier
 
-from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS, VERTICALS_MODEL
+from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, INTENTS, VERTICALS, VERTICALS_MODEL
 from inference.queries import QuerySample, generate_queries
 from inference.registry import library_versions
 from inference.text_artifacts import write_text_artifact
+from train.plots import confusion_plots
 from train.samples import SAMPLE_COUNT, held_out_samples
 
 VALIDATION_SHARE = 0.2
@@ -154,11 +155,13 @@ def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> d
         "library_versions": library_versions(),
     }
     report: dict[str, Any] = {**common, "n_train": int(fit_rows.size), "n_test": int(test.size), "models": {}}
+    confusion: dict[str, tuple[list[str], list[str]]] = {}
     for name, pipeline in ((CLASSIC_MODEL, classic_pipeline()), (ENSEMBLE_MODEL, ensemble_pipeline(params))):
         pipeline.fit(texts(fit_rows), intents(fit_rows))
         if name == ENSEMBLE_MODEL:
             _store_svd_column_major(pipeline)
         predicted = pipeline.predict(texts(test))
+        confusion[name] = (intents(test), list(predicted))
         metrics = {
             "accuracy": round(float(accuracy_score(intents(test), predicted)), 4),
             "macro_f1": round(float(f1_score(intents(test), predicted, average="macro")), 4),
@@ -201,6 +204,7 @@ def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> d
     report["thresholds"] = metadata["thresholds"]
     classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
     report["ensemble_gain"] = {key: round(ensemble[key] - classic[key], 4) for key in classic}
+    report["plots"] = {"confusion": confusion_plots(confusion, list(INTENTS), out_dir)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(render_report(report))
     return report
@@ -232,6 +236,13 @@ def render_report(report: dict[str, Any]) -> str:
     for vertical, threshold in report["thresholds"].items():
         lines.append(f"| {vertical} | {threshold} | {verticals[f'f1_{vertical}']} |")
     lines += ["", f"Micro F1 over all verticals: {verticals['micro_f1']}.", ""]
+    if "plots" in report:
+        lines += [
+            "## Confusion matrices (held-out queries, shares per true intent)",
+            "",
+            "![Confusion](confusion.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -19,7 +19,9 @@ from inference.artifacts import write_skill_artifact
 from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.drift import reference_distribution
 from inference.registry import library_versions
+from inference.scoring import top_importances
 from inference.synthetic import StudentSample, generate_students
+from train.plots import BinaryEvaluation, binary_plots, markdown_images
 from train.samples import SAMPLE_COUNT
 
 TEST_SHARE = 0.2
@@ -34,6 +36,8 @@ class SkillTrainingParams:
     learning_rate: float = 0.08
     subsample: float = 0.9
     colsample_bytree: float = 0.9
+    # For drills: train on shuffled labels, so the model learns nothing (monitoring must notice).
+    shuffle_labels: bool = False
 
 
 def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> dict[str, Any]:
@@ -56,12 +60,15 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
         "n_test": int(test_rows.size),
         "skills": {},
     }
+    evaluations: list[BinaryEvaluation] = []
     for skill_index, skill in enumerate(SKILLS):
         names = SKILL_FEATURES[skill]
         columns = [sample.feature_names.index(name) for name in names]
         x_train = sample.features[np.ix_(train_rows, columns)]
         x_test = sample.features[np.ix_(test_rows, columns)]
         y_train = sample.labels[train_rows, skill_index]
+        if params.shuffle_labels:
+            y_train = rng.permutation(y_train)
         y_test = sample.labels[test_rows, skill_index]
         rating_test = sample.ratings[test_rows, skill_index]
 
@@ -81,6 +88,9 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
         ).fit(scaler.transform(x_train), y_train)
         scores = classifier.predict_proba(scaler.transform(x_test))[:, 1]
         metrics = evaluate(scores, y_test, rating_test)
+        evaluations.append(
+            BinaryEvaluation(skill, y_test, scores, top_importances(classifier.get_booster(), names, k=len(names)))
+        )
 
         metadata = {
             "skill": skill,
@@ -109,6 +119,7 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
             metadata=metadata,
         )
         report["skills"][skill] = metrics
+    report["plots"] = binary_plots(evaluations, out_dir)
     report["library_versions"] = library_versions()
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(render_report(report))
@@ -142,6 +153,7 @@ def render_report(report: dict[str, Any]) -> str:
             f"| {skill} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | {m['brier']:.3f} | {m['rating_pearson_r']:.3f} |"
         )
     lines += ["", "Parameters: " + ", ".join(f"{k}={v}" for k, v in report["params"].items()), ""]
+    lines += ["## Plots (held-out students)", "", *markdown_images(report.get("plots", {}))]
     return "\n".join(lines)
 
 

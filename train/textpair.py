@@ -16,11 +16,12 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from inference.pair_features import N_PAIR_FEATURES, PairFeaturizer
+from inference.pair_features import N_PAIR_FEATURES, PAIR_FEATURES, PairFeaturizer
 from inference.pairs import PairSample, generate_pairs
 from inference.registry import library_versions
 from inference.text_artifacts import write_text_artifact
 from inference.textpair_catalogue import LABELS, TEXTPAIR_MODEL
+from train.plots import BinaryEvaluation, binary_plots, markdown_images
 from train.samples import SAMPLE_COUNT, held_out_samples
 
 TEST_SHARE = 0.2
@@ -61,6 +62,10 @@ def train_textpair(version: str, params: TextPairTrainingParams, out_dir: Path) 
         "accuracy": round(float(accuracy_score(truth, predicted)), 4),
         "auc": round(float(roc_auc_score(truth == LABELS[1], probabilities[:, positive])), 4),
     }
+    coefficients = np.abs(pipeline.named_steps["model"].coef_[0])
+    ranked = sorted(zip(PAIR_FEATURES, coefficients / coefficients.sum(), strict=True), key=lambda item: -item[1])
+    evaluation = BinaryEvaluation(TEXTPAIR_MODEL, truth == LABELS[1], probabilities[:, positive], ranked[:12])
+    plots = binary_plots([evaluation], out_dir)
     report: dict[str, Any] = {
         "family": "textpair",
         "model": TEXTPAIR_MODEL,
@@ -75,6 +80,7 @@ def train_textpair(version: str, params: TextPairTrainingParams, out_dir: Path) 
         "n_train": int(train.size),
         "n_test": int(test.size),
         "metrics": metrics,
+        "plots": plots,
         "samples": held_out_samples(pipeline, [list(pairs[i]) for i in test[:SAMPLE_COUNT]]),
     }
     write_text_artifact(out_dir / TEXTPAIR_MODEL, pipeline, report)
@@ -83,7 +89,9 @@ def train_textpair(version: str, params: TextPairTrainingParams, out_dir: Path) 
         f"# Text-pair model {version}\n\nTrained {report['trained_at']} on {report['n_train']} generated pairs, "
         f"evaluated on {report['n_test']} held out (seed {params.seed}).\n\n"
         f"| F1 (same meaning) | accuracy | AUC |\n|---|---|---|\n"
-        f"| {metrics['f1']} | {metrics['accuracy']} | {metrics['auc']} |\n"
+        f"| {metrics['f1']} | {metrics['accuracy']} | {metrics['auc']} |\n\n"
+        "Feature importance is the absolute logistic coefficient on the scaled feature, as a share.\n\n"
+        + "\n".join(markdown_images(plots))
     )
     return report
 

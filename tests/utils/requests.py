@@ -17,3 +17,15 @@ def student_items(n: int, *, seed: int = 123, skills: tuple[str, ...] | None = N
         {"student_id": student_id, "skill": skills[index % len(skills)], "features": features}
         for index, (student_id, features) in enumerate(zip(sample.student_ids, sample.feature_dicts(), strict=True))
     ]
+
+
+def delete_from_store(names: list[str], version: str) -> None:
+    """Remove `version` of each model from the session's model store (tests leave the store as they found it)."""
+    import contextlib
+
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    for name in names:
+        with contextlib.suppress(NotFound):
+            bentoml.models.delete(f"{name}:{version}")

@@ -1,0 +1,127 @@
+"""Ground truth: teacher ratings stored beside the scores the service gave, and the Pearson correlation between
+the two per skill and model version over a window, with an alert condition below a threshold."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Engine, func, insert, select
+
+from inference.logs import LOGGER_NAME, EveryInterval
+from inference.storage import predictions, teacher_ratings
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    skill: str
+    model_version: str
+    pairs: int
+    pearson_r: float | None  # None below `min_pairs`, or when either side has no variance
+    alert: bool
+
+
+def store_ratings(engine: Engine, rows: Sequence[dict[str, object]]) -> int:
+    """Insert teacher ratings (student_id, skill, rating, rated_at); returns how many."""
+    received = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(insert(teacher_ratings), [{**row, "received_at": received} for row in rows])
+    return len(rows)
+
+
+def correlations(
+    engine: Engine, *, window_days: float, threshold: float, min_pairs: int, now: datetime | None = None
+) -> list[Correlation]:
+    """Per skill and model version: the latest score each student got from that version in the window against
+    the student's latest teacher rating in the window."""
+    since = (now or datetime.now(UTC)) - timedelta(days=window_days)
+    latest_prediction = (
+        select(func.max(predictions.c.id))
+        .where(predictions.c.predicted_at >= since)
+        .group_by(predictions.c.student_id, predictions.c.skill, predictions.c.model_version)
+    )
+    latest_rating = (
+        select(func.max(teacher_ratings.c.id))
+        .where(teacher_ratings.c.rated_at >= since)
+        .group_by(teacher_ratings.c.student_id, teacher_ratings.c.skill)
+    )
+    query = (
+        select(predictions.c.skill, predictions.c.model_version, predictions.c.score, teacher_ratings.c.rating)
+        .join(
+            teacher_ratings,
+            (teacher_ratings.c.student_id == predictions.c.student_id)
+            & (teacher_ratings.c.skill == predictions.c.skill),
+        )
+        .where(predictions.c.id.in_(latest_prediction), teacher_ratings.c.id.in_(latest_rating))
+    )
+    grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with engine.connect() as connection:
+        for skill, version, score, rating in connection.execute(query):
+            grouped.setdefault((skill, version), []).append((score, rating))
+    results = []
+    for (skill, version), pairs in sorted(grouped.items()):
+        r = pearson(np.array(pairs)) if len(pairs) >= min_pairs else None
+        results.append(Correlation(skill, version, len(pairs), r, alert=r is not None and r < threshold))
+    return results
+
+
+def pearson(pairs: np.ndarray) -> float | None:
+    scores, ratings = pairs[:, 0], pairs[:, 1]
+    if scores.std() == 0 or ratings.std() == 0:
+        return None
+    return round(float(np.corrcoef(scores, ratings)[0, 1]), 4)
+
+
+class PredictionLog:
+    """Scores to remember, buffered on the request path and written in batches by `flush` (called on a timer,
+    off the event loop). A full buffer drops the newest rows, counts them and says so in the log."""
+
+    def __init__(self, engine: Engine | None, *, capacity: int = 50_000) -> None:
+        self.engine = engine
+        self.capacity = capacity
+        self.dropped = 0
+        self._rows: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._log = EveryInterval(60.0)
+
+    def add(self, student_id: str, skill: str, version: str, score: float) -> None:
+        if self.engine is None:
+            return
+        with self._lock:
+            if len(self._rows) >= self.capacity:
+                self.dropped += 1
+                held_back = self._log.allow()
+                if held_back is not None:
+                    logger.warning(
+                        "prediction log full (%d rows): %d predictions dropped so far", self.capacity, self.dropped
+                    )
+                return
+            self._rows.append(
+                {
+                    "student_id": student_id,
+                    "skill": skill,
+                    "model_version": version,
+                    "score": score,
+                    "predicted_at": datetime.now(UTC),
+                }
+            )
+
+    def flush(self) -> int:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows or self.engine is None:
+            return 0
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(predictions), rows)
+        except Exception:
+            with self._lock:  # keep them for the next flush rather than lose them
+                self._rows = rows[: self.capacity] + self._rows
+            raise
+        return len(rows)

@@ -1,0 +1,89 @@
+"""Writes grafana-dashboard.json: `python k8s/monitoring/dashboard.py`. The panels are data here so that a test
+can check every query against the metrics the service exports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PANELS = [
+    (
+        "Requests per second by version",
+        "timeseries",
+        "reqps",
+        ["sum by (family, model_version) (rate(inference_requests_total[1m]))"],
+    ),
+    ("P95 latency by version", "timeseries", "s", ["inference:request_duration_seconds:p95_5m"]),
+    ("Errors by code", "timeseries", "reqps", ["sum by (family, code) (rate(inference_errors_total[5m]))"]),
+    ("Server error ratio by version", "timeseries", "percentunit", ["inference:error_ratio:rate5m"]),
+    ("Cache hit ratio", "timeseries", "percentunit", ["inference:cache_hit_ratio:rate5m"]),
+    (
+        "Fallback answers",
+        "timeseries",
+        "reqps",
+        ["sum by (family, model_version, reason) (rate(inference_fallbacks_total[5m]))"],
+    ),
+    ("Traffic share by version", "timeseries", "percentunit", ["inference_route_weight"]),
+    (
+        "Score distribution (skills)",
+        "heatmap",
+        "short",
+        ['sum by (le) (rate(inference_prediction_score_bucket{family="skills"}[5m]))'],
+    ),
+    (
+        "Drift: PSI per model, version and input",
+        "timeseries",
+        "short",
+        ["max by (model, model_version, feature) (inference_drift_psi)"],
+    ),
+    ("Correlation with teacher ratings", "timeseries", "short", ["inference_rating_correlation"]),
+    (
+        "Batch size (rows per model call)",
+        "timeseries",
+        "short",
+        ["histogram_quantile(0.5, sum by (family, le) (rate(inference_batch_size_bucket[5m])))"],
+    ),
+]
+
+
+def dashboard() -> dict[str, object]:
+    panels = []
+    for index, (title, kind, unit, queries) in enumerate(PANELS):
+        panels.append(
+            {
+                "id": index + 1,
+                "title": title,
+                "type": kind,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [
+                    {
+                        "refId": chr(ord("A") + n),
+                        "expr": query,
+                        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    }
+                    for n, query in enumerate(queries)
+                ],
+            }
+        )
+    return {
+        "title": "Inference",
+        "uid": "inference-service",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "tags": ["inference"],
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
+        },
+        "panels": panels,
+    }
+
+
+if __name__ == "__main__":
+    target = Path(__file__).with_name("grafana-dashboard.json")
+    target.write_text(json.dumps(dashboard(), indent=2) + "\n")
+    print(f"wrote {target}")

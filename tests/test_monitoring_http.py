@@ -1,0 +1,184 @@
+"""Monitoring over HTTP against a real server: /metrics values add up across workers, drift shows a shifted
+population, teacher ratings correlate with a real model and not with a broken one, and bad ratings get a 400."""
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+from inference.catalogue import SKILLS
+from inference.registry import import_skill_artifacts, skill_model_name
+from inference.synthetic import generate_students
+from tests.utils.requests import delete_from_store
+from tests.utils.servers import start_server
+from train.skills import SkillTrainingParams, train_skills
+
+pytestmark = pytest.mark.server
+
+BROKEN = "v0.9.0-broken"
+SKILL = "leadership"
+
+
+@pytest.fixture(scope="module")
+def monitored(trained_versions, session_dir):
+    artifacts = session_dir / "artifacts" / "skills" / BROKEN
+    train_skills(BROKEN, SkillTrainingParams(n_students=3000, n_estimators=40, shuffle_labels=True), artifacts)
+    import_skill_artifacts(artifacts, version=BROKEN)
+    env = {
+        "INFERENCE_SKILLS_VERSION": "v1.0.0",
+        "INFERENCE_FAMILIES": '["skills"]',
+        "INFERENCE_ROUTES": json.dumps({"skills": {"v1.0.0": 100, BROKEN: 0}}),  # loaded, reached by header only
+        "DATABASE_URL": f"sqlite:///{session_dir / 'monitoring.db'}",
+        "CACHE_URL": "none://",
+        "INFERENCE_DRIFT_MIN_OBSERVATIONS": "50",
+    }
+    try:
+        with start_server(session_dir / "logs-monitoring", env=env) as server:
+            yield server
+    finally:
+        delete_from_store([skill_model_name(skill) for skill in SKILLS], BROKEN)
+
+
+def post(url, path, body, **headers):
+    return httpx.post(url + path, json=body, headers={"Connection": "close", **headers}, timeout=30)
+
+
+def metric_total(url, name, **labels):
+    total = 0.0
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def items_for(sample, skill):
+    return [
+        {"student_id": student_id, "skill": skill, "features": features}
+        for student_id, features in zip(sample.student_ids, sample.feature_dicts(), strict=True)
+    ]
+
+
+def test_request_metrics_add_up_across_workers(monitored):
+    url = monitored.url
+    before_ok = metric_total(url, "inference_requests_total", family="skills", outcome="ok")
+    before_count = metric_total(url, "inference_request_duration_seconds_count", family="skills")
+    before_scores = metric_total(url, "inference_prediction_score_count", family="skills")
+    before_errors = metric_total(url, "inference_errors_total", family="skills", code="unknown_skill")
+    before_batches = metric_total(url, "inference_batch_size_count", family="skills")
+    for item in items_for(generate_students(30, seed=701), SKILL):
+        assert post(url, "/api/v1/skills/infer", item).status_code == 200
+    batch = post(url, "/api/v1/skills/infer/batch", {"items": items_for(generate_students(20, seed=702), "creativity")})
+    assert batch.status_code == 200
+    for _ in range(4):
+        assert (
+            post(url, "/api/v1/skills/infer", {"student_id": "s", "skill": "cooking", "features": {"x": 1}}).status_code
+            == 400
+        )
+    assert metric_total(url, "inference_requests_total", family="skills", outcome="ok") - before_ok == 31
+    assert metric_total(url, "inference_requests_total", family="skills", outcome="client_error") >= 4
+    assert metric_total(url, "inference_request_duration_seconds_count", family="skills") - before_count == 35
+    assert metric_total(url, "inference_prediction_score_count", family="skills") - before_scores == 50
+    assert metric_total(url, "inference_errors_total", family="skills", code="unknown_skill") - before_errors == 4
+    assert metric_total(url, "inference_batch_size_count", family="skills") - before_batches >= 2
+    text = httpx.get(url + "/metrics").text
+    assert re.search(r'inference_route_weight\{family="skills",model_version="v1\.0\.0",role="stable"\} 1\.0', text)
+    assert "student-" not in text  # never a student id in a label
+
+
+def test_drift_shows_a_shifted_population_and_not_an_ordinary_one(monitored):
+    url = monitored.url
+    for item in items_for(generate_students(300, seed=703, feature_shift={"words_per_response": 1.5}), "communication"):
+        post(url, "/api/v1/skills/infer", item)
+    for item in items_for(generate_students(300, seed=704), "creativity"):
+        post(url, "/api/v1/skills/infer", item)
+    reports = {entry["model"]: entry for entry in httpx.get(url + "/api/v1/monitoring/drift").json()["models"]}
+    shifted, ordinary = reports["skill-communication"], reports["skill-creativity"]
+    assert shifted["psi"]["words_per_response"] > 0.2 and shifted["alert"] is True
+    assert max(ordinary["psi"].values()) < 0.2 and ordinary["alert"] is False
+    assert metric_total(url, "inference_drift_psi", model="skill-communication", feature="words_per_response") > 0.2
+
+
+def test_ratings_correlate_with_the_real_model_and_alert_on_the_broken_one(monitored):
+    url = monitored.url
+    sample = generate_students(120, seed=705)
+    for item in items_for(sample, SKILL):
+        assert post(url, "/api/v1/skills/infer", item).json()["model_version"] == "v1.0.0"
+        assert post(url, "/api/v1/skills/infer", item, **{"X-Model-Variant": BROKEN}).json()["model_version"] == BROKEN
+    ratings = [
+        {"student_id": student_id, "skill": SKILL, "rating": float(rating), "rated_at": "2026-11-20T09:00:00Z"}
+        for student_id, rating in zip(sample.student_ids, sample.ratings[:, SKILLS.index(SKILL)], strict=True)
+    ]
+    stored = post(url, "/api/v1/monitoring/ratings", {"ratings": ratings})
+    assert stored.status_code == 200 and stored.json() == {"stored": 120}
+    time.sleep(2.5)  # the prediction log is flushed every second
+    found = {
+        entry["model_version"]: entry
+        for entry in httpx.get(url + "/api/v1/monitoring/correlation").json()["correlations"]
+        if entry["skill"] == SKILL
+    }
+    assert found["v1.0.0"]["pairs"] == 120 and found["v1.0.0"]["pearson_r"] > 0.5 and not found["v1.0.0"]["alert"]
+    assert found[BROKEN]["pearson_r"] < 0.5 and found[BROKEN]["alert"] is True
+    assert metric_total(url, "inference_rating_correlation", model=f"skill-{SKILL}", model_version="v1.0.0") > 0.5
+
+
+@pytest.mark.parametrize(
+    ("rating", "fragment"),
+    [
+        ({"student_id": "s", "skill": "cooking", "rating": 3, "rated_at": "2026-11-20T09:00:00Z"}, "ratings[0].skill"),
+        ({"student_id": "s", "skill": SKILL, "rating": 7, "rated_at": "2026-11-20T09:00:00Z"}, "rating"),
+        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": "yesterday"}, "rated_at"),
+        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": "2099-01-01T00:00:00Z"}, "is in the future"),
+        ({"skill": SKILL, "rating": 3, "rated_at": "2026-11-20T09:00:00Z"}, "student_id"),
+    ],
+)
+def test_bad_ratings_get_a_400_naming_the_field_and_nothing_is_stored(monitored, rating, fragment):
+    response = post(monitored.url, "/api/v1/monitoring/ratings", {"ratings": [rating]})
+    assert response.status_code == 400, response.text
+    assert fragment in response.text
+
+
+def chromium_binary():
+    import os
+    import shutil
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing in CI: .ci/run must install Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return binary
+
+
+def test_the_dashboard_renders_plots_in_a_real_browser(monitored, tmp_path):
+    import subprocess
+
+    from PIL import Image
+
+    url = monitored.url
+    for item in items_for(generate_students(120, seed=706), "problem_solving"):
+        post(url, "/api/v1/skills/infer", item)
+    html = httpx.get(url + "/dashboard").text
+    assert html.count('<svg class="plot"') >= 1 and "skill-problem_solving" in html
+    assert "Latency of successful requests" in html and "Result cache" in html
+    screenshot = tmp_path / "dashboard.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+        "--window-size=1400,1800",
+        f"--screenshot={screenshot}",
+    ]
+    run = subprocess.run([chromium_binary(), *flags, url + "/dashboard"], capture_output=True, text=True, timeout=120)
+    assert screenshot.is_file(), run.stderr[-2000:]
+    image = Image.open(screenshot).convert("RGB")
+    blue = sum(1 for pixel in image.getdata() if pixel == (0x2F, 0x6F, 0xDF))  # the live-score bars
+    grey = sum(1 for pixel in image.getdata() if pixel == (0x9A, 0xA5, 0xB1))  # the reference bars
+    assert blue > 500 and grey > 500, (blue, grey)

@@ -1,0 +1,108 @@
+"""The PrometheusRule and the Grafana dashboard: valid, current, and asking only for metrics the service
+exports (or rules the PrometheusRule records)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from inference.metrics import GAUGES
+from tests.utils.servers import PROJECT_ROOT
+
+MONITORING = PROJECT_ROOT / "k8s" / "monitoring"
+COUNTERS = ["inference_requests", "inference_errors", "inference_fallbacks", "inference_cache_requests"]
+HISTOGRAMS = ["inference_request_duration_seconds", "inference_prediction_score", "inference_batch_size"]
+EXPORTED = {
+    *(f"{name}_total" for name in COUNTERS),
+    *(f"{name}_{suffix}" for name in HISTOGRAMS for suffix in ("bucket", "count", "sum")),
+    *GAUGES,
+}
+
+
+def rule_groups():
+    return yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"]["groups"]
+
+
+def recorded():
+    return {rule["record"] for group in rule_groups() for rule in group["rules"] if "record" in rule}
+
+
+def names_in(expression):
+    return set(re.findall(r"\binference[_:][a-z0-9_:]+", expression))
+
+
+def test_every_query_of_the_rules_and_the_dashboard_names_an_exported_metric_or_a_recorded_rule():
+    known = EXPORTED | recorded()
+    expressions = [rule["expr"] for group in rule_groups() for rule in group["rules"]]
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    expressions += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = set().union(*(names_in(expression) for expression in expressions))
+    assert used and used <= known, used - known
+    alerts = {rule["alert"] for group in rule_groups() for rule in group["rules"] if "alert" in rule}
+    assert {
+        "InferenceRatingCorrelationLow",
+        "InferenceDriftHigh",
+        "InferenceLatencyP95High",
+        "InferenceErrorRatioHigh",
+        "InferenceCacheHitRatioLow",
+        "InferenceCanaryErrorsWorseThanStable",
+    } <= alerts
+
+
+def test_the_dashboard_json_is_current_and_well_formed():
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; sys.path.insert(0, 'k8s/monitoring'); "
+            "import dashboard; print(json.dumps(dashboard.dashboard(), indent=2))",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    stored = (MONITORING / "grafana-dashboard.json").read_text()
+    assert json.loads(stored) == json.loads(generated), "stale: run python k8s/monitoring/dashboard.py"
+    panels = json.loads(stored)["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels) >= 10
+    assert all(panel["targets"] and all(target["expr"] for target in panel["targets"]) for panel in panels)
+    titles = " ".join(panel["title"].lower() for panel in panels)
+    for topic in (
+        "latency",
+        "requests per second",
+        "errors",
+        "cache hit ratio",
+        "score distribution",
+        "drift",
+        "correlation",
+    ):
+        assert topic in titles, topic
+
+
+def test_promtool_accepts_the_rules(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing in CI: .ci/run must install Debian's prometheus package")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": rule_groups()}))
+    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_monitoring_kustomization_renders_the_rule_and_the_dashboard_configmap():
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", "k8s/monitoring"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    kinds = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered)}
+    assert set(kinds) == {"PrometheusRule", "ConfigMap"}
+    assert kinds["ConfigMap"]["metadata"]["labels"]["grafana_dashboard"] == "1"
