@@ -32,7 +32,7 @@ def monitored(trained_versions, session_dir):
         "INFERENCE_ROUTES": json.dumps({"skills": {"v1.0.0": 100, BROKEN: 0}}),  # loaded, reached by header only
         "DATABASE_URL": f"sqlite:///{session_dir / 'monitoring.db'}",
         "CACHE_URL": "none://",
-        "INFERENCE_DRIFT_MIN_OBSERVATIONS": "50",
+        "INFERENCE_DRIFT_MIN_OBSERVATIONS": "200",
     }
     try:
         with start_server(session_dir / "logs-monitoring", env=env) as server:
@@ -89,10 +89,13 @@ def test_request_metrics_add_up_across_workers(monitored):
 
 def test_drift_shows_a_shifted_population_and_not_an_ordinary_one(monitored):
     url = monitored.url
-    for item in items_for(generate_students(300, seed=703, feature_shift={"words_per_response": 1.5}), "communication"):
-        post(url, "/api/v1/skills/infer", item)
-    for item in items_for(generate_students(300, seed=704), "creativity"):
-        post(url, "/api/v1/skills/infer", item)
+    # Each worker keeps its own window; 900 students per skill, in batches of 30 spread over the workers, give
+    # each well over the 200 observations drift needs (PSI reads about 9/n on an unshifted sample of n).
+    shifted = items_for(generate_students(900, seed=703, feature_shift={"words_per_response": 1.5}), "communication")
+    ordinary = items_for(generate_students(900, seed=704), "creativity")
+    for items in (shifted, ordinary):
+        for start in range(0, len(items), 30):
+            assert post(url, "/api/v1/skills/infer/batch", {"items": items[start : start + 30]}).status_code == 200
     reports = {entry["model"]: entry for entry in httpx.get(url + "/api/v1/monitoring/drift").json()["models"]}
     shifted, ordinary = reports["skill-communication"], reports["skill-creativity"]
     assert shifted["psi"]["words_per_response"] > 0.2 and shifted["alert"] is True
