@@ -75,3 +75,14 @@ class ArtifactError(InferenceError):
 class ModelVersionExists(InferenceError):
     code = "model_version_exists"
     status = HTTPStatus.CONFLICT
+
+
+class RunInProgress(InferenceError):
+    """Another batch scoring run of the same shard holds its lock."""
+
+    code = "run_in_progress"
+    status = HTTPStatus.CONFLICT
+
+
+class UnsupportedDatabase(InferenceError):
+    code = "unsupported_database"

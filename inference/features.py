@@ -1,6 +1,8 @@
 """Feature preparation: a request's feature dict becomes one row in the model's order, imputed where missing.
 
-Scaling is left to `scoring.score_rows`, which does it once per batch.
+`prepare_row` does it for one request; `prepare_matrix` is its vectorised twin for many rows at once (the batch
+scorer), which gives the same values for every row `prepare_row` accepts and flags the others. Scaling is left to
+`scoring.score_rows`, which does it once per batch.
 """
 
 from __future__ import annotations
@@ -71,3 +73,24 @@ def _checked_value(name: str, value: object) -> float:
             f"[{feature.minimum:g}, {feature.maximum:g}] ({feature.unit})"
         )
     return number
+
+
+@dataclass(frozen=True)
+class PreparedMatrix:
+    values: np.ndarray  # (n, n_features), model order, missing values imputed; meaningless where not `valid`
+    valid: np.ndarray  # (n,) bool: the rows `prepare_row` accepts
+
+
+def prepare_matrix(values: np.ndarray, missing: np.ndarray, model: SkillModel) -> PreparedMatrix:
+    """Impute and validate many rows at once: `values` and `missing` are (n, n_features) in the model's order.
+
+    A row is valid when at least one of the model's features is present and every present value is a finite
+    number within the catalogue's range: the rule of `prepare_row`, whose error message names the feature of a
+    row found invalid here.
+    """
+    minimum = np.array([FEATURES[name].minimum for name in model.feature_names])
+    maximum = np.array([FEATURES[name].maximum for name in model.feature_names])
+    with np.errstate(invalid="ignore"):  # NaN compares False: caught by isfinite
+        acceptable = missing | (np.isfinite(values) & (values >= minimum) & (values <= maximum))
+    valid = acceptable.all(axis=1) & ~missing.all(axis=1)
+    return PreparedMatrix(values=np.where(missing, model.imputation_defaults, values), valid=valid)

@@ -154,6 +154,22 @@ class Settings(BaseSettings):
         0.5, ge=-1, le=1, description="A Pearson r between scores and teacher ratings below this raises the alert."
     )
     correlation_min_pairs: int = Field(20, ge=3, description="Fewest score-rating pairs before r is computed.")
+    batch_chunk_size: int = Field(
+        20_000,
+        ge=1,
+        le=1_000_000,
+        description="Students the batch scorer reads, scores and commits at a time; a killed run resumes after "
+        "the last chunk it committed.",
+    )
+    batch_retries: int = Field(
+        3, ge=0, le=10, description="Retries of a database call that failed transiently (connection lost, locked)."
+    )
+    batch_retry_backoff_s: float = Field(
+        1.0, ge=0, le=60, description="First wait before a retry; it doubles with each retry, plus jitter."
+    )
+    batch_progress_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between the batch scorer's progress lines (done, rate, ETA)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the `inference` logger."
     )

@@ -1,5 +1,8 @@
 """The database: SQLAlchemy Core tables on `DATABASE_URL` (a SQLite file by default, PostgreSQL in production),
-created by the service and the tools themselves, and the engine that reaches them."""
+created by the service and the tools themselves, and the engine that reaches them.
+
+Only tables and the engine live here; the batch scorer's bulk reads and writes are in `inference.batch.database`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -14,11 +19,18 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     create_engine,
     event,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from inference.catalogue import FEATURES
+from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
 
 metadata = MetaData()
 
@@ -51,6 +63,102 @@ predictions = Table(
 )
 
 
+# The batch scorer's input: one row per student, a nullable column per catalogue feature (NULL: not measured,
+# imputed at scoring like a feature left out of a request). Whoever writes features sets updated_at.
+student_features = Table(
+    "student_features",
+    metadata,
+    Column("student_id", String(128), primary_key=True),
+    *(Column(name, Float, nullable=True) for name in FEATURES),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_student_features_updated_at", "updated_at"),
+)
+
+# The batch scorer's output, "pre-fusion": one row per student, skill and distinct feature values of that skill
+# (`features_hash`), holding the latest model's score of them. The primary key is the only index, which keeps
+# the bulk upsert of millions of rows cheap; `features_updated_at` is the `updated_at` of the features scored,
+# which an incremental run compares with the student's current one.
+skill_assessments = Table(
+    "skill_assessments",
+    metadata,
+    Column("student_id", String(128), nullable=False),
+    Column("skill", String(64), nullable=False),
+    Column("features_hash", BigInteger, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("features_updated_at", DateTime(timezone=True), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", Integer, nullable=False),
+    PrimaryKeyConstraint("student_id", "skill", "features_hash", name="pk_skill_assessments"),
+)
+
+# One row per invocation of the batch scorer: what it did, how fast, and where it got to (`last_student_id`,
+# committed with each chunk), which is where a rerun of the same mode and shard resumes.
+scoring_runs = Table(
+    "scoring_runs",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("mode", String(16), nullable=False),
+    Column("shard_index", Integer, nullable=False),
+    Column("shard_count", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("model_versions", JSON, nullable=False),
+    Column("resumed_from", Integer, nullable=True),
+    Column("worker", String(256), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("last_student_id", String(128), nullable=True),
+    Column("students_pending", Integer, nullable=False, default=0),
+    Column("students_read", Integer, nullable=False, default=0),
+    Column("assessments_written", Integer, nullable=False, default=0),
+    Column("assessments_unchanged", Integer, nullable=False, default=0),
+    Column("items_failed", Integer, nullable=False, default=0),
+    Column("duration_s", Float, nullable=True),
+    Column("scoring_s", Float, nullable=True),
+    Column("students_per_s", Float, nullable=True),
+    Column("assessments_per_s", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_scoring_runs_mode_shard", "mode", "shard_index", "shard_count"),
+)
+
+# Items the batch scorer could not score (a bad feature row): recorded, never a crashed run.
+scoring_failures = Table(
+    "scoring_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False),
+    Column("student_id", String(128), nullable=False),
+    Column("skill", String(64), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("features_updated_at", DateTime(timezone=True), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_scoring_failures_student", "student_id"),
+    Index("ix_scoring_failures_run", "run_id"),
+)
+
+
+class shard_key_of(FunctionElement[int]):
+    """`shard_key_of(column)` in SQL: the same number as `inference.sharding.shard_key` in Python."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "shard_key_of"
+
+
+@compiles(shard_key_of, "postgresql")
+def _shard_key_postgresql(element: shard_key_of, compiler: Any, **kw: Any) -> str:
+    argument = compiler.process(element.clauses, **kw)
+    return f"('x' || substr(md5({argument}), 1, {SHARD_KEY_HEX_DIGITS}))::bit({4 * SHARD_KEY_HEX_DIGITS})::bigint"
+
+
+@compiles(shard_key_of, "sqlite")
+def _shard_key_sqlite(element: shard_key_of, compiler: Any, **kw: Any) -> str:
+    return f"shard_key({compiler.process(element.clauses, **kw)})"  # registered on every connection below
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL and process, with the schema created (idempotent)."""
@@ -67,6 +175,7 @@ def engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            connection.create_function("shard_key", 1, shard_key, deterministic=True)
 
     metadata.create_all(engine)
     return engine

@@ -1,0 +1,193 @@
+"""Batch scoring of the student population: `python -m inference.batch COMMAND`.
+
+    python -m inference.batch generate --students 1000000        # synthetic students into student_features
+    python -m inference.batch score                              # full run: every student, 7 skills
+    python -m inference.batch score --mode incremental           # only students whose features changed
+    python -m inference.batch score --shard 2/4                  # one of 4 workers (a Kubernetes Indexed Job)
+    python -m inference.batch runs                               # the latest runs and their figures
+
+The database is DATABASE_URL (a SQLite file beside the model store by default); the models are the pinned
+versions of the model store (models.env, INFERENCE_SKILLS_VERSION), the same the service answers with.
+Exit status: 0 done, 1 failed (rerun to resume), 2 bad arguments, 3 interrupted by a signal (rerun to resume),
+4 another run of the shard is in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from inference.batch.database import INTERRUPTED, BatchDatabase
+from inference.errors import InferenceError, RunInProgress
+from inference.settings import Settings
+from inference.sharding import Shard
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_IN_PROGRESS = 1, 2, 3, 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings()
+    parser = _parser(settings)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
+    )
+    try:
+        return int(args.command(args, settings))
+    except ValueError as err:
+        parser.error(str(err))
+    except InferenceError as err:
+        logging.getLogger("inference").error("%s", err.message)
+        return EXIT_FAILED
+    return EXIT_FAILED  # parser.error exits; this line is for the type checker
+
+
+def score(args: argparse.Namespace, settings: Settings) -> int:
+    from inference.batch.scorer import BatchScorer, RunOptions
+    from inference.registry import load_skill_models
+
+    options = RunOptions(
+        mode=args.mode,
+        shard=Shard.parse(args.shard),
+        chunk_size=args.chunk_size,
+        retries=settings.batch_retries,
+        retry_backoff_s=settings.batch_retry_backoff_s,
+        progress_interval_s=settings.batch_progress_interval_s,
+        restart=args.restart,
+    )
+    database = _database(args, settings)
+    models = load_skill_models(settings.pinned_skill_versions())
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        summary = BatchScorer(database, models, options, stop=stop).run()
+    except RunInProgress as err:
+        logging.getLogger("inference").error("%s", err.message)
+        return EXIT_IN_PROGRESS
+    except Exception:
+        return EXIT_FAILED  # logged by the scorer with where a rerun resumes
+    if summary.status == INTERRUPTED:
+        logging.getLogger("inference").warning("stopped by a signal; a rerun resumes where this run stopped")
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def generate(args: argparse.Namespace, settings: Settings) -> int:
+    from inference.batch.population import load_synthetic_students
+
+    database = _database(args, settings)
+    written = load_synthetic_students(
+        database,
+        students=args.students,
+        seed=args.seed,
+        share=args.share,
+        progress_interval_s=settings.batch_progress_interval_s,
+    )
+    print(f"wrote {written:,} students; student_features holds {database.count_students():,}")
+    return 0
+
+
+def runs(args: argparse.Namespace, settings: Settings) -> int:
+    database = _database(args, settings)
+    header = ("run", "mode", "shard", "status", "started", "read", "written", "unchanged", "failed", "s", "students/s")
+    lines = [header]
+    for run in database.recent_runs(args.limit):
+        lines.append(
+            (
+                str(run.run_id) + (f"<{run.resumed_from}" if run.resumed_from else ""),
+                run.mode,
+                f"{run.shard_index}/{run.shard_count}",
+                run.status,
+                f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+                f"{run.students_read:,}",
+                f"{run.assessments_written:,}",
+                f"{run.assessments_unchanged:,}",
+                f"{run.items_failed:,}",
+                "" if run.duration_s is None else f"{run.duration_s:.1f}",
+                "" if run.students_per_s is None else f"{run.students_per_s:,.0f}",
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _database(args: argparse.Namespace, settings: Settings) -> BatchDatabase:
+    from inference.storage import engine_for
+
+    return BatchDatabase(engine_for(args.database_url or settings.database_url))
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM (Kubernetes stopping the pod) or Ctrl-C: finish the chunk in hand, record the run, exit 3."""
+
+    def request_stop(signum: int, _: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logging.getLogger("inference").warning("%s: stopping after the current chunk", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference.batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def with_database(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL, else a SQLite file)")
+        return command
+
+    scoring = with_database(commands.add_parser("score", help="score pending students for all 7 skills"))
+    scoring.add_argument(
+        "--mode",
+        choices=("full", "incremental"),
+        default="full",
+        help="full: every student; incremental: students whose features changed since they were last scored",
+    )
+    scoring.add_argument("--shard", default="0/1", help="INDEX/COUNT: this worker's share of the students (0/1)")
+    scoring.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=settings.batch_chunk_size,
+        help=f"students per read, score and commit (INFERENCE_BATCH_CHUNK_SIZE, {settings.batch_chunk_size})",
+    )
+    scoring.add_argument(
+        "--restart", action="store_true", help="do not resume an unfinished run; start from the first student"
+    )
+    scoring.set_defaults(command=score)
+
+    generating = with_database(commands.add_parser("generate", help="load synthetic students (demos, benchmarks)"))
+    generating.add_argument("--students", type=_positive_int, required=True, help="population size, e.g. 1000000")
+    generating.add_argument("--seed", type=int, default=7, help="feature values are a function of the seed (7)")
+    generating.add_argument(
+        "--share", type=float, default=1.0, help="rewrite only this random share of the students (1.0: all)"
+    )
+    generating.set_defaults(command=generate)
+
+    listing = with_database(commands.add_parser("runs", help="list the latest scoring runs"))
+    listing.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
+    listing.set_defaults(command=runs)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""A chunk of students through the 7 skill models: pure compute over numpy arrays, no database.
+
+Each student is scored for each skill exactly as `POST /api/v1/skills/infer` scores a request carrying the
+student's present features: the same preparation (`prepare_matrix`, the vectorised twin of `prepare_row`) and the
+same `score_rows`. A row the service would reject with a 4xx becomes an `ItemFailure` with the service's code and
+message, and the rest of the chunk is scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.catalogue import FEATURES, SKILLS
+from inference.errors import InvalidRequest
+from inference.features import prepare_matrix, prepare_row
+from inference.scoring import SkillModel, score_rows
+
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+_COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
+
+# Constants of the features hash (SplitMix64's finaliser). Changing any of them, or the hash's definition, makes
+# every stored assessment look stale to an incremental run: a test pins known values.
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_MISSING_BITS = np.uint64(0x7FF8DEAD0000BEEF)  # a NaN payload no arithmetic produces: "not measured"
+
+
+@dataclass(frozen=True)
+class FeatureChunk:
+    """Students as read from `student_features`, in student_id order."""
+
+    student_ids: list[str]
+    updated_at: list[Any]  # as the database returned them; written back unchanged as `features_updated_at`
+    values: np.ndarray  # (n, len(FEATURE_NAMES)) float64; NaN where missing, inf where not a number
+    missing: np.ndarray  # (n, len(FEATURE_NAMES)) bool: NULL in the database
+    raw: np.ndarray  # (n, len(FEATURE_NAMES)) the values as the database returned them
+
+    def __len__(self) -> int:
+        return len(self.student_ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> FeatureChunk:
+        """Rows of (student_id, updated_at, *feature values in FEATURE_NAMES order), None for NULL."""
+        table = np.array(rows, dtype=object).reshape(len(rows), 2 + len(FEATURE_NAMES))
+        raw = table[:, 2:]
+        missing = np.equal(raw, None)
+        try:
+            values = np.where(missing, np.nan, raw).astype(np.float64)
+        except (TypeError, ValueError):  # SQLite keeps text put into a REAL column as text
+            values = np.array([[_number_or_inf(value) for value in row] for row in raw], dtype=np.float64)
+        return cls(table[:, 0].tolist(), table[:, 1].tolist(), values, missing, raw)
+
+    def present_features(self, row: int) -> dict[str, Any]:
+        """One student's features as a request would carry them: the measured ones, as stored."""
+        return {
+            name: self.raw[row, column] for column, name in enumerate(FEATURE_NAMES) if not self.missing[row, column]
+        }
+
+
+def _number_or_inf(value: Any) -> float:
+    if value is None:
+        return np.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return np.inf
+    return np.inf  # not a number: invalid, and `prepare_row` says what it is
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    student_id: str
+    skill: str
+    code: str
+    message: str
+    features_updated_at: Any
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """Scores of a chunk, one column per skill (in `SKILLS` order); `scored` is False where an item failed."""
+
+    chunk: FeatureChunk
+    versions: tuple[str, ...]  # model version per skill
+    scores: np.ndarray  # (n, 7) float64
+    confidences: np.ndarray  # (n, 7) float64
+    hashes: np.ndarray  # (n, 7) int64
+    scored: np.ndarray  # (n, 7) bool
+    failures: list[ItemFailure]
+
+    @property
+    def last_student_id(self) -> str | None:
+        return self.chunk.student_ids[-1] if len(self.chunk) else None
+
+    @property
+    def assessment_count(self) -> int:
+        return int(self.scored.sum())
+
+    def assessment_columns(self) -> dict[str, np.ndarray]:
+        """The assessments as columns, student-major (each student's skills together, students in id order),
+        the order that keeps the primary key's index writes local."""
+        rows, skills = np.nonzero(self.scored)  # C order: row-major, so student-major
+        return {
+            "row": rows,
+            "skill": skills,
+            "score": self.scores[rows, skills],
+            "confidence": self.confidences[rows, skills],
+            "features_hash": self.hashes[rows, skills],
+        }
+
+
+def features_hash(values: np.ndarray, missing: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash (int64) per row of the values of `feature_names`, missing ones included as "missing".
+
+    Vectorised: hashing 7 million rows one by one with hashlib costs seconds, this costs milliseconds. Equal
+    values hash equally (0.0 and -0.0 too); the names and their order are part of the hash.
+    """
+    bits = np.where(missing, _MISSING_BITS, (values + 0.0).view(np.uint64))  # + 0.0 turns -0.0 into 0.0
+    names_digest = hashlib.blake2b(",".join(feature_names).encode(), digest_size=8).digest()
+    hashed = np.full(len(values), np.uint64(int.from_bytes(names_digest, "little")), dtype=np.uint64)
+    for column in range(bits.shape[1]):
+        hashed = _mix(hashed ^ _mix(bits[:, column] + np.uint64(column + 1)))
+    return hashed.view(np.int64)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def score_chunk(chunk: FeatureChunk, models: Mapping[str, SkillModel]) -> ScoredChunk:
+    """Score every student of `chunk` for every skill; rows the service would reject become failures."""
+    n = len(chunk)
+    shape = (n, len(SKILLS))
+    scores, confidences = np.zeros(shape), np.zeros(shape)
+    hashes, scored = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
+    failures: list[ItemFailure] = []
+    for column, skill in enumerate(SKILLS):
+        model = models[skill]
+        columns = [_COLUMN[name] for name in model.feature_names]
+        values, missing = chunk.values[:, columns], chunk.missing[:, columns]
+        hashes[:, column] = features_hash(values, missing, model.feature_names)
+        prepared = prepare_matrix(values, missing, model)
+        valid = prepared.valid
+        for row in np.flatnonzero(~valid):
+            try:
+                # The request path names the bad feature; it also has the last word on the row.
+                prepared.values[row] = prepare_row(chunk.present_features(row), model).values
+            except InvalidRequest as err:
+                failures.append(
+                    ItemFailure(chunk.student_ids[row], skill, err.code, err.message, chunk.updated_at[row])
+                )
+            else:
+                valid[row] = True
+        if valid.any():
+            result = score_rows(model, prepared.values[valid])
+            scores[valid, column] = result.score
+            confidences[valid, column] = result.confidence
+        scored[:, column] = valid
+    versions = tuple(models[skill].version for skill in SKILLS)
+    return ScoredChunk(chunk, versions, scores, confidences, hashes, scored, failures)
+
+
+def model_versions(models: Mapping[str, SkillModel]) -> dict[str, str]:
+    return {skill: models[skill].version for skill in SKILLS}

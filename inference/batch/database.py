@@ -1,0 +1,431 @@
+"""The batch scorer's database work: reading students in chunks, writing assessments in bulk, and the run log.
+
+Two dialects, each on its fastest path: PostgreSQL copies a chunk into a temporary table (`COPY`) and upserts
+from it in one statement; SQLite upserts with `executemany` in one transaction. Either way a chunk's assessments,
+its failed items and the run's progress (`last_student_id`, counts) commit together, so a run killed at any
+point leaves the database at a chunk boundary, and the upsert on (student_id, skill, features_hash) makes
+writing a chunk twice harmless.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine, String, exists, func, insert, select, type_coerce, update
+from sqlalchemy.engine import Row
+
+from inference.batch.chunks import FEATURE_NAMES, FeatureChunk, ScoredChunk
+from inference.catalogue import SKILLS
+from inference.errors import RunInProgress, UnsupportedDatabase
+from inference.sharding import Shard
+from inference.storage import scoring_failures, scoring_runs, shard_key_of, skill_assessments, student_features
+
+Mode = Literal["full", "incremental"]
+MODES: tuple[Mode, ...] = ("full", "incremental")
+
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+UNFINISHED = (RUNNING, FAILED, INTERRUPTED)
+
+# An assessment is rewritten only when something about it changed: the model's answer, or the features' time
+# stamp (the watermark an incremental run compares with). A rerun over unchanged data writes no row.
+_ON_CONFLICT = """
+ON CONFLICT (student_id, skill, features_hash) DO UPDATE SET
+    score = excluded.score,
+    confidence = excluded.confidence,
+    model_version = excluded.model_version,
+    features_updated_at = {latest}(skill_assessments.features_updated_at, excluded.features_updated_at),
+    scored_at = excluded.scored_at,
+    run_id = excluded.run_id
+WHERE skill_assessments.model_version <> excluded.model_version
+   OR skill_assessments.score <> excluded.score
+   OR skill_assessments.features_updated_at < excluded.features_updated_at
+"""
+_ASSESSMENT_COLUMNS = (
+    "student_id, skill, features_hash, score, confidence, model_version, features_updated_at, scored_at, run_id"
+)
+_POSTGRES_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS assessment_stage (
+    student_id text, skill text, features_hash bigint, score float8, confidence float8, model_version text,
+    features_updated_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_POSTGRES_UPSERT = (
+    f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) "
+    "SELECT student_id, skill, features_hash, score, confidence, model_version, features_updated_at, %s, %s "
+    "FROM assessment_stage" + _ON_CONFLICT.format(latest="GREATEST")
+)
+_SQLITE_UPSERT = f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + (
+    _ON_CONFLICT.format(latest="max")
+)
+# What SQLAlchemy writes for a DateTime on SQLite; time stamps written here must compare with its own as text.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+@dataclass(frozen=True)
+class ChunkWrite:
+    written: int  # assessments inserted or changed
+    unchanged: int  # assessments already stored as they are
+    failed: int  # items recorded in scoring_failures
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: int
+    mode: str
+    shard: Shard
+    status: str
+    model_versions: dict[str, str]
+    last_student_id: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> RunRecord:
+        versions = row.model_versions if isinstance(row.model_versions, dict) else json.loads(row.model_versions)
+        return cls(
+            row.run_id,
+            row.mode,
+            Shard(row.shard_index, row.shard_count),
+            row.status,
+            versions,
+            row.last_student_id,
+        )
+
+
+class BatchDatabase:
+    """Everything the scorer asks of the database, on an engine from `inference.storage.engine_for`."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name not in ("postgresql", "sqlite"):
+            raise UnsupportedDatabase(
+                f"DATABASE_URL: the batch scorer supports PostgreSQL and SQLite, not {engine.dialect.name}"
+            )
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # --- reading students
+
+    def count_pending(self, *, mode: Mode, shard: Shard, after: str | None) -> int:
+        query = select(func.count()).select_from(student_features).where(*self._pending(mode, shard, after))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def read_chunk(self, *, mode: Mode, shard: Shard, after: str | None, limit: int) -> FeatureChunk:
+        """The next `limit` students after `after` (student_id order) that the run has to score."""
+        updated_at = student_features.c.updated_at
+        if not self.is_postgres:
+            # Read and written back as the stored text, so an incremental run compares like with like.
+            updated_at = type_coerce(updated_at, String)
+        query = (
+            select(student_features.c.student_id, updated_at, *(student_features.c[name] for name in FEATURE_NAMES))
+            .where(*self._pending(mode, shard, after))
+            .order_by(student_features.c.student_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return FeatureChunk.from_rows(rows)
+
+    def _pending(self, mode: Mode, shard: Shard, after: str | None) -> list[Any]:
+        features = student_features.c
+        conditions: list[Any] = []
+        if after is not None:
+            conditions.append(features.student_id > after)
+        if not shard.is_everyone:
+            conditions.append(shard_key_of(features.student_id) % shard.count == shard.index)
+        if mode == "incremental":
+            # Scored, or found unscorable, since the features last changed: nothing to do.
+            for table in (skill_assessments, scoring_failures):
+                conditions.append(
+                    ~exists().where(
+                        table.c.student_id == features.student_id,
+                        table.c.features_updated_at >= features.updated_at,
+                    )
+                )
+        return conditions
+
+    # --- writing a chunk
+
+    def write_chunk(self, scored: ScoredChunk, *, run_id: int) -> ChunkWrite:
+        """Upsert the chunk's assessments, record its failed items and advance the run, in one transaction."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            if self.is_postgres:
+                written = self._upsert_postgres(connection, scored, run_id, now)
+            else:
+                written = self._upsert_sqlite(connection, scored, run_id, now)
+            if scored.failures:
+                self._record_failures(connection, scored, run_id, now)
+            result = ChunkWrite(written, scored.assessment_count - written, len(scored.failures))
+            connection.execute(
+                update(scoring_runs)
+                .where(scoring_runs.c.run_id == run_id)
+                .values(
+                    last_student_id=scored.last_student_id,
+                    heartbeat_at=now,
+                    students_read=scoring_runs.c.students_read + len(scored.chunk),
+                    assessments_written=scoring_runs.c.assessments_written + result.written,
+                    assessments_unchanged=scoring_runs.c.assessments_unchanged + result.unchanged,
+                    items_failed=scoring_runs.c.items_failed + result.failed,
+                )
+            )
+        return result
+
+    def _record_failures(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> None:
+        rows = [
+            (run_id, failure.student_id, failure.skill, failure.code, failure.message, failure.features_updated_at)
+            for failure in scored.failures
+        ]
+        if self.is_postgres:
+            names = ("run_id", "student_id", "skill", "code", "message", "features_updated_at")
+            connection.execute(
+                insert(scoring_failures), [{**dict(zip(names, row, strict=True)), "failed_at": now} for row in rows]
+            )
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.executemany(
+            "INSERT INTO scoring_failures (run_id, student_id, skill, code, message, features_updated_at, failed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*row, now.strftime(_SQLITE_DATETIME)) for row in rows],
+        )
+
+    def _upsert_postgres(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            cursor.execute(_POSTGRES_STAGE)
+            with cursor.copy(
+                "COPY assessment_stage (student_id, skill, features_hash, score, confidence, model_version, "
+                "features_updated_at) FROM STDIN"
+            ) as copy:
+                copy.write(_copy_text(scored))
+            cursor.execute(_POSTGRES_UPSERT, (now, run_id))
+            return max(cursor.rowcount, 0)
+
+    def _upsert_sqlite(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
+        chunk, columns = scored.chunk, scored.assessment_columns()
+        scored_at = now.strftime(_SQLITE_DATETIME)
+        rows = [
+            (
+                chunk.student_ids[row],
+                SKILLS[skill],
+                features_hash,
+                score,
+                confidence,
+                scored.versions[skill],
+                chunk.updated_at[row],
+                scored_at,
+                run_id,
+            )
+            for row, skill, score, confidence, features_hash in zip(
+                columns["row"].tolist(),
+                columns["skill"].tolist(),
+                columns["score"].tolist(),
+                columns["confidence"].tolist(),
+                columns["features_hash"].tolist(),
+                strict=True,
+            )
+        ]
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(_SQLITE_UPSERT, rows)
+            return max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
+
+    # --- loading students (the generator, tests)
+
+    def upsert_students(self, student_ids: list[str], values: np.ndarray, *, updated_at: datetime) -> None:
+        """Insert or replace students' features: `values` is (n, len(FEATURE_NAMES)), NaN for not measured."""
+        names = ", ".join(FEATURE_NAMES)
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in (*FEATURE_NAMES, "updated_at"))
+        on_conflict = f" ON CONFLICT (student_id) DO UPDATE SET {assignments}"
+        with self.engine.begin() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            if self.is_postgres:
+                with driver.cursor() as cursor:
+                    cursor.execute(
+                        "CREATE TEMPORARY TABLE IF NOT EXISTS student_stage "
+                        "(LIKE student_features INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    stamp = updated_at.isoformat()
+                    with cursor.copy(f"COPY student_stage (student_id, {names}, updated_at) FROM STDIN") as copy:
+                        copy.write(
+                            "".join(
+                                f"{_copy_escape(student_id)}\t{_copy_numbers(row)}\t{stamp}\n"
+                                for student_id, row in zip(student_ids, values.tolist(), strict=True)
+                            )
+                        )
+                    cursor.execute(
+                        f"INSERT INTO student_features (student_id, {names}, updated_at) "
+                        f"SELECT student_id, {names}, updated_at FROM student_stage" + on_conflict
+                    )
+                return
+            placeholders = ", ".join("?" * (len(FEATURE_NAMES) + 2))
+            stamp = updated_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
+            driver.executemany(
+                f"INSERT INTO student_features (student_id, {names}, updated_at) VALUES ({placeholders})" + on_conflict,
+                [
+                    (student_id, *(None if value != value else value for value in row), stamp)
+                    for student_id, row in zip(student_ids, values.tolist(), strict=True)
+                ],
+            )
+
+    def count_students(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(student_features)).scalar_one())
+
+    # --- the run log
+
+    def latest_run(self, *, mode: Mode, shard: Shard) -> RunRecord | None:
+        query = (
+            select(scoring_runs)
+            .where(
+                scoring_runs.c.mode == mode,
+                scoring_runs.c.shard_index == shard.index,
+                scoring_runs.c.shard_count == shard.count,
+            )
+            .order_by(scoring_runs.c.run_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return RunRecord.from_row(row) if row is not None else None
+
+    def start_run(
+        self,
+        *,
+        mode: Mode,
+        shard: Shard,
+        model_versions: dict[str, str],
+        resumed_from: RunRecord | None,
+        students_pending: int,
+    ) -> int:
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            if resumed_from is not None and resumed_from.status == RUNNING:
+                # We hold the shard's lock, so the process that left it running is gone.
+                connection.execute(
+                    update(scoring_runs)
+                    .where(scoring_runs.c.run_id == resumed_from.run_id)
+                    .values(status=INTERRUPTED, error="the process ended without finishing (killed?)")
+                )
+            result = connection.execute(
+                insert(scoring_runs).values(
+                    mode=mode,
+                    shard_index=shard.index,
+                    shard_count=shard.count,
+                    status=RUNNING,
+                    model_versions=model_versions,
+                    resumed_from=resumed_from.run_id if resumed_from else None,
+                    worker=f"{socket.gethostname()}:{os.getpid()}",
+                    started_at=now,
+                    heartbeat_at=now,
+                    last_student_id=resumed_from.last_student_id if resumed_from else None,
+                    students_pending=students_pending,
+                    students_read=0,
+                    assessments_written=0,
+                    assessments_unchanged=0,
+                    items_failed=0,
+                )
+            )
+            (run_id,) = result.inserted_primary_key or (None,)
+        assert run_id is not None
+        return int(run_id)
+
+    def finish_run(self, run_id: int, *, status: str, error: str | None = None, **figures: float | None) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(scoring_runs)
+                .where(scoring_runs.c.run_id == run_id)
+                .values(status=status, finished_at=now, heartbeat_at=now, error=error, **figures)
+            )
+
+    def run(self, run_id: int) -> Row[Any]:
+        with self.engine.connect() as connection:
+            return connection.execute(select(scoring_runs).where(scoring_runs.c.run_id == run_id)).one()
+
+    def recent_runs(self, limit: int) -> list[Row[Any]]:
+        query = select(scoring_runs).order_by(scoring_runs.c.run_id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).all())
+
+    @contextmanager
+    def shard_lock(self, shard: Shard) -> Iterator[None]:
+        """Held for a whole run: a second run of the same shard refuses to start instead of doing the work
+        twice. Released by the operating system or the database when the process dies, however it dies."""
+        name = f"inference.batch shard {shard}"
+        if self.is_postgres:
+            key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+            with self.engine.connect() as connection:
+                acquired = connection.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
+                connection.commit()
+                if not acquired:
+                    raise RunInProgress(f"another run of shard {shard} holds its lock (PostgreSQL advisory lock)")
+                try:
+                    yield
+                finally:
+                    # A connection lost during the run took the lock with it; nothing to release then.
+                    with suppress(sqlalchemy.exc.DBAPIError):
+                        connection.execute(select(func.pg_advisory_unlock(key)))
+                        connection.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        lock_path = Path(f"{database}.batch-{shard.index}-of-{shard.count}.lock")
+        with lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as err:
+                raise RunInProgress(f"another run of shard {shard} holds its lock ({lock_path})") from err
+            yield
+
+
+def _copy_text(scored: ScoredChunk) -> str:
+    """The chunk's assessments in COPY's text format, student-major."""
+    chunk, columns = scored.chunk, scored.assessment_columns()
+    student_ids = chunk.student_ids
+    if _COPY_SPECIAL.search("".join(student_ids)):
+        student_ids = [_copy_escape(student_id) for student_id in student_ids]
+    updated = [str(moment) for moment in chunk.updated_at]
+    skill_fields = [f"\t{skill}\t" for skill in SKILLS]
+    versions = [f"\t{version}\t" for version in scored.versions]
+    return "".join(
+        f"{student_ids[row]}{skill_fields[skill]}{features_hash}\t{score!r}\t{confidence!r}{versions[skill]}"
+        f"{updated[row]}\n"
+        for row, skill, score, confidence, features_hash in zip(
+            columns["row"].tolist(),
+            columns["skill"].tolist(),
+            columns["score"].tolist(),
+            columns["confidence"].tolist(),
+            columns["features_hash"].tolist(),
+            strict=True,
+        )
+    )
+
+
+def _copy_numbers(values: list[float]) -> str:
+    return "\t".join("\\N" if value != value else repr(value) for value in values)  # NaN: not measured, NULL
+
+
+def _copy_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

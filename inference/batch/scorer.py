@@ -1,0 +1,274 @@
+"""A batch scoring run: every pending student of a shard, 7 skills each, into `skill_assessments`.
+
+The run reads students in chunks (student_id order), scores a chunk in-process while the previous one is being
+written (one writer thread: PostgreSQL works on the write while Python scores), and commits each chunk with the
+run's progress. Transient database errors are retried with backoff; an item the service would reject is recorded
+as a failure and the rest go on. A run that stops early (killed, SIGTERM, a database that stays down) is resumed
+by the next run of the same mode and shard, from the last chunk it committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+import sqlalchemy.exc
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from inference.batch.chunks import ScoredChunk, model_versions, score_chunk
+from inference.batch.database import (
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    SUCCEEDED,
+    UNFINISHED,
+    BatchDatabase,
+    ChunkWrite,
+    Mode,
+    RunRecord,
+)
+from inference.batch.progress import Progress, format_duration
+from inference.logs import LOGGER_NAME
+from inference.scoring import SkillModel
+from inference.sharding import EVERYONE, Shard
+
+logger = logging.getLogger(LOGGER_NAME)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mode: Mode = "full"
+    shard: Shard = EVERYONE
+    chunk_size: int = 20_000
+    retries: int = 3  # after the first attempt, for each database call
+    retry_backoff_s: float = 1.0  # first wait; doubles per retry, with jitter
+    progress_interval_s: float = 10.0
+    restart: bool = False  # ignore an unfinished run's checkpoint and start from the first student
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    status: str
+    mode: Mode
+    shard: Shard
+    resumed_from: int | None
+    students_pending: int
+    students_read: int = 0
+    assessments_written: int = 0
+    assessments_unchanged: int = 0
+    items_failed: int = 0
+    duration_s: float = 0.0
+    scoring_s: float = 0.0  # preparing and scoring in-process, the pure compute part of the run
+    error: str | None = None
+    last_student_id: str | None = field(default=None, repr=False)
+
+    @property
+    def students_per_s(self) -> float:
+        return self.students_read / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def assessments_per_s(self) -> float:
+        return (self.assessments_written + self.assessments_unchanged) / self.duration_s if self.duration_s else 0.0
+
+    def describe(self) -> str:
+        ratio = f", {self.duration_s / self.scoring_s:.1f}x the scoring time" if self.scoring_s else ""
+        took = f"{self.duration_s:.1f} s" + (f" ({format_duration(self.duration_s)})" if self.duration_s >= 60 else "")
+        return (
+            f"run {self.run_id} {self.status} in {took}: "
+            f"{self.students_read:,} students read, {self.assessments_written:,} assessments written, "
+            f"{self.assessments_unchanged:,} unchanged, {self.items_failed:,} items failed; "
+            f"{self.students_per_s:,.0f} students/s, {self.assessments_per_s:,.0f} assessments/s; "
+            f"in-process scoring {self.scoring_s:.1f} s{ratio}"
+        )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: the connection went away, the server is restarting, a lock or serialisation conflict."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+    if isinstance(error, sqlalchemy.exc.DisconnectionError | sqlalchemy.exc.TimeoutError):
+        return True
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+        return True  # connection lost, admin shutdown, deadlock, serialisation failure, "connection is closed"
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    return False
+
+
+class BatchScorer:
+    def __init__(
+        self,
+        database: BatchDatabase,
+        models: Mapping[str, SkillModel],
+        options: RunOptions,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.database = database
+        self.models = models
+        self.options = options
+        self.stop = stop or threading.Event()
+        self._clock = clock
+
+    def run(self) -> RunSummary:
+        """Score the shard's pending students; raises `RunInProgress` when another run holds the shard."""
+        options = self.options
+        with self.database.shard_lock(options.shard):
+            resumed = self._resumable_run()
+            after = resumed.last_student_id if resumed else None
+            pending = self._retrying("counting pending students", self.database.count_pending)(
+                mode=options.mode, shard=options.shard, after=after
+            )
+            run_id = self.database.start_run(
+                mode=options.mode,
+                shard=options.shard,
+                model_versions=model_versions(self.models),
+                resumed_from=resumed,
+                students_pending=pending,
+            )
+            summary = RunSummary(
+                run_id, RUNNING, options.mode, options.shard, resumed.run_id if resumed else None, pending
+            )
+            logger.info(
+                "run %d started: %s scoring of shard %s, %s students pending%s; models %s",
+                run_id,
+                options.mode,
+                options.shard,
+                f"{pending:,}",
+                f", resuming run {resumed.run_id} after {after!r}" if resumed else "",
+                ", ".join(sorted(set(model_versions(self.models).values()))),
+            )
+            started = self._clock()
+            try:
+                self._score_all(summary, after)
+            except BaseException as err:
+                summary.duration_s = self._clock() - started
+                summary.status, summary.error = FAILED, f"{type(err).__name__}: {err}"
+                self._finish(summary)
+                logger.error("%s; a rerun resumes after %r", summary.describe(), summary.last_student_id or after)
+                raise
+            summary.duration_s = self._clock() - started
+            summary.status = INTERRUPTED if self.stop.is_set() else SUCCEEDED
+            self._finish(summary)
+            logger.info("%s", summary.describe())
+            if summary.items_failed:
+                logger.warning(
+                    "run %d: %d items could not be scored; see scoring_failures (run_id %d)",
+                    run_id,
+                    summary.items_failed,
+                    run_id,
+                )
+            return summary
+
+    def _resumable_run(self) -> RunRecord | None:
+        previous = self.database.latest_run(mode=self.options.mode, shard=self.options.shard)
+        if previous is None or previous.status not in UNFINISHED:
+            return None
+        if self.options.restart:
+            logger.info("run %d (%s) is not resumed: restart requested", previous.run_id, previous.status)
+            return None
+        if previous.model_versions != model_versions(self.models):
+            logger.info(
+                "run %d (%s) is not resumed: it scored with other model versions", previous.run_id, previous.status
+            )
+            return None
+        return previous
+
+    def _score_all(self, summary: RunSummary, after: str | None) -> None:
+        options = self.options
+        progress = Progress(total=summary.students_pending, unit="students", interval_s=options.progress_interval_s)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
+            in_flight: Future[tuple[ScoredChunk, ChunkWrite]] | None = None
+            while not self.stop.is_set():
+                chunk = self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
+                    mode=options.mode, shard=options.shard, after=after, limit=options.chunk_size
+                )
+                if not len(chunk):
+                    break
+                after = chunk.student_ids[-1]
+                started = self._clock()
+                scored = score_chunk(chunk, self.models)
+                summary.scoring_s += self._clock() - started
+                for failure in scored.failures:
+                    logger.warning(
+                        "student %s, skill %s: not scored (%s): %s",
+                        failure.student_id,
+                        failure.skill,
+                        failure.code,
+                        failure.message,
+                    )
+                if in_flight is not None:
+                    self._account(summary, progress, *in_flight.result())
+                in_flight = writer.submit(self._write, scored, summary.run_id)
+            if in_flight is not None:
+                self._account(summary, progress, *in_flight.result())
+
+    def _write(self, scored: ScoredChunk, run_id: int) -> tuple[ScoredChunk, ChunkWrite]:
+        ids = scored.chunk.student_ids
+        what = f"writing {len(ids):,} students ({ids[0]} .. {ids[-1]})"
+        try:
+            return scored, self._retrying(what, self.database.write_chunk)(scored, run_id=run_id)
+        except Exception as err:
+            logger.error("%s failed, not retried further: %s", what, err)
+            raise
+
+    def _account(self, summary: RunSummary, progress: Progress, scored: ScoredChunk, write: ChunkWrite) -> None:
+        summary.students_read += len(scored.chunk)
+        summary.assessments_written += write.written
+        summary.assessments_unchanged += write.unchanged
+        summary.items_failed += write.failed
+        summary.last_student_id = scored.last_student_id
+        progress.advance(len(scored.chunk), extra=f"{summary.assessments_written:,} assessments written")
+
+    def _finish(self, summary: RunSummary) -> None:
+        figures: dict[str, Any] = {
+            "duration_s": round(summary.duration_s, 3),
+            "scoring_s": round(summary.scoring_s, 3),
+            "students_per_s": round(summary.students_per_s, 1),
+            "assessments_per_s": round(summary.assessments_per_s, 1),
+        }
+        try:
+            self._retrying("recording the run's end", self.database.finish_run)(
+                summary.run_id, status=summary.status, error=summary.error, **figures
+            )
+        except Exception as err:  # the figures are in the log; the next run finds this one unfinished and resumes
+            logger.error("run %d: could not record its end (%s): %s", summary.run_id, summary.status, err)
+
+    def _retrying(self, what: str, function: Callable[..., T]) -> Callable[..., T]:
+        options = self.options
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.warning(
+                "%s failed (attempt %d of %d): %s; retrying in %.1f s",
+                what,
+                state.attempt_number,
+                options.retries + 1,
+                error,
+                wait,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(options.retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=options.retry_backoff_s, max=30.0, jitter=options.retry_backoff_s / 2
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return lambda *args, **kwargs: retrying(function, *args, **kwargs)

@@ -1,0 +1,192 @@
+"""Batch scoring against a real PostgreSQL (a throwaway database per test), as real processes: the CLI end to
+end, runs killed midway and resumed, four shards at once, a connection dropped mid-run, and bad stored values."""
+
+import math
+import signal
+import time
+
+import pytest
+from sqlalchemy import func, select, text
+
+from inference.batch.database import INTERRUPTED, SUCCEEDED, BatchDatabase
+from inference.batch.scorer import BatchScorer, RunOptions
+from inference.catalogue import SKILL_FEATURES, SKILLS
+from inference.sharding import Shard, shard_key
+from inference.storage import engine_for, scoring_failures, scoring_runs, skill_assessments
+from inference.synthetic import generate_students
+from tests.utils.batch import batch_command, expected_scores, load_students, run_batch, stored_assessments
+from tests.utils.postgres import throwaway_database
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def database_url():
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def database(database_url):
+    database = BatchDatabase(engine_for(database_url))
+    yield database
+    database.engine.dispose()  # the throwaway database is dropped next
+
+
+def runs_of(database):
+    with database.engine.connect() as connection:
+        return connection.execute(select(scoring_runs).order_by(scoring_runs.c.run_id)).all()
+
+
+def committed_students(database, run_id):
+    with database.engine.connect() as connection:
+        read = connection.execute(select(scoring_runs.c.students_read).where(scoring_runs.c.run_id == run_id))
+        return read.scalar() or 0
+
+
+def wait_until(condition, *, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"waited {timeout} s for {what}")
+
+
+def assert_every_student_scored_once(database, students, models):
+    stored = stored_assessments(database.engine)  # fails on a second row for a student and skill
+    assert set(stored) == {(student, skill) for student in students for skill in SKILLS}
+    expected = expected_scores(database.engine, models)
+    assert max(abs(stored[key].score - expected[key]) for key in expected) < 1e-9
+    return stored
+
+
+def test_the_cli_generates_scores_and_lists_runs_on_postgres(database_url, database, stable_models):
+    generated = run_batch("generate", "--students", "1000", "--seed", "3", database_url=database_url)
+    assert generated.returncode == 0, generated.stdout
+    assert "wrote 1,000 students" in generated.stdout
+    scored = run_batch("score", "--chunk-size", "300", database_url=database_url)
+    assert scored.returncode == 0, scored.stdout
+    assert "1,000 students read, 7,000 assessments written" in scored.stdout
+    students = [f"student-{index:07d}" for index in range(1000)]
+    assert_every_student_scored_once(database, students, stable_models)
+    incremental = run_batch("score", "--mode", "incremental", database_url=database_url)
+    assert "0 students read, 0 assessments written" in incremental.stdout
+    rescored = run_batch("generate", "--students", "1000", "--seed", "4", "--share", "0.1", database_url=database_url)
+    changed = int(rescored.stdout.split("wrote ")[1].split(" ")[0])
+    assert 60 < changed < 140
+    incremental = run_batch("score", "--mode", "incremental", database_url=database_url)
+    assert f"{changed:,} students read" in incremental.stdout
+    listing = run_batch("runs", database_url=database_url)
+    assert listing.returncode == 0
+    lines = listing.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["run", "mode", "shard", "status"]
+    assert [line.split()[1] for line in lines[1:]] == ["incremental", "incremental", "full"]
+
+
+def test_runs_killed_midway_are_resumed_and_end_with_exactly_one_assessment_each(
+    database_url, database, stable_models, tmp_path
+):
+    students = load_students(database, generate_students(40_000, seed=41).feature_dicts())
+    log = tmp_path / "batch.log"
+    for kill in (1, 2):
+        process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
+        wait_until(lambda kill=kill: len(runs_of(database)) == kill, what=f"run {kill} to start")
+        run_id = runs_of(database)[-1].run_id
+        wait_until(lambda run_id=run_id: committed_students(database, run_id) >= 2000, what="two chunks committed")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert committed_students(database, run_id) < 40_000, "the run ended before it could be killed"
+    last = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
+    assert last.wait(timeout=300) == 0, log.read_text()[-3000:]
+    runs = runs_of(database)
+    assert [run.status for run in runs] == [INTERRUPTED, INTERRUPTED, SUCCEEDED]
+    assert [run.resumed_from for run in runs] == [None, runs[0].run_id, runs[1].run_id]
+    # A chunk in flight when killed was not committed, so it is counted once: by the run that committed it.
+    assert sum(run.students_read for run in runs) == 40_000
+    assert runs[2].students_read <= 40_000 - 4000  # each killed run committed at least two chunks
+    assert_every_student_scored_once(database, students, stable_models)
+    assert "students/s, ETA" in log.read_text()  # progress lines
+
+
+def test_four_shards_running_at_once_cover_every_student_exactly_once(database_url, database, stable_models):
+    students = load_students(database, generate_students(4000, seed=43).feature_dicts())
+    processes = [
+        batch_command("score", "--shard", f"{index}/4", "--chunk-size", "250", database_url=database_url)
+        for index in range(4)
+    ]
+    outputs = [process.communicate(timeout=300)[0].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    stored = assert_every_student_scored_once(database, students, stable_models)
+    runs = {(run.shard_index, run.shard_count): run for run in runs_of(database)}
+    assert set(runs) == {(index, 4) for index in range(4)}
+    for (student, _), row in stored.items():
+        assert Shard(runs_by_id(runs)[row.run_id], 4).contains(student)
+    for (index, _), run in runs.items():
+        assert run.students_read == sum(Shard(index, 4).contains(student) for student in students)
+
+
+def runs_by_id(runs):
+    return {run.run_id: index for (index, _), run in runs.items()}
+
+
+def test_a_connection_dropped_mid_run_is_retried_and_nothing_is_lost_or_doubled(
+    database_url, database, stable_models, tmp_path
+):
+    students = load_students(database, generate_students(30_000, seed=47).feature_dicts())
+    log = tmp_path / "batch.log"
+    process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
+    wait_until(lambda: runs_of(database) and committed_students(database, runs_of(database)[-1].run_id) >= 1000)
+    with database.engine.connect() as connection:
+        terminated = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert terminated >= 1
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    output = log.read_text()
+    assert "retrying in" in output
+    assert runs_of(database)[-1].status == SUCCEEDED
+    assert_every_student_scored_once(database, students, stable_models)
+
+
+def test_shard_keys_computed_by_postgresql_equal_pythons(database):
+    ids = [f"student-{index:07d}" for index in range(500)] + ["ü-ñ", "x" * 128, ""]
+    with database.engine.connect() as connection:
+        computed = connection.execute(
+            text(
+                "SELECT ('x' || substr(md5(id), 1, 8))::bit(32)::bigint FROM unnest(CAST(:ids AS text[])) "
+                "WITH ORDINALITY AS t(id, n) ORDER BY n"
+            ),
+            {"ids": ids},
+        ).scalars()
+        assert list(computed) == [shard_key(student_id) for student_id in ids]
+
+
+def test_stored_nan_and_infinity_are_failed_items_naming_the_feature(database, stable_models):
+    rows = generate_students(20, seed=5).feature_dicts()
+    rows[2]["novel_idea_count"] = math.nan
+    rows[4]["help_given_per_week"] = math.inf
+    ids = load_students(database, rows)
+    with database.engine.begin() as connection:  # NaN is written as NULL by the loader; store a real NaN
+        connection.execute(
+            text("UPDATE student_features SET novel_idea_count = 'NaN' WHERE student_id = :id"), {"id": ids[2]}
+        )
+    summary = BatchScorer(database, stable_models, RunOptions(retry_backoff_s=0)).run()
+    with database.engine.connect() as connection:
+        failures = connection.execute(select(scoring_failures)).all()
+        assessments = connection.execute(select(func.count()).select_from(skill_assessments)).scalar_one()
+    nan_skills = {skill for skill in SKILLS if "novel_idea_count" in SKILL_FEATURES[skill]}
+    inf_skills = {skill for skill in SKILLS if "help_given_per_week" in SKILL_FEATURES[skill]}
+    assert {(f.student_id, f.skill) for f in failures} == {(ids[2], s) for s in nan_skills} | {
+        (ids[4], s) for s in inf_skills
+    }
+    assert {f.message for f in failures if f.student_id == ids[2]} == {
+        "features.novel_idea_count: expected a finite number, got nan"
+    }
+    assert {f.message for f in failures if f.student_id == ids[4]} == {
+        "features.help_given_per_week: expected a finite number, got inf"
+    }
+    assert assessments == 20 * 7 - len(failures) == summary.assessments_written

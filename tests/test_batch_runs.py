@@ -1,0 +1,252 @@
+"""Batch scoring runs on SQLite, in-process: full and incremental runs, reruns that write nothing, bad rows,
+transient database errors, interruption and resume, model version changes, and the shard lock."""
+
+import logging
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from inference.batch.database import FAILED, INTERRUPTED, SUCCEEDED, BatchDatabase
+from inference.batch.scorer import BatchScorer, RunOptions
+from inference.catalogue import SKILL_FEATURES, SKILLS
+from inference.errors import RunInProgress
+from inference.registry import load_skill_models
+from inference.storage import engine_for, scoring_failures, scoring_runs, student_features
+from inference.synthetic import generate_students
+from tests.conftest import CANDIDATE
+from tests.utils.batch import count_rows, expected_scores, load_students, stored_assessments
+
+N_STUDENTS = 1000
+
+
+@pytest.fixture
+def database(tmp_path):
+    return BatchDatabase(engine_for(f"sqlite:///{tmp_path / 'batch.db'}"))
+
+
+@pytest.fixture
+def population(database):
+    return load_students(database, generate_students(N_STUDENTS, seed=31).feature_dicts())
+
+
+def score(database, models, **options):
+    options.setdefault("chunk_size", 128)
+    options.setdefault("retry_backoff_s", 0.0)
+    return BatchScorer(database, models, RunOptions(**options)).run()
+
+
+def run_row(database, run_id):
+    return database.run(run_id)
+
+
+def test_a_full_run_scores_every_student_for_every_skill_as_the_service_would(database, population, stable_models):
+    summary = score(database, stable_models)
+    assert summary.status == SUCCEEDED
+    assert (summary.students_read, summary.assessments_written, summary.items_failed) == (1000, 7000, 0)
+    stored = stored_assessments(database.engine)
+    assert set(stored) == {(student, skill) for student in population for skill in SKILLS}
+    expected = expected_scores(database.engine, stable_models)
+    assert max(abs(stored[key].score - expected[key]) for key in expected) < 1e-9
+    assert {row.model_version for row in stored.values()} == {"v1.0.0"}
+    assert {row.run_id for row in stored.values()} == {summary.run_id}
+    run = run_row(database, summary.run_id)
+    assert (run.status, run.students_pending, run.students_read, run.assessments_written) == (
+        SUCCEEDED,
+        1000,
+        1000,
+        7000,
+    )
+    assert run.last_student_id == population[-1]
+    assert run.duration_s > 0 and run.students_per_s > 0 and 0 < run.scoring_s < run.duration_s
+
+
+def test_a_rerun_over_unchanged_data_writes_nothing(database, population, stable_models):
+    first = score(database, stable_models)
+    before = stored_assessments(database.engine)
+    again = score(database, stable_models)
+    assert (again.students_read, again.assessments_written, again.assessments_unchanged) == (1000, 0, 7000)
+    incremental = score(database, stable_models, mode="incremental")
+    assert (incremental.students_pending, incremental.students_read, incremental.assessments_written) == (0, 0, 0)
+    after = stored_assessments(database.engine)
+    assert {key: (row.run_id, row.scored_at) for key, row in after.items()} == {
+        key: (first.run_id, row.scored_at) for key, row in before.items()
+    }
+
+
+def test_incremental_scores_only_students_whose_features_changed(database, population, stable_models):
+    score(database, stable_models)
+    changed = population[100:110]
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with database.engine.begin() as connection:
+        connection.execute(
+            update(student_features)
+            .where(student_features.c.student_id.in_(changed))
+            .values(novel_idea_count=student_features.c.novel_idea_count + 1, updated_at=later)
+        )
+        # Touched without a change: a candidate, but its assessments stay as they are.
+        connection.execute(
+            update(student_features).where(student_features.c.student_id == population[500]).values(updated_at=later)
+        )
+    summary = score(database, stable_models, mode="incremental")
+    assert summary.students_read == 11
+    users = [skill for skill in SKILLS if "novel_idea_count" in SKILL_FEATURES[skill]]
+    stored_now = stored_assessments_all(database)
+    assert len(stored_now) == 7000 + 10 * len(users)  # the old features' assessments are kept beside the new
+    fresh = {(row.student_id, row.skill) for row in stored_now if row.run_id == summary.run_id}
+    assert {(student, skill) for student in changed for skill in users} <= fresh
+    expected = expected_scores(database.engine, stable_models)
+    latest = latest_per_student_skill(stored_now)
+    assert max(abs(latest[key].score - expected[key]) for key in expected) < 1e-9
+    assert score(database, stable_models, mode="incremental").students_read == 0
+
+
+def stored_assessments_all(database):
+    from inference.storage import skill_assessments
+
+    with database.engine.connect() as connection:
+        return connection.execute(select(skill_assessments)).all()
+
+
+def latest_per_student_skill(rows):
+    latest = {}
+    for row in sorted(rows, key=lambda row: row.features_updated_at):
+        latest[row.student_id, row.skill] = row
+    return latest
+
+
+def test_bad_rows_are_recorded_as_failed_items_and_the_rest_is_scored(database, stable_models):
+    rows = generate_students(50, seed=4).feature_dicts()
+    rows[3] = {**rows[3], "words_per_response": 5000.0}  # out of range for communication and creativity
+    rows[7] = {}  # no features at all
+    ids = load_students(database, rows)
+    with database.engine.begin() as connection:  # SQLite keeps text written into a REAL column
+        connection.exec_driver_sql(
+            "UPDATE student_features SET task_completion_rate = 'n/a' WHERE student_id = ?", (ids[9],)
+        )
+    summary = score(database, stable_models)
+    assert summary.status == SUCCEEDED
+    with database.engine.connect() as connection:
+        failures = connection.execute(select(scoring_failures)).all()
+    by_student = {}
+    for failure in failures:
+        by_student.setdefault(failure.student_id, {})[failure.skill] = failure
+    assert set(by_student) == {ids[3], ids[7], ids[9]}
+    assert {failure.code for failure in by_student[ids[7]].values()} == {"empty_features"}
+    assert len(by_student[ids[7]]) == 7
+    out_of_range = by_student[ids[3]]
+    assert set(out_of_range) == {skill for skill in SKILLS if "words_per_response" in SKILL_FEATURES[skill]}
+    assert "features.words_per_response: 5000 is outside the valid range" in next(iter(out_of_range.values())).message
+    assert "expected a number, got str 'n/a'" in next(iter(by_student[ids[9]].values())).message
+    assert summary.items_failed == len(failures)
+    assert summary.assessments_written == 50 * 7 - len(failures)
+    # Failed items are not retried until the student's features change.
+    assert score(database, stable_models, mode="incremental").students_read == 0
+
+
+class FlakyDatabase(BatchDatabase):
+    """Writes fail transiently `failures` times, at the `at`-th chunk."""
+
+    def __init__(self, engine, *, failures, at=1):
+        super().__init__(engine)
+        self.failures, self.at, self.writes = failures, at, 0
+
+    def write_chunk(self, scored, *, run_id):
+        self.writes += 1
+        if self.writes >= self.at and self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().write_chunk(scored, run_id=run_id)
+
+
+def test_transient_write_errors_are_retried_and_logged_with_the_student_ids(
+    database, population, stable_models, caplog
+):
+    flaky = FlakyDatabase(database.engine, failures=3, at=2)
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        summary = score(flaky, stable_models)
+    assert summary.status == SUCCEEDED and summary.assessments_written == 7000
+    retries = [record.getMessage() for record in caplog.records if "retrying" in record.getMessage()]
+    assert len(retries) == 3
+    assert f"({population[128]} .. {population[255]})" in retries[0]
+    assert "attempt 1 of 4" in retries[0] and "database is locked" in retries[0]
+    assert len(stored_assessments(database.engine)) == 7000
+
+
+def test_a_run_whose_database_stays_down_fails_and_the_rerun_resumes_where_it_stopped(
+    database, population, stable_models, caplog
+):
+    flaky = FlakyDatabase(database.engine, failures=4, at=3)
+    with pytest.raises(sqlite3.OperationalError), caplog.at_level(logging.ERROR, logger="inference"):
+        score(flaky, stable_models)
+    failed_run = database.recent_runs(1)[0]
+    assert failed_run.status == FAILED and "database is locked" in failed_run.error
+    assert failed_run.last_student_id == population[255]  # two chunks committed
+    assert f"({population[256]} .. {population[383]}) failed, not retried further" in caplog.text
+    resumed = score(database, stable_models)
+    assert resumed.resumed_from == failed_run.run_id
+    assert resumed.students_read == 1000 - 256
+    assert len(stored_assessments(database.engine)) == 7000
+
+
+def test_a_stopped_run_is_recorded_as_interrupted_and_resumed_by_the_next(database, population, stable_models):
+    stop = threading.Event()
+
+    class StopAfterTwoChunks(BatchDatabase):
+        writes = 0
+
+        def write_chunk(self, scored, *, run_id):
+            self.writes += 1
+            if self.writes == 2:
+                stop.set()
+            return super().write_chunk(scored, run_id=run_id)
+
+    options = RunOptions(chunk_size=100, retry_backoff_s=0.0)
+    first = BatchScorer(StopAfterTwoChunks(database.engine), stable_models, options, stop=stop).run()
+    assert first.status == INTERRUPTED
+    assert 200 <= first.students_read < 1000
+    second = score(database, stable_models, chunk_size=100)
+    assert second.resumed_from == first.run_id
+    assert first.students_read + second.students_read == 1000
+    assert len(stored_assessments(database.engine)) == 7000
+    restarted = score(database, stable_models, chunk_size=100, restart=True)
+    assert restarted.resumed_from is None and restarted.students_read == 1000
+
+
+def test_a_new_model_version_rescoring_replaces_scores_and_never_resumes_the_old_versions_run(
+    database, population, stable_models
+):
+    candidate = load_skill_models(dict.fromkeys(SKILLS, CANDIDATE))
+    with database.engine.begin() as connection:  # an unfinished run of v1.0.0
+        connection.execute(
+            scoring_runs.insert().values(
+                mode="full",
+                shard_index=0,
+                shard_count=1,
+                status=FAILED,
+                model_versions=dict.fromkeys(SKILLS, "v1.0.0"),
+                worker="test",
+                started_at=datetime.now(UTC),
+                heartbeat_at=datetime.now(UTC),
+                last_student_id=population[500],
+                students_pending=1000,
+                students_read=0,
+                assessments_written=0,
+                assessments_unchanged=0,
+                items_failed=0,
+            )
+        )
+    summary = score(database, candidate)
+    assert summary.resumed_from is None and summary.students_read == 1000
+    stored = stored_assessments(database.engine)
+    assert {row.model_version for row in stored.values()} == {CANDIDATE}
+    expected = expected_scores(database.engine, candidate)
+    assert max(abs(stored[key].score - expected[key]) for key in expected) < 1e-9
+
+
+def test_a_second_run_of_the_same_shard_is_refused_while_the_first_holds_it(database, population, stable_models):
+    with database.shard_lock(RunOptions().shard), pytest.raises(RunInProgress, match="shard 0/1"):
+        score(database, stable_models)
+    assert count_rows(database.engine, scoring_runs) == 0
