@@ -34,6 +34,11 @@ from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
 
 metadata = MetaData()
 
+# Identifiers compared byte by byte on PostgreSQL: the batch tables' primary keys are written millions of rows at a
+# time, and comparing keys under a linguistic collation cost about 8% of the bulk upsert's server time.
+IDENTIFIER = String(128).with_variant(String(128, collation="C"), "postgresql")
+SKILL_NAME = String(64).with_variant(String(64, collation="C"), "postgresql")
+
 teacher_ratings = Table(
     "teacher_ratings",
     metadata,
@@ -68,7 +73,7 @@ predictions = Table(
 student_features = Table(
     "student_features",
     metadata,
-    Column("student_id", String(128), primary_key=True),
+    Column("student_id", IDENTIFIER, primary_key=True),
     *(Column(name, Float, nullable=True) for name in FEATURES),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_student_features_updated_at", "updated_at"),
@@ -81,8 +86,8 @@ student_features = Table(
 skill_assessments = Table(
     "skill_assessments",
     metadata,
-    Column("student_id", String(128), nullable=False),
-    Column("skill", String(64), nullable=False),
+    Column("student_id", IDENTIFIER, nullable=False),
+    Column("skill", SKILL_NAME, nullable=False),
     Column("features_hash", BigInteger, nullable=False),
     Column("score", Float, nullable=False),
     Column("confidence", Float, nullable=False),

@@ -190,3 +190,28 @@ def test_stored_nan_and_infinity_are_failed_items_naming_the_feature(database, s
         "features.help_given_per_week: expected a finite number, got inf"
     }
     assert assessments == 20 * 7 - len(failures) == summary.assessments_written
+
+
+def test_a_chunk_written_after_one_that_failed_is_not_committed_so_the_rerun_leaves_no_gap(database, stable_models):
+    students = load_students(database, generate_students(1000, seed=53).feature_dicts())
+
+    class ThirdChunkFails(BatchDatabase):
+        """The third chunk fails for good, slowly enough that the fourth has done its upsert by then."""
+
+        def write_chunk(self, scored, *, run_id, **options):
+            if scored.chunk.student_ids[0] == students[200]:
+                time.sleep(1.0)
+                raise ValueError("a bug, not a transient error")
+            return super().write_chunk(scored, run_id=run_id, **options)
+
+    assert database.concurrent_writers == 2
+    options = RunOptions(chunk_size=100, retry_backoff_s=0)
+    with pytest.raises(ValueError, match="a bug"):
+        BatchScorer(ThirdChunkFails(database.engine), stable_models, options).run()
+    stored = stored_assessments(database.engine)
+    assert {student for student, _ in stored} == set(students[:200])
+    failed_run = runs_of(database)[-1]
+    assert (failed_run.status, failed_run.last_student_id, failed_run.students_read) == ("failed", students[199], 200)
+    rerun = BatchScorer(database, stable_models, options).run()
+    assert rerun.resumed_from == failed_run.run_id and rerun.students_read == 800
+    assert_every_student_scored_once(database, students, stable_models)

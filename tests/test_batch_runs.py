@@ -153,12 +153,12 @@ class FlakyDatabase(BatchDatabase):
         super().__init__(engine)
         self.failures, self.at, self.writes = failures, at, 0
 
-    def write_chunk(self, scored, *, run_id):
+    def write_chunk(self, scored, *, run_id, **options):
         self.writes += 1
         if self.writes >= self.at and self.failures > 0:
             self.failures -= 1
             raise sqlite3.OperationalError("database is locked")
-        return super().write_chunk(scored, run_id=run_id)
+        return super().write_chunk(scored, run_id=run_id, **options)
 
 
 def test_transient_write_errors_are_retried_and_logged_with_the_student_ids(
@@ -197,11 +197,11 @@ def test_a_stopped_run_is_recorded_as_interrupted_and_resumed_by_the_next(databa
     class StopAfterTwoChunks(BatchDatabase):
         writes = 0
 
-        def write_chunk(self, scored, *, run_id):
+        def write_chunk(self, scored, *, run_id, **options):
             self.writes += 1
             if self.writes == 2:
                 stop.set()
-            return super().write_chunk(scored, run_id=run_id)
+            return super().write_chunk(scored, run_id=run_id, **options)
 
     options = RunOptions(chunk_size=100, retry_backoff_s=0.0)
     first = BatchScorer(StopAfterTwoChunks(database.engine), stable_models, options, stop=stop).run()

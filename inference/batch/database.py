@@ -13,9 +13,8 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from sqlalchemy import Connection, Engine, String, exists, func, insert, select,
 from sqlalchemy.engine import Row
 
 from inference.batch.chunks import FEATURE_NAMES, FeatureChunk, ScoredChunk
+from inference.batch.pgcopy import encode_rows, timestamp_micros
 from inference.catalogue import SKILLS
 from inference.errors import RunInProgress, UnsupportedDatabase
 from inference.sharding import Shard
@@ -58,13 +58,15 @@ _ASSESSMENT_COLUMNS = (
 )
 _POSTGRES_STAGE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS assessment_stage (
-    student_id text, skill text, features_hash bigint, score float8, confidence float8, model_version text,
+    student_id text, skill smallint, features_hash bigint, score float8, confidence float8,
     features_updated_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
+# Skill names and model versions travel as small arrays indexed by the staged skill number.
 _POSTGRES_UPSERT = (
     f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) "
-    "SELECT student_id, skill, features_hash, score, confidence, model_version, features_updated_at, %s, %s "
+    "SELECT student_id, (%(skills)s::text[])[skill + 1], features_hash, score, confidence, "
+    "(%(versions)s::text[])[skill + 1], features_updated_at, %(scored_at)s, %(run_id)s "
     "FROM assessment_stage" + _ON_CONFLICT.format(latest="GREATEST")
 )
 _SQLITE_UPSERT = f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" + (
@@ -72,7 +74,6 @@ _SQLITE_UPSERT = f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) VALUES 
 )
 # What SQLAlchemy writes for a DateTime on SQLite; time stamps written here must compare with its own as text.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,15 @@ class BatchDatabase:
             )
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        # PostgreSQL upserts two chunks at once on two connections (the server's insert work is the bottleneck of
+        # a run; a second backend takes it from 33.8 s to 25.8 s for 1M students); SQLite has one writer.
+        self.concurrent_writers = 2 if self.is_postgres else 1
 
     # --- reading students
 
     def count_pending(self, *, mode: Mode, shard: Shard, after: str | None) -> int:
         query = select(func.count()).select_from(student_features).where(*self._pending(mode, shard, after))
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(connection.execute(query).scalar_one())
 
     def read_chunk(self, *, mode: Mode, shard: Shard, after: str | None, limit: int) -> FeatureChunk:
@@ -134,9 +138,33 @@ class BatchDatabase:
             .order_by(student_features.c.student_id)
             .limit(limit)
         )
+        with self._reading() as connection:
+            if not self.is_postgres:
+                return FeatureChunk.from_rows(connection.execute(query).all())
+            # psycopg's binary protocol: floats arrive without text parsing (1M students: 10 s read as text, 4 s).
+            compiled = query.compile(dialect=self.engine.dialect)
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            with driver.cursor(binary=True) as cursor:
+                cursor.execute(str(compiled), compiled.params)
+                return FeatureChunk.from_rows(cursor.fetchall())
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return FeatureChunk.from_rows(rows)
+            if self.is_postgres:
+                # Compiling these scans to machine code (PostgreSQL's JIT) costs more than it saves: ~0.6 s a query.
+                connection.exec_driver_sql("SET LOCAL jit = off")
+            yield connection
+
+    def refresh_statistics(self) -> None:
+        """After a bulk write: the planner's row counts drive the incremental anti-join's plan (a stale count made
+        PostgreSQL sort 7 million assessments per query instead of hashing them: 6.4 s against 1.6 s)."""
+        with self.engine.begin() as connection:
+            if self.is_postgres:
+                connection.exec_driver_sql("ANALYZE student_features, skill_assessments, scoring_failures")
+            else:
+                connection.exec_driver_sql("PRAGMA optimize")
 
     def _pending(self, mode: Mode, shard: Shard, after: str | None) -> list[Any]:
         features = student_features.c
@@ -158,8 +186,15 @@ class BatchDatabase:
 
     # --- writing a chunk
 
-    def write_chunk(self, scored: ScoredChunk, *, run_id: int) -> ChunkWrite:
-        """Upsert the chunk's assessments, record its failed items and advance the run, in one transaction."""
+    def write_chunk(
+        self, scored: ScoredChunk, *, run_id: int, before_commit: Callable[[], None] | None = None
+    ) -> ChunkWrite:
+        """Upsert the chunk's assessments, record its failed items and advance the run, in one transaction.
+
+        `before_commit` runs after the bulk work, before the run's progress is written and committed: concurrent
+        writers wait there for the chunk before theirs, so chunks commit in order and `last_student_id` never
+        passes a chunk that was not committed (an exception from it rolls this chunk back).
+        """
         now = datetime.now(UTC)
         with self.engine.begin() as connection:
             if self.is_postgres:
@@ -168,6 +203,8 @@ class BatchDatabase:
                 written = self._upsert_sqlite(connection, scored, run_id, now)
             if scored.failures:
                 self._record_failures(connection, scored, run_id, now)
+            if before_commit is not None:
+                before_commit()
             result = ChunkWrite(written, scored.assessment_count - written, len(scored.failures))
             connection.execute(
                 update(scoring_runs)
@@ -203,16 +240,32 @@ class BatchDatabase:
         )
 
     def _upsert_postgres(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
+        columns = scored.assessment_columns()
+        rows = columns["row"]
+        data = encode_rows(
+            scored.chunk.student_ids,
+            rows,
+            [
+                columns["skill"].astype(np.int16),
+                columns["features_hash"],
+                columns["score"],
+                columns["confidence"],
+                timestamp_micros(scored.chunk.updated_at)[rows],
+            ],
+        )
         driver = connection.connection.driver_connection
         assert driver is not None
         with driver.cursor() as cursor:
             cursor.execute(_POSTGRES_STAGE)
             with cursor.copy(
-                "COPY assessment_stage (student_id, skill, features_hash, score, confidence, model_version, "
-                "features_updated_at) FROM STDIN"
+                "COPY assessment_stage (student_id, skill, features_hash, score, confidence, features_updated_at) "
+                "FROM STDIN (FORMAT BINARY)"
             ) as copy:
-                copy.write(_copy_text(scored))
-            cursor.execute(_POSTGRES_UPSERT, (now, run_id))
+                copy.write(data)
+            cursor.execute(
+                _POSTGRES_UPSERT,
+                {"skills": list(SKILLS), "versions": list(scored.versions), "scored_at": now, "run_id": run_id},
+            )
             return max(cursor.rowcount, 0)
 
     def _upsert_sqlite(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
@@ -398,29 +451,6 @@ class BatchDatabase:
             except BlockingIOError as err:
                 raise RunInProgress(f"another run of shard {shard} holds its lock ({lock_path})") from err
             yield
-
-
-def _copy_text(scored: ScoredChunk) -> str:
-    """The chunk's assessments in COPY's text format, student-major."""
-    chunk, columns = scored.chunk, scored.assessment_columns()
-    student_ids = chunk.student_ids
-    if _COPY_SPECIAL.search("".join(student_ids)):
-        student_ids = [_copy_escape(student_id) for student_id in student_ids]
-    updated = [str(moment) for moment in chunk.updated_at]
-    skill_fields = [f"\t{skill}\t" for skill in SKILLS]
-    versions = [f"\t{version}\t" for version in scored.versions]
-    return "".join(
-        f"{student_ids[row]}{skill_fields[skill]}{features_hash}\t{score!r}\t{confidence!r}{versions[skill]}"
-        f"{updated[row]}\n"
-        for row, skill, score, confidence, features_hash in zip(
-            columns["row"].tolist(),
-            columns["skill"].tolist(),
-            columns["score"].tolist(),
-            columns["confidence"].tolist(),
-            columns["features_hash"].tolist(),
-            strict=True,
-        )
-    )
 
 
 def _copy_numbers(values: list[float]) -> str:

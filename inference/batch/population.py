@@ -51,4 +51,5 @@ def load_synthetic_students(
         database.upsert_students(ids, sample.features, updated_at=updated_at)
         written += len(ids)
         progress.advance(len(ids))
+    database.refresh_statistics()
     return written

@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,6 +93,32 @@ class RunSummary:
         )
 
 
+class EarlierChunkFailed(Exception):
+    """A chunk is not committed after the one before it failed: the run's checkpoint must not pass a gap."""
+
+
+@dataclass
+class _ChunkWrite:
+    """A chunk on its way to the database; it commits only after the chunk before it has committed."""
+
+    scored: ScoredChunk
+    previous: _ChunkWrite | None
+    done: threading.Event = field(default_factory=threading.Event)
+    failed: bool = False
+
+    def wait_for_previous(self) -> None:
+        if self.previous is None:
+            return
+        self.previous.done.wait()
+        if self.previous.failed:
+            raise EarlierChunkFailed("the chunk before this one was not written")
+        self.previous = None  # committed: nothing to wait for on a retry, and the chain is not kept alive
+
+    def finished(self, *, failed: bool) -> None:
+        self.failed = failed
+        self.done.set()
+
+
 def is_transient(error: BaseException) -> bool:
     """Worth retrying: the connection went away, the server is restarting, a lock or serialisation conflict."""
     if isinstance(error, sqlalchemy.exc.DBAPIError):
@@ -163,6 +190,8 @@ class BatchScorer:
             summary.duration_s = self._clock() - started
             summary.status = INTERRUPTED if self.stop.is_set() else SUCCEEDED
             self._finish(summary)
+            if summary.assessments_written or summary.items_failed:
+                self._retrying("refreshing the planner's statistics", self.database.refresh_statistics)()
             logger.info("%s", summary.describe())
             if summary.items_failed:
                 logger.warning(
@@ -190,8 +219,10 @@ class BatchScorer:
     def _score_all(self, summary: RunSummary, after: str | None) -> None:
         options = self.options
         progress = Progress(total=summary.students_pending, unit="students", interval_s=options.progress_interval_s)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer") as writer:
-            in_flight: Future[tuple[ScoredChunk, ChunkWrite]] | None = None
+        writers = self.database.concurrent_writers
+        in_flight: deque[Future[tuple[ScoredChunk, ChunkWrite]]] = deque()
+        previous: _ChunkWrite | None = None
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="batch-writer") as pool:
             while not self.stop.is_set():
                 chunk = self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
                     mode=options.mode, shard=options.shard, after=after, limit=options.chunk_size
@@ -210,20 +241,27 @@ class BatchScorer:
                         failure.code,
                         failure.message,
                     )
-                if in_flight is not None:
-                    self._account(summary, progress, *in_flight.result())
-                in_flight = writer.submit(self._write, scored, summary.run_id)
-            if in_flight is not None:
-                self._account(summary, progress, *in_flight.result())
+                if len(in_flight) >= writers:
+                    self._account(summary, progress, *in_flight.popleft().result())
+                previous = _ChunkWrite(scored, previous)
+                in_flight.append(pool.submit(self._write, previous, summary.run_id))
+            while in_flight:
+                self._account(summary, progress, *in_flight.popleft().result())
 
-    def _write(self, scored: ScoredChunk, run_id: int) -> tuple[ScoredChunk, ChunkWrite]:
-        ids = scored.chunk.student_ids
+    def _write(self, write: _ChunkWrite, run_id: int) -> tuple[ScoredChunk, ChunkWrite]:
+        ids = write.scored.chunk.student_ids
         what = f"writing {len(ids):,} students ({ids[0]} .. {ids[-1]})"
         try:
-            return scored, self._retrying(what, self.database.write_chunk)(scored, run_id=run_id)
-        except Exception as err:
-            logger.error("%s failed, not retried further: %s", what, err)
+            result = self._retrying(what, self.database.write_chunk)(
+                write.scored, run_id=run_id, before_commit=write.wait_for_previous
+            )
+        except BaseException as err:
+            write.finished(failed=True)
+            if not isinstance(err, EarlierChunkFailed):
+                logger.error("%s failed, not retried further: %s", what, err)
             raise
+        write.finished(failed=False)
+        return write.scored, result
 
     def _account(self, summary: RunSummary, progress: Progress, scored: ScoredChunk, write: ChunkWrite) -> None:
         summary.students_read += len(scored.chunk)
