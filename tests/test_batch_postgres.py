@@ -215,3 +215,21 @@ def test_a_chunk_written_after_one_that_failed_is_not_committed_so_the_rerun_lea
     rerun = BatchScorer(database, stable_models, options).run()
     assert rerun.resumed_from == failed_run.run_id and rerun.students_read == 800
     assert_every_student_scored_once(database, students, stable_models)
+
+
+def test_sigterm_commits_the_chunk_in_hand_records_the_run_as_interrupted_and_exits_3(
+    database_url, database, stable_models, tmp_path
+):
+    students = load_students(database, generate_students(40_000, seed=59).feature_dicts())
+    log = tmp_path / "batch.log"
+    process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
+    wait_until(lambda: runs_of(database) and committed_students(database, runs_of(database)[-1].run_id) >= 1000)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 3, log.read_text()[-3000:]
+    (run,) = runs_of(database)
+    assert run.status == INTERRUPTED and 1000 <= run.students_read < 40_000
+    assert run.last_student_id == max(student for student, _ in stored_assessments(database.engine))
+    assert "SIGTERM: stopping after the current chunk" in log.read_text()
+    rerun = run_batch("score", "--chunk-size", "5000", database_url=database_url)
+    assert rerun.returncode == 0 and f"resuming run {run.run_id}" in rerun.stdout
+    assert_every_student_scored_once(database, students, stable_models)

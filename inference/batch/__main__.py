@@ -21,10 +21,12 @@ import sys
 import threading
 from types import FrameType
 
+import sqlalchemy.exc
+
 from inference.batch.database import INTERRUPTED, BatchDatabase
 from inference.errors import InferenceError, RunInProgress
 from inference.settings import Settings
-from inference.sharding import Shard
+from inference.sharding import EVERYONE, Shard
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_IN_PROGRESS = 1, 2, 3, 4
 
@@ -38,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.command(args, settings))
-    except ValueError as err:
-        parser.error(str(err))
     except InferenceError as err:
         logging.getLogger("inference").error("%s", err.message)
-        return EXIT_FAILED
-    return EXIT_FAILED  # parser.error exits; this line is for the type checker
+    except sqlalchemy.exc.OperationalError as err:
+        logging.getLogger("inference").error("cannot reach the database: %s", err.orig or err)
+    return EXIT_FAILED
 
 
 def score(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,7 +53,7 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
 
     options = RunOptions(
         mode=args.mode,
-        shard=Shard.parse(args.shard),
+        shard=args.shard,
         chunk_size=args.chunk_size,
         retries=settings.batch_retries,
         retry_backoff_s=settings.batch_retry_backoff_s,
@@ -136,6 +137,23 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], got {value:g}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -163,7 +181,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         default="full",
         help="full: every student; incremental: students whose features changed since they were last scored",
     )
-    scoring.add_argument("--shard", default="0/1", help="INDEX/COUNT: this worker's share of the students (0/1)")
+    scoring.add_argument(
+        "--shard",
+        type=_shard,
+        default=EVERYONE,
+        help="INDEX/COUNT: this worker's share of the students, e.g. 2/4 (default 0/1: everyone)",
+    )
     scoring.add_argument(
         "--chunk-size",
         type=_positive_int,
@@ -179,7 +202,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     generating.add_argument("--students", type=_positive_int, required=True, help="population size, e.g. 1000000")
     generating.add_argument("--seed", type=int, default=7, help="feature values are a function of the seed (7)")
     generating.add_argument(
-        "--share", type=float, default=1.0, help="rewrite only this random share of the students (1.0: all)"
+        "--share", type=_share, default=1.0, help="rewrite only this random share of the students (1.0: all)"
     )
     generating.set_defaults(command=generate)
 

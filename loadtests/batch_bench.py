@@ -1,0 +1,177 @@
+"""Batch scoring benchmark: a full run of N students x 7 skills into PostgreSQL and SQLite, end to end, against the
+pure in-process scoring time of the same rows.
+
+    python -m loadtests.batch_bench                          # 1,000,000 students, PostgreSQL then SQLite (~5 min)
+    python -m loadtests.batch_bench --students 200000 --databases postgresql
+
+For each database: a fresh database (PostgreSQL: a throwaway database on --postgres; SQLite: a file in a temporary
+directory), `generate` the population, then time `python -m inference.batch score` as a process (interpreter start,
+model loading and all), a second full run over unchanged data (writes nothing), and an incremental run after 5% of
+the students changed. The pure scoring time is `score_chunk` over the same rows, already in memory, in the same
+chunks, with nothing else running. Models are the pinned versions of the model store (`make serve` imports them).
+Results are printed and written to loadtests/results/batch-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT_ROOT / "loadtests" / "results"
+CHANGED_SHARE = 0.05
+
+
+@contextmanager
+def postgres_database(admin: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"inference_batch_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    params = dict(part.split("=", 1) for part in admin.split())
+    try:
+        yield f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="batch-bench-") as directory:
+        yield f"sqlite:///{directory}/bench.db"
+
+
+def batch(*args: str, database_url: str) -> tuple[float, str]:
+    """Run `python -m inference.batch ARGS`; its wall time and output. Fails loudly on a non-zero exit."""
+    env = {**os.environ, "DATABASE_URL": database_url, "BENTOML_DO_NOT_TRACK": "true"}
+    started = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "inference.batch", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"inference.batch {' '.join(args)} exited {run.returncode}:\n{run.stderr[-3000:]}")
+    return elapsed, run.stdout + run.stderr
+
+
+def run_figures(output: str) -> dict[str, float]:
+    """The scorer's own summary line: its duration and in-run scoring time."""
+    match = re.search(r"succeeded in ([\d.]+) s.*?in-process scoring ([\d.]+) s", output)
+    if not match:
+        raise RuntimeError(f"no run summary in the output:\n{output[-2000:]}")
+    return {"run_s": float(match.group(1)), "in_run_scoring_s": float(match.group(2))}
+
+
+def pure_scoring_seconds(database_url: str, chunk_size: int) -> float:
+    """score_chunk over every student, read into memory first (not timed), chunk by chunk as a run does."""
+    from inference.batch.chunks import score_chunk
+    from inference.batch.database import BatchDatabase
+    from inference.registry import load_skill_models
+    from inference.settings import Settings
+    from inference.sharding import EVERYONE
+    from inference.storage import engine_for
+
+    engine = engine_for(database_url)
+    database = BatchDatabase(engine)
+    models = load_skill_models(Settings().pinned_skill_versions())
+    chunks, after = [], None
+    while True:
+        chunk = database.read_chunk(mode="full", shard=EVERYONE, after=after, limit=chunk_size)
+        if not len(chunk):
+            break
+        chunks.append(chunk)
+        after = chunk.student_ids[-1]
+    engine.dispose()
+    started = time.perf_counter()
+    for chunk in chunks:
+        score_chunk(chunk, models)
+    return time.perf_counter() - started
+
+
+def bench_database(kind: str, database_url: str, students: int, chunk_size: int) -> dict[str, Any]:
+    print(f"{kind}: generating {students:,} students", flush=True)
+    generate_s, _ = batch("generate", "--students", str(students), database_url=database_url)
+    print(f"{kind}: full run", flush=True)
+    chunking = ("--chunk-size", str(chunk_size))
+    full_s, output = batch("score", *chunking, database_url=database_url)
+    full = run_figures(output)
+    print(f"{kind}: full run over unchanged data", flush=True)
+    rerun_s, output = batch("score", *chunking, database_url=database_url)
+    rerun = run_figures(output)
+    batch(
+        "generate", "--students", str(students), "--seed", "8", "--share", str(CHANGED_SHARE), database_url=database_url
+    )
+    print(f"{kind}: incremental run after {CHANGED_SHARE:.0%} changed", flush=True)
+    incremental_s, output = batch("score", "--mode", "incremental", *chunking, database_url=database_url)
+    incremental = run_figures(output)
+    print(f"{kind}: pure in-process scoring of the same rows", flush=True)
+    pure_s = pure_scoring_seconds(database_url, chunk_size)
+    return {
+        "database": kind,
+        "students": students,
+        "assessments": students * 7,
+        "generate_s": round(generate_s, 1),
+        "full_process_s": round(full_s, 1),
+        "full_run_s": full["run_s"],
+        "full_in_run_scoring_s": full["in_run_scoring_s"],
+        "pure_scoring_s": round(pure_s, 2),
+        "ratio_full_process_to_pure_scoring": round(full_s / pure_s, 2),
+        "students_per_s": round(students / full["run_s"]),
+        "unchanged_rerun_process_s": round(rerun_s, 1),
+        "unchanged_rerun_run_s": rerun["run_s"],
+        "incremental_process_s": round(incremental_s, 1),
+        "incremental_run_s": incremental["run_s"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, default=1_000_000)
+    parser.add_argument("--chunk-size", type=int, default=20_000)
+    parser.add_argument("--databases", nargs="+", choices=("postgresql", "sqlite"), default=["postgresql", "sqlite"])
+    parser.add_argument(
+        "--postgres", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres", help="admin connection"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default: loadtests/results/)")
+    args = parser.parse_args(argv)
+    results = []
+    for kind in args.databases:
+        context = postgres_database(args.postgres) if kind == "postgresql" else sqlite_database()
+        with context as url:
+            results.append(bench_database(kind, url, args.students, args.chunk_size))
+    print()
+    print(
+        "| database | students x 7 | full run, process (run) | pure scoring | ratio | unchanged rerun | "
+        f"incremental ({CHANGED_SHARE:.0%} changed) | students/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for result in results:
+        print(
+            f"| {result['database']} | {result['students']:,} | {result['full_process_s']} s "
+            f"({result['full_run_s']} s) | {result['pure_scoring_s']} s | "
+            f"{result['ratio_full_process_to_pure_scoring']}x | {result['unchanged_rerun_process_s']} s | "
+            f"{result['incremental_process_s']} s | {result['students_per_s']:,} |"
+        )
+    out = args.out or RESULTS / f"batch-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2) + "\n")
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
