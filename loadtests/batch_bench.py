@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -68,12 +67,19 @@ def batch(*args: str, database_url: str) -> tuple[float, str]:
     return elapsed, run.stdout + run.stderr
 
 
-def run_figures(output: str) -> dict[str, float]:
-    """The scorer's own summary line: its duration and in-run scoring time."""
-    match = re.search(r"succeeded in ([\d.]+) s.*?in-process scoring ([\d.]+) s", output)
-    if not match:
-        raise RuntimeError(f"no run summary in the output:\n{output[-2000:]}")
-    return {"run_s": float(match.group(1)), "in_run_scoring_s": float(match.group(2))}
+def last_run(database_url: str) -> dict[str, float]:
+    """The scorer's own figures of its latest run, from `scoring_runs`."""
+    from inference.batch.database import BatchDatabase
+    from inference.storage import engine_for
+
+    engine = engine_for(database_url)
+    try:
+        (run,) = BatchDatabase(engine).recent_runs(1)
+    finally:
+        engine.dispose()
+    if run.status != "succeeded":
+        raise RuntimeError(f"run {run.run_id} ended {run.status}: {run.error}")
+    return {"run_s": run.duration_s, "in_run_scoring_s": run.scoring_s, "students_read": run.students_read}
 
 
 def pure_scoring_seconds(database_url: str, chunk_size: int) -> float:
@@ -107,17 +113,17 @@ def bench_database(kind: str, database_url: str, students: int, chunk_size: int)
     generate_s, _ = batch("generate", "--students", str(students), database_url=database_url)
     print(f"{kind}: full run", flush=True)
     chunking = ("--chunk-size", str(chunk_size))
-    full_s, output = batch("score", *chunking, database_url=database_url)
-    full = run_figures(output)
+    full_s, _ = batch("score", *chunking, database_url=database_url)
+    full = last_run(database_url)
     print(f"{kind}: full run over unchanged data", flush=True)
-    rerun_s, output = batch("score", *chunking, database_url=database_url)
-    rerun = run_figures(output)
+    rerun_s, _ = batch("score", *chunking, database_url=database_url)
+    rerun = last_run(database_url)
     batch(
         "generate", "--students", str(students), "--seed", "8", "--share", str(CHANGED_SHARE), database_url=database_url
     )
     print(f"{kind}: incremental run after {CHANGED_SHARE:.0%} changed", flush=True)
-    incremental_s, output = batch("score", "--mode", "incremental", *chunking, database_url=database_url)
-    incremental = run_figures(output)
+    incremental_s, _ = batch("score", "--mode", "incremental", *chunking, database_url=database_url)
+    incremental = last_run(database_url)
     print(f"{kind}: pure in-process scoring of the same rows", flush=True)
     pure_s = pure_scoring_seconds(database_url, chunk_size)
     return {
@@ -126,15 +132,16 @@ def bench_database(kind: str, database_url: str, students: int, chunk_size: int)
         "assessments": students * 7,
         "generate_s": round(generate_s, 1),
         "full_process_s": round(full_s, 1),
-        "full_run_s": full["run_s"],
+        "full_run_s": round(full["run_s"], 2),
         "full_in_run_scoring_s": full["in_run_scoring_s"],
         "pure_scoring_s": round(pure_s, 2),
         "ratio_full_process_to_pure_scoring": round(full_s / pure_s, 2),
         "students_per_s": round(students / full["run_s"]),
+        "incremental_students_read": incremental["students_read"],
         "unchanged_rerun_process_s": round(rerun_s, 1),
-        "unchanged_rerun_run_s": rerun["run_s"],
+        "unchanged_rerun_run_s": round(rerun["run_s"], 2),
         "incremental_process_s": round(incremental_s, 1),
-        "incremental_run_s": incremental["run_s"],
+        "incremental_run_s": round(incremental["run_s"], 2),
     }
 
 

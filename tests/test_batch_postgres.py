@@ -53,6 +53,15 @@ def wait_until(condition, *, timeout=60.0, what="condition"):
     raise TimeoutError(f"waited {timeout} s for {what}")
 
 
+def scoring_midway(database, database_url, log, *, committed, runs_before=0):
+    """A scorer process (chunks of 500) that has committed at least `committed` students of its run."""
+    process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
+    wait_until(lambda: len(runs_of(database)) > runs_before, what="the run to start")
+    run_id = runs_of(database)[-1].run_id
+    wait_until(lambda: committed_students(database, run_id) >= committed, what=f"{committed} students committed")
+    return process, run_id
+
+
 def assert_every_student_scored_once(database, students, models):
     stored = stored_assessments(database.engine)  # fails on a second row for a student and skill
     assert set(stored) == {(student, skill) for student in students for skill in SKILLS}
@@ -89,11 +98,8 @@ def test_runs_killed_midway_are_resumed_and_end_with_exactly_one_assessment_each
 ):
     students = load_students(database, generate_students(40_000, seed=41).feature_dicts())
     log = tmp_path / "batch.log"
-    for kill in (1, 2):
-        process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
-        wait_until(lambda kill=kill: len(runs_of(database)) == kill, what=f"run {kill} to start")
-        run_id = runs_of(database)[-1].run_id
-        wait_until(lambda run_id=run_id: committed_students(database, run_id) >= 2000, what="two chunks committed")
+    for killed in range(2):
+        process, run_id = scoring_midway(database, database_url, log, committed=2000, runs_before=killed)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         assert committed_students(database, run_id) < 40_000, "the run ended before it could be killed"
@@ -135,8 +141,7 @@ def test_a_connection_dropped_mid_run_is_retried_and_nothing_is_lost_or_doubled(
 ):
     students = load_students(database, generate_students(30_000, seed=47).feature_dicts())
     log = tmp_path / "batch.log"
-    process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
-    wait_until(lambda: runs_of(database) and committed_students(database, runs_of(database)[-1].run_id) >= 1000)
+    process, _ = scoring_midway(database, database_url, log, committed=1000)
     with database.engine.connect() as connection:
         terminated = connection.execute(
             text(
@@ -222,8 +227,7 @@ def test_sigterm_commits_the_chunk_in_hand_records_the_run_as_interrupted_and_ex
 ):
     students = load_students(database, generate_students(40_000, seed=59).feature_dicts())
     log = tmp_path / "batch.log"
-    process = batch_command("score", "--chunk-size", "500", database_url=database_url, log=log)
-    wait_until(lambda: runs_of(database) and committed_students(database, runs_of(database)[-1].run_id) >= 1000)
+    process, _ = scoring_midway(database, database_url, log, committed=1000)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 3, log.read_text()[-3000:]
     (run,) = runs_of(database)
