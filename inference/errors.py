@@ -86,3 +86,9 @@ class RunInProgress(InferenceError):
 
 class UnsupportedDatabase(InferenceError):
     code = "unsupported_database"
+
+
+class SchemaMismatch(InferenceError):
+    """A table in the database lacks a column the code needs and that cannot be added safely."""
+
+    code = "schema_mismatch"

@@ -6,9 +6,11 @@ Only tables and the engine live here; the batch scorer's bulk reads and writes a
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,12 +27,18 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.expression import FunctionElement
 
 from inference.catalogue import FEATURES
+from inference.errors import SchemaMismatch
+from inference.logs import LOGGER_NAME
 from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
+
+logger = logging.getLogger(LOGGER_NAME)
 
 metadata = MetaData()
 
@@ -166,7 +174,7 @@ def _shard_key_sqlite(element: shard_key_of, compiler: Any, **kw: Any) -> str:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    """One engine per URL and process, with the schema created (idempotent)."""
+    """One engine per URL and process, with the schema created or brought up to date (idempotent)."""
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         # Several worker processes write one file: wait for the lock instead of failing at once.
@@ -182,5 +190,47 @@ def engine_for(url: str) -> Engine:
             cursor.close()
             connection.create_function("shard_key", 1, shard_key, deterministic=True)
 
-    metadata.create_all(engine)
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine)
+            migrate(engine)
+            break
+        except sqlalchemy.exc.DBAPIError as err:
+            # The workers of one server start together and create the schema at once; the loser of that race is
+            # told the table or index "already exists" (SQLite) or hits a duplicate catalogue entry (PostgreSQL).
+            raced = "already exists" in str(err) or "duplicate key" in str(err)
+            if not raced or attempt == 2:
+                raise
     return engine
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Bring tables that already exist up to the schema above, where that is safe: add missing nullable columns
+    (a feature new to the catalogue) and missing indexes. A missing NOT NULL column cannot be filled in: that is
+    an error naming it. Returns the changes made (logged too)."""
+    changes: list[str] = []
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue  # create_all makes it whole
+            existing = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in existing:
+                    continue
+                if not column.nullable:
+                    raise SchemaMismatch(
+                        f"table {table.name} has no column {column.name} (NOT NULL) and it cannot be added to "
+                        "existing rows; migrate the table by hand or use a new database"
+                    )
+                spec = CreateColumn(column).compile(dialect=engine.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+                changes.append(f"added column {table.name}.{column.name}")
+            indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes:
+                    index.create(connection)
+                    changes.append(f"created index {index.name}")
+    for change in changes:
+        logger.info("database schema: %s", change)
+    return changes

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from inference.batch.database import FAILED, INTERRUPTED, SUCCEEDED, BatchDatabase
+from inference.batch.database import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.errors import RunInProgress
@@ -38,10 +38,6 @@ def score(database, models, **options):
     return BatchScorer(database, models, RunOptions(**options)).run()
 
 
-def run_row(database, run_id):
-    return database.run(run_id)
-
-
 def test_a_full_run_scores_every_student_for_every_skill_as_the_service_would(database, population, stable_models):
     summary = score(database, stable_models)
     assert summary.status == SUCCEEDED
@@ -52,7 +48,7 @@ def test_a_full_run_scores_every_student_for_every_skill_as_the_service_would(da
     assert max(abs(stored[key].score - expected[key]) for key in expected) < 1e-9
     assert {row.model_version for row in stored.values()} == {"v1.0.0"}
     assert {row.run_id for row in stored.values()} == {summary.run_id}
-    run = run_row(database, summary.run_id)
+    run = database.run(summary.run_id)
     assert (run.status, run.students_pending, run.students_read, run.assessments_written) == (
         SUCCEEDED,
         1000,
@@ -219,13 +215,13 @@ def test_a_new_model_version_rescoring_replaces_scores_and_never_resumes_the_old
     database, population, stable_models
 ):
     candidate = load_skill_models(dict.fromkeys(SKILLS, CANDIDATE))
-    with database.engine.begin() as connection:  # an unfinished run of v1.0.0
+    with database.engine.begin() as connection:  # a run of v1.0.0 whose process died
         connection.execute(
             scoring_runs.insert().values(
                 mode="full",
                 shard_index=0,
                 shard_count=1,
-                status=FAILED,
+                status=RUNNING,
                 model_versions=dict.fromkeys(SKILLS, "v1.0.0"),
                 worker="test",
                 started_at=datetime.now(UTC),
@@ -240,6 +236,8 @@ def test_a_new_model_version_rescoring_replaces_scores_and_never_resumes_the_old
         )
     summary = score(database, candidate)
     assert summary.resumed_from is None and summary.students_read == 1000
+    abandoned = database.recent_runs(2)[1]
+    assert abandoned.status == INTERRUPTED and "ended without finishing" in abandoned.error
     stored = stored_assessments(database.engine)
     assert {row.model_version for row in stored.values()} == {CANDIDATE}
     expected = expected_scores(database.engine, candidate)

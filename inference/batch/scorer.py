@@ -71,7 +71,6 @@ class RunSummary:
     duration_s: float = 0.0
     scoring_s: float = 0.0  # preparing and scoring in-process, the pure compute part of the run
     error: str | None = None
-    last_student_id: str | None = field(default=None, repr=False)
 
     @property
     def students_per_s(self) -> float:
@@ -154,7 +153,8 @@ class BatchScorer:
         """Score the shard's pending students; raises `RunInProgress` when another run holds the shard."""
         options = self.options
         with self.database.shard_lock(options.shard):
-            resumed = self._resumable_run()
+            previous = self.database.latest_run(mode=options.mode, shard=options.shard)
+            resumed = self._resumable(previous)
             after = resumed.last_student_id if resumed else None
             pending = self._retrying("counting pending students", self.database.count_pending)(
                 mode=options.mode, shard=options.shard, after=after
@@ -164,6 +164,8 @@ class BatchScorer:
                 shard=options.shard,
                 model_versions=model_versions(self.models),
                 resumed_from=resumed,
+                # Left "running" by a process that is gone: we hold the shard's lock, which died with it.
+                abandoned=previous if previous is not None and previous.status == RUNNING else None,
                 students_pending=pending,
             )
             summary = RunSummary(
@@ -185,7 +187,7 @@ class BatchScorer:
                 summary.duration_s = self._clock() - started
                 summary.status, summary.error = FAILED, f"{type(err).__name__}: {err}"
                 self._finish(summary)
-                logger.error("%s; a rerun resumes after %r", summary.describe(), summary.last_student_id or after)
+                logger.error("%s; a rerun resumes after the last chunk committed", summary.describe())
                 raise
             summary.duration_s = self._clock() - started
             summary.status = INTERRUPTED if self.stop.is_set() else SUCCEEDED
@@ -202,8 +204,7 @@ class BatchScorer:
                 )
             return summary
 
-    def _resumable_run(self) -> RunRecord | None:
-        previous = self.database.latest_run(mode=self.options.mode, shard=self.options.shard)
+    def _resumable(self, previous: RunRecord | None) -> RunRecord | None:
         if previous is None or previous.status not in UNFINISHED:
             return None
         if self.options.restart:
@@ -268,7 +269,6 @@ class BatchScorer:
         summary.assessments_written += write.written
         summary.assessments_unchanged += write.unchanged
         summary.items_failed += write.failed
-        summary.last_student_id = scored.last_student_id
         progress.advance(len(scored.chunk), extra=f"{summary.assessments_written:,} assessments written")
 
     def _finish(self, summary: RunSummary) -> None:
