@@ -6,15 +6,18 @@ Only tables and the engine live here; the batch scorer's bulk reads and writes a
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-import sqlalchemy.exc
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -27,7 +30,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
+    select,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
@@ -172,6 +177,9 @@ def _shard_key_sqlite(element: shard_key_of, compiler: Any, **kw: Any) -> str:
     return f"shard_key({compiler.process(element.clauses, **kw)})"  # registered on every connection below
 
 
+SCHEMA_LOCK_KEY = 7_302_114_907_551_019  # PostgreSQL advisory lock taken while the schema is created
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL and process, with the schema created or brought up to date (idempotent)."""
@@ -190,47 +198,59 @@ def engine_for(url: str) -> Engine:
             cursor.close()
             connection.create_function("shard_key", 1, shard_key, deterministic=True)
 
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine)
-            migrate(engine)
-            break
-        except sqlalchemy.exc.DBAPIError as err:
-            # The workers of one server start together and create the schema at once; the loser of that race is
-            # told the table or index "already exists" (SQLite) or hits a duplicate catalogue entry (PostgreSQL).
-            raced = "already exists" in str(err) or "duplicate key" in str(err)
-            if not raced or attempt == 2:
-                raise
+    with _schema_transaction(engine) as connection:
+        metadata.create_all(connection)
+        migrate(connection)
     return engine
 
 
-def migrate(engine: Engine) -> list[str]:
+@contextmanager
+def _schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which this process alone creates or updates the schema. A server's workers start together,
+    and without it the losers of that race fail ("table ... already exists", or SQLite's "database is locked")."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+            yield connection
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        with engine.begin() as connection:
+            yield connection
+        return
+    # flock on the database file itself: on Linux it is independent of SQLite's own (fcntl) locks.
+    with open(database, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with engine.begin() as connection:
+            yield connection
+
+
+def migrate(connection: Connection) -> list[str]:
     """Bring tables that already exist up to the schema above, where that is safe: add missing nullable columns
     (a feature new to the catalogue) and missing indexes. A missing NOT NULL column cannot be filled in: that is
     an error naming it. Returns the changes made (logged too)."""
     changes: list[str] = []
-    inspector = inspect(engine)
-    with engine.begin() as connection:
-        for table in metadata.sorted_tables:
-            if not inspector.has_table(table.name):
-                continue  # create_all makes it whole
-            existing = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in existing:
-                    continue
-                if not column.nullable:
-                    raise SchemaMismatch(
-                        f"table {table.name} has no column {column.name} (NOT NULL) and it cannot be added to "
-                        "existing rows; migrate the table by hand or use a new database"
-                    )
-                spec = CreateColumn(column).compile(dialect=engine.dialect)
-                connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
-                changes.append(f"added column {table.name}.{column.name}")
-            indexes = {index["name"] for index in inspector.get_indexes(table.name)}
-            for index in table.indexes:
-                if index.name not in indexes:
-                    index.create(connection)
-                    changes.append(f"created index {index.name}")
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue  # create_all makes it whole
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            if not column.nullable:
+                raise SchemaMismatch(
+                    f"table {table.name} has no column {column.name} (NOT NULL) and it cannot be added to "
+                    "existing rows; migrate the table by hand or use a new database"
+                )
+            spec = CreateColumn(column).compile(dialect=connection.dialect)
+            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+            changes.append(f"added column {table.name}.{column.name}")
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(connection)
+                changes.append(f"created index {index.name}")
     for change in changes:
         logger.info("database schema: %s", change)
     return changes

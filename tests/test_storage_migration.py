@@ -46,7 +46,8 @@ def test_a_missing_feature_column_and_index_are_added_to_an_existing_table(empty
         assert "ix_student_features_updated_at" in {
             index["name"] for index in inspector.get_indexes("student_features")
         }
-        assert migrate(engine) == []  # idempotent
+        with engine.begin() as connection:
+            assert migrate(connection) == []  # idempotent
     finally:
         engine.dispose()
 
@@ -55,8 +56,11 @@ def test_a_missing_not_null_column_is_an_error_naming_it(empty_database_url):
     create_older_table(empty_database_url, skill_assessments, without="features_updated_at")
     engine = create_engine(empty_database_url)
     try:
-        with pytest.raises(SchemaMismatch, match="skill_assessments has no column features_updated_at"):
-            migrate(engine)
+        with (
+            engine.begin() as connection,
+            pytest.raises(SchemaMismatch, match="skill_assessments has no column features_updated_at"),
+        ):
+            migrate(connection)
     finally:
         engine.dispose()
 
