@@ -84,6 +84,13 @@ class RunInProgress(InferenceError):
     status = HTTPStatus.CONFLICT
 
 
+class RunSuperseded(InferenceError):
+    """Another run of the same shard took over this one (its lock was lost); this run stops writing."""
+
+    code = "run_superseded"
+    status = HTTPStatus.CONFLICT
+
+
 class UnsupportedDatabase(InferenceError):
     code = "unsupported_database"
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -133,6 +134,8 @@ scoring_runs = Table(
     Column("assessments_written", Integer, nullable=False, default=0),
     Column("assessments_unchanged", Integer, nullable=False, default=0),
     Column("items_failed", Integer, nullable=False, default=0),
+    # Students left out because their updated_at is not a time this tool can read (infinite, after 9999).
+    Column("students_skipped", Integer, nullable=False, default=0),
     Column("duration_s", Float, nullable=True),
     Column("scoring_s", Float, nullable=True),
     Column("students_per_s", Float, nullable=True),
@@ -141,19 +144,20 @@ scoring_runs = Table(
     Index("ix_scoring_runs_mode_shard", "mode", "shard_index", "shard_count"),
 )
 
-# Items the batch scorer could not score (a bad feature row): recorded, never a crashed run.
+# Items the batch scorer could not score (a bad feature row): recorded, never a crashed run. One row per student,
+# skill and version of the features (`run_id` is the run that first found it), so a rerun records nothing new.
 scoring_failures = Table(
     "scoring_failures",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", Integer, nullable=False),
-    Column("student_id", String(128), nullable=False),
-    Column("skill", String(64), nullable=False),
+    Column("student_id", IDENTIFIER, nullable=False),
+    Column("skill", SKILL_NAME, nullable=False),
     Column("code", String(64), nullable=False),
     Column("message", Text, nullable=False),
     Column("features_updated_at", DateTime(timezone=True), nullable=False),
     Column("failed_at", DateTime(timezone=True), nullable=False),
-    Index("ix_scoring_failures_student", "student_id"),
+    UniqueConstraint("student_id", "skill", "features_updated_at", name="uq_scoring_failures_item"),
     Index("ix_scoring_failures_run", "run_id"),
 )
 

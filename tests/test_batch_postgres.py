@@ -1,20 +1,29 @@
 """Batch scoring against a real PostgreSQL (a throwaway database per test), as real processes: the CLI end to
 end, runs killed midway and resumed, four shards at once, a connection dropped mid-run, and bad stored values."""
 
+import logging
 import math
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal, select, text
 
 from inference.batch.database import INTERRUPTED, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.sharding import Shard, shard_key
-from inference.storage import engine_for, scoring_failures, scoring_runs, skill_assessments
+from inference.storage import engine_for, scoring_failures, scoring_runs, shard_key_of, skill_assessments
 from inference.synthetic import generate_students
-from tests.utils.batch import batch_command, expected_scores, load_students, run_batch, stored_assessments
+from tests.utils.batch import (
+    batch_command,
+    expected_scores,
+    feature_matrix,
+    load_students,
+    run_batch,
+    stored_assessments,
+)
 from tests.utils.postgres import throwaway_database
 
 pytestmark = pytest.mark.slow
@@ -142,14 +151,17 @@ def test_a_connection_dropped_mid_run_is_retried_and_nothing_is_lost_or_doubled(
     students = load_students(database, generate_students(30_000, seed=47).feature_dicts())
     log = tmp_path / "batch.log"
     process, _ = scoring_midway(database, database_url, log, committed=1000)
-    with database.engine.connect() as connection:
-        terminated = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    assert terminated >= 1
+
+    def terminate_an_upsert_in_progress():
+        with database.engine.connect() as connection:
+            return connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state = 'active' AND query LIKE 'INSERT INTO skill_assessments%'"
+                )
+            ).scalar_one()
+
+    wait_until(terminate_an_upsert_in_progress, what="an upsert to cut off")
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     output = log.read_text()
     assert "retrying in" in output
@@ -160,14 +172,8 @@ def test_a_connection_dropped_mid_run_is_retried_and_nothing_is_lost_or_doubled(
 def test_shard_keys_computed_by_postgresql_equal_pythons(database):
     ids = [f"student-{index:07d}" for index in range(500)] + ["ü-ñ", "x" * 128, ""]
     with database.engine.connect() as connection:
-        computed = connection.execute(
-            text(
-                "SELECT ('x' || substr(md5(id), 1, 8))::bit(32)::bigint FROM unnest(CAST(:ids AS text[])) "
-                "WITH ORDINALITY AS t(id, n) ORDER BY n"
-            ),
-            {"ids": ids},
-        ).scalars()
-        assert list(computed) == [shard_key(student_id) for student_id in ids]
+        computed = [connection.execute(select(shard_key_of(literal(student_id)))).scalar_one() for student_id in ids]
+    assert computed == [shard_key(student_id) for student_id in ids]
 
 
 def test_stored_nan_and_infinity_are_failed_items_naming_the_feature(database, stable_models):
@@ -200,19 +206,28 @@ def test_stored_nan_and_infinity_are_failed_items_naming_the_feature(database, s
 def test_a_chunk_written_after_one_that_failed_is_not_committed_so_the_rerun_leaves_no_gap(database, stable_models):
     students = load_students(database, generate_students(1000, seed=53).feature_dicts())
 
+    waited = []
+
     class ThirdChunkFails(BatchDatabase):
         """The third chunk fails for good, slowly enough that the fourth has done its upsert by then."""
 
-        def write_chunk(self, scored, *, run_id, **options):
-            if scored.chunk.student_ids[0] == students[200]:
+        def write_chunk(self, scored, *, run_id, before_commit, **options):
+            first = scored.chunk.student_ids[0]
+            if first == students[200]:
                 time.sleep(1.0)
                 raise ValueError("a bug, not a transient error")
-            return super().write_chunk(scored, run_id=run_id, **options)
+
+            def wait_and_note():
+                waited.append(first)
+                before_commit()
+
+            return super().write_chunk(scored, run_id=run_id, before_commit=wait_and_note, **options)
 
     assert database.concurrent_writers == 2
     options = RunOptions(chunk_size=100, retry_backoff_s=0)
     with pytest.raises(ValueError, match="a bug"):
         BatchScorer(ThirdChunkFails(database.engine), stable_models, options).run()
+    assert students[300] in waited  # the fourth chunk was written and held back, not just never started
     stored = stored_assessments(database.engine)
     assert {student for student, _ in stored} == set(students[:200])
     failed_run = runs_of(database)[-1]
@@ -236,4 +251,50 @@ def test_sigterm_commits_the_chunk_in_hand_records_the_run_as_interrupted_and_ex
     assert "SIGTERM: stopping after the current chunk" in log.read_text()
     rerun = run_batch("score", "--chunk-size", "5000", database_url=database_url)
     assert rerun.returncode == 0 and f"resuming run {run.run_id}" in rerun.stdout
+    assert_every_student_scored_once(database, students, stable_models)
+
+
+def test_ids_of_any_length_and_alphabet_survive_the_binary_copy(database, stable_models):
+    ids = ["", "a", "ü", "日本語", "x" * 128, "é" * 64, "tab\there", "line\nbreak", "back\\slash", "quote'\"s"]
+    rows = generate_students(len(ids), seed=67).feature_dicts()
+    database.upsert_students(ids, feature_matrix(rows), updated_at=datetime.now(UTC))
+    summary = BatchScorer(database, stable_models, RunOptions(chunk_size=4, retry_backoff_s=0)).run()
+    assert summary.assessments_written == len(ids) * 7
+    assert_every_student_scored_once(database, ids, stable_models)
+
+
+def test_a_student_whose_updated_at_python_cannot_read_is_reported_and_does_not_block_the_shard(
+    database, stable_models, caplog
+):
+    students = load_students(database, generate_students(300, seed=71).feature_dicts())
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE student_features SET updated_at = 'infinity' WHERE student_id = :id"), {"id": students[150]}
+        )
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        summary = BatchScorer(database, stable_models, RunOptions(chunk_size=100, retry_backoff_s=0)).run()
+    assert summary.status == SUCCEEDED and summary.students_read == 299
+    assert "1 students of shard 0/1 are left out" in caplog.text and students[150] in caplog.text
+    assert runs_of(database)[-1].students_skipped == 1
+    assert {student for student, _ in stored_assessments(database.engine)} == set(students) - {students[150]}
+    assert BatchScorer(database, stable_models, RunOptions(mode="incremental")).run().students_read == 0
+
+
+def test_a_run_whose_shard_lock_was_lost_stops_when_another_takes_over(database_url, database, stable_models, tmp_path):
+    students = load_students(database, generate_students(40_000, seed=73).feature_dicts())
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first, first_run = scoring_midway(database, database_url, first_log, committed=1000)
+    with database.engine.connect() as connection:  # the connection holding the shard's lock goes away
+        assert (
+            connection.execute(
+                text("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            ).scalar_one()
+            == 1
+        )
+    second = batch_command("score", "--chunk-size", "500", database_url=database_url, log=second_log)
+    assert second.wait(timeout=300) == 0, second_log.read_text()[-3000:]
+    assert first.wait(timeout=60) == 1, first_log.read_text()[-3000:]
+    assert "another run of its shard took over" in first_log.read_text()
+    runs = runs_of(database)
+    assert runs[-1].resumed_from == first_run and runs[-1].status == SUCCEEDED
     assert_every_student_scored_once(database, students, stable_models)

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from inference.batch.database import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
@@ -122,6 +122,10 @@ def test_bad_rows_are_recorded_as_failed_items_and_the_rest_is_scored(database, 
         connection.exec_driver_sql(
             "UPDATE student_features SET task_completion_rate = 'n/a' WHERE student_id = ?", (ids[9],)
         )
+        # Text Python's float() would take: a request with it gets a 400, so must this row.
+        connection.exec_driver_sql(
+            "UPDATE student_features SET leadership_roles_taken = '1_0' WHERE student_id = ?", (ids[11],)
+        )
     summary = score(database, stable_models)
     assert summary.status == SUCCEEDED
     with database.engine.connect() as connection:
@@ -129,7 +133,8 @@ def test_bad_rows_are_recorded_as_failed_items_and_the_rest_is_scored(database, 
     by_student = {}
     for failure in failures:
         by_student.setdefault(failure.student_id, {})[failure.skill] = failure
-    assert set(by_student) == {ids[3], ids[7], ids[9]}
+    assert set(by_student) == {ids[3], ids[7], ids[9], ids[11]}
+    assert "expected a number, got str '1_0'" in next(iter(by_student[ids[11]].values())).message
     assert {failure.code for failure in by_student[ids[7]].values()} == {"empty_features"}
     assert len(by_student[ids[7]]) == 7
     out_of_range = by_student[ids[3]]
@@ -138,8 +143,11 @@ def test_bad_rows_are_recorded_as_failed_items_and_the_rest_is_scored(database, 
     assert "expected a number, got str 'n/a'" in next(iter(by_student[ids[9]].values())).message
     assert summary.items_failed == len(failures)
     assert summary.assessments_written == 50 * 7 - len(failures)
-    # Failed items are not retried until the student's features change.
+    # Failed items are not retried until the student's features change, and a full rerun records nothing new.
     assert score(database, stable_models, mode="incremental").students_read == 0
+    rerun = score(database, stable_models)
+    assert (rerun.items_failed, rerun.failures_recorded, rerun.assessments_written) == (len(failures), 0, 0)
+    assert count_rows(database.engine, scoring_failures) == len(failures)
 
 
 class FlakyDatabase(BatchDatabase):
@@ -181,6 +189,7 @@ def test_a_run_whose_database_stays_down_fails_and_the_rerun_resumes_where_it_st
     assert failed_run.status == FAILED and "database is locked" in failed_run.error
     assert failed_run.last_student_id == population[255]  # two chunks committed
     assert f"({population[256]} .. {population[383]}) failed, not retried further" in caplog.text
+    assert "256 students read" in caplog.text and "stopped by OperationalError: database is locked" in caplog.text
     resumed = score(database, stable_models)
     assert resumed.resumed_from == failed_run.run_id
     assert resumed.students_read == 1000 - 256
@@ -248,3 +257,50 @@ def test_a_second_run_of_the_same_shard_is_refused_while_the_first_holds_it(data
     with database.shard_lock(RunOptions().shard), pytest.raises(RunInProgress, match="shard 0/1"):
         score(database, stable_models)
     assert count_rows(database.engine, scoring_runs) == 0
+
+
+def test_a_run_that_cannot_start_says_why_in_the_log(database, population, stable_models, caplog):
+    class Unreachable(BatchDatabase):
+        def count_pending(self, **_):
+            raise RuntimeError("the count failed")
+
+    with caplog.at_level(logging.ERROR, logger="inference"), pytest.raises(RuntimeError):
+        score(Unreachable(database.engine), stable_models)
+    assert "the run could not start: the count failed" in caplog.text
+    assert "Traceback" in caplog.text  # an unexpected error comes with where it happened
+
+
+def test_an_incremental_rerun_after_an_interrupted_one_misses_no_student_changed_meanwhile(
+    database, population, stable_models
+):
+    score(database, stable_models)
+    change_features(database, population[500:], bump=1)  # 500 students changed
+    stop = threading.Event()
+
+    class StopAfterOneChunk(BatchDatabase):
+        def write_chunk(self, scored, *, run_id, **options):
+            stop.set()
+            return super().write_chunk(scored, run_id=run_id, **options)
+
+    options = RunOptions(mode="incremental", chunk_size=100, retry_backoff_s=0.0)
+    first = BatchScorer(StopAfterOneChunk(database.engine), stable_models, options, stop=stop).run()
+    assert first.status == INTERRUPTED and first.students_read in (100, 200)  # the stop lands after a chunk or two
+    change_features(database, population[:1], bump=2)  # before the stopped run's checkpoint
+    second = score(database, stable_models, mode="incremental", chunk_size=100)
+    assert second.resumed_from is None and second.students_read == 500 - first.students_read + 1
+    assert database.count_pending(mode="incremental", shard=RunOptions().shard, after=None) == 0
+    latest = latest_per_student_skill(stored_assessments_all(database))
+    expected = expected_scores(database.engine, stable_models)
+    assert max(abs(latest[key].score - expected[key]) for key in expected) < 1e-9
+
+
+def change_features(database, students, *, bump):
+    later = datetime.now(UTC) + timedelta(seconds=bump)
+    with database.engine.begin() as connection:
+        connection.execute(
+            update(student_features)
+            .where(student_features.c.student_id.in_(students))
+            .values(
+                help_given_per_week=func.coalesce(student_features.c.help_given_per_week, 0) + bump, updated_at=later
+            )
+        )

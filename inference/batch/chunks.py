@@ -44,14 +44,19 @@ class FeatureChunk:
         return len(self.student_ids)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> FeatureChunk:
-        """Rows of (student_id, updated_at, *feature values in FEATURE_NAMES order), None for NULL."""
+    def from_rows(cls, rows: Sequence[Sequence[Any]], *, numbers_guaranteed: bool = False) -> FeatureChunk:
+        """Rows of (student_id, updated_at, *feature values in FEATURE_NAMES order), None for NULL.
+
+        `numbers_guaranteed`: the driver returns only floats and None for the feature columns (PostgreSQL's
+        float8), so the per-value type check is skipped. SQLite keeps whatever was written, text included, and
+        text must fail like it does in a request, even text `float()` would accept ("1_00").
+        """
         table = np.array(rows, dtype=object).reshape(len(rows), 2 + len(FEATURE_NAMES))
         raw = table[:, 2:]
         missing = np.equal(raw, None)
-        try:
+        if numbers_guaranteed or _all_numbers(raw):
             values = np.where(missing, np.nan, raw).astype(np.float64)
-        except (TypeError, ValueError):  # SQLite keeps text put into a REAL column as text
+        else:
             values = np.array([[_number_or_inf(value) for value in row] for row in raw], dtype=np.float64)
         return cls(table[:, 0].tolist(), table[:, 1].tolist(), values, missing, raw)
 
@@ -60,6 +65,13 @@ class FeatureChunk:
         return {
             name: self.raw[row, column] for column, name in enumerate(FEATURE_NAMES) if not self.missing[row, column]
         }
+
+
+_NUMBER_TYPES = frozenset({float, int, type(None)})
+
+
+def _all_numbers(raw: np.ndarray) -> bool:
+    return _NUMBER_TYPES.issuperset(map(type, raw.flat))
 
 
 def _number_or_inf(value: Any) -> float:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Row
 from inference.batch.chunks import FEATURE_NAMES, FeatureChunk, ScoredChunk
 from inference.batch.pgcopy import encode_rows, timestamp_micros
 from inference.catalogue import SKILLS
-from inference.errors import RunInProgress, UnsupportedDatabase
+from inference.errors import RunInProgress, RunSuperseded, UnsupportedDatabase
 from inference.sharding import Shard
 from inference.storage import scoring_failures, scoring_runs, shard_key_of, skill_assessments, student_features
 
@@ -74,13 +74,20 @@ _SQLITE_UPSERT = f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) VALUES 
 )
 # What SQLAlchemy writes for a DateTime on SQLite; time stamps written here must compare with its own as text.
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+# The updated_at values Python's datetime can hold, with a day's margin for the session's time zone.
+_READABLE_TIMES = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
 class ChunkWrite:
     written: int  # assessments inserted or changed
     unchanged: int  # assessments already stored as they are
-    failed: int  # items recorded in scoring_failures
+    failed: int  # items that could not be scored
+    failures_recorded: int  # of those, the ones new to scoring_failures
+
+
+class _AlreadyCommitted(Exception):
+    """A retried chunk write found its first attempt committed after all."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ class BatchDatabase:
             assert driver is not None
             with driver.cursor(binary=True) as cursor:
                 cursor.execute(str(compiled), compiled.params)
-                return FeatureChunk.from_rows(cursor.fetchall())
+                return FeatureChunk.from_rows(cursor.fetchall(), numbers_guaranteed=True)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -166,13 +173,34 @@ class BatchDatabase:
             else:
                 connection.exec_driver_sql("PRAGMA optimize")
 
+    def unreadable_students(self, *, shard: Shard, sample: int = 20) -> tuple[int, list[str]]:
+        """Students of the shard whose updated_at PostgreSQL holds but Python cannot (infinity, year 10000 and
+        after): how many, and the first few ids. Runs leave them out rather than fail on them every night."""
+        if not self.is_postgres:
+            return 0, []  # read as the stored text: nothing to fail on
+        features = student_features.c
+        unreadable = [~features.updated_at.between(*_READABLE_TIMES), *self._in_shard(shard)]
+        with self._reading() as connection:
+            count = connection.execute(
+                select(func.count()).select_from(student_features).where(*unreadable)
+            ).scalar_one()
+            ids = connection.execute(
+                select(features.student_id).where(*unreadable).order_by(features.student_id).limit(sample)
+            ).scalars()
+            return int(count), list(ids)
+
+    def _in_shard(self, shard: Shard) -> list[Any]:
+        if shard.is_everyone:
+            return []
+        return [shard_key_of(student_features.c.student_id) % shard.count == shard.index]
+
     def _pending(self, mode: Mode, shard: Shard, after: str | None) -> list[Any]:
         features = student_features.c
-        conditions: list[Any] = []
+        conditions: list[Any] = self._in_shard(shard)
         if after is not None:
             conditions.append(features.student_id > after)
-        if not shard.is_everyone:
-            conditions.append(shard_key_of(features.student_id) % shard.count == shard.index)
+        if self.is_postgres:
+            conditions.append(features.updated_at.between(*_READABLE_TIMES))
         if mode == "incremental":
             # Scored, or found unscorable, since the features last changed: nothing to do.
             for table in (skill_assessments, scoring_failures):
@@ -187,57 +215,91 @@ class BatchDatabase:
     # --- writing a chunk
 
     def write_chunk(
-        self, scored: ScoredChunk, *, run_id: int, before_commit: Callable[[], None] | None = None
+        self,
+        scored: ScoredChunk,
+        *,
+        run_id: int,
+        after: str | None,
+        before_commit: Callable[[], None] | None = None,
     ) -> ChunkWrite:
         """Upsert the chunk's assessments, record its failed items and advance the run, in one transaction.
 
-        `before_commit` runs after the bulk work, before the run's progress is written and committed: concurrent
-        writers wait there for the chunk before theirs, so chunks commit in order and `last_student_id` never
-        passes a chunk that was not committed (an exception from it rolls this chunk back).
+        `after` is the run's checkpoint this chunk follows: the chunk commits only while the run is still
+        `running` with that checkpoint. A run superseded by another (its shard's lock was lost with a dropped
+        connection) is stopped by `RunSuperseded`; a retried write whose first commit did go through is
+        recognised and not counted twice. `before_commit` runs after the bulk work and before the checkpoint is
+        written: concurrent writers wait there for the chunk before theirs, so chunks commit in order (an
+        exception from it rolls this chunk back).
         """
         now = datetime.now(UTC)
-        with self.engine.begin() as connection:
-            if self.is_postgres:
-                written = self._upsert_postgres(connection, scored, run_id, now)
-            else:
-                written = self._upsert_sqlite(connection, scored, run_id, now)
-            if scored.failures:
-                self._record_failures(connection, scored, run_id, now)
-            if before_commit is not None:
-                before_commit()
-            result = ChunkWrite(written, scored.assessment_count - written, len(scored.failures))
-            connection.execute(
-                update(scoring_runs)
-                .where(scoring_runs.c.run_id == run_id)
-                .values(
-                    last_student_id=scored.last_student_id,
-                    heartbeat_at=now,
-                    students_read=scoring_runs.c.students_read + len(scored.chunk),
-                    assessments_written=scoring_runs.c.assessments_written + result.written,
-                    assessments_unchanged=scoring_runs.c.assessments_unchanged + result.unchanged,
-                    items_failed=scoring_runs.c.items_failed + result.failed,
+        try:
+            with self.engine.begin() as connection:
+                if self.is_postgres:
+                    written = self._upsert_postgres(connection, scored, run_id, now)
+                else:
+                    written = self._upsert_sqlite(connection, scored, run_id, now)
+                recorded = self._record_failures(connection, scored, run_id, now) if scored.failures else 0
+                if before_commit is not None:
+                    before_commit()
+                result = ChunkWrite(written, scored.assessment_count - written, len(scored.failures), recorded)
+                advanced = connection.execute(
+                    update(scoring_runs)
+                    .where(
+                        scoring_runs.c.run_id == run_id,
+                        scoring_runs.c.status == RUNNING,
+                        scoring_runs.c.last_student_id.is_not_distinct_from(after),
+                    )
+                    .values(
+                        last_student_id=scored.last_student_id,
+                        heartbeat_at=now,
+                        students_read=scoring_runs.c.students_read + len(scored.chunk),
+                        assessments_written=scoring_runs.c.assessments_written + result.written,
+                        assessments_unchanged=scoring_runs.c.assessments_unchanged + result.unchanged,
+                        items_failed=scoring_runs.c.items_failed + result.failed,
+                    )
                 )
-            )
+                if advanced.rowcount != 1:
+                    self._not_advanced(connection, run_id, scored)
+        except _AlreadyCommitted:
+            return ChunkWrite(0, scored.assessment_count, len(scored.failures), 0)
         return result
 
-    def _record_failures(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> None:
+    def _not_advanced(self, connection: Connection, run_id: int, scored: ScoredChunk) -> None:
+        run = connection.execute(select(scoring_runs).where(scoring_runs.c.run_id == run_id)).one()
+        if run.status == RUNNING and run.last_student_id == scored.last_student_id:
+            raise _AlreadyCommitted  # rolls this attempt back; the first one is what counts
+        raise RunSuperseded(
+            f"run {run_id} is {run.status} at {run.last_student_id!r} in the database: another run of its shard "
+            "took over (was the database connection holding the shard's lock lost?); stopping"
+        )
+
+    def _record_failures(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
+        """Insert the chunk's failed items not recorded before (same student, skill and features); how many."""
         rows = [
             (run_id, failure.student_id, failure.skill, failure.code, failure.message, failure.features_updated_at)
             for failure in scored.failures
         ]
-        if self.is_postgres:
-            names = ("run_id", "student_id", "skill", "code", "message", "features_updated_at")
-            connection.execute(
-                insert(scoring_failures), [{**dict(zip(names, row, strict=True)), "failed_at": now} for row in rows]
-            )
-            return
+        columns = "run_id, student_id, skill, code, message, features_updated_at, failed_at"
         driver = connection.connection.driver_connection
         assert driver is not None
-        driver.executemany(
-            "INSERT INTO scoring_failures (run_id, student_id, skill, code, message, features_updated_at, failed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(*row, now.strftime(_SQLITE_DATETIME)) for row in rows],
-        )
+        if self.is_postgres:
+            with driver.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO scoring_failures ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (student_id, skill, features_updated_at) DO NOTHING",
+                    [(*row, now) for row in rows],
+                )
+                return max(cursor.rowcount, 0)
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO scoring_failures ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (student_id, skill, features_updated_at) DO NOTHING",
+                [(*row, now.strftime(_SQLITE_DATETIME)) for row in rows],
+            )
+            return max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
 
     def _upsert_postgres(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
         columns = scored.assessment_columns()
@@ -370,6 +432,7 @@ class BatchDatabase:
         resumed_from: RunRecord | None,
         abandoned: RunRecord | None,
         students_pending: int,
+        students_skipped: int = 0,
     ) -> int:
         """Record a new run, and `abandoned` (a run left "running" by a process that is gone) as interrupted."""
         now = datetime.now(UTC)
@@ -393,6 +456,7 @@ class BatchDatabase:
                     heartbeat_at=now,
                     last_student_id=resumed_from.last_student_id if resumed_from else None,
                     students_pending=students_pending,
+                    students_skipped=students_skipped,
                     students_read=0,
                     assessments_written=0,
                     assessments_unchanged=0,

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -36,6 +37,7 @@ from inference.batch.database import (
     RunRecord,
 )
 from inference.batch.progress import Progress, format_duration
+from inference.errors import InferenceError
 from inference.logs import LOGGER_NAME
 from inference.scoring import SkillModel
 from inference.sharding import EVERYONE, Shard
@@ -68,6 +70,7 @@ class RunSummary:
     assessments_written: int = 0
     assessments_unchanged: int = 0
     items_failed: int = 0
+    failures_recorded: int = 0  # failed items new to scoring_failures
     duration_s: float = 0.0
     scoring_s: float = 0.0  # preparing and scoring in-process, the pure compute part of the run
     error: str | None = None
@@ -100,10 +103,15 @@ class EarlierChunkFailed(Exception):
 class _ChunkWrite:
     """A chunk on its way to the database; it commits only after the chunk before it has committed."""
 
-    scored: ScoredChunk
+    scored: ScoredChunk | None  # None: the run's starting checkpoint
+    after: str | None  # the checkpoint this chunk follows
     previous: _ChunkWrite | None
     done: threading.Event = field(default_factory=threading.Event)
     failed: bool = False
+
+    @property
+    def last_student_id(self) -> str | None:
+        return self.scored.last_student_id if self.scored is not None else self.after
 
     def wait_for_previous(self) -> None:
         if self.previous is None:
@@ -116,6 +124,11 @@ class _ChunkWrite:
     def finished(self, *, failed: bool) -> None:
         self.failed = failed
         self.done.set()
+
+
+def _expected(error: BaseException) -> bool:
+    """Errors whose message says it all (no traceback needed in the log)."""
+    return is_transient(error) or isinstance(error, InferenceError | EarlierChunkFailed)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -150,36 +163,14 @@ class BatchScorer:
         self._clock = clock
 
     def run(self) -> RunSummary:
-        """Score the shard's pending students; raises `RunInProgress` when another run holds the shard."""
-        options = self.options
-        with self.database.shard_lock(options.shard):
-            previous = self.database.latest_run(mode=options.mode, shard=options.shard)
-            resumed = self._resumable(previous)
-            after = resumed.last_student_id if resumed else None
-            pending = self._retrying("counting pending students", self.database.count_pending)(
-                mode=options.mode, shard=options.shard, after=after
-            )
-            run_id = self.database.start_run(
-                mode=options.mode,
-                shard=options.shard,
-                model_versions=model_versions(self.models),
-                resumed_from=resumed,
-                # Left "running" by a process that is gone: we hold the shard's lock, which died with it.
-                abandoned=previous if previous is not None and previous.status == RUNNING else None,
-                students_pending=pending,
-            )
-            summary = RunSummary(
-                run_id, RUNNING, options.mode, options.shard, resumed.run_id if resumed else None, pending
-            )
-            logger.info(
-                "run %d started: %s scoring of shard %s, %s students pending%s; models %s",
-                run_id,
-                options.mode,
-                options.shard,
-                f"{pending:,}",
-                f", resuming run {resumed.run_id} after {after!r}" if resumed else "",
-                ", ".join(sorted(set(model_versions(self.models).values()))),
-            )
+        """Score the shard's pending students; raises `RunInProgress` when another run holds the shard, and
+        whatever stopped the run otherwise (logged, and recorded in `scoring_runs` once the run has a row)."""
+        with self.database.shard_lock(self.options.shard):
+            try:
+                summary, after = self._start()
+            except Exception as err:
+                logger.error("the run could not start: %s", err, exc_info=not _expected(err))
+                raise
             started = self._clock()
             try:
                 self._score_all(summary, after)
@@ -187,25 +178,74 @@ class BatchScorer:
                 summary.duration_s = self._clock() - started
                 summary.status, summary.error = FAILED, f"{type(err).__name__}: {err}"
                 self._finish(summary)
-                logger.error("%s; a rerun resumes after the last chunk committed", summary.describe())
+                logger.error(
+                    "%s; stopped by %s; a rerun resumes after the last chunk committed",
+                    summary.describe(),
+                    summary.error,
+                    exc_info=isinstance(err, Exception) and not _expected(err),
+                )
                 raise
             summary.duration_s = self._clock() - started
             summary.status = INTERRUPTED if self.stop.is_set() else SUCCEEDED
             self._finish(summary)
-            if summary.assessments_written or summary.items_failed:
+            if summary.assessments_written or summary.failures_recorded:
                 self._retrying("refreshing the planner's statistics", self.database.refresh_statistics)()
             logger.info("%s", summary.describe())
             if summary.items_failed:
                 logger.warning(
-                    "run %d: %d items could not be scored; see scoring_failures (run_id %d)",
-                    run_id,
+                    "run %d: %d items could not be scored; see scoring_failures",
+                    summary.run_id,
                     summary.items_failed,
-                    run_id,
                 )
             return summary
 
+    def _start(self) -> tuple[RunSummary, str | None]:
+        options, versions = self.options, model_versions(self.models)
+        previous = self.database.latest_run(mode=options.mode, shard=options.shard)
+        resumed = self._resumable(previous)
+        after = resumed.last_student_id if resumed else None
+        skipped, examples = self._retrying("looking for unreadable time stamps", self.database.unreadable_students)(
+            shard=options.shard
+        )
+        if skipped:
+            logger.warning(
+                "%d students of shard %s are left out: their updated_at is not a time this tool can read (infinite, "
+                "or past the year 9999); fix it to have them scored. First ones: %s",
+                skipped,
+                options.shard,
+                ", ".join(examples),
+            )
+        pending = self._retrying("counting pending students", self.database.count_pending)(
+            mode=options.mode, shard=options.shard, after=after
+        )
+        run_id = self.database.start_run(
+            mode=options.mode,
+            shard=options.shard,
+            model_versions=versions,
+            resumed_from=resumed,
+            # Left "running" by a process that is gone: we hold the shard's lock, which died with it.
+            abandoned=previous if previous is not None and previous.status == RUNNING else None,
+            students_pending=pending,
+            students_skipped=skipped,
+        )
+        logger.info(
+            "run %d started: %s scoring of shard %s, %s students pending%s; models %s",
+            run_id,
+            options.mode,
+            options.shard,
+            f"{pending:,}",
+            f", resuming run {resumed.run_id} after {after!r}" if resumed else "",
+            ", ".join(sorted(set(versions.values()))),
+        )
+        resumed_from = resumed.run_id if resumed else None
+        return RunSummary(run_id, RUNNING, options.mode, options.shard, resumed_from, pending), after
+
     def _resumable(self, previous: RunRecord | None) -> RunRecord | None:
         if previous is None or previous.status not in UNFINISHED:
+            return None
+        if self.options.mode == "incremental":
+            # Its pending students are found afresh (what the stopped run committed is no longer pending), and
+            # starting after its checkpoint would miss students changed meanwhile before it.
             return None
         if self.options.restart:
             logger.info("run %d (%s) is not resumed: restart requested", previous.run_id, previous.status)
@@ -222,39 +262,47 @@ class BatchScorer:
         progress = Progress(total=summary.students_pending, unit="students", interval_s=options.progress_interval_s)
         writers = self.database.concurrent_writers
         in_flight: deque[Future[tuple[ScoredChunk, ChunkWrite]]] = deque()
-        previous: _ChunkWrite | None = None
+        previous = _ChunkWrite(None, after, None)  # the checkpoint the run starts from, as if just committed
+        previous.finished(failed=False)
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="batch-writer") as pool:
-            while not self.stop.is_set():
-                chunk = self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
-                    mode=options.mode, shard=options.shard, after=after, limit=options.chunk_size
-                )
-                if not len(chunk):
-                    break
-                after = chunk.student_ids[-1]
-                started = self._clock()
-                scored = score_chunk(chunk, self.models)
-                summary.scoring_s += self._clock() - started
-                for failure in scored.failures:
-                    logger.warning(
-                        "student %s, skill %s: not scored (%s): %s",
-                        failure.student_id,
-                        failure.skill,
-                        failure.code,
-                        failure.message,
+            try:
+                while not self.stop.is_set():
+                    chunk = self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
+                        mode=options.mode, shard=options.shard, after=after, limit=options.chunk_size
                     )
-                if len(in_flight) >= writers:
+                    if not len(chunk):
+                        break
+                    after = chunk.student_ids[-1]
+                    started = self._clock()
+                    scored = score_chunk(chunk, self.models)
+                    summary.scoring_s += self._clock() - started
+                    for failure in scored.failures:
+                        logger.warning(
+                            "student %s, skill %s: not scored (%s): %s",
+                            failure.student_id,
+                            failure.skill,
+                            failure.code,
+                            failure.message,
+                        )
+                    if len(in_flight) >= writers:
+                        self._account(summary, progress, *in_flight.popleft().result())
+                    previous = _ChunkWrite(scored, previous.last_student_id, previous)
+                    in_flight.append(pool.submit(self._write, previous, summary.run_id))
+                while in_flight:
                     self._account(summary, progress, *in_flight.popleft().result())
-                previous = _ChunkWrite(scored, previous)
-                in_flight.append(pool.submit(self._write, previous, summary.run_id))
-            while in_flight:
-                self._account(summary, progress, *in_flight.popleft().result())
+            except BaseException:
+                for write in in_flight:  # count what the writers committed before the run stopped
+                    with suppress(Exception):
+                        self._account(summary, progress, *write.result())
+                raise
 
     def _write(self, write: _ChunkWrite, run_id: int) -> tuple[ScoredChunk, ChunkWrite]:
+        assert write.scored is not None
         ids = write.scored.chunk.student_ids
         what = f"writing {len(ids):,} students ({ids[0]} .. {ids[-1]})"
         try:
             result = self._retrying(what, self.database.write_chunk)(
-                write.scored, run_id=run_id, before_commit=write.wait_for_previous
+                write.scored, run_id=run_id, after=write.after, before_commit=write.wait_for_previous
             )
         except BaseException as err:
             write.finished(failed=True)
@@ -269,6 +317,7 @@ class BatchScorer:
         summary.assessments_written += write.written
         summary.assessments_unchanged += write.unchanged
         summary.items_failed += write.failed
+        summary.failures_recorded += write.failures_recorded
         progress.advance(len(scored.chunk), extra=f"{summary.assessments_written:,} assessments written")
 
     def _finish(self, summary: RunSummary) -> None:
