@@ -1,0 +1,137 @@
+"""The container image, built for real: deploy/containerize.sh makes the Bento and the image with podman, the image
+runs as it would in Kubernetes (read-only root filesystem, non-root, no capabilities) and serves every family with
+the pinned model versions; the batch scorer runs from the same image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import yaml
+
+from tests.utils.servers import PROJECT_ROOT, free_port
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+VERSION = "0.0.0-test"
+IMAGE = f"localhost/inference:{VERSION}"
+ENV = {**os.environ, "CONTAINERS_CONF": str(PROJECT_ROOT / "deploy" / "containers.conf")}
+# What Kubernetes gives the pod (k8s/base/deployment.yaml): a read-only root, writable /tmp and metrics directory.
+RUN_LIKE_KUBERNETES = [
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--tmpfs",
+    "/home/bentoml/prometheus_multiproc_dir:rw,U",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+]
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image(trained_versions, text_reports) -> Iterator[str]:
+    if shutil.which("podman") is None and os.environ.get("CI") != "true":
+        pytest.skip("podman is not installed (deploy/containerize.sh installs it when run as root)")
+    build = subprocess.run(
+        ["deploy/containerize.sh", VERSION],
+        cwd=PROJECT_ROOT,
+        env={**ENV, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert build.returncode == 0, build.stderr[-4000:]
+    assert build.stdout.strip() == IMAGE
+    print(build.stderr.strip().splitlines()[-1])  # "built ... in N s, M MiB"
+    yield IMAGE
+    podman("rmi", "--force", IMAGE, check=False)
+
+
+@pytest.fixture(scope="module")
+def container(image) -> Iterator[str]:
+    port = free_port()
+    name = f"inference-test-{port}"
+    podman("run", "--detach", "--name", name, *RUN_LIKE_KUBERNETES, "-p", f"127.0.0.1:{port}:3000", image)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"the container never became ready:\n{podman('logs', name, check=False).stderr[-4000:]}")
+        yield url
+    finally:
+        podman("rm", "--force", name, check=False)
+
+
+def test_the_image_runs_as_a_non_root_user_and_holds_no_compiler(image):
+    assert podman("image", "inspect", image, "--format", "{{.Config.User}}").stdout.strip() == "bentoml"
+    found = podman("run", "--rm", image, "sh", "-c", "command -v gcc cc g++ make ld || true").stdout.strip()
+    assert found == ""
+
+
+def test_the_container_serves_every_family_with_the_pinned_versions(container):
+    with httpx.Client(base_url=container, timeout=30) as http:
+        skills = http.post(
+            "/api/v1/skills/infer",
+            json={"student_id": "s-1", "skill": "creativity", "features": {"novel_idea_count": 4}},
+        )
+        assert skills.status_code == 200 and 0 <= skills.json()["score"] <= 1
+        intent = http.post("/api/classify", json={"text": "dentist near me"}, headers={"X-Model-Preference": "classic"})
+        assert intent.status_code == 200 and intent.json()["variant"] == "classic"
+        pair = http.post("/predict", json={"text1": "a cat sat", "text2": "a cat was sitting"})
+        assert pair.status_code == 200 and pair.json()["prediction"] in (0, 1)
+        pins = dict(
+            line.split("=", 1) for line in (PROJECT_ROOT / "models.env").read_text().splitlines() if "=" in line
+        )
+        served = http.get("/api/v1/models").json()
+        versions = {family["family"]: family for family in served["families"]}
+        assert set(versions) == {"skills", "intent", "textpair"}
+        assert skills.json()["model_version"] == pins["INFERENCE_SKILLS_VERSION"]
+        assert intent.json()["model_version"] == pins["INFERENCE_INTENT_VERSION"]
+        assert pair.json()["model"]["version"] == pins["INFERENCE_TEXTPAIR_VERSION"]
+        assert http.get("/metrics").status_code == 200
+
+
+def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image):
+    cronjob = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "nightly.yaml").read_text())
+    command = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    pod = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "scorer-pod.yaml").read_text())
+    working_dir = pod["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["workingDir"]
+    script = "python -m inference.batch generate --students 300 && " + " ".join(command).replace(
+        "--mode incremental", "--mode full"
+    )
+    run = podman(
+        "run",
+        "--rm",
+        *RUN_LIKE_KUBERNETES,
+        "--workdir",
+        working_dir,
+        "-e",
+        "DATABASE_URL=sqlite:////tmp/batch.db",
+        image,
+        "sh",
+        "-c",
+        script,
+        check=False,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "300 students read, 2,100 assessments written" in run.stderr

@@ -1,0 +1,23 @@
+"""The Bento's build settings: the base image the containerize script makes, a template that exists, unlocked
+packages, exact model versions."""
+
+import re
+
+import yaml
+
+from tests.utils.servers import PROJECT_ROOT
+
+BENTOFILE = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
+SCRIPT = (PROJECT_ROOT / "deploy" / "containerize.sh").read_text()
+
+
+def test_the_bento_builds_on_the_base_image_the_containerize_script_makes():
+    suite = re.search(r"^DEBIAN_SUITE=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
+    uv = re.search(r"^UV_VERSION=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
+    assert BENTOFILE["docker"]["base_image"] == f"localhost/inference-base:{suite}-py3.11-uv{uv}"
+    assert (PROJECT_ROOT / BENTOFILE["docker"]["dockerfile_template"]).is_file()
+
+
+def test_packages_are_not_locked_online_and_models_are_pinned_to_exact_versions():
+    assert BENTOFILE["python"]["lock_packages"] is False
+    assert all(re.fullmatch(r"[a-z_-]+:v\d+\.\d+\.\d+", tag) for tag in BENTOFILE["models"])
