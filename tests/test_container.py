@@ -114,7 +114,8 @@ def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image):
     cronjob = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "nightly.yaml").read_text())
     command = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
     pod = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "scorer-pod.yaml").read_text())
-    working_dir = pod["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["workingDir"]
+    container = pod["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    plain_env = [f"{item['name']}={item['value']}" for item in container["env"] if "value" in item]
     script = "python -m inference.batch generate --students 300 && " + " ".join(command).replace(
         "--mode incremental", "--mode full"
     )
@@ -123,9 +124,10 @@ def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image):
         "--rm",
         *RUN_LIKE_KUBERNETES,
         "--workdir",
-        working_dir,
+        container["workingDir"],
+        *(option for variable in plain_env for option in ("-e", variable)),
         "-e",
-        "DATABASE_URL=sqlite:////tmp/batch.db",
+        "DATABASE_URL=sqlite:////tmp/batch.db",  # the Secret's value in Kubernetes
         image,
         "sh",
         "-c",
