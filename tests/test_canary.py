@@ -1,0 +1,173 @@
+"""Stable and canary side by side for real: two Bentos (skills v1.0.0 and v1.1.0) served by `bentoml serve` behind
+Debian's nginx, driven by `python -m deploy.canary`: the observed split follows the weight, the version answering
+is the side's own, and shifting the weight, rolling back and promoting under load fail no request."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.utils.requests import student_items
+from tests.utils.servers import BENTOML, PROJECT_ROOT
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+STABLE_BENTO, CANARY_BENTO = "inference:0.8.0-stable", "inference:0.9.0-canary"
+ITEMS = student_items(200, seed=77)
+
+
+def build_bento(tag: str, *, skills_version: str, context: Path) -> str:
+    """A Bento of this project whose skill models are pinned to `skills_version` (the way a release changes them:
+    models.env and bentofile.yaml), built from a copy of the sources."""
+    shutil.copytree(PROJECT_ROOT / "inference", context / "inference", ignore=shutil.ignore_patterns("__pycache__"))
+    (context / "deploy").mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "containerfile.j2", context / "deploy")
+    shutil.copy(PROJECT_ROOT / "service.py", context)
+    models_env = (PROJECT_ROOT / "models.env").read_text()
+    bentofile = (PROJECT_ROOT / "bentofile.yaml").read_text()
+    pinned = models_env.split("INFERENCE_SKILLS_VERSION=")[1].split()[0]
+    (context / "models.env").write_text(
+        models_env.replace(f"INFERENCE_SKILLS_VERSION={pinned}", f"INFERENCE_SKILLS_VERSION={skills_version}")
+    )
+    (context / "bentofile.yaml").write_text(
+        "\n".join(
+            line.replace(f":{pinned}", f":{skills_version}") if '"skill-' in line else line
+            for line in bentofile.splitlines()
+        )
+    )
+    version = tag.split(":")[1]
+    subprocess.run([BENTOML, "build", "--version", version], cwd=context, check=True, capture_output=True)
+    return tag
+
+
+def canary(run_dir: Path, *args: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "deploy.canary", "--run-dir", str(run_dir), *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@pytest.fixture(scope="module")
+def split(trained_versions, text_reports, tmp_path_factory):
+    if shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is missing in CI: .ci/run must install it")
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    build_bento(STABLE_BENTO, skills_version="v1.0.0", context=tmp_path_factory.mktemp("stable-src"))
+    build_bento(CANARY_BENTO, skills_version="v1.1.0", context=tmp_path_factory.mktemp("canary-src"))
+    run_dir = tmp_path_factory.mktemp("canary-run")
+    output = canary(run_dir, "start", "--stable", STABLE_BENTO, "--canary", CANARY_BENTO, "--weight", "10")
+    url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", output).group(1)
+    try:
+        yield run_dir, url
+    finally:
+        subprocess.run([sys.executable, "-m", "deploy.canary", "--run-dir", str(run_dir), "stop"], cwd=PROJECT_ROOT)
+
+
+# A kept-alive connection that nginx closes while reloading (the old worker closes it when idle) can meet a request
+# the client sent at that moment: nothing was processed, and a client retries such a request once on a new
+# connection, as HTTP clients do. Anything else, or a second failure, is a failed request.
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError)
+
+
+def send(
+    client: httpx.Client, index: int, headers: dict[str, str] | None = None, retried: list[int] | None = None
+) -> tuple[str, str]:
+    request = {"json": ITEMS[index % len(ITEMS)], "headers": headers or {}}
+    try:
+        response = client.post("/api/v1/skills/infer", **request)
+    except STALE_CONNECTION:
+        if retried is not None:
+            retried.append(index)
+        response = client.post("/api/v1/skills/infer", **request)
+    response.raise_for_status()
+    return response.headers["X-Served-By"], response.json()["model_version"]
+
+
+def observe(url: str, count: int) -> Counter[tuple[str, str]]:
+    with httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+        return Counter(pool.map(lambda index: send(client, index), range(count)))
+
+
+class Background:
+    """Requests sent without pause from 4 threads while the split changes; every failure is kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop, self.failures, self.sent = url, threading.Event(), [], 0
+        self.retried: list[int] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop) for _ in range(4)]
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            index = 0
+            while not self.stop.is_set():
+                index += 1
+                try:
+                    send(client, index, retried=self.retried)
+                except httpx.HTTPError as err:
+                    with self.lock:
+                        self.failures.append(repr(err))
+                with self.lock:
+                    self.sent += 1
+
+    def __enter__(self) -> Background:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def test_the_observed_split_follows_the_weight_and_each_side_answers_with_its_own_version(split):
+    run_dir, url = split
+    seen = observe(url, 1000)
+    assert set(seen) == {("stable", "v1.0.0"), ("canary", "v1.1.0")}, seen
+    canary_share = seen["canary", "v1.1.0"] / 1000
+    assert 0.06 <= canary_share <= 0.14, seen  # 10% +- 4.2 standard deviations of a binomial of 1000
+    with httpx.Client(base_url=url, timeout=30) as client:
+        forced = {send(client, index, {"X-Canary": "always"}) for index in range(20)}
+        pinned = {send(client, index, {"X-Canary": "never"}) for index in range(20)}
+    assert forced == {("canary", "v1.1.0")} and pinned == {("stable", "v1.0.0")}
+    assert "canary inference:0.9.0-canary 10%" in canary(run_dir, "status")
+
+
+def test_shifting_to_50_and_rolling_back_under_load_fails_no_request(split):
+    run_dir, url = split
+    with Background(url) as load:
+        canary(run_dir, "set-weight", "50")
+        at_half = observe(url, 1000)
+        canary(run_dir, "rollback")
+        after_rollback = observe(url, 300)
+        canary(run_dir, "set-weight", "10")
+    assert load.failures == [] and load.sent > 500, (load.failures[:5], load.sent)
+    print(f"{load.sent} requests during the changes, {len(load.retried)} retried on a connection nginx closed")
+    assert 0.42 <= at_half["canary", "v1.1.0"] / 1000 <= 0.58, at_half  # 50% +- 5 standard deviations
+    assert set(after_rollback) == {("stable", "v1.0.0")}
+
+
+def test_promoting_makes_the_canary_version_stable_without_a_failed_request(split):
+    run_dir, url = split
+    with Background(url) as load:
+        output = canary(run_dir, "promote")
+    assert load.failures == [], load.failures[:5]
+    assert "promoted: stable inference:0.9.0-canary 100%" in output
+    assert set(observe(url, 200)) == {("stable", "v1.1.0")}
