@@ -169,5 +169,6 @@ def test_promoting_makes_the_canary_version_stable_without_a_failed_request(spli
     with Background(url) as load:
         output = canary(run_dir, "promote")
     assert load.failures == [], load.failures[:5]
+    print(f"{load.sent} requests during the promotion, {len(load.retried)} retried on a connection nginx closed")
     assert "promoted: stable inference:0.9.0-canary 100%" in output
     assert set(observe(url, 200)) == {("stable", "v1.1.0")}
