@@ -17,7 +17,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
+from inference import routes
 from inference.errors import InferenceError
+from inference.routes import (
+    CLASSIFY_BATCH_ROUTE,
+    CLASSIFY_ROUTE,
+    ENSEMBLE_ROUTE,
+    RATINGS_ROUTE,
+    SKILLS_BATCH_ROUTE,
+    SKILLS_INFER_ROUTE,
+    TEXTPAIR_ROUTE,
+)
 from inference.schemas import (
     FamilyModels,
     HealthResponse,
@@ -45,15 +55,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("inference")
 
-SKILLS_INFER_ROUTE = "/api/v1/skills/infer"
-SKILLS_BATCH_ROUTE = "/api/v1/skills/infer/batch"
-CLASSIFY_ROUTE = "/api/classify"
-CLASSIFY_BATCH_ROUTE = "/api/classify/batch"
-ENSEMBLE_ROUTE = "/api/v2/classify/ensemble"
-TEXTPAIR_ROUTE = "/predict"
-RATINGS_ROUTE = "/api/v1/monitoring/ratings"
-PREFERENCE_HEADER = "x-model-preference"
-VERSION_HEADER = "x-model-variant"
+# Starlette's headers are matched in lower case.
+PREFERENCE_HEADER = routes.PREFERENCE_HEADER.lower()
+VERSION_HEADER = routes.VERSION_HEADER.lower()
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
 SCORING_ROUTES = [SKILLS_INFER_ROUTE, CLASSIFY_ROUTE, "/api/v2/classify", TEXTPAIR_ROUTE]
 
@@ -194,10 +198,10 @@ def _admin_routes() -> list[Route]:
 # Routes outside BentoML's @api (which are POST only): reads, and the admin API.
 extra_routes = Starlette(
     routes=[
-        Route("/api/v1/skills/models", list_skill_models, methods=["GET"]),
-        Route("/api/v1/models", list_models, methods=["GET"]),
+        Route(routes.SKILLS_MODELS_ROUTE, list_skill_models, methods=["GET"]),
+        Route(routes.MODELS_ROUTE, list_models, methods=["GET"]),
         Route("/model_info", textpair_model_info, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
+        Route(routes.HEALTH_ROUTE, health, methods=["GET"]),
         Route("/api/v1/monitoring/drift", drift, methods=["GET"]),
         Route("/api/v1/monitoring/correlation", correlation, methods=["GET"]),
         Route("/dashboard", dashboard, methods=["GET"]),

@@ -22,6 +22,7 @@ from inference.faults import FaultInjector
 from inference.intent_catalogue import CLASSIC, ENSEMBLE, VARIANTS
 from inference.logs import LOGGER_NAME, EveryInterval
 from inference.metrics import Metrics, NoMetrics
+from inference.routes import PREFERENCE_HEADER
 from inference.routing import choose_variant
 from inference.schemas import ErrorDetail, IntentBatchResponse, IntentFailure, IntentResult, VerticalScore
 from inference.text_artifacts import TextModel
@@ -30,7 +31,6 @@ from inference.texts import check_text
 logger = logging.getLogger(LOGGER_NAME)
 
 DEFAULT_VARIANT = "default"  # the `variant` of an answer no model gave
-PREFERENCE_HEADER = "X-Model-Preference"
 
 
 @dataclass(frozen=True)

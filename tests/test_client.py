@@ -1,0 +1,186 @@
+"""The Python clients against a real server: typed results for every family, 4xx never retried, connections
+dropped by a proxy retried, timeouts against a deliberately slow server, an unreachable port, the intent
+fallback, and client-side batching of concurrent single calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from inference.client import (
+    CLIENT_DEFAULT_VARIANT,
+    AsyncInferenceClient,
+    InferenceClient,
+    IntentFallback,
+    RequestRejected,
+    RetryPolicy,
+    ServiceTimeout,
+    ServiceUnavailable,
+)
+from inference.schemas import (
+    IntentResult,
+    SkillInferenceFailure,
+    SkillInferenceResult,
+    TextPairResult,
+)
+from tests.utils.proxy import dropping_proxy
+from tests.utils.requests import student_items
+from tests.utils.servers import free_port, start_server
+from tests.utils.stub_http import scripted_server
+
+pytestmark = pytest.mark.server
+
+FAST_RETRY = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05)
+ITEMS = student_items(60, seed=91)
+SLOW_MS = 1500
+
+
+@pytest.fixture(scope="module")
+def slow_server(session_dir, text_reports):
+    """Intent and text pair, each model call delayed by 1.5 s."""
+    faults = {"intent-classic": f"delay_ms={SLOW_MS}", "intent-ensemble": f"delay_ms={SLOW_MS}"}
+    faults["textpair"] = f"delay_ms={SLOW_MS}"
+    env = {"INFERENCE_FAMILIES": '["intent", "textpair"]', "INFERENCE_INJECT_FAULTS": json.dumps(faults)}
+    with start_server(session_dir / "logs-slow", env=env) as running:
+        yield running
+
+
+class CountingTransport(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return super().handle_request(request)
+
+
+def test_every_family_answers_with_the_services_own_models(server):
+    with InferenceClient(server.url) as client:
+        item = ITEMS[0]
+        skill = client.infer_skill(item["student_id"], item["skill"], item["features"])
+        assert isinstance(skill, SkillInferenceResult) and 0 <= skill.score <= 1 and skill.model_version == "v1.0.0"
+        raw = httpx.post(server.url + "/api/v1/skills/infer", json=item).json()
+        assert skill.model_dump() == {**raw, "cached": skill.cached}
+        batch = client.infer_skills([*ITEMS[:3], {**ITEMS[3], "skill": "teamwork"}])
+        assert (batch.succeeded, batch.failed) == (3, 1)
+        assert isinstance(batch.results[3], SkillInferenceFailure) and batch.results[3].error.code == "unknown_skill"
+        intent = client.classify("dentist near me", variant="ensemble")
+        assert isinstance(intent, IntentResult) and intent.variant == "ensemble" and not intent.fallback
+        assert client.classify_ensemble("chase login").variant == "ensemble"
+        texts = client.classify_batch(["chase login", "   "], variant="classic")
+        assert (texts.succeeded, texts.failed) == (1, 1)
+        pair = client.predict_pair("the doctor fixed the car", "the physician repaired the car")
+        assert isinstance(pair, TextPairResult) and pair.prediction in (0, 1)
+        assert {family.family for family in client.models().families} == {"skills", "intent", "textpair"}
+        assert len(client.skill_models().models) == 7
+        assert client.health().status == "ok"
+
+
+def test_a_client_mistake_raises_request_rejected_naming_the_field_and_is_never_retried(server):
+    with InferenceClient(server.url) as client, pytest.raises(RequestRejected) as rejected:
+        client.infer_skill("s-1", "creativity", {"novel_idea_count": "lots"})
+    assert rejected.value.status == 400 and rejected.value.code == "invalid_feature_value"
+    assert "features.novel_idea_count" in rejected.value.message
+    body = {"error": "features.x: bad", "code": "invalid_feature_value"}
+    with scripted_server([(400, body), (200, {})]) as stub, InferenceClient(stub.url, retry=FAST_RETRY) as client:
+        with pytest.raises(RequestRejected):
+            client.infer_skill("s-1", "creativity", {"x": 1})
+        assert stub.calls == 1
+
+
+def test_502_503_504_are_retried_with_backoff_and_then_reported(server):
+    answer = httpx.post(server.url + "/api/v1/skills/infer", json=ITEMS[0]).json()
+    busy = [(503, {"error": "busy", "code": "models_not_ready"}), (502, {}), (504, {})]
+    with scripted_server([*busy, (200, answer)]) as stub, InferenceClient(stub.url, retry=FAST_RETRY) as client:
+        item = ITEMS[0]
+        assert client.infer_skill(item["student_id"], item["skill"], item["features"]).score == answer["score"]
+        assert stub.calls == 4
+    with scripted_server([(503, {"error": "busy", "code": "models_not_ready"})]) as stub:
+        with InferenceClient(stub.url, retry=FAST_RETRY) as client, pytest.raises(ServiceUnavailable) as failed:
+            client.infer_skill("s-1", "creativity", {"novel_idea_count": 1})
+        assert stub.calls == 4 and "503 models_not_ready" in str(failed.value)
+
+
+def test_a_dropped_connection_is_retried_through_a_proxy_to_the_real_server(server):
+    port = urlparse(server.url).port
+    with dropping_proxy(port, drop_first=2) as proxy, InferenceClient(proxy_url(proxy), retry=FAST_RETRY) as client:
+        item = ITEMS[1]
+        result = client.infer_skill(item["student_id"], item["skill"], item["features"])
+        assert result.student_id == item["student_id"] and proxy.accepted == 3
+    with dropping_proxy(port, drop_first=10) as proxy, InferenceClient(proxy_url(proxy), retry=FAST_RETRY) as client:
+        with pytest.raises(ServiceUnavailable, match="after 4 attempts"):
+            client.predict_pair("a", "b")
+        assert proxy.accepted == 4
+
+
+def proxy_url(proxy) -> str:
+    return f"http://127.0.0.1:{proxy.port}"
+
+
+def test_a_slow_endpoint_times_out_quickly_with_a_clear_error_and_is_not_retried(slow_server):
+    with InferenceClient(slow_server.url, retry=FAST_RETRY) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeout):
+            client.predict_pair("a cat", "a dog", timeout_s=0.3)
+        assert time.monotonic() - started < 1.0  # one attempt, not four
+        assert client.predict_pair("a cat", "a dog", timeout_s=5).prediction in (0, 1)  # the default is patient
+
+
+def test_intent_falls_back_to_the_configured_answer_when_slow_or_unreachable(slow_server):
+    fallback = IntentFallback("navigational")
+    with InferenceClient(slow_server.url, intent_fallback=fallback, retry=FAST_RETRY) as client:
+        answer = client.classify("dentist near me", timeout_s=0.3)
+        assert (answer.intent, answer.fallback, answer.variant) == ("navigational", True, CLIENT_DEFAULT_VARIANT)
+        batch = client.classify_batch(["a", "b"], timeout_s=0.3)
+        assert [result.variant for result in batch.results] == [CLIENT_DEFAULT_VARIANT] * 2
+    closed = f"http://127.0.0.1:{free_port()}"
+    with InferenceClient(closed, intent_fallback=fallback, retry=FAST_RETRY) as client:
+        assert client.classify("dentist near me").fallback is True
+        with pytest.raises(ServiceUnavailable, match="ConnectError"):  # skills have no made-up answer
+            client.infer_skill("s-1", "creativity", {"novel_idea_count": 2})
+    with InferenceClient(closed, retry=FAST_RETRY) as client, pytest.raises(ServiceUnavailable):
+        client.classify("dentist near me")  # no fallback configured: the error
+
+
+def test_concurrent_single_calls_travel_as_few_batch_requests_with_the_same_answers(server):
+    with InferenceClient(server.url) as plain:
+        expected = [plain.infer_skill(i["student_id"], i["skill"], i["features"]).score for i in ITEMS]
+    transport = CountingTransport()
+    with (
+        InferenceClient(server.url, batch_window_ms=20, transport=transport) as client,
+        ThreadPoolExecutor(len(ITEMS)) as pool,
+    ):
+        scores = list(pool.map(lambda i: client.infer_skill(i["student_id"], i["skill"], i["features"]).score, ITEMS))
+        with pytest.raises(RequestRejected, match="unknown_skill"):  # a bad item fails alone, as a single call
+            client.infer_skill("s-1", "teamwork", {"x": 1})
+        intents = list(pool.map(lambda text: client.classify(text, variant="classic").intent, ["chase login"] * 20))
+    assert scores == pytest.approx(expected, abs=1e-12)
+    assert transport.requests <= 10, transport.requests  # 60 + 1 + 20 calls
+    assert set(intents) == {"navigational"}
+
+
+def test_the_async_client_answers_batches_concurrent_calls_and_falls_back(server):
+    async def scenario() -> None:
+        async with AsyncInferenceClient(server.url, batch_window_ms=10) as client:
+            results = await asyncio.gather(
+                *(client.infer_skill(i["student_id"], i["skill"], i["features"]) for i in ITEMS)
+            )
+            assert [result.student_id for result in results] == [i["student_id"] for i in ITEMS]
+            assert (await client.classify("dentist near me", variant="classic")).intent == "local"
+            assert (await client.predict_pair("a", "a")).prediction in (0, 1)
+            with pytest.raises(RequestRejected):
+                await client.infer_skill("s-1", "creativity", {"novel_idea_count": "lots"})
+        closed = f"http://127.0.0.1:{free_port()}"
+        async with AsyncInferenceClient(closed, intent_fallback=IntentFallback(), retry=FAST_RETRY) as client:
+            assert (await client.classify("x")).variant == CLIENT_DEFAULT_VARIANT
+            with pytest.raises(ServiceUnavailable):
+                await client.infer_skill("s-1", "creativity", {"novel_idea_count": 2})
+
+    asyncio.run(scenario())
