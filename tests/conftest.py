@@ -105,3 +105,19 @@ def postgres_url() -> Iterator[str]:
 
     with throwaway_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def slow_server(session_dir: Path, text_reports: dict) -> Iterator[RunningServer]:
+    """Intent and text pair only, every model call delayed by 1.5 s and no result cache: a deliberately slow service for the
+    clients' timeout and fallback tests."""
+    import json
+
+    faults = dict.fromkeys(("intent-classic", "intent-ensemble", "textpair"), "delay_ms=1500")
+    env = {
+        "INFERENCE_FAMILIES": '["intent", "textpair"]',
+        "INFERENCE_INJECT_FAULTS": json.dumps(faults),
+        "CACHE_URL": "none://",
+    }
+    with start_server(session_dir / "logs-slow", env=env) as running:
+        yield running

@@ -5,7 +5,6 @@ fallback, and client-side batching of concurrent single calls."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
@@ -31,24 +30,13 @@ from inference.schemas import (
 )
 from tests.utils.proxy import dropping_proxy
 from tests.utils.requests import student_items
-from tests.utils.servers import free_port, start_server
+from tests.utils.servers import free_port
 from tests.utils.stub_http import scripted_server
 
 pytestmark = pytest.mark.server
 
 FAST_RETRY = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05)
 ITEMS = student_items(60, seed=91)
-SLOW_MS = 1500
-
-
-@pytest.fixture(scope="module")
-def slow_server(session_dir, text_reports):
-    """Intent and text pair, each model call delayed by 1.5 s."""
-    faults = {"intent-classic": f"delay_ms={SLOW_MS}", "intent-ensemble": f"delay_ms={SLOW_MS}"}
-    faults["textpair"] = f"delay_ms={SLOW_MS}"
-    env = {"INFERENCE_FAMILIES": '["intent", "textpair"]', "INFERENCE_INJECT_FAULTS": json.dumps(faults)}
-    with start_server(session_dir / "logs-slow", env=env) as running:
-        yield running
 
 
 class CountingTransport(httpx.HTTPTransport):

@@ -1,0 +1,401 @@
+#include "classification/IntentPredictor.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+#include <utility>
+
+namespace classification {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kClassifyPath = "/api/classify";
+constexpr const char* kClassifyBatchPath = "/api/classify/batch";
+constexpr const char* kPreferenceHeader = "X-Model-Preference";
+constexpr const char* kClientDefaultVariant = "client_default";
+
+IntentPrediction client_fallback(const std::string& intent) {
+    IntentPrediction prediction;
+    prediction.intent = intent;
+    prediction.variant = kClientDefaultVariant;
+    prediction.fallback = true;
+    prediction.from_client_fallback = true;
+    return prediction;
+}
+
+std::size_t append_body(char* data, std::size_t size, std::size_t count, void* target) {
+    static_cast<std::string*>(target)->append(data, size * count);
+    return size * count;
+}
+
+// A pool of curl easy handles: a handle keeps its connection open between requests, so reusing handles
+// reuses connections. curl_easy_reset() between requests clears the options but keeps the connection.
+class CurlTransport : public HttpTransport {
+public:
+    explicit CurlTransport(const ClientConfig& config) : config_(config) {
+        static std::once_flag global_init;
+        std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+        if (config.pool_size == 0) throw std::invalid_argument("pool_size: expected at least 1");
+        for (std::size_t i = 0; i < config.pool_size; ++i) {
+            CURL* handle = curl_easy_init();
+            if (handle == nullptr) throw std::runtime_error("curl_easy_init failed");
+            idle_.push_back(handle);
+        }
+    }
+
+    ~CurlTransport() override {
+        for (CURL* handle : idle_) curl_easy_cleanup(handle);
+    }
+
+    HttpResult post(const std::string& path, const std::string& json_body,
+                    const std::map<std::string, std::string>& headers) override {
+        CURL* handle = acquire();
+        HttpResult result;
+        curl_slist* header_list = curl_slist_append(nullptr, "Content-Type: application/json");
+        for (const auto& [name, value] : headers) {
+            header_list = curl_slist_append(header_list, (name + ": " + value).c_str());
+        }
+        const std::string url = config_.base_url + path;
+        curl_easy_reset(handle);
+        curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(handle, CURLOPT_POST, 1L);
+        curl_easy_setopt(handle, CURLOPT_POSTFIELDS, json_body.c_str());
+        curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE, static_cast<long>(json_body.size()));
+        curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header_list);
+        curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, append_body);
+        curl_easy_setopt(handle, CURLOPT_WRITEDATA, &result.body);
+        curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
+        curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.total_timeout.count()));
+        curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);  // timeouts without signals: required with threads
+        curl_easy_setopt(handle, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(handle, CURLOPT_TCP_KEEPALIVE, 1L);
+        const CURLcode code = curl_easy_perform(handle);
+        if (code == CURLE_OK) {
+            curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &result.status);
+        } else {
+            result.transport_error = static_cast<int>(code);
+            result.transport_message = curl_easy_strerror(code);
+            result.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+        }
+        curl_slist_free_all(header_list);
+        release(handle);
+        return result;
+    }
+
+private:
+    CURL* acquire() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        available_.wait(lock, [this] { return !idle_.empty(); });
+        CURL* handle = idle_.back();
+        idle_.pop_back();
+        return handle;
+    }
+
+    void release(CURL* handle) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            idle_.push_back(handle);
+        }
+        available_.notify_one();
+    }
+
+    ClientConfig config_;
+    std::mutex mutex_;
+    std::condition_variable available_;
+    std::vector<CURL*> idle_;
+};
+
+}  // namespace
+
+RequestRejected::RequestRejected(long status, std::string code, const std::string& message)
+    : std::runtime_error(std::to_string(status) + " " + code + ": " + message), status_(status), code_(std::move(code)) {}
+
+ServiceUnavailable::ServiceUnavailable(const std::string& what, bool timed_out)
+    : std::runtime_error(what), timed_out_(timed_out) {}
+
+std::unique_ptr<HttpTransport> make_curl_transport(const ClientConfig& config) {
+    return std::make_unique<CurlTransport>(config);
+}
+
+namespace detail {
+
+IntentPrediction parse_prediction_value(const json& value);
+
+IntentPrediction parse_prediction(const std::string& json_object) {
+    return parse_prediction_value(json::parse(json_object));
+}
+
+IntentPrediction parse_prediction_value(const json& value) {
+    IntentPrediction prediction;
+    prediction.intent = value.at("intent").get<std::string>();
+    prediction.confidence = value.at("confidence").get<double>();
+    for (const auto& vertical : value.at("verticals")) {
+        prediction.verticals.push_back({vertical.at("vertical").get<std::string>(), vertical.at("score").get<double>()});
+    }
+    prediction.variant = value.at("variant").get<std::string>();
+    if (value.contains("model_version") && !value.at("model_version").is_null()) {
+        prediction.model_version = value.at("model_version").get<std::string>();
+    }
+    prediction.fallback = value.value("fallback", false);
+    prediction.cached = value.value("cached", false);
+    return prediction;
+}
+
+std::vector<BatchOutcome> parse_batch(const std::string& json_body, std::size_t expected) {
+    const json body = json::parse(json_body);
+    const json& results = body.at("results");
+    if (results.size() != expected) {
+        throw std::runtime_error("batch answer holds " + std::to_string(results.size()) + " results for " +
+                                 std::to_string(expected) + " texts");
+    }
+    std::vector<BatchOutcome> outcomes;
+    outcomes.reserve(results.size());
+    for (const auto& result : results) {
+        BatchOutcome outcome;
+        if (result.contains("error")) {
+            outcome.error_code = result.at("error").value("code", "invalid_request");
+            outcome.error_message = result.at("error").value("message", "");
+        } else {
+            outcome.prediction = parse_prediction_value(result);
+        }
+        outcomes.push_back(std::move(outcome));
+    }
+    return outcomes;
+}
+
+std::pair<std::string, std::string> parse_error(const std::string& body) {
+    // The service's shape is {"error": message, "code": code}; BentoML's own 4xx may be a list of those.
+    const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    const json* error = &parsed;
+    if (parsed.is_array() && !parsed.empty()) error = &parsed.front();
+    if (error->is_object()) {
+        const std::string message = error->contains("error") && (*error)["error"].is_string()
+                                        ? (*error)["error"].get<std::string>()
+                                        : error->dump();
+        return {error->value("code", std::string("invalid_request")), message};
+    }
+    return {"http_error", body.substr(0, 500)};
+}
+
+bool is_retryable(const HttpResult& result) {
+    if (result.transport_error != 0) {
+        switch (static_cast<CURLcode>(result.transport_error)) {
+            case CURLE_COULDNT_CONNECT:
+            case CURLE_COULDNT_RESOLVE_HOST:
+            case CURLE_SEND_ERROR:
+            case CURLE_RECV_ERROR:
+            case CURLE_GOT_NOTHING:  // a kept-alive connection closed as the request went out: not processed
+                return true;
+            default:
+                return false;  // a timeout among them: the time is spent
+        }
+    }
+    return result.status == 502 || result.status == 503 || result.status == 504;
+}
+
+std::chrono::milliseconds backoff_limit(const ClientConfig& config, int retry) {
+    const auto doubled = config.retry_backoff * (1LL << std::min(retry, 20));
+    return std::min<std::chrono::milliseconds>(doubled, config.max_retry_backoff);
+}
+
+std::string request_body(const std::string& text, const std::optional<std::string>& user_id) {
+    json body = {{"text", text}};
+    if (user_id) body["user_id"] = *user_id;
+    return body.dump();
+}
+
+std::string batch_body(const std::vector<std::string>& texts, const std::optional<std::string>& user_id) {
+    json body = {{"texts", texts}};
+    if (user_id) body["user_id"] = *user_id;
+    return body.dump();
+}
+
+}  // namespace detail
+
+class IntentPredictor::Impl {
+public:
+    Impl(ClientConfig config, std::unique_ptr<HttpTransport> transport)
+        : config_(std::move(config)), transport_(std::move(transport)) {
+        if (config_.max_retries < 0) throw std::invalid_argument("max_retries: expected 0 or more");
+        if (config_.max_batch_size == 0) throw std::invalid_argument("max_batch_size: expected at least 1");
+        if (config_.variant) headers_[kPreferenceHeader] = *config_.variant;
+        if (config_.batch_window.count() > 0) collector_ = std::thread([this] { collect(); });
+    }
+
+    ~Impl() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        if (collector_.joinable()) collector_.join();
+    }
+
+    IntentPrediction predict(const std::string& text, const std::optional<std::string>& user_id) {
+        if (collector_.joinable() && !user_id) {
+            BatchOutcome outcome = submit(text).get();
+            if (!outcome.ok()) throw RequestRejected(400, outcome.error_code, outcome.error_message);
+            return *outcome.prediction;
+        }
+        try {
+            return detail::parse_prediction(send(kClassifyPath, detail::request_body(text, user_id)).body);
+        } catch (const ServiceUnavailable&) {
+            if (!config_.default_intent) throw;
+            ++stats_fallbacks_;
+            return client_fallback(*config_.default_intent);
+        }
+    }
+
+    std::vector<BatchOutcome> predict_batch(const std::vector<std::string>& texts,
+                                            const std::optional<std::string>& user_id) {
+        if (texts.empty()) return {};
+        try {
+            return detail::parse_batch(send(kClassifyBatchPath, detail::batch_body(texts, user_id)).body, texts.size());
+        } catch (const ServiceUnavailable&) {
+            if (!config_.default_intent) throw;
+            stats_fallbacks_ += texts.size();
+            return std::vector<BatchOutcome>(texts.size(), BatchOutcome{client_fallback(*config_.default_intent), "", ""});
+        }
+    }
+
+    ClientStats stats() const {
+        return {stats_requests_.load(), stats_retries_.load(), stats_fallbacks_.load(), stats_batches_.load()};
+    }
+
+    const ClientConfig& config() const { return config_; }
+
+private:
+    // One call: retried while the failure is worth another attempt; a 4xx throws RequestRejected at once, any
+    // other failure ServiceUnavailable.
+    HttpResult send(const std::string& path, const std::string& body) {
+        for (int attempt = 0;; ++attempt) {
+            ++stats_requests_;
+            HttpResult result = transport_->post(path, body, headers_);
+            if (result.transport_error == 0 && result.status < 400) return result;
+            if (detail::is_retryable(result) && attempt < config_.max_retries) {
+                ++stats_retries_;
+                std::this_thread::sleep_for(jitter(attempt));
+                continue;
+            }
+            if (result.transport_error == 0 && result.status < 500) {
+                auto [code, message] = detail::parse_error(result.body);
+                throw RequestRejected(result.status, code, message);
+            }
+            const std::string what = result.transport_error != 0
+                                         ? result.transport_message
+                                         : "HTTP " + std::to_string(result.status) + ": " + result.body.substr(0, 300);
+            throw ServiceUnavailable(what + " (after " + std::to_string(attempt + 1) + " attempts)", result.timed_out);
+        }
+    }
+
+    std::chrono::milliseconds jitter(int retry) {
+        thread_local std::mt19937_64 random{std::random_device{}()};
+        const auto limit = detail::backoff_limit(config_, retry).count();
+        std::uniform_int_distribution<long long> uniform(0, std::max<long long>(limit, 0));
+        return std::chrono::milliseconds(uniform(random));
+    }
+
+    // --- client-side batching: a collector thread turns predict() calls into batch requests
+
+    std::future<BatchOutcome> submit(const std::string& text) {
+        std::promise<BatchOutcome> promise;
+        std::future<BatchOutcome> future = promise.get_future();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            pending_.emplace_back(text, std::move(promise));
+        }
+        wake_.notify_all();
+        return future;
+    }
+
+    void collect() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (true) {
+            wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+            if (pending_.empty()) return;  // stopping, nothing left
+            if (!stopping_) {  // the first text waits up to the window for company
+                wake_.wait_for(lock, config_.batch_window, [this] { return stopping_ || pending_.size() >= config_.max_batch_size; });
+            }
+            const std::size_t count = std::min(pending_.size(), config_.max_batch_size);
+            std::vector<std::pair<std::string, std::promise<BatchOutcome>>> batch;
+            for (std::size_t i = 0; i < count; ++i) {
+                batch.push_back(std::move(pending_.front()));
+                pending_.pop_front();
+            }
+            lock.unlock();
+            deliver(batch);
+            lock.lock();
+        }
+    }
+
+    void deliver(std::vector<std::pair<std::string, std::promise<BatchOutcome>>>& batch) {
+        std::vector<std::string> texts;
+        texts.reserve(batch.size());
+        for (const auto& item : batch) texts.push_back(item.first);
+        ++stats_batches_;
+        try {
+            std::vector<BatchOutcome> outcomes = predict_batch(texts, std::nullopt);
+            for (std::size_t i = 0; i < batch.size(); ++i) batch[i].second.set_value(std::move(outcomes[i]));
+        } catch (...) {
+            for (auto& item : batch) item.second.set_exception(std::current_exception());
+        }
+    }
+
+    ClientConfig config_;
+    std::unique_ptr<HttpTransport> transport_;
+    std::map<std::string, std::string> headers_;
+    std::atomic<std::uint64_t> stats_requests_{0};
+    std::atomic<std::uint64_t> stats_retries_{0};
+    std::atomic<std::uint64_t> stats_fallbacks_{0};
+    std::atomic<std::uint64_t> stats_batches_{0};
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<std::pair<std::string, std::promise<BatchOutcome>>> pending_;
+    bool stopping_ = false;
+    std::thread collector_;
+};
+
+namespace {
+ClientConfig normalized(ClientConfig config) {
+    while (!config.base_url.empty() && config.base_url.back() == '/') config.base_url.pop_back();
+    if (config.base_url.rfind("http://", 0) != 0 && config.base_url.rfind("https://", 0) != 0) {
+        throw std::invalid_argument("base_url: expected http://host:port or https://..., got '" + config.base_url + "'");
+    }
+    return config;
+}
+}  // namespace
+
+IntentPredictor::IntentPredictor(ClientConfig config) : IntentPredictor(normalized(config), nullptr) {}
+
+IntentPredictor::IntentPredictor(ClientConfig config, std::unique_ptr<HttpTransport> transport) {
+    config = normalized(std::move(config));
+    if (!transport) transport = make_curl_transport(config);
+    impl_ = std::make_unique<Impl>(std::move(config), std::move(transport));
+}
+
+IntentPredictor::~IntentPredictor() = default;
+
+IntentPrediction IntentPredictor::predict(const std::string& text, const std::optional<std::string>& user_id) {
+    return impl_->predict(text, user_id);
+}
+
+std::vector<BatchOutcome> IntentPredictor::predict_batch(const std::vector<std::string>& texts,
+                                                         const std::optional<std::string>& user_id) {
+    return impl_->predict_batch(texts, user_id);
+}
+
+ClientStats IntentPredictor::stats() const { return impl_->stats(); }
+
+const ClientConfig& IntentPredictor::config() const { return impl_->config(); }
+
+}  // namespace classification
