@@ -29,6 +29,7 @@ from train.intent import IntentTrainingParams, train_intent  # noqa: E402
 from train.skills import SkillTrainingParams, train_skills  # noqa: E402
 from train.textpair import TextPairTrainingParams, train_textpair  # noqa: E402
 
+CPP_HEADERS = ("/usr/include/nlohmann/json.hpp", "/usr/include/x86_64-linux-gnu/curl/curl.h")
 STABLE = "v1.0.0"
 CANDIDATE = "v1.1.0"
 # The stable version is the demo model `make serve` trains (so README examples match); the candidate differs.
@@ -121,3 +122,27 @@ def slow_server(session_dir: Path, text_reports: dict) -> Iterator[RunningServer
     }
     with start_server(session_dir / "logs-slow", env=env) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def cpp_build(session_dir: Path) -> Path:
+    """The C++ client, its tests and benchmark, built with CMake once per session."""
+    import shutil
+    import subprocess
+
+    from tests.utils.servers import PROJECT_ROOT
+
+    missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
+    missing += [header for header in CPP_HEADERS if not Path(header).exists()]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"missing in CI: {missing}; .ci/run must install them")
+        pytest.skip(
+            f"missing {missing} (apt-get install cmake g++ libcurl4-openssl-dev nlohmann-json3-dev libgtest-dev)"
+        )
+    build = session_dir / "cpp-build"
+    configure = ["cmake", "-S", str(PROJECT_ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"]
+    subprocess.run(configure, check=True, capture_output=True, text=True)
+    compiled = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stdout[-4000:] + compiled.stderr[-4000:]
+    return build
