@@ -5,20 +5,22 @@
     python -m deploy.canary rollback             # everything back to stable (weight 0)
     python -m deploy.canary promote              # the canary's Bento becomes stable, then weight 0
     python -m deploy.canary status
-    python -m deploy.canary stop
+    python -m deploy.canary stop                 # also cleans up after a crash
 
-Each version is a Bento served by its own `bentoml serve` process on a free loopback port; nginx listens on
---port and picks the canary for the given share of requests at random (`split_clients`), or always for
-"X-Canary: always" ("never" pins a request to stable). Every answer says which side served it in the
-`X-Served-By` response header. Weight changes rewrite the configuration and `nginx -s reload`: nginx finishes the
-requests in flight on its old workers, so none is dropped. This is the same mechanism as the NGINX ingress
-canary of k8s/overlays/canary, for trying a version out before a cluster, and the state (ports, Bentos, weight)
-lives in --run-dir (default .canary/).
+Each version is a Bento served by its own `bentoml serve` process on a free loopback port, with a BentoML home of
+its own (sharing the model and Bento stores) so the two servers' metrics never mix; nginx listens on --port and
+picks the canary for the given share of requests at random (`split_clients`), or always for "X-Canary: always"
+("never" pins a request to stable). Every answer says which side served it in the `X-Served-By` response header.
+A weight change is refused when the side that would take traffic is not ready; it rewrites the configuration,
+checks it with `nginx -t`, reloads, and returns once the old nginx workers have finished their requests, so none
+is dropped. This is the mechanism of the NGINX ingress canary in k8s/overlays/canary, for trying a version out
+before a cluster; the state (ports, Bentos, processes, weight) lives in --run-dir (default .canary/).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -27,8 +29,9 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import suppress
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -38,11 +41,31 @@ DEFAULT_RUN_DIR = PROJECT_ROOT / ".canary"
 TRACKS = ("stable", "canary")
 
 
+class CanaryError(Exception):
+    """A command could not do what was asked; the message says why and what to do."""
+
+
 @dataclass
 class Backend:
     bento: str
     port: int
     pid: int
+    started: int  # the process's start time (clock ticks after boot): a reused pid is not this process
+    # BentoML's workers run in sessions of their own: when the server process is killed they live on, so they
+    # are recorded (pid, start time) to be stopped after a crash too.
+    workers: list[tuple[int, int]] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return process_start(self.pid) == self.started
+
+    def live_workers(self) -> list[int]:
+        return [pid for pid, started in self.workers if process_start(pid) == started]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 @dataclass
@@ -57,12 +80,26 @@ class State:
     def load(cls, run_dir: Path) -> State:
         path = run_dir / "state.json"
         if not path.exists():
-            raise SystemExit(f"no canary is running from {run_dir} (start one with `start`)")
+            raise CanaryError(f"no canary is running from {run_dir} (start one with `start`)")
         raw = json.loads(path.read_text())
-        return cls(raw["listen_port"], raw["weight"], Backend(**raw["stable"]), Backend(**raw["canary"]), raw["env"])
+        backends = {
+            track: Backend(**{**raw[track], "workers": [tuple(w) for w in raw[track]["workers"]]}) for track in TRACKS
+        }
+        return cls(raw["listen_port"], raw["weight"], backends["stable"], backends["canary"], raw["env"])
 
     def save(self, run_dir: Path) -> None:
-        (run_dir / "state.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path = run_dir / "state.json"
+        path.touch(mode=0o600)  # the environment may hold secrets
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of a live (not zombie) process, from /proc; None when there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def render_nginx_config(run_dir: Path, state: State) -> str:
@@ -78,16 +115,16 @@ def render_nginx_config(run_dir: Path, state: State) -> str:
     temp = run_dir / "nginx-temp"
     return f"""# Written by deploy/canary.py; changes are made with its commands.
 worker_processes 1;
-pid {run_dir}/nginx.pid;
-error_log {run_dir}/nginx-error.log warn;
+pid "{run_dir}/nginx.pid";
+error_log "{run_dir}/nginx-error.log" warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {run_dir}/nginx-access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
+    access_log "{run_dir}/nginx-access.log";
+    client_body_temp_path "{temp}/body";
+    proxy_temp_path "{temp}/proxy";
+    fastcgi_temp_path "{temp}/fastcgi";
+    uwsgi_temp_path "{temp}/uwsgi";
+    scgi_temp_path "{temp}/scgi";
     upstream stable {{ server 127.0.0.1:{state.stable.port}; keepalive 16; }}
     upstream canary {{ server 127.0.0.1:{state.canary.port}; keepalive 16; }}
     # canary weight {state.weight}
@@ -117,25 +154,72 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def nginx(run_dir: Path, *args: str) -> None:
+def nginx(run_dir: Path, *args: str, config: str = "nginx.conf") -> None:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    subprocess.run([binary, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), *args], check=True)
+    if not Path(binary).exists():
+        raise CanaryError("nginx is not installed (apt-get install nginx)")
+    run = subprocess.run(
+        [binary, "-p", str(run_dir), "-c", str(run_dir / config), *args], capture_output=True, text=True
+    )
+    if run.returncode != 0:
+        raise CanaryError(f"nginx {' '.join(args) or 'start'} failed: {run.stderr.strip()}")
+
+
+def nginx_master(run_dir: Path) -> int | None:
+    try:
+        pid = int((run_dir / "nginx.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if process_start(pid) is not None else None
+
+
+def nginx_workers(master: int) -> set[int]:
+    return set(children(master))
 
 
 def write_config(run_dir: Path, state: State) -> None:
-    config = render_nginx_config(run_dir, state)
-    (run_dir / "nginx.conf.new").write_text(config)
-    nginx_test = [shutil.which("nginx") or "/usr/sbin/nginx", "-t", "-q", "-p", str(run_dir)]
-    subprocess.run([*nginx_test, "-c", str(run_dir / "nginx.conf.new")], check=True)
+    (run_dir / "nginx.conf.new").write_text(render_nginx_config(run_dir, state))
+    nginx(run_dir, "-t", "-q", config="nginx.conf.new")  # checked before it replaces the running configuration
     (run_dir / "nginx.conf.new").replace(run_dir / "nginx.conf")
 
 
-def start_backend(run_dir: Path, track: str, bento: str, env: dict[str, str]) -> Backend:
+def reload_nginx(run_dir: Path, timeout: float = 60.0) -> None:
+    """`nginx -s reload` only signals the master; the old workers finish their requests in flight and exit later.
+    Wait for that, so that what follows (stopping a backend) cannot cut a request the old split still routes."""
+    master = nginx_master(run_dir)
+    if master is None:
+        raise CanaryError(f"nginx is not running from {run_dir}; `stop`, then `start` again")
+    before = nginx_workers(master)
+    nginx(run_dir, "-s", "reload")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = nginx_workers(master)
+        if workers and not workers & before:
+            return
+        time.sleep(0.05)
+    raise CanaryError(f"nginx did not finish reloading within {timeout:.0f} s (old workers {sorted(before)})")
+
+
+def backend_home(run_dir: Path, track: str, port: int) -> Path:
+    """A BentoML home of its own (BentoML keeps and wipes its Prometheus files there at every start), sharing
+    the Bento and model stores of the usual one."""
+    shared = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    home = run_dir / "homes" / f"{track}-{port}"
+    home.mkdir(parents=True, exist_ok=True)
+    for store in ("bentos", "models"):
+        (shared / store).mkdir(parents=True, exist_ok=True)
+        link = home / store
+        if not link.exists():
+            link.symlink_to(shared / store)
+    return home
+
+
+def start_backend(
+    run_dir: Path, track: str, bento: str, env: dict[str, str]
+) -> tuple[Backend, subprocess.Popen[bytes]]:
     port = free_port()
-    metrics_dir = run_dir / f"prometheus-{track}"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **env}
+    home = backend_home(run_dir, track, port)
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(home), **env}
     bentoml = Path(sys.executable).parent / "bentoml"
     with (run_dir / f"{track}.log").open("ab") as log:
         process = subprocess.Popen(
@@ -146,68 +230,92 @@ def start_backend(run_dir: Path, track: str, bento: str, env: dict[str, str]) ->
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Backend(bento, port, process.pid)
+    started = process_start(process.pid)
+    return Backend(bento, port, process.pid, started or 0), process
 
 
-def wait_ready(backend: Backend, track: str, run_dir: Path, timeout: float = 120.0) -> None:
+def wait_ready(
+    backend: Backend, track: str, run_dir: Path, process: subprocess.Popen[bytes] | None = None, timeout: float = 180
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{backend.port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if not alive(backend.pid):
+        if backend.ready():
+            backend.workers = [(pid, process_start(pid) or 0) for pid in children(backend.pid)]
+            return
+        exited = process.poll() is not None if process is not None else not backend.alive()
+        if exited:
             break
         time.sleep(0.5)
     log = (run_dir / f"{track}.log").read_text(errors="replace")[-3000:]
-    raise SystemExit(f"{track} ({backend.bento}) did not become ready on port {backend.port}:\n{log}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    raise CanaryError(f"{track} ({backend.bento}) did not become ready on port {backend.port}:\n{log}")
 
 
 def stop_backend(backend: Backend, timeout: float = 30.0) -> None:
-    if not alive(backend.pid):
-        return
-    os.killpg(backend.pid, signal.SIGTERM)  # graceful: in-flight requests finish
+    """SIGTERM to the server (it stops its workers after their requests in flight), SIGKILL after `timeout`;
+    workers left behind by a server that is gone get the same. Processes are matched by pid and start time."""
+    if backend.alive():
+        with suppress(ProcessLookupError):
+            os.kill(backend.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while backend.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with suppress(ChildProcessError):  # our child when started by this process: reap it
+                os.waitpid(backend.pid, os.WNOHANG)
+        if backend.alive():
+            with suppress(ProcessLookupError):
+                os.kill(backend.pid, signal.SIGKILL)
+    orphans = backend.live_workers()
+    for pid in orphans:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while alive(backend.pid) and time.monotonic() < deadline:
+    while backend.live_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
-        with suppress(ChildProcessError):  # our child when started by this process: reap it
-            os.waitpid(backend.pid, os.WNOHANG)
-    if alive(backend.pid):
-        os.killpg(backend.pid, signal.SIGKILL)
+    for pid in backend.live_workers():
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
     env = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--*-env: expected NAME=VALUE, got {pair!r}")
+            raise CanaryError(f"--*-env: expected NAME=VALUE, got {pair!r}")
         name, value = pair.split("=", 1)
         env[name] = value
     return env
 
 
+@contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """One command at a time per run directory: a promotion and a weight change must not interleave."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CanaryError(f"another deploy.canary command is running on {run_dir}") from None
+        yield
+
+
 def start(args: argparse.Namespace) -> None:
     run_dir: Path = args.run_dir
     if (run_dir / "state.json").exists():
-        raise SystemExit(f"a canary is already running from {run_dir}; `stop` it first")
-    run_dir.mkdir(parents=True, exist_ok=True)
+        raise CanaryError(f"a canary is already running from {run_dir}; `stop` it first")
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / "nginx-temp" / name).mkdir(parents=True, exist_ok=True)
     env = {"stable": parse_env(args.stable_env), "canary": parse_env(args.canary_env)}
-    backends = {track: start_backend(run_dir, track, getattr(args, track), env[track]) for track in TRACKS}
+    started = {track: start_backend(run_dir, track, getattr(args, track), env[track]) for track in TRACKS}
+    backends = {track: backend for track, (backend, _) in started.items()}
     state = State(args.port or free_port(), args.weight, backends["stable"], backends["canary"], env)
     try:
-        for track in TRACKS:
-            wait_ready(backends[track], track, run_dir)
+        for track, (backend, process) in started.items():
+            wait_ready(backend, track, run_dir, process)
         write_config(run_dir, state)
         nginx(run_dir)
     except BaseException:
@@ -218,38 +326,30 @@ def start(args: argparse.Namespace) -> None:
     print(f"listening on http://127.0.0.1:{state.listen_port}: {describe(state)}")
 
 
+def apply_weight(run_dir: Path, state: State, weight: int) -> None:
+    """Switch the split once the side that would take traffic is ready; returns when nginx answers only with
+    the new configuration."""
+    for track, takes_traffic in (("stable", weight < 100), ("canary", weight > 0)):
+        backend: Backend = getattr(state, track)
+        if takes_traffic and not backend.ready():
+            raise CanaryError(
+                f"{track} ({backend.bento} on :{backend.port}) is not ready; the weight stays {state.weight}"
+            )
+    previous = state.weight
+    state.weight = weight
+    try:
+        write_config(run_dir, state)
+        reload_nginx(run_dir)
+    except CanaryError:
+        state.weight = previous
+        raise
+    state.save(run_dir)
+
+
 def set_weight(args: argparse.Namespace) -> None:
     state = State.load(args.run_dir)
     apply_weight(args.run_dir, state, args.weight)
     print(describe(state))
-
-
-def apply_weight(run_dir: Path, state: State, weight: int) -> None:
-    """Switch the split; returns once nginx answers only with the new configuration."""
-    state.weight = weight
-    write_config(run_dir, state)  # checked by `nginx -t` before it replaces the running configuration
-    reload_nginx(run_dir)
-    state.save(run_dir)
-
-
-def reload_nginx(run_dir: Path, timeout: float = 60.0) -> None:
-    """`nginx -s reload` only signals the master; the old workers finish their requests in flight and exit later.
-    Wait for that, so that what follows (stopping a backend) cannot cut a request the old split still routes."""
-    master = int((run_dir / "nginx.pid").read_text())
-    before = nginx_workers(master)
-    nginx(run_dir, "-s", "reload")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        workers = nginx_workers(master)
-        if workers and not workers & before:
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nginx did not finish reloading within {timeout:.0f} s (workers {sorted(before)} still running)")
-
-
-def nginx_workers(master: int) -> set[int]:
-    children = Path(f"/proc/{master}/task/{master}/children")
-    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
 
 
 def rollback(args: argparse.Namespace) -> None:
@@ -259,39 +359,55 @@ def rollback(args: argparse.Namespace) -> None:
 
 
 def promote(args: argparse.Namespace) -> None:
-    """All traffic to the canary, restart stable on the canary's Bento, then all traffic back to (the new) stable."""
+    """Start a new stable on the canary's Bento beside the old one; once it is ready, switch nginx to it with the
+    canary's share at 0, then stop the old stable. Stable answers throughout; a new stable that never becomes
+    ready leaves everything as it was."""
     run_dir = args.run_dir
     state = State.load(run_dir)
-    apply_weight(run_dir, state, 100)
-    stop_backend(state.stable)
-    state.stable = start_backend(run_dir, "stable", state.canary.bento, state.env["canary"])
+    old_stable = state.stable
+    new_stable, process = start_backend(run_dir, "stable", state.canary.bento, state.env["canary"])
+    try:
+        wait_ready(new_stable, "stable", run_dir, process)
+        state.stable = new_stable
+        apply_weight(run_dir, state, 0)
+    except BaseException:
+        state.stable = old_stable
+        stop_backend(new_stable)
+        raise
     state.env["stable"] = state.env["canary"]
     state.save(run_dir)
-    wait_ready(state.stable, "stable", run_dir)
-    apply_weight(run_dir, state, 0)  # nginx reconnects to the new stable port on reload
+    stop_backend(old_stable)
     print(f"promoted: {describe(state)}")
 
 
 def status(args: argparse.Namespace) -> None:
     state = State.load(args.run_dir)
-    print(f"http://127.0.0.1:{state.listen_port}: {describe(state)}")
+    serving = "nginx running" if nginx_master(args.run_dir) else "NGINX NOT RUNNING"
+    print(f"http://127.0.0.1:{state.listen_port}: {describe(state)}; {serving}")
     for track in TRACKS:
         backend: Backend = getattr(state, track)
-        try:
-            ready = httpx.get(f"http://127.0.0.1:{backend.port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        print(f"  {track}: {backend.bento} on :{backend.port}, pid {backend.pid}, {'ready' if ready else 'NOT READY'}")
+        health = "ready" if backend.ready() else "NOT READY"
+        if not backend.alive():
+            health += ", SERVER PROCESS GONE" + (" (its workers still run)" if backend.live_workers() else "")
+        print(f"  {track}: {backend.bento} on :{backend.port}, pid {backend.pid}, {health}")
 
 
 def stop(args: argparse.Namespace) -> None:
+    """Stop whatever is still running, even after a crash, and forget the state."""
     run_dir = args.run_dir
-    state = State.load(run_dir)
-    if (run_dir / "nginx.pid").exists():
-        nginx(run_dir, "-s", "quit")  # graceful
-    for track in TRACKS:
-        stop_backend(getattr(state, track))
-    (run_dir / "state.json").unlink()
+    master = nginx_master(run_dir)
+    if master is not None:
+        with suppress(ProcessLookupError):
+            os.kill(master, signal.SIGQUIT)  # graceful: requests in flight finish
+        deadline = time.monotonic() + 30
+        while process_start(master) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if (run_dir / "state.json").exists():
+        state = State.load(run_dir)
+        for track in TRACKS:
+            stop_backend(getattr(state, track))
+        (run_dir / "state.json").unlink()
+    shutil.rmtree(run_dir / "homes", ignore_errors=True)
     print("stopped")
 
 
@@ -330,12 +446,17 @@ def main(argv: list[str] | None = None) -> int:
         ("rollback", rollback, "all traffic to stable (weight 0)"),
         ("promote", promote, "make the canary's Bento the stable one"),
         ("status", status, "versions, weight, readiness"),
-        ("stop", stop, "stop nginx and both servers"),
+        ("stop", stop, "stop nginx and both servers (also after a crash)"),
     ):
         commands.add_parser(name, help=text).set_defaults(command=command)
     args = parser.parse_args(argv)
     args.run_dir = args.run_dir.resolve()
-    args.command(args)
+    try:
+        with exclusive(args.run_dir):
+            args.command(args)
+    except CanaryError as error:
+        print(f"deploy.canary: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

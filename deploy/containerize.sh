@@ -3,16 +3,22 @@
 # on a local Debian base image (no registry is needed: the base is made with debootstrap and `podman import`).
 #
 #   deploy/containerize.sh 0.2.0           # -> Bento inference:0.2.0 and image localhost/inference:0.2.0
-#   BASE_REBUILD=1 deploy/containerize.sh 0.2.0
+#   BASE_REBUILD=1 deploy/containerize.sh 0.2.0   # make the Debian base image again
+#   REBUILD=1 deploy/containerize.sh 0.2.0        # replace an existing Bento 0.2.0 by one of the working tree
 #
 # Needs root (debootstrap, rootful podman); installs podman, runc and debootstrap with apt when they are missing.
-# The models are the ones pinned in bentofile.yaml, taken from the model store ($BENTOML_HOME).
+# The models are the ones pinned in bentofile.yaml, taken from the model store ($BENTOML_HOME). A Bento version is
+# built once: run again with the same version, the script containerizes the existing Bento.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ $(id -u) -ne 0 ]]; then
+    echo "containerize: needs root (debootstrap and rootful podman); run it with sudo" >&2
+    exit 2
+fi
 VERSION="${1:-${BENTO_VERSION:-0.1.0}}"
-PYTHON="${PYTHON:-.venv/bin/python}"
-BENTOML="$(cd "$(dirname "$PYTHON")" && pwd)/bentoml"
+PYTHON="$(command -v "${PYTHON:-.venv/bin/python}")" || { echo "containerize: no Python at ${PYTHON:-.venv/bin/python} (run make install)" >&2; exit 2; }
+BENTOML="$(cd "$(dirname "$PYTHON")" && pwd)/bentoml"  # absolute: containerize runs from /
 DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 UV_VERSION=0.13.8
@@ -36,15 +42,12 @@ started=$(date +%s)
 if [[ -n "${BASE_REBUILD:-}" ]] || ! podman image exists "$BASE_IMAGE"; then
     log "building the base image $BASE_IMAGE (debootstrap $DEBIAN_SUITE, about a minute)"
     rootfs=$(mktemp -d /var/tmp/inference-base.XXXXXX)
-    trap 'rm -rf "$rootfs"' EXIT
+    wheels=$(mktemp -d)
+    trap 'rm -rf "$rootfs" "$wheels"' EXIT
     debootstrap --variant=minbase --include=python3,ca-certificates "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR" >/dev/null
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
         "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
-    # The image trusts what this machine trusts: package downloads during the build go through the same TLS
-    # inspection, if any, as the host's own.
-    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
     # uv installs the Python packages during the build (BentoML's template expects it); a static binary.
-    wheels=$(mktemp -d)
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$wheels" "uv==$UV_VERSION"
     "$PYTHON" - "$wheels" "$rootfs/usr/local/bin/uv" <<'EOF'
 import pathlib, sys, zipfile
@@ -55,7 +58,6 @@ with zipfile.ZipFile(wheel) as archive:
     target.write_bytes(archive.read(name))
     target.chmod(0o755)
 EOF
-    rm -rf "$wheels"
     tar -C "$rootfs" -c . | podman import \
         --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
         --change 'ENV UV_NATIVE_TLS=1' \
@@ -63,12 +65,19 @@ EOF
         - "$BASE_IMAGE" >/dev/null
 fi
 
-log "building the Bento inference:$VERSION"
-"$BENTOML" build --version "$VERSION" >/dev/null
+if "$BENTOML" get "inference:$VERSION" >/dev/null 2>&1 && [[ -z "${REBUILD:-}" ]]; then
+    log "using the existing Bento inference:$VERSION (REBUILD=1 replaces it with one of the working tree)"
+else
+    [[ -n "${REBUILD:-}" ]] && "$BENTOML" delete -y "inference:$VERSION" >/dev/null 2>&1 || true
+    log "building the Bento inference:$VERSION"
+    "$BENTOML" build --version "$VERSION" >/dev/null
+fi
 log "building the image localhost/inference:$VERSION"
-# From / : BentoML refuses a Containerfile template outside the working directory, and containerize copies the
-# Bento to a temporary directory first.
-(cd / && "$BENTOML" containerize "inference:$VERSION" --backend podman -t "inference:$VERSION") >&2
+# The build's package downloads trust what this machine trusts (its CA bundle is mounted over the image's during
+# the build only; the image keeps Debian's). From / : BentoML refuses a Containerfile template outside the
+# working directory, and containerize copies the Bento to a temporary directory first.
+(cd / && "$BENTOML" containerize "inference:$VERSION" --backend podman -t "inference:$VERSION" \
+    --opt "volume=/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro") >&2
 seconds=$(($(date +%s) - started))
 size=$(podman image inspect "localhost/inference:$VERSION" --format '{{.Size}}')
 log "built localhost/inference:$VERSION in ${seconds}s, $((size / 1024 / 1024)) MiB"

@@ -157,6 +157,13 @@ def test_the_gateway_route_weights_and_the_rollout_steps_stay_within_0_and_100()
     weights = [step["setWeight"] for step in strategy["steps"] if "setWeight" in step]
     assert weights == [10, 50, 100]
     template = objects["AnalysisTemplate", strategy["analysis"]["templates"][0]["templateName"]]
+    required = {arg["name"] for arg in template["spec"]["args"] if "value" not in arg}
+    assert required == {arg["name"] for arg in strategy["analysis"]["args"]}  # the Rollout passes what it needs
+    assert all(metric["failureLimit"] == 0 for metric in template["spec"]["metrics"])
+    for name in ("stableService", "canaryService"):
+        assert ("Service", strategy[name]) in objects
+    assert ("Ingress", strategy["trafficRouting"]["nginx"]["stableIngress"]) in objects
+    assert ("Deployment", objects["Rollout", "inference"]["spec"]["workloadRef"]["name"]) in objects
     queries = " ".join(metric["provider"]["prometheus"]["query"] for metric in template["spec"]["metrics"])
     exported = (PROJECT_ROOT / "inference" / "metrics.py").read_text()
     for metric in ("inference_requests", "inference_request_duration_seconds"):
@@ -175,8 +182,8 @@ def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cl
     assert nightly["spec"]["schedule"] == "0 2 * * *" and nightly["spec"]["concurrencyPolicy"] == "Forbid"
     assert full["spec"]["suspend"] is True
     parser = _parser(Settings())
-    (service,) = [doc for doc in render("k8s/base") if doc["kind"] == "Deployment"]
-    service_image = service["spec"]["template"]["spec"]["containers"][0]["image"]
+    (service,) = [doc for doc in render("k8s/overlays/stable") if doc["kind"] == "Deployment"]
+    service_image = service["spec"]["template"]["spec"]["containers"][0]["image"]  # the released version
     for job in (nightly, full):
         job_spec = job["spec"]["jobTemplate"]["spec"]
         pod = job_spec["template"]["spec"]
@@ -195,3 +202,42 @@ def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cl
     full_spec = full["spec"]["jobTemplate"]["spec"]
     assert full_spec["completionMode"] == "Indexed"
     assert full_spec["completions"] == full_spec["parallelism"] == 4
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_serving_selectors_pick_the_serving_pods_and_never_the_batch_scorers():
+    batch_pods = [pod_labels(doc) for doc in render("k8s/batch")]
+    assert all(labels["app.kubernetes.io/component"] == "batch-scoring" for labels in batch_pods)
+    for path in ("k8s/base", "k8s/overlays/stable", "k8s/overlays/canary", "k8s/rollouts", "k8s/monitoring"):
+        for doc in render(path):
+            selector = selector_of(doc)
+            if selector is None:
+                continue
+            where = f"{path}: {doc['kind']} {doc['metadata']['name']}"
+            assert selector.get("app.kubernetes.io/component") == "server", where
+            assert not any(matches(selector, labels) for labels in batch_pods), where
+    stable, canary = render("k8s/overlays/stable"), render("k8s/overlays/canary")
+    for mine, theirs in ((stable, canary), (canary, stable)):
+        pods = [pod_labels(doc) for doc in theirs if doc["kind"] == "Deployment"]
+        for doc in mine:
+            selector = selector_of(doc)
+            if selector is not None:
+                assert not any(matches(selector, labels) for labels in pods), doc["metadata"]["name"]
+
+
+def pod_labels(document: dict) -> dict:
+    if document["kind"] == "CronJob":
+        return document["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return document["spec"]["template"]["metadata"]["labels"]
+
+
+def selector_of(document: dict) -> dict | None:
+    kind, spec = document["kind"], document.get("spec", {})
+    if kind in ("Deployment", "PodDisruptionBudget", "Rollout", "PodMonitor"):
+        return spec["selector"]["matchLabels"]
+    if kind == "Service":
+        return spec["selector"]
+    return None

@@ -99,10 +99,10 @@ def test_promtool_accepts_the_rules(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_the_monitoring_kustomization_renders_the_rule_and_the_dashboard_configmap():
+def test_the_monitoring_kustomization_renders_the_rule_the_pod_monitor_and_the_dashboard_configmap():
     rendered = subprocess.run(
         ["kubectl", "kustomize", "k8s/monitoring"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout
     kinds = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered)}
-    assert set(kinds) == {"PrometheusRule", "ConfigMap"}
+    assert set(kinds) == {"PrometheusRule", "ConfigMap", "PodMonitor"}
     assert kinds["ConfigMap"]["metadata"]["labels"]["grafana_dashboard"] == "1"
