@@ -17,10 +17,12 @@ from inference.client import (
     AsyncInferenceClient,
     InferenceClient,
     IntentFallback,
+    InvalidInput,
     RequestRejected,
     RetryPolicy,
     ServiceTimeout,
     ServiceUnavailable,
+    UnexpectedAnswer,
 )
 from inference.schemas import (
     IntentResult,
@@ -172,3 +174,111 @@ def test_the_async_client_answers_batches_concurrent_calls_and_falls_back(server
                 await client.infer_skill("s-1", "creativity", {"novel_idea_count": 2})
 
     asyncio.run(scenario())
+
+
+def test_a_client_error_is_never_replaced_by_the_fallback(server):
+    with InferenceClient(server.url, intent_fallback=IntentFallback()) as client:
+        with pytest.raises(RequestRejected, match="invalid_text"):
+            client.classify("   ")
+        with pytest.raises(RequestRejected, match="X-Model-Preference"):
+            client.classify("x", variant="bogus")
+
+
+def test_a_500_is_reported_at_once_and_not_retried():
+    with scripted_server([(500, {"error": "boom", "code": "internal_error"})]) as stub:
+        with InferenceClient(stub.url, retry=FAST_RETRY) as client, pytest.raises(ServiceUnavailable, match="500"):
+            client.predict_pair("a", "b")
+        assert stub.calls == 1
+
+
+def test_an_answer_that_is_not_the_apis_is_unavailable_and_intent_falls_back():
+    with scripted_server([(200, {"not": "the api"})]) as stub:
+        with InferenceClient(stub.url) as client, pytest.raises(UnexpectedAnswer):
+            client.predict_pair("a", "b")
+        with InferenceClient(stub.url, intent_fallback=IntentFallback()) as client:
+            assert client.classify("x").variant == CLIENT_DEFAULT_VARIANT
+        with InferenceClient(stub.url) as client, pytest.raises(UnexpectedAnswer):
+            client.health()
+
+
+def test_input_json_cannot_carry_fails_alone_before_anything_is_sent(server):
+    transport = CountingTransport()
+    with (
+        InferenceClient(server.url, batch_window_ms=30, transport=transport) as client,
+        ThreadPoolExecutor(4) as pool,
+    ):
+
+        def call(index: int) -> str:
+            item = ITEMS[index]
+            features = {**item["features"], "novel_idea_count": float("nan")} if index == 0 else item["features"]
+            try:
+                return client.infer_skill(item["student_id"], item["skill"], features).student_id
+            except InvalidInput as error:
+                return f"invalid: {error}"
+
+        outcomes = list(pool.map(call, range(4)))
+    assert outcomes[0].startswith("invalid: ") and "cannot be sent as JSON" in outcomes[0]
+    assert outcomes[1:] == [ITEMS[i]["student_id"] for i in range(1, 4)]
+    with InferenceClient(server.url) as client, pytest.raises(InvalidInput, match="student_id"):
+        client.infer_skill("", "creativity", {"novel_idea_count": 1})
+
+
+def test_a_batch_answer_short_of_an_item_fails_every_coalesced_call_instead_of_leaving_one_waiting(server):
+    answer = httpx.post(server.url + "/api/v1/skills/infer/batch", json={"items": ITEMS[:1]}).json()
+    with (
+        scripted_server([(200, answer)]) as stub,
+        InferenceClient(stub.url, batch_window_ms=50) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        futures = [pool.submit(client.infer_skill, i["student_id"], i["skill"], i["features"]) for i in ITEMS[:3]]
+        for future in futures:
+            with pytest.raises(UnexpectedAnswer, match="holds 1 results for"):
+                future.result(timeout=20)
+
+
+def test_coalesced_intent_calls_fall_back_together_when_the_service_is_down():
+    closed = f"http://127.0.0.1:{free_port()}"
+    with (
+        InferenceClient(closed, batch_window_ms=20, intent_fallback=IntentFallback(), retry=FAST_RETRY) as client,
+        ThreadPoolExecutor(6) as pool,
+    ):
+        variants = set(pool.map(lambda _: client.classify("x").variant, range(6)))
+    assert variants == {CLIENT_DEFAULT_VARIANT}
+
+
+def test_closing_the_async_client_answers_the_calls_still_waiting_for_their_batch(server):
+    async def scenario() -> list[str]:
+        client = AsyncInferenceClient(server.url, batch_window_ms=500)
+        pending = [
+            asyncio.create_task(client.infer_skill(i["student_id"], i["skill"], i["features"])) for i in ITEMS[:5]
+        ]
+        await asyncio.sleep(0.05)  # they wait for the window
+        await client.close()
+        return [(await task).student_id for task in pending]
+
+    assert asyncio.run(scenario()) == [i["student_id"] for i in ITEMS[:5]]
+
+
+def test_a_batching_client_dropped_without_closing_is_collected_and_does_not_keep_the_program_alive(server):
+    import gc
+    import subprocess
+    import sys
+    import weakref
+
+    client = InferenceClient(server.url, batch_window_ms=5)
+    item = ITEMS[0]
+    client.infer_skill(item["student_id"], item["skill"], item["features"])
+    reference = weakref.ref(client)
+    del client
+    gc.collect()
+    assert reference() is None
+    script = (
+        "import threading, sys\n"
+        "from inference.client import InferenceClient, IntentFallback\n"
+        f"client = InferenceClient({server.url!r}, batch_window_ms=200, intent_fallback=IntentFallback())\n"
+        "threading.Thread(target=lambda: print(client.classify('chase login').intent, flush=True)).start()\n"
+        "sys.exit(0)  # the main thread ends while the worker's call waits for its batch\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() in ("navigational", "informational")

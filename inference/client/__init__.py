@@ -10,7 +10,14 @@ Results are the service's own pydantic models (`inference.schemas`). See docs/cl
 """
 
 from inference.client.asyncio_client import AsyncInferenceClient
-from inference.client.errors import InferenceClientError, RequestRejected, ServiceTimeout, ServiceUnavailable
+from inference.client.errors import (
+    InferenceClientError,
+    InvalidInput,
+    RequestRejected,
+    ServiceTimeout,
+    ServiceUnavailable,
+    UnexpectedAnswer,
+)
 from inference.client.policy import CLIENT_DEFAULT_VARIANT, IntentFallback, RetryPolicy
 from inference.client.sync import DEFAULT_URL, InferenceClient
 
@@ -21,8 +28,10 @@ __all__ = [
     "InferenceClient",
     "InferenceClientError",
     "IntentFallback",
+    "InvalidInput",
     "RequestRejected",
     "RetryPolicy",
     "ServiceTimeout",
     "ServiceUnavailable",
+    "UnexpectedAnswer",
 ]

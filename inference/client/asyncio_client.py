@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -9,8 +10,8 @@ import httpx
 from tenacity import AsyncRetrying
 
 from inference.client import calls
-from inference.client.batching import AsyncBatcher
-from inference.client.errors import RequestRejected, ServiceUnavailable
+from inference.client.batching import AsyncBatcher, BatchMismatch
+from inference.client.errors import RequestRejected, ServiceTimeout, ServiceUnavailable, UnexpectedAnswer
 from inference.client.policy import IntentFallback, RetryableStatus, RetryPolicy, check_response, give_up
 from inference.client.sync import DEFAULT_URL
 from inference.schemas import (
@@ -29,17 +30,8 @@ T = TypeVar("T")
 
 
 class AsyncInferenceClient:
-    """Calls the inference service from asyncio code; see `InferenceClient` for the options.
-
-    - `timeout_s` bounds each attempt (connecting within `connect_timeout_s`); every call can pass its own.
-    - Connection errors and 502/503/504 are retried (`retry`, 3 times by default, jittered exponential backoff);
-      4xx answers raise `RequestRejected` at once, anything else that leaves no answer raises
-      `ServiceUnavailable` (`ServiceTimeout` when the time ran out).
-    - `intent_fallback`: `classify*` answer this default intent, flagged (`fallback=True`, variant
-      `client_default`), instead of raising when the service cannot answer.
-    - `batch_window_ms`: single `infer_skill` and `classify` calls awaited within this window by concurrent tasks
-      travel as one batch request (at most `max_batch_size` items).
-    """
+    """Calls the inference service from asyncio code; the options and errors are those of `InferenceClient`.
+    `batch_window_ms` coalesces single calls awaited within the window by concurrent tasks."""
 
     def __init__(
         self,
@@ -59,20 +51,18 @@ class AsyncInferenceClient:
             base_url=base_url,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers=headers,
+            headers={"Content-Type": "application/json", **(headers or {})},
             transport=transport,
         )
         self._connect_timeout_s = connect_timeout_s
         self._retry = retry or RetryPolicy()
         self._intent_fallback = intent_fallback
-        self._skill_batcher: AsyncBatcher[SkillInferenceRequest, SkillInferenceResult] | None = None
-        self._intent_batchers: dict[str | None, AsyncBatcher[str, IntentResult]] = {}
         self._batch_window_s = batch_window_ms / 1000 if batch_window_ms else None
         self._max_batch_size = max_batch_size
-        if self._batch_window_s:
-            self._skill_batcher = AsyncBatcher(
-                self._send_skill_batch, window_s=self._batch_window_s, max_size=max_batch_size
-            )
+        self._batched_call_s = self._retry.longest_call_s(timeout_s) + (self._batch_window_s or 0) + 1.0
+        self._closed = False
+        self._skill_batcher: AsyncBatcher[bytes, SkillInferenceResult] | None = None
+        self._intent_batchers: dict[str | None, AsyncBatcher[bytes, IntentResult]] = {}
 
     # --- skills
 
@@ -85,16 +75,16 @@ class AsyncInferenceClient:
         timeout_s: float | None = None,
         model_version: str | None = None,
     ) -> SkillInferenceResult:
-        """One student's score for one skill. `model_version` asks for that version (X-Model-Variant)."""
-        request = calls.skill_request(student_id, skill, features)
-        if self._skill_batcher is not None and model_version is None and timeout_s is None:
-            return await self._skill_batcher.submit(request)
-        return await self._run(calls.infer_skill(request, model_version), timeout_s)
+        item = calls.skill_request(student_id, skill, features)
+        if self._batch_window_s and model_version is None and timeout_s is None:
+            if self._skill_batcher is None:
+                self._skill_batcher = self._batcher(self._send_skills)
+            return await self._coalesced(self._skill_batcher, item)
+        return await self._run(calls.infer_skill(item, model_version), timeout_s)
 
     async def infer_skills(
         self, items: Sequence[SkillInferenceRequest | Mapping[str, Any]], *, timeout_s: float | None = None
     ) -> SkillBatchResponse:
-        """Up to 1000 items; a bad item gets its error in place and the others are scored."""
         return await self._run(calls.infer_skills(items), timeout_s)
 
     # --- intent
@@ -102,10 +92,12 @@ class AsyncInferenceClient:
     async def classify(
         self, text: str, *, user_id: str | None = None, variant: str | None = None, timeout_s: float | None = None
     ) -> IntentResult:
-        """The intent of a query; `variant` is classic or ensemble (else the service's split, sticky per user)."""
         if self._batch_window_s and user_id is None and timeout_s is None:
+            item = calls.intent_text(text)
+            if variant not in self._intent_batchers:
+                self._intent_batchers[variant] = self._batcher(lambda texts: self._send_texts(texts, variant))
             try:
-                return await self._intent_batcher(variant).submit(text)
+                return await self._coalesced(self._intent_batchers[variant], item)
             except ServiceUnavailable:
                 if self._intent_fallback is None:
                     raise
@@ -142,6 +134,11 @@ class AsyncInferenceClient:
         return await self._run(calls.health(), None)
 
     async def close(self) -> None:
+        """Send the calls waiting for a batch and wait for them, then close the connections."""
+        self._closed = True
+        batchers = [*self._intent_batchers.values(), *([self._skill_batcher] if self._skill_batcher else [])]
+        for batcher in batchers:
+            await batcher.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncInferenceClient:
@@ -154,26 +151,21 @@ class AsyncInferenceClient:
 
     async def _run(self, call: calls.Call[T], timeout_s: float | None) -> T:
         try:
-            response = await self._send(call, timeout_s)
+            return call.parse(await self._send(call, timeout_s))
         except ServiceUnavailable:
             if call.fallback is None:
                 raise
             return call.fallback()
-        return call.parse(response)
 
     async def _send(self, call: calls.Call[Any], timeout_s: float | None) -> httpx.Response:
-        timeout = (
-            httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s)) if timeout_s is not None else None
-        )
+        timeout: httpx.Timeout | Any = httpx.USE_CLIENT_DEFAULT
+        if timeout_s is not None:
+            timeout = httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
         retrying = AsyncRetrying(**self._retry.options())
 
         async def attempt() -> httpx.Response:
             response = await self._http.request(
-                call.method,
-                call.path,
-                json=call.body,
-                headers=dict(call.headers),
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                call.method, call.path, content=call.body, headers=dict(call.headers), timeout=timeout
             )
             return check_response(response, call.accept_statuses)
 
@@ -182,20 +174,24 @@ class AsyncInferenceClient:
         except (httpx.HTTPError, RetryableStatus) as error:  # anything else is a bug: it propagates as it is
             raise give_up(error, retrying.statistics.get("attempt_number", 1)) from error
 
-    async def _send_skill_batch(
-        self, requests: Sequence[SkillInferenceRequest]
-    ) -> list[SkillInferenceResult | RequestRejected]:
-        return calls.skill_outcomes(await self._run(calls.infer_skills(requests), None))
+    # --- coalescing
 
-    def _intent_batcher(self, variant: str | None) -> AsyncBatcher[str, IntentResult]:
-        if variant not in self._intent_batchers:
-            assert self._batch_window_s is not None
+    def _batcher(self, send: Any) -> AsyncBatcher[bytes, Any]:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        assert self._batch_window_s is not None
+        return AsyncBatcher(send, window_s=self._batch_window_s, max_size=self._max_batch_size)
 
-            async def send(texts: Sequence[str]) -> list[IntentResult | RequestRejected]:
-                batch = await self._run(calls.classify_batch(texts, None, variant, None), None)
-                return calls.intent_outcomes(batch)
+    async def _coalesced(self, batcher: AsyncBatcher[bytes, T], item: bytes) -> T:
+        try:
+            return await asyncio.wait_for(batcher.submit(item), self._batched_call_s)
+        except TimeoutError as err:
+            raise ServiceTimeout(f"no answer within {self._batched_call_s:.1f} s (coalesced call)") from err
+        except BatchMismatch as err:
+            raise UnexpectedAnswer(str(err)) from err
 
-            self._intent_batchers.setdefault(
-                variant, AsyncBatcher(send, window_s=self._batch_window_s, max_size=self._max_batch_size)
-            )
-        return self._intent_batchers[variant]
+    async def _send_skills(self, items: Sequence[bytes]) -> list[SkillInferenceResult | RequestRejected]:
+        return calls.skill_outcomes(await self._run(calls.skill_batch(items), None))
+
+    async def _send_texts(self, texts: Sequence[bytes], variant: str | None) -> list[IntentResult | RequestRejected]:
+        return calls.intent_outcomes(await self._run(calls.text_batch(texts, variant), None))

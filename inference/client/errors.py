@@ -18,9 +18,18 @@ class RequestRejected(InferenceClientError):
         self.message = message
 
 
+class InvalidInput(InferenceClientError, ValueError):
+    """The request cannot be sent as it is (a field the API's model refuses, a value JSON cannot carry such as
+    NaN); nothing was sent."""
+
+
 class ServiceUnavailable(InferenceClientError):
     """No answer: the service could not be reached, or answered 5xx, after the retries."""
 
 
 class ServiceTimeout(ServiceUnavailable):
-    """No answer within the call's timeout."""
+    """No answer within the call's timeout (making the connection included); a timeout is not retried."""
+
+
+class UnexpectedAnswer(ServiceUnavailable):
+    """An answer that is not the API's (a proxy's error page, a truncated body): as good as none."""

@@ -14,11 +14,12 @@ from inference.client.errors import InferenceClientError, RequestRejected, Servi
 from inference.schemas import IntentResult
 
 RETRYABLE_STATUSES = frozenset({502, 503, 504})  # a gateway or a busy, starting or stopping server
-# Failures before any answer: the connection could not be made, or a kept-alive connection was closed by the
-# server (or a proxy reloading) as the request went out. The request was not processed; sending it again is safe.
+# Failures that leave no answer and cost no time budget: the connection was refused, or a connection was closed
+# (by the server, or a proxy reloading) before an answer came. The request may or may not have reached the
+# service; every scoring endpoint is a read without side effects, so sending it again is safe, but the service
+# may do the work twice. Timeouts are not here: the time is spent.
 RETRYABLE_ERRORS: tuple[type[Exception], ...] = (
     httpx.ConnectError,
-    httpx.ConnectTimeout,
     httpx.RemoteProtocolError,
     httpx.ReadError,
     httpx.WriteError,
@@ -29,7 +30,7 @@ CLIENT_DEFAULT_VARIANT = "client_default"  # the `variant` of an answer the clie
 @dataclass(frozen=True)
 class RetryPolicy:
     """Up to `retries` more attempts after the first, waiting a random time up to `backoff_s * 2**attempt`
-    (full jitter) but never longer than `max_backoff_s`. 4xx answers and timeouts are never retried."""
+    (full jitter) but never longer than `max_backoff_s`. 4xx answers, 500 and timeouts are never retried."""
 
     retries: int = 3
     backoff_s: float = 0.05
@@ -43,6 +44,10 @@ class RetryPolicy:
             "wait": wait_random_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
             "reraise": True,
         }
+
+    def longest_call_s(self, timeout_s: float) -> float:
+        """The longest a call can take: every attempt timing out, every wait at its longest."""
+        return (self.retries + 1) * timeout_s + self.retries * self.max_backoff_s
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def give_up(error: BaseException, attempts: int) -> InferenceClientError:
     """The error a call raises once it stops trying."""
     if isinstance(error, InferenceClientError):
         return error
-    if isinstance(error, httpx.TimeoutException) and not isinstance(error, httpx.ConnectTimeout):
+    if isinstance(error, httpx.TimeoutException):
         return ServiceTimeout(f"no answer within the timeout ({type(error).__name__})")
     if isinstance(error, RetryableStatus):
         code, message = error_fields(error.response)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying
 
 from inference.client import calls
-from inference.client.batching import ThreadBatcher
-from inference.client.errors import RequestRejected, ServiceUnavailable
+from inference.client.batching import BatchMismatch, ThreadBatcher
+from inference.client.errors import RequestRejected, ServiceTimeout, ServiceUnavailable, UnexpectedAnswer
 from inference.client.policy import IntentFallback, RetryableStatus, RetryPolicy, check_response, give_up
 from inference.schemas import (
     HealthResponse,
@@ -31,14 +34,17 @@ DEFAULT_URL = "http://127.0.0.1:3000"
 class InferenceClient:
     """Calls the inference service.
 
-    - `timeout_s` bounds each attempt (connecting within `connect_timeout_s`); every call can pass its own.
-    - Connection errors and 502/503/504 are retried (`retry`, 3 times by default, jittered exponential backoff);
-      4xx answers raise `RequestRejected` at once, anything else that leaves no answer raises
-      `ServiceUnavailable` (`ServiceTimeout` when the time ran out).
+    - `timeout_s` bounds each attempt, making the connection included (within `connect_timeout_s`); every call can
+      pass its own. A timeout is not retried.
+    - A refused or dropped connection and 502/503/504 are retried (`retry`: 3 times by default, jittered
+      exponential backoff); a 4xx raises `RequestRejected` at once, anything that leaves no usable answer
+      raises `ServiceUnavailable` (`ServiceTimeout` when the time ran out); input that cannot be sent raises
+      `InvalidInput` before anything is sent.
     - `intent_fallback`: `classify*` answer this default intent, flagged (`fallback=True`, variant
-      `client_default`), instead of raising when the service cannot answer.
+      `client_default`), instead of raising `ServiceUnavailable`; a 4xx still raises.
     - `batch_window_ms`: single `infer_skill` and `classify` calls made within this window from several threads
-      travel as one batch request (at most `max_batch_size` items).
+      travel as one batch request (at most `max_batch_size` items; keep it at or below the service's
+      INFERENCE_MAX_BATCH_ITEMS). A bad item fails its own call only.
     """
 
     def __init__(
@@ -59,20 +65,20 @@ class InferenceClient:
             base_url=base_url,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers=headers,
+            headers={"Content-Type": "application/json", **(headers or {})},
             transport=transport,
         )
         self._connect_timeout_s = connect_timeout_s
         self._retry = retry or RetryPolicy()
         self._intent_fallback = intent_fallback
-        self._skill_batcher: ThreadBatcher[SkillInferenceRequest, SkillInferenceResult] | None = None
-        self._intent_batchers: dict[str | None, ThreadBatcher[str, IntentResult]] = {}
         self._batch_window_s = batch_window_ms / 1000 if batch_window_ms else None
         self._max_batch_size = max_batch_size
-        if self._batch_window_s:
-            self._skill_batcher = ThreadBatcher(
-                self._send_skill_batch, window_s=self._batch_window_s, max_size=max_batch_size
-            )
+        # A coalesced call waits at most for its batch's whole retry sequence, plus the window.
+        self._batched_call_s = self._retry.longest_call_s(timeout_s) + (self._batch_window_s or 0) + 1.0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._skill_batcher: ThreadBatcher[bytes, SkillInferenceResult] | None = None
+        self._intent_batchers: dict[str | None, ThreadBatcher[bytes, IntentResult]] = {}
 
     # --- skills
 
@@ -86,10 +92,10 @@ class InferenceClient:
         model_version: str | None = None,
     ) -> SkillInferenceResult:
         """One student's score for one skill. `model_version` asks for that version (X-Model-Variant)."""
-        request = calls.skill_request(student_id, skill, features)
-        if self._skill_batcher is not None and model_version is None and timeout_s is None:
-            return self._skill_batcher.submit(request)
-        return self._run(calls.infer_skill(request, model_version), timeout_s)
+        item = calls.skill_request(student_id, skill, features)
+        if self._batch_window_s and model_version is None and timeout_s is None:
+            return self._coalesced(self._skills(), item)
+        return self._run(calls.infer_skill(item, model_version), timeout_s)
 
     def infer_skills(
         self, items: Sequence[SkillInferenceRequest | Mapping[str, Any]], *, timeout_s: float | None = None
@@ -104,8 +110,9 @@ class InferenceClient:
     ) -> IntentResult:
         """The intent of a query; `variant` is classic or ensemble (else the service's split, sticky per user)."""
         if self._batch_window_s and user_id is None and timeout_s is None:
+            item = calls.intent_text(text)
             try:
-                return self._intent_batcher(variant).submit(text)
+                return self._coalesced(self._intents(variant), item)
             except ServiceUnavailable:
                 if self._intent_fallback is None:
                     raise
@@ -125,6 +132,8 @@ class InferenceClient:
         variant: str | None = None,
         timeout_s: float | None = None,
     ) -> IntentBatchResponse:
+        """Up to 1000 texts, answered in order; with a fallback, every text gets the default when the service
+        cannot answer (also texts it would have refused)."""
         return self._run(calls.classify_batch(texts, user_id, variant, self._intent_fallback), timeout_s)
 
     # --- text pair, models, health
@@ -142,9 +151,11 @@ class InferenceClient:
         return self._run(calls.health(), None)
 
     def close(self) -> None:
-        if self._skill_batcher is not None:
-            self._skill_batcher.close()
-        for batcher in self._intent_batchers.values():
+        """Send the calls waiting for a batch, then close the connections."""
+        with self._lock:
+            self._closed = True
+            batchers = [*self._intent_batchers.values(), *([self._skill_batcher] if self._skill_batcher else [])]
+        for batcher in batchers:
             batcher.close()
         self._http.close()
 
@@ -158,26 +169,21 @@ class InferenceClient:
 
     def _run(self, call: calls.Call[T], timeout_s: float | None) -> T:
         try:
-            response = self._send(call, timeout_s)
+            return call.parse(self._send(call, timeout_s))
         except ServiceUnavailable:
             if call.fallback is None:
                 raise
             return call.fallback()
-        return call.parse(response)
 
     def _send(self, call: calls.Call[Any], timeout_s: float | None) -> httpx.Response:
-        timeout = (
-            httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s)) if timeout_s is not None else None
-        )
+        timeout: httpx.Timeout | Any = httpx.USE_CLIENT_DEFAULT
+        if timeout_s is not None:
+            timeout = httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
         retrying = Retrying(**self._retry.options())
 
         def attempt() -> httpx.Response:
             response = self._http.request(
-                call.method,
-                call.path,
-                json=call.body,
-                headers=dict(call.headers),
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                call.method, call.path, content=call.body, headers=dict(call.headers), timeout=timeout
             )
             return check_response(response, call.accept_statuses)
 
@@ -186,19 +192,58 @@ class InferenceClient:
         except (httpx.HTTPError, RetryableStatus) as error:  # anything else is a bug: it propagates as it is
             raise give_up(error, retrying.statistics.get("attempt_number", 1)) from error
 
-    def _send_skill_batch(
-        self, requests: Sequence[SkillInferenceRequest]
-    ) -> list[SkillInferenceResult | RequestRejected]:
-        return calls.skill_outcomes(self._run(calls.infer_skills(requests), None))
+    # --- coalescing
 
-    def _intent_batcher(self, variant: str | None) -> ThreadBatcher[str, IntentResult]:
-        if variant not in self._intent_batchers:
-            assert self._batch_window_s is not None
+    def _coalesced(self, batcher: ThreadBatcher[bytes, T], item: bytes) -> T:
+        try:
+            return batcher.submit(item, timeout_s=self._batched_call_s)
+        except FutureTimeout as err:
+            raise ServiceTimeout(f"no answer within {self._batched_call_s:.1f} s (coalesced call)") from err
+        except BatchMismatch as err:
+            raise UnexpectedAnswer(str(err)) from err
 
-            def send(texts: Sequence[str]) -> list[IntentResult | RequestRejected]:
-                return calls.intent_outcomes(self._run(calls.classify_batch(texts, None, variant, None), None))
+    def _skills(self) -> ThreadBatcher[bytes, SkillInferenceResult]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._skill_batcher is None:
+                self._skill_batcher = self._batcher(_send_skills)
+            return self._skill_batcher
 
-            self._intent_batchers.setdefault(
-                variant, ThreadBatcher(send, window_s=self._batch_window_s, max_size=self._max_batch_size)
-            )
-        return self._intent_batchers[variant]
+    def _intents(self, variant: str | None) -> ThreadBatcher[bytes, IntentResult]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if variant not in self._intent_batchers:
+                self._intent_batchers[variant] = self._batcher(
+                    lambda client, texts: _send_texts(client, texts, variant)
+                )
+            return self._intent_batchers[variant]
+
+    def _batcher(self, send: Callable[[InferenceClient, Sequence[bytes]], list[Any]]) -> ThreadBatcher[bytes, Any]:
+        # The batcher's threads hold the client only weakly, so a client the program drops without closing is
+        # collected, and its batcher closed with it.
+        client = weakref.ref(self)
+
+        def send_batch(items: Sequence[bytes]) -> list[Any]:
+            alive = client()
+            if alive is None:
+                raise ServiceUnavailable("the client was closed")
+            return send(alive, items)
+
+        assert self._batch_window_s is not None
+        batcher: ThreadBatcher[bytes, Any] = ThreadBatcher(
+            send_batch, window_s=self._batch_window_s, max_size=self._max_batch_size
+        )
+        weakref.finalize(self, batcher.close)
+        return batcher
+
+
+def _send_skills(client: InferenceClient, items: Sequence[bytes]) -> list[SkillInferenceResult | RequestRejected]:
+    return calls.skill_outcomes(client._run(calls.skill_batch(items), None))
+
+
+def _send_texts(
+    client: InferenceClient, texts: Sequence[bytes], variant: str | None
+) -> list[IntentResult | RequestRejected]:
+    return calls.intent_outcomes(client._run(calls.text_batch(texts, variant), None))

@@ -44,7 +44,9 @@ class CurlTransport : public HttpTransport {
 public:
     explicit CurlTransport(const ClientConfig& config) : config_(config) {
         static std::once_flag global_init;
-        std::call_once(global_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+        static CURLcode global_status = CURLE_OK;
+        std::call_once(global_init, [] { global_status = curl_global_init(CURL_GLOBAL_DEFAULT); });
+        if (global_status != CURLE_OK) throw std::runtime_error(std::string("curl_global_init: ") + curl_easy_strerror(global_status));
         if (config.pool_size == 0) throw std::invalid_argument("pool_size: expected at least 1");
         for (std::size_t i = 0; i < config.pool_size; ++i) {
             CURL* handle = curl_easy_init();
@@ -59,11 +61,22 @@ public:
 
     HttpResult post(const std::string& path, const std::string& json_body,
                     const std::map<std::string, std::string>& headers) override {
-        CURL* handle = acquire();
         HttpResult result;
-        curl_slist* header_list = curl_slist_append(nullptr, "Content-Type: application/json");
+        // Waiting for a free connection counts against the attempt's time: a caller never waits longer than
+        // total_timeout for one, it gets a timeout (and the fallback) instead.
+        Lease lease(*this, std::chrono::steady_clock::now() + config_.total_timeout);
+        if (lease.handle == nullptr) {
+            result.transport_error = static_cast<int>(CURLE_OPERATION_TIMEDOUT);
+            result.transport_message = "no free connection within the total timeout (pool_size " +
+                                       std::to_string(config_.pool_size) + ")";
+            result.timed_out = true;
+            return result;
+        }
+        CURL* handle = lease.handle;
+        std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> header_list(
+            curl_slist_append(nullptr, "Content-Type: application/json"), curl_slist_free_all);
         for (const auto& [name, value] : headers) {
-            header_list = curl_slist_append(header_list, (name + ": " + value).c_str());
+            header_list.reset(curl_slist_append(header_list.release(), (name + ": " + value).c_str()));
         }
         const std::string url = config_.base_url + path;
         curl_easy_reset(handle);
@@ -71,7 +84,7 @@ public:
         curl_easy_setopt(handle, CURLOPT_POST, 1L);
         curl_easy_setopt(handle, CURLOPT_POSTFIELDS, json_body.c_str());
         curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE, static_cast<long>(json_body.size()));
-        curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header_list);
+        curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header_list.get());
         curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, append_body);
         curl_easy_setopt(handle, CURLOPT_WRITEDATA, &result.body);
         curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
@@ -87,33 +100,46 @@ public:
             result.transport_message = curl_easy_strerror(code);
             result.timed_out = code == CURLE_OPERATION_TIMEDOUT;
         }
-        curl_slist_free_all(header_list);
-        release(handle);
         return result;
     }
 
 private:
-    CURL* acquire() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        available_.wait(lock, [this] { return !idle_.empty(); });
-        CURL* handle = idle_.back();
-        idle_.pop_back();
-        return handle;
-    }
-
-    void release(CURL* handle) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            idle_.push_back(handle);
+    // A handle taken from the pool, given back however the request ends.
+    struct Lease {
+        Lease(CurlTransport& pool, std::chrono::steady_clock::time_point deadline) : pool(pool) {
+            std::unique_lock<std::mutex> lock(pool.mutex_);
+            if (pool.available_.wait_until(lock, deadline, [&] { return !pool.idle_.empty(); })) {
+                handle = pool.idle_.back();
+                pool.idle_.pop_back();
+            }
         }
-        available_.notify_one();
-    }
+        ~Lease() {
+            if (handle == nullptr) return;
+            {
+                std::lock_guard<std::mutex> lock(pool.mutex_);
+                pool.idle_.push_back(handle);
+            }
+            pool.available_.notify_one();
+        }
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        CurlTransport& pool;
+        CURL* handle = nullptr;
+    };
 
     ClientConfig config_;
     std::mutex mutex_;
     std::condition_variable available_;
     std::vector<CURL*> idle_;
 };
+
+std::string checked_text(const std::string& text, const std::string& where) {
+    try {
+        return json(text).dump();
+    } catch (const json::exception&) {
+        throw std::invalid_argument(where + ": not valid UTF-8");
+    }
+}
 
 }  // namespace
 
@@ -179,10 +205,12 @@ std::pair<std::string, std::string> parse_error(const std::string& body) {
     const json* error = &parsed;
     if (parsed.is_array() && !parsed.empty()) error = &parsed.front();
     if (error->is_object()) {
-        const std::string message = error->contains("error") && (*error)["error"].is_string()
-                                        ? (*error)["error"].get<std::string>()
-                                        : error->dump();
-        return {error->value("code", std::string("invalid_request")), message};
+        const auto text = [&](const char* key, const std::string& otherwise) {
+            if (!error->contains(key)) return otherwise;
+            const json& value = (*error)[key];
+            return value.is_string() ? value.get<std::string>() : value.dump();  // a gateway may send a number
+        };
+        return {text("code", "invalid_request"), text("error", error->dump())};
     }
     return {"http_error", body.substr(0, 500)};
 }
@@ -229,7 +257,10 @@ public:
         if (config_.max_retries < 0) throw std::invalid_argument("max_retries: expected 0 or more");
         if (config_.max_batch_size == 0) throw std::invalid_argument("max_batch_size: expected at least 1");
         if (config_.variant) headers_[kPreferenceHeader] = *config_.variant;
-        if (config_.batch_window.count() > 0) collector_ = std::thread([this] { collect(); });
+        if (config_.batch_window.count() > 0) {
+            collector_ = std::thread([this] { collect(); });
+            for (std::size_t i = 0; i < kSenders; ++i) senders_.emplace_back([this] { send_batches(); });
+        }
     }
 
     ~Impl() {
@@ -238,17 +269,25 @@ public:
             stopping_ = true;
         }
         wake_.notify_all();
-        if (collector_.joinable()) collector_.join();
+        if (collector_.joinable()) collector_.join();  // it turns what is pending into batches first
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            collector_done_ = true;
+        }
+        ready_wake_.notify_all();
+        for (auto& sender : senders_) sender.join();  // they send every batch formed
     }
 
     IntentPrediction predict(const std::string& text, const std::optional<std::string>& user_id) {
+        checked_text(text, "text");  // in the caller's thread: a bad text fails its own call only
         if (collector_.joinable() && !user_id) {
             BatchOutcome outcome = submit(text).get();
             if (!outcome.ok()) throw RequestRejected(400, outcome.error_code, outcome.error_message);
             return *outcome.prediction;
         }
         try {
-            return detail::parse_prediction(send(kClassifyPath, detail::request_body(text, user_id)).body);
+            const HttpResult result = send(kClassifyPath, detail::request_body(text, user_id));
+            return parsed([&] { return detail::parse_prediction(result.body); });
         } catch (const ServiceUnavailable&) {
             if (!config_.default_intent) throw;
             ++stats_fallbacks_;
@@ -259,9 +298,12 @@ public:
     std::vector<BatchOutcome> predict_batch(const std::vector<std::string>& texts,
                                             const std::optional<std::string>& user_id) {
         if (texts.empty()) return {};
+        for (std::size_t i = 0; i < texts.size(); ++i) checked_text(texts[i], "texts[" + std::to_string(i) + "]");
         try {
-            return detail::parse_batch(send(kClassifyBatchPath, detail::batch_body(texts, user_id)).body, texts.size());
+            const HttpResult result = send(kClassifyBatchPath, detail::batch_body(texts, user_id));
+            return parsed([&] { return detail::parse_batch(result.body, texts.size()); });
         } catch (const ServiceUnavailable&) {
+            // Every text gets the default, also one the service would have refused: it cannot be asked.
             if (!config_.default_intent) throw;
             stats_fallbacks_ += texts.size();
             return std::vector<BatchOutcome>(texts.size(), BatchOutcome{client_fallback(*config_.default_intent), "", ""});
@@ -275,6 +317,18 @@ public:
     const ClientConfig& config() const { return config_; }
 
 private:
+    // An answer that is not the API's (a proxy's page, a truncated body) is as good as none: ServiceUnavailable.
+    template <typename Parse>
+    static auto parsed(Parse parse) -> decltype(parse()) {
+        try {
+            return parse();
+        } catch (const json::exception& error) {
+            throw ServiceUnavailable(std::string("unexpected answer: ") + error.what(), false);
+        } catch (const std::runtime_error& error) {
+            throw ServiceUnavailable(std::string("unexpected answer: ") + error.what(), false);
+        }
+    }
+
     // One call: retried while the failure is worth another attempt; a 4xx throws RequestRejected at once, any
     // other failure ServiceUnavailable.
     HttpResult send(const std::string& path, const std::string& body) {
@@ -305,13 +359,18 @@ private:
         return std::chrono::milliseconds(uniform(random));
     }
 
-    // --- client-side batching: a collector thread turns predict() calls into batch requests
+    // --- client-side batching: a collector thread turns predict() calls into batches; sender threads send them,
+    // several at once, so a slow batch does not hold up the next one.
+
+    using Batch = std::vector<std::pair<std::string, std::promise<BatchOutcome>>>;
+    static constexpr std::size_t kSenders = 4;
 
     std::future<BatchOutcome> submit(const std::string& text) {
         std::promise<BatchOutcome> promise;
         std::future<BatchOutcome> future = promise.get_future();
         {
             std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) throw ServiceUnavailable("the predictor is being destroyed", false);
             pending_.emplace_back(text, std::move(promise));
         }
         wake_.notify_all();
@@ -324,21 +383,34 @@ private:
             wake_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
             if (pending_.empty()) return;  // stopping, nothing left
             if (!stopping_) {  // the first text waits up to the window for company
-                wake_.wait_for(lock, config_.batch_window, [this] { return stopping_ || pending_.size() >= config_.max_batch_size; });
+                wake_.wait_for(lock, config_.batch_window,
+                               [this] { return stopping_ || pending_.size() >= config_.max_batch_size; });
             }
             const std::size_t count = std::min(pending_.size(), config_.max_batch_size);
-            std::vector<std::pair<std::string, std::promise<BatchOutcome>>> batch;
+            Batch batch;
             for (std::size_t i = 0; i < count; ++i) {
                 batch.push_back(std::move(pending_.front()));
                 pending_.pop_front();
             }
+            ready_.push_back(std::move(batch));
+            ready_wake_.notify_one();
+        }
+    }
+
+    void send_batches() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (true) {
+            ready_wake_.wait(lock, [this] { return collector_done_ || !ready_.empty(); });
+            if (ready_.empty()) return;  // the collector is done and nothing is left
+            Batch batch = std::move(ready_.front());
+            ready_.pop_front();
             lock.unlock();
             deliver(batch);
             lock.lock();
         }
     }
 
-    void deliver(std::vector<std::pair<std::string, std::promise<BatchOutcome>>>& batch) {
+    void deliver(Batch& batch) {
         std::vector<std::string> texts;
         texts.reserve(batch.size());
         for (const auto& item : batch) texts.push_back(item.first);
@@ -361,8 +433,12 @@ private:
     std::mutex mutex_;
     std::condition_variable wake_;
     std::deque<std::pair<std::string, std::promise<BatchOutcome>>> pending_;
+    std::condition_variable ready_wake_;
+    std::deque<Batch> ready_;
     bool stopping_ = false;
+    bool collector_done_ = false;
     std::thread collector_;
+    std::vector<std::thread> senders_;
 };
 
 namespace {

@@ -14,8 +14,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::size_t discard(char*, std::size_t size, std::size_t count, void* body) {
-    static_cast<std::string*>(body)->append(size * count, ' ');
+std::size_t keep(char* data, std::size_t size, std::size_t count, void* body) {
+    static_cast<std::string*>(body)->append(data, size * count);
     return size * count;
 }
 
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     curl_easy_setopt(raw, CURLOPT_URL, endpoint.c_str());
     curl_easy_setopt(raw, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(raw, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(raw, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(raw, CURLOPT_WRITEFUNCTION, keep);
     curl_easy_setopt(raw, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(raw, CURLOPT_NOSIGNAL, 1L);
 
@@ -61,11 +61,15 @@ int main(int argc, char** argv) {
         for (int i = 0; i < block; ++i) {
             sink.clear();
             const auto started = Clock::now();
-            if (curl_easy_perform(raw) != CURLE_OK) {
-                std::fprintf(stderr, "curl request failed\n");
+            const CURLcode code = curl_easy_perform(raw);
+            curl_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+            long status = 0;
+            curl_easy_getinfo(raw, CURLINFO_RESPONSE_CODE, &status);
+            if (code != CURLE_OK || status != 200 || sink.find("\"intent\"") == std::string::npos) {
+                std::fprintf(stderr, "bare curl request failed: %s, HTTP %ld: %s\n", curl_easy_strerror(code), status,
+                             sink.substr(0, 300).c_str());
                 return 1;
             }
-            curl_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
         }
         for (int i = 0; i < block; ++i) {
             const auto started = Clock::now();

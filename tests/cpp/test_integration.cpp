@@ -192,3 +192,19 @@ TEST(Integration, APatientClientWaitsForTheSlowService) {
     IntentPredictor predictor(config);
     EXPECT_FALSE(predictor.predict("chase login").from_client_fallback);
 }
+
+TEST(Integration, CallersWaitingForABusyConnectionFallBackWithinTheirTimeout) {
+    REQUIRE_SLOW_SERVER();
+    ClientConfig config;
+    config.base_url = env("INFERENCE_SLOW_URL");
+    config.pool_size = 1;  // one connection, held by a slow request: the others wait for it at most total_timeout
+    config.total_timeout = 300ms;
+    IntentPredictor predictor(config);
+    std::atomic<int> fallbacks{0};
+    std::vector<std::thread> threads;
+    const auto started = std::chrono::steady_clock::now();
+    for (int i = 0; i < 6; ++i) threads.emplace_back([&] { fallbacks += predictor.predict("dentist near me").from_client_fallback; });
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(fallbacks.load(), 6);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1500ms);  // no caller queued behind six slow requests
+}

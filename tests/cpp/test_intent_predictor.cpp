@@ -170,6 +170,24 @@ TEST(Parsing, ANonJsonErrorBodyIsKeptAsTheMessage) {
     EXPECT_EQ(message, "<html>Bad Gateway</html>");
 }
 
+TEST(Parsing, ANumericErrorCodeFromAGatewayIsKeptAsText) {
+    auto [code, message] = classification::detail::parse_error(R"({"error": "too many requests", "code": 429})");
+    EXPECT_EQ(code, "429");
+    EXPECT_EQ(message, "too many requests");
+}
+
+TEST(RetryPolicy, A429WithANumericCodeIsRejectedNotRetried) {
+    auto client = scripted({status(429, {{"error", "slow down"}, {"code", 429}})});
+    try {
+        client.predictor->predict("x");
+        FAIL() << "expected RequestRejected";
+    } catch (const RequestRejected& rejected) {
+        EXPECT_EQ(rejected.status(), 429);
+        EXPECT_EQ(rejected.code(), "429");
+    }
+    EXPECT_EQ(client.transport->paths.size(), 1u);
+}
+
 TEST(Bodies, ARequestCarriesTheTextAndTheUserWhenGiven) {
     EXPECT_EQ(json::parse(classification::detail::request_body("a \"quoted\" text", std::nullopt)),
               (json{{"text", "a \"quoted\" text"}}));
@@ -305,6 +323,26 @@ TEST(Fallback, A500IsAnOutageForTheCallerNotARejection) {
     EXPECT_EQ(client.transport->paths.size(), 1u);  // 500 is not retried
 }
 
+TEST(Fallback, AMalformedAnswerIsAnOutageNotACrash) {
+    auto client = scripted({{200, "<html>proxy login</html>", 0, "", false}});
+    IntentPrediction p = client.predictor->predict("x");
+    EXPECT_TRUE(p.from_client_fallback);
+    EXPECT_EQ(client.transport->paths.size(), 1u);  // not retried: the service did answer, wrongly
+}
+
+TEST(Fallback, AnAnswerMissingAFieldIsAnOutageForACallerWithoutDefault) {
+    ClientConfig config = fast_config();
+    config.default_intent.reset();
+    auto client = scripted({ok({{"intent", "local"}})}, config);
+    try {
+        client.predictor->predict("x");
+        FAIL() << "expected ServiceUnavailable";
+    } catch (const ServiceUnavailable& error) {
+        EXPECT_NE(std::string(error.what()).find("unexpected answer"), std::string::npos);
+        EXPECT_FALSE(error.timed_out());
+    }
+}
+
 TEST(Fallback, ABatchFallsBackTextByText) {
     auto client = scripted({failure(kCouldntConnect)});
     auto outcomes = client.predictor->predict_batch({"a", "b", "c"});
@@ -434,6 +472,48 @@ TEST(Batching, ABadTextInACoalescedBatchFailsOnlyItsOwnCall) {
     for (auto& thread : threads) thread.join();
     EXPECT_EQ(rejected.load(), 1);
     EXPECT_EQ(answered.load(), 9);
+    EXPECT_LT(predictor.stats().batches, 10u);  // the calls were coalesced, the bad one with the others
+}
+
+TEST(Batching, InvalidUtf8FailsItsOwnCallBeforeAnythingIsSent) {
+    ClientConfig config = fast_config();
+    config.batch_window = 20ms;
+    auto transport = std::make_unique<ScriptedTransport>(batch_answer);
+    ScriptedTransport* raw = transport.get();
+    IntentPredictor predictor(config, std::move(transport));
+    std::atomic<int> invalid{0}, answered{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                answered += predictor.predict(i == 5 ? std::string("caf\xc3") : std::string("cafe")).intent == "local";
+            } catch (const std::invalid_argument& error) {
+                invalid += std::string(error.what()).find("UTF-8") != std::string::npos;
+            }
+        });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(invalid.load(), 1);
+    EXPECT_EQ(answered.load(), 7);
+    std::size_t texts_sent = 0;
+    for (const auto& body : raw->bodies) texts_sent += json::parse(body).at("texts").size();
+    EXPECT_EQ(texts_sent, 7u);  // the bad text never reached a batch
+    EXPECT_LT(raw->bodies.size(), 7u);
+}
+
+TEST(Batching, ABatchAnswerWithAResultMissingFallsBackForEveryCallOfTheBatch) {
+    ClientConfig config = fast_config();
+    config.batch_window = 20ms;
+    IntentPredictor predictor(config, std::make_unique<ScriptedTransport>([](const std::string&, const std::string& body) {
+        json results = json::array();
+        for (std::size_t i = 1; i < json::parse(body).at("texts").size(); ++i) results.push_back(answer());
+        return ok({{"results", results}});  // one result short: no call can tell which answer is its own
+    }));
+    std::atomic<int> fallbacks{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 6; ++i) threads.emplace_back([&] { fallbacks += predictor.predict("x").from_client_fallback; });
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(fallbacks.load(), 6);
 }
 
 TEST(Batching, CoalescedCallsFallBackTogetherWhenTheServiceIsDown) {
