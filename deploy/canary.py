@@ -200,10 +200,10 @@ def reload_nginx(run_dir: Path, timeout: float = 60.0) -> None:
     raise CanaryError(f"nginx did not finish reloading within {timeout:.0f} s (old workers {sorted(before)})")
 
 
-def backend_home(run_dir: Path, track: str, port: int) -> Path:
+def backend_home(run_dir: Path, track: str, port: int, shared: Path | None = None) -> Path:
     """A BentoML home of its own (BentoML keeps and wipes its Prometheus files there at every start), sharing
-    the Bento and model stores of the usual one."""
-    shared = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    the Bento and model stores of `shared` (default: the usual home)."""
+    shared = shared or Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
     home = run_dir / "homes" / f"{track}-{port}"
     home.mkdir(parents=True, exist_ok=True)
     for store in ("bentos", "models"):

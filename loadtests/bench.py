@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from deploy.canary import backend_home
 from loadtests.inprocess import scorer_us
 from loadtests.latency import request_bodies
 from loadtests.peers import mlserver
@@ -123,8 +124,8 @@ def running(target: Target, work: Path) -> Iterator[tuple[str, psutil.Process, f
     if target.protocol == "v2":
         mlserver.write_repository(work / f"mlserver-{port}", port)
     env = {**os.environ, **dict(target.env)}
-    if target.command[0].endswith("bentoml"):  # its own metrics directory, so runs don't mix
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(work / f"prom-{port}")
+    if target.command[0].endswith("bentoml"):  # a BentoML home of its own (metrics files), sharing the stores
+        env["BENTOML_HOME"] = str(backend_home(work, "bench", port))
     log_path = work / f"{port}.log"
     started = time.perf_counter()
     with log_path.open("wb") as log:

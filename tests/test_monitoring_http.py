@@ -11,6 +11,7 @@ import pytest
 from inference.catalogue import SKILLS
 from inference.registry import import_skill_artifacts, skill_model_name
 from inference.synthetic import generate_students
+from tests.utils.prometheus import metric_total
 from tests.utils.requests import delete_from_store
 from tests.utils.servers import start_server
 from train.skills import SkillTrainingParams, train_skills
@@ -43,14 +44,6 @@ def monitored(trained_versions, session_dir):
 
 def post(url, path, body, **headers):
     return httpx.post(url + path, json=body, headers={"Connection": "close", **headers}, timeout=30)
-
-
-def metric_total(url, name, **labels):
-    total = 0.0
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def items_for(sample, skill):

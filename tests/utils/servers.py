@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from deploy.canary import backend_home
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BENTOML = str(Path(sys.executable).parent / "bentoml")
 
@@ -48,8 +50,11 @@ def start_server(
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"server-{port}.log"
-    # Each server gets its own Prometheus multiprocess directory so concurrent servers' metrics don't mix.
-    full_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{port}"), **(env or {})}
+    # Each server gets a BentoML home of its own, sharing the stores: BentoML keeps its Prometheus files in the
+    # home and wipes them at every start, so a server started later would otherwise empty another's /metrics.
+    shared = (env or {}).get("BENTOML_HOME") or os.environ.get("BENTOML_HOME") or str(Path.home() / "bentoml")
+    home = backend_home(log_dir, "server", port, shared=Path(shared))
+    full_env = {**os.environ, **(env or {}), "BENTOML_HOME": str(home)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
