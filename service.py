@@ -18,7 +18,9 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from inference import routes
-from inference.errors import InferenceError
+from inference.errors import InferenceError, StorageUnavailable
+from inference.metrics import count_limit_rejection
+from inference.middleware import RequestLimits, UniformErrors
 from inference.routes import (
     CLASSIFY_BATCH_ROUTE,
     CLASSIFY_ROUTE,
@@ -152,7 +154,11 @@ async def correlation(request: Request) -> JSONResponse:
 
     service = current()
     settings = service.settings
-    found = await asyncio.to_thread(service.monitoring.correlations)
+    try:
+        found = await asyncio.to_thread(service.monitoring.correlations)
+    except Exception as err:
+        logger.error("correlations unavailable: %s: %s", type(err).__name__, err)
+        return error_response(StorageUnavailable(f"correlations unavailable: database error {type(err).__name__}"))
     body = CorrelationResponse(
         window_days=settings.correlation_window_days,
         alert_below=settings.correlation_alert_below,
@@ -251,7 +257,7 @@ class Inference:
         from inference.monitoring import Monitoring, Observer
         from inference.serving import Serving
         from inference.state import SharedState
-        from inference.storage import engine_for
+        from inference.storage import DeferredEngine
 
         settings = self.settings = get_settings()
         logging.getLogger("inference").setLevel(settings.log_level)
@@ -270,7 +276,16 @@ class Inference:
             max_entries=settings.cache_max_entries,
             stats=metrics,
         )
-        engine = engine_for(settings.database_url)
+        engine = DeferredEngine(settings.database_url)
+        try:
+            engine.open()
+        except Exception as err:  # serve anyway: only ratings, correlations and the prediction log need it
+            logger.error(
+                "database unreachable at start (%s: %s); ratings, correlations and the prediction log fail until "
+                "it is back, scoring is not affected",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
         observer = Observer(
             metrics=metrics,
             drift=DriftMonitor(window=settings.drift_window, min_observations=settings.drift_min_observations),
@@ -398,6 +413,17 @@ class Inference:
         await self.manager.close()
         await self.serving.cache.close()
         self.serving.families.close()
+
+
+# Body size and JSON depth are checked before BentoML reads the body; every 4xx leaves in the API's error shape
+# (see inference/middleware.py).
+Inference.add_asgi_middleware(UniformErrors)
+Inference.add_asgi_middleware(
+    RequestLimits,
+    max_body_bytes=get_settings().max_body_bytes,
+    max_json_depth=get_settings().max_json_depth,
+    count=count_limit_rejection,
+)
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

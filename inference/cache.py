@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from cachetools import TTLCache
 
+from inference.errors import CacheUnavailable
 from inference.logs import LOGGER_NAME, EveryInterval
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -194,9 +195,14 @@ class RedisCache:
 
     async def invalidate_student(self, student_id: str) -> int:
         index = student_index_key(student_id)
-        keys = await self._client.smembers(index)
-        deleted = await self._client.delete(*keys) if keys else 0
-        await self._client.delete(index)
+        try:
+            keys = await self._client.smembers(index)
+            deleted = await self._client.delete(*keys) if keys else 0
+            await self._client.delete(index)
+        except Exception as err:  # the caller asked for a deletion: say it did not happen
+            raise CacheUnavailable(
+                f"student {student_id}'s cached answers were not dropped: {type(err).__name__}: {err}; retry"
+            ) from err
         return int(deleted)
 
     async def invalidate_version(self, family: str, model: str, version: str) -> int:

@@ -10,6 +10,7 @@ class InferenceError(Exception):
 
     code = "internal_error"
     status = HTTPStatus.INTERNAL_SERVER_ERROR
+    limit: str | None = None  # the configured limit the request went over, if that is why it was refused
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -27,42 +28,94 @@ class InvalidRequest(InferenceError):
 
 
 class UnknownSkill(InvalidRequest):
+    """`skill` is not one of the seven skills."""
+
     code = "unknown_skill"
 
 
 class EmptyFeatures(InvalidRequest):
+    """`features` is an empty object."""
+
     code = "empty_features"
 
 
 class InvalidFeatureValue(InvalidRequest):
+    """A feature the model uses is not a finite number within its valid range; the message names it."""
+
     code = "invalid_feature_value"
 
 
 class NoKnownFeatures(InvalidRequest):
+    """None of the given features is used by the skill's model."""
+
     code = "no_known_features"
 
 
 class InvalidText(InvalidRequest):
+    """A text is empty, whitespace only, or longer than INFERENCE_MAX_TEXT_CHARS."""
+
     code = "invalid_text"
 
 
+class TextTooLong(InvalidText):
+    """A text longer than INFERENCE_MAX_TEXT_CHARS (code `invalid_text`)."""
+
+    limit = "text_chars"
+
+
 class InvalidHeader(InvalidRequest):
+    """A header (X-Model-Preference, X-Model-Variant) names no variant or version this server serves."""
+
     code = "invalid_header"
 
 
 class BatchTooLarge(InvalidRequest):
+    """More items in a batch than INFERENCE_MAX_BATCH_ITEMS."""
+
     code = "batch_too_large"
+    limit = "batch_items"
+
+
+class BodyTooLarge(InvalidRequest):
+    """A request body larger than INFERENCE_MAX_BODY_BYTES; the rest of it is not read."""
+
+    code = "body_too_large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    limit = "body_bytes"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A request body whose Content-Type is not application/json."""
+
+    code = "unsupported_media_type"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class JsonTooDeep(InvalidRequest):
+    """A JSON document nested deeper than INFERENCE_MAX_JSON_DEPTH."""
+
+    code = "json_too_deep"
+    limit = "json_depth"
 
 
 class ModelsNotReady(InferenceError):
+    """The family's models are not loaded (see /readyz and the log); retry later or elsewhere."""
+
     code = "models_not_ready"
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 class StorageUnavailable(InferenceError):
-    """The database could not take a write; nothing was stored and the caller may retry."""
+    """The database could not be reached; nothing was stored, and the caller may retry."""
 
     code = "storage_unavailable"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class CacheUnavailable(InferenceError):
+    """The result cache (Redis) could not carry out an explicit cache operation; the caller may retry."""
+
+    code = "cache_unavailable"
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
@@ -73,6 +126,8 @@ class ArtifactError(InferenceError):
 
 
 class ModelVersionExists(InferenceError):
+    """Importing a model version the store already holds."""
+
     code = "model_version_exists"
     status = HTTPStatus.CONFLICT
 
@@ -92,6 +147,8 @@ class RunSuperseded(InferenceError):
 
 
 class UnsupportedDatabase(InferenceError):
+    """A DATABASE_URL of a kind other than SQLite or PostgreSQL."""
+
     code = "unsupported_database"
 
 

@@ -19,6 +19,8 @@ FAIL = "fail"
 
 
 class InjectedFault(InferenceError):
+    """A failure injected on purpose (INFERENCE_INJECT_FAULTS), for tests and drills."""
+
     code = "injected_fault"
 
 

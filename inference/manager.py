@@ -33,6 +33,8 @@ class ReloadFailed(InferenceError):
 
 
 class UnknownFamily(InvalidRequest):
+    """An admin call names a family this server does not serve."""
+
     code = "unknown_family"
 
 

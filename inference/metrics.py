@@ -21,6 +21,8 @@ class Metrics(Protocol):
 
     def error(self, family: str, code: str) -> None: ...
 
+    def limit(self, family: str, limit: str) -> None: ...
+
     def score(self, family: str, model: str, version: str, value: float) -> None: ...
 
     def batch(self, family: str, version: str, size: int) -> None: ...
@@ -37,6 +39,9 @@ class NoMetrics:
         pass
 
     def error(self, family: str, code: str) -> None:
+        pass
+
+    def limit(self, family: str, limit: str) -> None:
         pass
 
     def score(self, family: str, model: str, version: str, value: float) -> None:
@@ -94,6 +99,16 @@ def _metric(kind: str, name: str, documentation: str, labelnames: list[str], **o
         if name not in _registered:
             _registered[name] = getattr(prometheus_client, kind)(name, documentation, labelnames, **options)
         return _registered[name]
+
+
+def count_limit_rejection(family: str, limit: str) -> None:
+    """A request refused for going over a configured limit (body_bytes, json_depth, batch_items, text_chars)."""
+    _metric(
+        "Counter",
+        "inference_limit_rejections",
+        "Requests refused for going over a limit: body_bytes, json_depth, batch_items or text_chars.",
+        ["family", "limit"],
+    ).labels(family=family, limit=limit).inc()
 
 
 class PrometheusMetrics:
@@ -154,6 +169,9 @@ class PrometheusMetrics:
 
     def error(self, family: str, code: str) -> None:
         self._errors.labels(family=family, code=code).inc()
+
+    def limit(self, family: str, limit: str) -> None:
+        count_limit_rejection(family, limit)
 
     def score(self, family: str, model: str, version: str, value: float) -> None:
         self._scores.labels(family=family, model=model, model_version=version).observe(value)

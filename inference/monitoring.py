@@ -61,6 +61,8 @@ class Observer:
         except InferenceError as err:
             outcome = "client_error" if int(err.status) < 500 else "server_error"
             self.metrics.error(family, err.code)
+            if err.limit:
+                self.metrics.limit(family, err.limit)
             raise
         except Exception:
             outcome = "server_error"

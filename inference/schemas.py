@@ -7,15 +7,35 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from inference.catalogue import FEATURES, SKILLS
+
 STUDENT_ID_MAX_LENGTH = 128
+MAX_ITEMS_DEFAULT = 1000  # INFERENCE_MAX_BATCH_ITEMS's default
+MAX_TEXT_CHARS_DEFAULT = 2000  # INFERENCE_MAX_TEXT_CHARS's default
+
+# Constraints the service checks itself (so that a refusal names the field in the API's error shape, and one bad
+# item of a batch does not refuse the others), stated in the OpenAPI document for clients and for API fuzzing.
+TEXT_SCHEMA = {"minLength": 1, "maxLength": MAX_TEXT_CHARS_DEFAULT, "pattern": r"\S"}
+SKILL_SCHEMA = {"enum": list(SKILLS)}
+FEATURES_SCHEMA = {
+    "minProperties": 1,
+    "properties": {
+        name: {"type": "number", "minimum": feature.minimum, "maximum": feature.maximum}
+        for name, feature in FEATURES.items()
+    },
+}
 
 
 class SkillInferenceRequest(BaseModel):
     student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
-    skill: str = Field(description="One of the 7 skills; see GET /api/v1/skills/models.")
+    skill: str = Field(
+        description="One of the 7 skills; see GET /api/v1/skills/models.", json_schema_extra=SKILL_SCHEMA
+    )
     # Values are validated per feature by the service (number, finite, within the catalogue's range) so that
     # the error names the feature, and so that one bad item of a batch does not reject the others.
-    features: dict[str, Any] = Field(description="Feature name to number; see docs/features.md.")
+    features: dict[str, Any] = Field(
+        description="Feature name to number; see docs/features.md.", json_schema_extra=FEATURES_SCHEMA
+    )
 
 
 class FeatureImportance(BaseModel):
@@ -47,7 +67,10 @@ class SkillInferenceFailure(BaseModel):
 
 
 class SkillBatchRequest(BaseModel):
-    items: list[SkillInferenceRequest] = Field(description="1 to 1000 items (INFERENCE_MAX_BATCH_ITEMS).")
+    items: list[SkillInferenceRequest] = Field(
+        description="1 to 1000 items (INFERENCE_MAX_BATCH_ITEMS).",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT},
+    )
 
 
 class SkillBatchResponse(BaseModel):
@@ -74,14 +97,20 @@ class SkillModelsResponse(BaseModel):
 
 
 class IntentRequest(BaseModel):
-    text: str = Field(description="The query text; not empty, at most INFERENCE_MAX_TEXT_CHARS characters.")
+    text: str = Field(
+        description="The query text; not empty, at most INFERENCE_MAX_TEXT_CHARS characters.",
+        json_schema_extra=TEXT_SCHEMA,
+    )
     user_id: str | None = Field(
         None, max_length=STUDENT_ID_MAX_LENGTH, description="When given, the variant is sticky for this caller."
     )
 
 
 class IntentBatchRequest(BaseModel):
-    texts: list[str] = Field(description="1 to 1000 texts (INFERENCE_MAX_BATCH_ITEMS), answered in order.")
+    texts: list[str] = Field(
+        description="1 to 1000 texts (INFERENCE_MAX_BATCH_ITEMS), answered in order.",
+        json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT, "items": {"type": "string", **TEXT_SCHEMA}},
+    )
     user_id: str | None = Field(None, max_length=STUDENT_ID_MAX_LENGTH)
 
 
@@ -115,8 +144,12 @@ class IntentBatchResponse(BaseModel):
 
 
 class TextPairRequest(BaseModel):
-    text1: str
-    text2: str
+    text1: str = Field(
+        description="Not empty, at most INFERENCE_MAX_TEXT_CHARS characters.", json_schema_extra=TEXT_SCHEMA
+    )
+    text2: str = Field(
+        description="Not empty, at most INFERENCE_MAX_TEXT_CHARS characters.", json_schema_extra=TEXT_SCHEMA
+    )
 
 
 class ModelRef(BaseModel):
@@ -179,13 +212,15 @@ class HealthResponse(BaseModel):
 
 class TeacherRating(BaseModel):
     student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
-    skill: str
+    skill: str = Field(json_schema_extra=SKILL_SCHEMA)
     rating: float = Field(ge=1, le=5, description="The teacher's rating on the 1-5 scale.")
     rated_at: datetime = Field(description="When the teacher rated, ISO 8601; without a zone it is taken as UTC.")
 
 
 class RatingsRequest(BaseModel):
-    ratings: list[TeacherRating] = Field(description="1 to 1000 ratings.")
+    ratings: list[TeacherRating] = Field(
+        description="1 to 1000 ratings.", json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT}
+    )
 
 
 class RatingsResponse(BaseModel):

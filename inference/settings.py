@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         5.0, gt=0, le=300, description="A request not answered within this many seconds gets a 504."
     )
     max_batch_items: int = Field(1000, ge=1, le=100_000, description="Most items accepted by one batch request.")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes (413 beyond); the default fits the largest batch the "
+        "item and text limits allow.",
+    )
+    max_json_depth: int = Field(
+        32, ge=4, le=1000, description="Deepest JSON nesting accepted in a request body (400 beyond)."
+    )
     batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")
     batcher_max_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="Extra wait to gather a batch; 0 dispatches as soon as the model is free."
@@ -113,7 +122,7 @@ class Settings(BaseSettings):
     routes_file: Path | None = Field(
         None,
         description="A YAML or JSON file with the same mapping as INFERENCE_ROUTES (e.g. a mounted ConfigMap); "
-        "it wins over INFERENCE_ROUTES and is re-read when it changes.",
+        "it wins over INFERENCE_ROUTES. Read when a worker starts; change weights at runtime with the admin API.",
     )
     admin_token: SecretStr | None = Field(
         None,

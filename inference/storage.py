@@ -208,6 +208,24 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+class DeferredEngine:
+    """The engine of `url`, opened (schema included) on first use, and tried again at the next use after a failure.
+
+    The service starts without its database: scoring needs none, and the parts that do (teacher ratings,
+    correlations, the prediction log) fail with a clear error until the database is back, instead of the
+    workers failing to start in a loop.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def open(self) -> Engine:
+        return engine_for(self.url)  # cached once it succeeds; a failure is not cached
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.open(), name)
+
+
 @contextmanager
 def _schema_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction in which this process alone creates or updates the schema. A server's workers start together,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.errors import InvalidText
+from inference.errors import InvalidText, TextTooLong
 
 
 def check_text(text: str, *, field_name: str, max_chars: int) -> str:
@@ -10,5 +10,5 @@ def check_text(text: str, *, field_name: str, max_chars: int) -> str:
     if not text.strip():
         raise InvalidText(f"{field_name}: must not be empty or whitespace only")
     if len(text) > max_chars:
-        raise InvalidText(f"{field_name}: at most {max_chars} characters, got {len(text)}")
+        raise TextTooLong(f"{field_name}: at most {max_chars} characters, got {len(text)}")
     return text

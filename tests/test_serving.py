@@ -32,6 +32,9 @@ class CountingMetrics:
     def error(self, family, code):
         pass
 
+    def limit(self, family, limit):
+        pass
+
     def score(self, family, model, version, value):
         pass
 
