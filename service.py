@@ -281,8 +281,8 @@ class Inference:
             engine.open()
         except Exception as err:  # serve anyway: only ratings, correlations and the prediction log need it
             logger.error(
-                "database unreachable at start (%s: %s); ratings, correlations and the prediction log fail until "
-                "it is back, scoring is not affected",
+                "database not usable at start (%s: %s); ratings, correlations and the prediction log fail until "
+                "it is, scoring is not affected",
                 type(err).__name__,
                 str(err).splitlines()[0] if str(err) else "",
             )

@@ -24,7 +24,7 @@ from tests.utils.batch import (
     run_batch,
     stored_assessments,
 )
-from tests.utils.postgres import throwaway_database
+from tests.utils.postgres import own_cluster, throwaway_database
 
 pytestmark = pytest.mark.slow
 
@@ -167,6 +167,28 @@ def test_a_connection_dropped_mid_run_is_retried_and_nothing_is_lost_or_doubled(
     assert "retrying in" in output
     assert runs_of(database)[-1].status == SUCCEEDED
     assert_every_student_scored_once(database, students, stable_models)
+
+
+def test_a_postgresql_restart_mid_run_is_ridden_out_and_nothing_is_lost_or_doubled(stable_models, tmp_path):
+    with own_cluster() as cluster:
+        database = BatchDatabase(engine_for(cluster.url))
+        try:
+            students = load_students(database, generate_students(40_000, seed=79).feature_dicts())
+            log = tmp_path / "batch.log"
+            process, run_id = scoring_midway(database, cluster.url, log, committed=2000)
+            cluster.restart()  # every connection cut, the lock's and the writers' included
+            returncode = process.wait(timeout=300)
+            output = log.read_text()
+            print(f"scorer exit {returncode}:", *output.splitlines()[-6:], sep="\n")
+            if returncode != 0:  # the run stopped cleanly instead: the next run must resume it
+                rerun = run_batch("score", "--chunk-size", "500", database_url=cluster.url)
+                assert rerun.returncode == 0, rerun.stdout[-3000:]
+                assert runs_of(database)[-1].resumed_from == run_id
+            assert "retrying in" in output or returncode != 0, output[-3000:]
+            assert runs_of(database)[-1].status == SUCCEEDED, output[-3000:]
+            assert_every_student_scored_once(database, students, stable_models)
+        finally:
+            database.engine.dispose()
 
 
 def test_shard_keys_computed_by_postgresql_equal_pythons(database):

@@ -1,5 +1,6 @@
 """The Redis cache behind a real server: shared by the workers, and when Redis stops the service keeps
-answering (without the cache), counts the errors, logs them once per interval and recovers by itself."""
+answering (without the cache), counts the errors, logs them once per interval, refuses an explicit invalidation
+with 503, and recovers by itself."""
 
 import time
 
@@ -28,7 +29,12 @@ def errors_counted(url):
 
 
 def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_versions, redis_server, session_dir):
-    env = {"INFERENCE_SKILLS_VERSION": "v1.0.0", "INFERENCE_FAMILIES": '["skills"]', "CACHE_URL": redis_server.url()}
+    env = {
+        "INFERENCE_SKILLS_VERSION": "v1.0.0",
+        "INFERENCE_FAMILIES": '["skills"]',
+        "CACHE_URL": redis_server.url(),
+        "INFERENCE_ADMIN_TOKEN": "redis-drill",
+    }
     with start_server(session_dir / "logs-redis", env=env) as server:
         item = student_items(1, seed=81)[0]
         answers = [infer(server.url, item).json() for _ in range(8)]
@@ -45,6 +51,13 @@ def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_vers
             assert errors_counted(server.url) >= 1
             failures_logged = server.log().count("cache get failed")
             assert 1 <= failures_logged <= 2  # once per worker per interval, not once per request
+            # An explicit cache operation cannot be skipped silently: the caller hears it did not happen.
+            forget = httpx.delete(
+                server.url + "/api/v1/cache/students/" + item["student_id"],
+                headers={"Authorization": "Bearer redis-drill"},
+                timeout=30,
+            )
+            assert forget.status_code == 503 and forget.json()["code"] == "cache_unavailable", forget.text
         finally:
             redis_server.start()
 
