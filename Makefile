@@ -7,7 +7,7 @@ PORT ?= 3000
 BENTO_VERSION ?= 0.1.0
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: install serve test test-fast lint docs reports bento clean
+.PHONY: install serve test test-fast lint docs reports bento audit clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Known vulnerabilities in the locked dependencies (says plainly when the vulnerability data is out of reach).
+audit: install
+	$(BIN)/python -m deploy.audit
 
 docs: install
 	$(BIN)/python -m inference.docs
