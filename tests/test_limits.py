@@ -192,3 +192,15 @@ def test_a_chunked_upload_over_the_limit_is_cut_short_with_a_413(server):
     assert json.loads(response.read())["code"] == "body_too_large"
     connection.close()
     assert sent < 64  # the rest of the upload was refused, not read
+
+
+def test_the_middleware_benchmark_runs_and_reports_both_bodies(capsys):
+    from loadtests.middleware_bench import main
+
+    main()
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| one") or line.startswith("| a batch")
+    ]
+    assert len(rows) == 2 and all(float(row.split("|")[5]) >= 0 for row in rows)
