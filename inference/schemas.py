@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from inference.catalogue import FEATURES, SKILLS
 
@@ -36,11 +36,30 @@ class SkillInferenceRequest(BaseModel):
     features: dict[str, Any] = Field(
         description="Feature name to number; see docs/features.md.", json_schema_extra=FEATURES_SCHEMA
     )
+    explain: bool = Field(
+        False,
+        description="Also return this prediction's top feature contributions (TreeSHAP); see docs/explanations.md.",
+    )
 
 
 class FeatureImportance(BaseModel):
     feature: str
     importance: float
+
+
+class FeatureContribution(BaseModel):
+    feature: str
+    value: float = Field(description="The value the model used: the one given, or the imputed training median.")
+    contribution: float = Field(description="Its contribution to the margin (log-odds); positive raises the score.")
+
+
+class Explanation(BaseModel):
+    """Why this score: TreeSHAP contributions to the model's margin, bias + sum(contributions) + rest = margin."""
+
+    bias: float = Field(description="The model's expected margin (log-odds) over its training data.")
+    contributions: list[FeatureContribution] = Field(description="The 5 largest by magnitude, largest first.")
+    rest: float = Field(description="The sum of the other features' contributions.")
+    margin: float = Field(description="The model's log-odds for this row; score = 1 / (1 + exp(-margin)).")
 
 
 class SkillInferenceResult(BaseModel):
@@ -52,7 +71,15 @@ class SkillInferenceResult(BaseModel):
     model_version: str
     imputed_features: list[str]
     ignored_features: list[str]
+    explanation: Explanation | None = Field(None, description='Only with "explain": true; absent otherwise.')
     cached: bool = Field(False, description="True when the answer came from the result cache.")
+
+    @model_serializer(mode="wrap")
+    def _without_unasked_explanation(self, serialize):  # unannotated, so the JSON schema stays the model's
+        answer = serialize(self)
+        if answer.get("explanation") is None:
+            answer.pop("explanation", None)
+        return answer
 
 
 class ErrorDetail(BaseModel):
@@ -71,6 +98,7 @@ class SkillBatchRequest(BaseModel):
         description="1 to 1000 items (INFERENCE_MAX_BATCH_ITEMS).",
         json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT},
     )
+    explain: bool = Field(False, description="Explain every item (an item may also ask for itself).")
 
 
 class SkillBatchResponse(BaseModel):

@@ -71,30 +71,52 @@ def _feature_name(key: str, feature_names: tuple[str, ...]) -> str:
     raise ValueError(f"booster reports importance for unknown feature {key!r}")
 
 
+def contributions(model: SkillModel, rows: np.ndarray) -> np.ndarray:
+    """TreeSHAP contributions of each feature to each row's margin, (n, n_features + 1), the last column the bias
+    (the expected margin). Computed on the scaled inputs the booster sees; the scaling is per feature, so column
+    i is feature i. Each row sums to its margin (to float32 precision)."""
+    scaled = ((rows - model.mean) / model.scale).astype(np.float32, copy=False)
+    matrix = xgb.DMatrix(scaled, feature_names=model.booster.feature_names, nthread=1)
+    return np.asarray(model.booster.predict(matrix, pred_contribs=True), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class SkillRow:
     """One prepared row and the model that will score it (rows carry their model, so a batch spanning a
-    model reload still scores each row with the version that prepared it)."""
+    model reload still scores each row with the version that prepared it); `explain` asks for its contributions."""
 
     model: SkillModel
     values: np.ndarray
+    explain: bool = False
 
 
 @dataclass(frozen=True)
 class RowScore:
     score: float
     confidence: float
+    margin: float = 0.0
+    contributions: np.ndarray | None = None  # (n_features + 1,), bias last: only for rows that asked
 
 
 def score_skill_rows(rows: Sequence[SkillRow]) -> list[RowScore]:
-    """Score rows of mixed skills: one vectorised call per model, results in the rows' order."""
+    """Score rows of mixed skills: one vectorised call per model, results in the rows' order; the contributions
+    of the rows that ask for them in one more call per model."""
     positions: dict[int, list[int]] = defaultdict(list)
     for position, row in enumerate(rows):
         positions[id(row.model)].append(position)
     results: list[RowScore | None] = [None] * len(rows)
     for indices in positions.values():
         model = rows[indices[0]].model
-        scores = score_rows(model, np.stack([rows[i].values for i in indices]))
+        values = np.stack([rows[i].values for i in indices])
+        scores = score_rows(model, values)
+        explained = [offset for offset, index in enumerate(indices) if rows[index].explain]
+        found = contributions(model, values[explained]) if explained else None
+        explanation_of = {offset: found[k] for k, offset in enumerate(explained)} if found is not None else {}
         for offset, index in enumerate(indices):
-            results[index] = RowScore(float(scores.score[offset]), float(scores.confidence[offset]))
+            results[index] = RowScore(
+                float(scores.score[offset]),
+                float(scores.confidence[offset]),
+                float(scores.margin[offset]),
+                explanation_of.get(offset),
+            )
     return [result for result in results if result is not None]

@@ -45,7 +45,10 @@ def skills_cache_key(request: SkillInferenceRequest, version: str) -> CacheKey:
         name: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
         for name, value in request.features.items()
     }
-    digest = input_hash({"student_id": request.student_id, "skill": request.skill, "features": features})
+    key: dict[str, object] = {"student_id": request.student_id, "skill": request.skill, "features": features}
+    if request.explain:  # an answer without an explanation must not answer a request for one
+        key["explain"] = True
+    digest = input_hash(key)
     return CacheKey(SKILLS_FAMILY, skill_model_name(request.skill), version, digest, student_id=request.student_id)
 
 
@@ -114,6 +117,8 @@ class Serving:
         self, request: SkillBatchRequest, forced_version: str | None
     ) -> tuple[SkillBatchResponse, list[str]]:
         items = request.items
+        if request.explain:
+            items = [item if item.explain else item.model_copy(update={"explain": True}) for item in items]
         family = self.family(SKILLS_FAMILY)
         limit = family.scorers[family.route.stable].max_batch_items
         if not items:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from inference.batching import AdaptiveBatcher
 from inference.errors import BatchTooLarge, InvalidRequest
 from inference.features import PreparedRow, check_skill, prepare_row
 from inference.schemas import (
     ErrorDetail,
+    Explanation,
+    FeatureContribution,
     FeatureImportance,
     SkillBatchRequest,
     SkillBatchResponse,
@@ -20,6 +24,8 @@ from inference.schemas import (
     SkillInferenceResult,
 )
 from inference.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
+
+TOP_CONTRIBUTIONS = 5
 
 
 class SkillsScorer:
@@ -50,7 +56,7 @@ class SkillsScorer:
 
     async def infer(self, request: SkillInferenceRequest) -> SkillInferenceResult:
         model, row = self.prepare(request)
-        scored = await self.batcher.submit(SkillRow(model, row.values))
+        scored = await self.batcher.submit(SkillRow(model, row.values, explain=request.explain))
         return self._result(request, model, row, scored)
 
     async def infer_batch(self, request: SkillBatchRequest) -> SkillBatchResponse:
@@ -69,7 +75,11 @@ class SkillsScorer:
                 results[index] = SkillInferenceFailure(
                     student_id=item.student_id, skill=item.skill, error=ErrorDetail(**err.to_dict())
                 )
-        scores = await self.batcher.submit_many([SkillRow(model, row.values) for model, row in prepared.values()])
+        rows = [
+            SkillRow(model, row.values, explain=request.explain or items[index].explain)
+            for index, (model, row) in prepared.items()
+        ]
+        scores = await self.batcher.submit_many(rows)
         for (index, (model, row)), scored in zip(prepared.items(), scores, strict=True):
             results[index] = self._result(items[index], model, row, scored)
         complete = [result for result in results if result is not None]
@@ -94,6 +104,7 @@ class SkillsScorer:
             model_version=model.version,
             imputed_features=list(row.imputed),
             ignored_features=list(row.ignored),
+            explanation=None if scored.contributions is None else explanation(model, row, scored),
         )
 
     def _importance_list(self, model: SkillModel) -> list[FeatureImportance]:
@@ -103,3 +114,22 @@ class SkillsScorer:
                 FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance
             ]
         return self._importances[key]
+
+
+def explanation(model: SkillModel, row: PreparedRow, scored: RowScore) -> Explanation:
+    """The top contributions of one scored row, named, with the values the model used."""
+    assert scored.contributions is not None
+    per_feature = scored.contributions[:-1]
+    order = np.argsort(-np.abs(per_feature), kind="stable")
+    top = order[:TOP_CONTRIBUTIONS]
+    return Explanation.model_construct(
+        bias=float(scored.contributions[-1]),
+        contributions=[
+            FeatureContribution.model_construct(
+                feature=model.feature_names[i], value=float(row.values[i]), contribution=float(per_feature[i])
+            )
+            for i in top
+        ],
+        rest=float(per_feature[order[TOP_CONTRIBUTIONS:]].sum()),
+        margin=scored.margin,
+    )

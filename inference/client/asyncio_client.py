@@ -74,8 +74,9 @@ class AsyncInferenceClient:
         *,
         timeout_s: float | None = None,
         model_version: str | None = None,
+        explain: bool = False,
     ) -> SkillInferenceResult:
-        item = calls.skill_request(student_id, skill, features)
+        item = calls.skill_request(student_id, skill, features, explain=explain)
         if self._batch_window_s and model_version is None and timeout_s is None:
             if self._skill_batcher is None:
                 self._skill_batcher = self._batcher(self._send_skills)

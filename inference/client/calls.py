@@ -67,10 +67,10 @@ def parser(model: type[Model]) -> Callable[[httpx.Response], Model]:
     return parse
 
 
-def skill_request(student_id: str, skill: str, features: Mapping[str, Any]) -> bytes:
+def skill_request(student_id: str, skill: str, features: Mapping[str, Any], *, explain: bool = False) -> bytes:
     """One item, validated by the API's own model and encoded."""
     try:
-        request = SkillInferenceRequest(student_id=student_id, skill=skill, features=dict(features))
+        request = SkillInferenceRequest(student_id=student_id, skill=skill, features=dict(features), explain=explain)
     except ValidationError as err:
         raise InvalidInput(f"request: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}") from err
     return encode(request.model_dump(), f"student {student_id}, skill {skill}")

@@ -90,9 +90,11 @@ class InferenceClient:
         *,
         timeout_s: float | None = None,
         model_version: str | None = None,
+        explain: bool = False,
     ) -> SkillInferenceResult:
-        """One student's score for one skill. `model_version` asks for that version (X-Model-Variant)."""
-        item = calls.skill_request(student_id, skill, features)
+        """One student's score for one skill. `model_version` asks for that version (X-Model-Variant); `explain`
+        for the top feature contributions (docs/explanations.md)."""
+        item = calls.skill_request(student_id, skill, features, explain=explain)
         if self._batch_window_s and model_version is None and timeout_s is None:
             return self._coalesced(self._skills(), item)
         return self._run(calls.infer_skill(item, model_version), timeout_s)

@@ -1,0 +1,138 @@
+"""Per-prediction explanations: TreeSHAP contributions from XGBoost (`pred_contribs`), top 5 by magnitude with the
+bias and the rest, so that bias + contributions + rest reproduces the model's margin; off by default, batched,
+cached apart from unexplained answers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import httpx
+import numpy as np
+import pytest
+
+from inference.schemas import SkillBatchRequest, SkillInferenceRequest
+from inference.skills import TOP_CONTRIBUTIONS, SkillsScorer
+from tests.utils.requests import student_items
+
+
+@pytest.fixture(scope="module")
+def scorer(stable_models):
+    scorer = SkillsScorer(stable_models)
+    yield scorer
+    scorer.close()
+
+
+def check_explained(result, model, features):
+    explanation = result.explanation
+    assert explanation is not None
+    total = explanation.bias + sum(item.contribution for item in explanation.contributions) + explanation.rest
+    assert abs(total - explanation.margin) < 1e-5
+    assert abs(1 / (1 + math.exp(-explanation.margin)) - result.score) < 1e-6
+    magnitudes = [abs(item.contribution) for item in explanation.contributions]
+    assert magnitudes == sorted(magnitudes, reverse=True) and len(magnitudes) == min(
+        TOP_CONTRIBUTIONS, len(model.feature_names)
+    )
+    for item in explanation.contributions:
+        index = model.feature_names.index(item.feature)
+        expected = features.get(item.feature, model.imputation_defaults[index])
+        assert item.value == pytest.approx(float(expected))
+
+
+def test_contributions_reproduce_the_margin_of_every_skill_and_leave_the_score_alone(scorer, stable_models):
+    items = student_items(140, seed=91)
+    for index, item in enumerate(items):
+        if index % 3 == 0:  # some of the model's features left out: imputed values are explained too
+            kept = stable_models[item["skill"]].feature_names[:2]
+            item["features"] = {name: item["features"][name] for name in kept if name in item["features"]}
+    for item in items:
+        plain = asyncio.run(scorer.infer(SkillInferenceRequest(**item)))
+        explained = asyncio.run(scorer.infer(SkillInferenceRequest(**item, explain=True)))
+        assert plain.explanation is None
+        assert explained.score == plain.score
+        check_explained(explained, stable_models[item["skill"]], item["features"])
+
+
+def test_the_contributions_are_xgboosts_treeshap_on_the_scaled_row(scorer, stable_models):
+    import xgboost as xgb
+
+    item = student_items(1, seed=92, skills=("leadership",))[0]
+    result = asyncio.run(scorer.infer(SkillInferenceRequest(**item, explain=True)))
+    model = stable_models["leadership"]
+    row = np.array([[item["features"].get(name, np.nan) for name in model.feature_names]])
+    row = np.where(np.isnan(row), model.imputation_defaults, row)
+    scaled = ((row - model.mean) / model.scale).astype(np.float32)
+    reference = model.booster.predict(
+        xgb.DMatrix(scaled, feature_names=model.booster.feature_names), pred_contribs=True
+    )[0]
+    assert result.explanation.bias == pytest.approx(float(reference[-1]), abs=1e-6)
+    for contribution in result.explanation.contributions:
+        assert contribution.contribution == pytest.approx(
+            float(reference[model.feature_names.index(contribution.feature)]), abs=1e-6
+        )
+
+
+def test_a_batch_explains_every_item_or_only_those_that_ask(scorer, stable_models):
+    items = [SkillInferenceRequest(**item) for item in student_items(30, seed=93)]
+    everything = asyncio.run(scorer.infer_batch(SkillBatchRequest(items=items, explain=True)))
+    for item, result in zip(items, everything.results, strict=True):
+        check_explained(result, stable_models[item.skill], item.features)
+    asking = [item.model_copy(update={"explain": index % 2 == 0}) for index, item in enumerate(items)]
+    some = asyncio.run(scorer.infer_batch(SkillBatchRequest(items=asking)))
+    assert [result.explanation is not None for result in some.results] == [index % 2 == 0 for index in range(30)]
+
+
+@pytest.mark.server
+def test_over_http_an_explanation_is_asked_for_cached_apart_and_reproduces_the_margin(server):
+    item = student_items(1, seed=94, skills=("creativity",))[0]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        plain = http.post("/api/v1/skills/infer", json=item).json()
+        first = http.post("/api/v1/skills/infer", json={**item, "explain": True}).json()
+        again = http.post("/api/v1/skills/infer", json={**item, "explain": True}).json()
+        batch = http.post("/api/v1/skills/infer/batch", json={"items": [item, item], "explain": True}).json()
+    assert "explanation" not in plain  # absent, not null, unless asked for
+    assert first["explanation"] is not None and not first["cached"]
+    assert again["cached"] and again["explanation"] == first["explanation"]
+    assert first["score"] == plain["score"]
+    explanation = first["explanation"]
+    total = explanation["bias"] + sum(c["contribution"] for c in explanation["contributions"]) + explanation["rest"]
+    assert abs(total - explanation["margin"]) < 1e-5
+    assert all(result["explanation"] == explanation for result in batch["results"])
+
+
+@pytest.mark.server
+def test_the_python_client_asks_for_an_explanation(server):
+    from inference.client import InferenceClient
+
+    item = student_items(1, seed=95, skills=("leadership",))[0]
+    with InferenceClient(server.url) as client:
+        result = client.infer_skill(item["student_id"], item["skill"], item["features"], explain=True)
+        plain = client.infer_skill(item["student_id"], item["skill"], item["features"])
+    assert result.explanation is not None and plain.explanation is None
+    assert len(result.explanation.contributions) == TOP_CONTRIBUTIONS
+
+
+@pytest.mark.server
+def test_the_doc_example_runs_and_its_sum_equals_the_margin(server):
+    import contextlib
+    import io
+    import re
+
+    from tests.utils.servers import PROJECT_ROOT
+
+    (code,) = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "explanations.md").read_text(), re.DOTALL)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "docs/explanations.md", "exec"), {"SERVICE_URL": server.url})
+    lines = printed.getvalue().splitlines()
+    assert re.fullmatch(r"score \d\.\d{3}, margin [+-]\d+\.\d{3}, bias [+-]\d+\.\d{3}", lines[0])
+    assert len(lines) == 1 + TOP_CONTRIBUTIONS + 2
+    assert abs(float(lines[-1].rsplit("=", 1)[1])) < 1e-5
+
+
+def test_the_cost_benchmark_runs(trained_versions, capsys):
+    from loadtests.explain_bench import main
+
+    assert main(["--version", "v1.0.0", "--repeat", "100"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| single", "| batch"))]
+    assert len(rows) == 2 and all(float(row.split("|")[4].strip().rstrip("x")) > 0 for row in rows)
