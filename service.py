@@ -201,6 +201,12 @@ def _admin_routes() -> list[Route]:
     return admin_routes(token.get_secret_value() if token else None, lambda: current().manager)
 
 
+def _oip_routes() -> list[Route]:
+    from inference.oip import oip_routes
+
+    return oip_routes(lambda: current().serving)
+
+
 # Routes outside BentoML's @api (which are POST only): reads, and the admin API.
 extra_routes = Starlette(
     routes=[
@@ -212,6 +218,7 @@ extra_routes = Starlette(
         Route("/api/v1/monitoring/correlation", correlation, methods=["GET"]),
         Route("/dashboard", dashboard, methods=["GET"]),
         *_admin_routes(),
+        *_oip_routes(),
     ]
 )
 

@@ -275,6 +275,14 @@ ROUTE_NOTES = {
     "/admin/routes/{family}/rollback": "Send all of a family's traffic to its stable version (admin).",
     "/admin/models/reload": 'Load a version from the store, `{"family": ..., "version": ...}` (admin).',
     "/api/v1/cache/students/{student_id}": "Drop a student's cached answers (admin).",
+    "/v2/health/live": "Open Inference Protocol: alive ([oip](oip.md)).",
+    "/v2/health/ready": "Open Inference Protocol: ready, 503 while a family is not loaded.",
+    "/v2/models/{name}": "Open Inference Protocol: a skill model's metadata (inputs, outputs, versions).",
+    "/v2/models/{name}/versions/{version}": "Open Inference Protocol: metadata of one version.",
+    "/v2/models/{name}/ready": "Open Inference Protocol: the model can answer.",
+    "/v2/models/{name}/versions/{version}/ready": "Open Inference Protocol: that version can answer.",
+    "/v2/models/{name}/infer": "Open Inference Protocol: score rows with the stable version.",
+    "/v2/models/{name}/versions/{version}/infer": "Open Inference Protocol: score rows with that version.",
 }
 
 

@@ -35,6 +35,7 @@ FAMILY_BY_ROUTE = {
     routes.RATINGS_ROUTE: "ratings",
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+OIP_PREFIX = "/v2/"
 _STEP = np.zeros(256, dtype=np.int8)
 _STEP[[ord("{"), ord("[")]] = 1
 _STEP[[ord("}"), ord("]")]] = -1
@@ -79,8 +80,11 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         family = FAMILY_BY_ROUTE.get(scope["path"], "other")
+        # The Open Inference Protocol's binary extension sends tensors after a JSON header: only its size is checked
+        # here (inference/oip.py reads the rest).
+        tensors = scope["path"].startswith(OIP_PREFIX)
         media_type = _header(scope, b"content-type").split(b";")[0].strip().lower()
-        if media_type and media_type != b"application/json":
+        if media_type and media_type != b"application/json" and not tensors:
             # BentoML would pick another decoder by this header (a form parser; a pickle loader, which it refuses
             # on the main server): the API reads JSON only.
             got = media_type.decode("latin-1")
@@ -107,7 +111,7 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        depth = json_depth(body, at_most=self.max_json_depth)
+        depth = 0 if tensors else json_depth(body, at_most=self.max_json_depth)
         if depth > self.max_json_depth:
             error = JsonTooDeep(f"request body: JSON nested at most {self.max_json_depth} levels deep, got {depth}")
             await self._refuse(send, family, error)
@@ -164,7 +168,7 @@ class UniformErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(OIP_PREFIX):  # the protocol has its own shape
             await self.app(scope, receive, send)
             return
         held: Message | None = None
