@@ -51,9 +51,15 @@ from inference.schemas import (
 from inference.settings import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from inference.families import FamilyLoader
     from inference.manager import ModelManager
+    from inference.metrics import Metrics
     from inference.monitoring import Monitoring
     from inference.serving import Serving
+    from inference.settings import Settings
+    from inference.shadow import SkillsShadow
 
 logger = logging.getLogger("inference")
 
@@ -190,6 +196,7 @@ async def dashboard(request: Request) -> HTMLResponse:
         psi_alert=service.settings.drift_psi_alert,
         min_observations=service.settings.drift_min_observations,
         worker=str(os.getpid()),
+        shadow=list(service.shadow.pairs.values()) if service.shadow is not None else None,
     )
     return HTMLResponse(page)
 
@@ -300,6 +307,7 @@ class Inference:
             prediction_log_share=settings.prediction_log_share,
         )
         self.serving: Serving = Serving(families, cache, observer=observer)
+        self.shadow: SkillsShadow | None = _skills_shadow(settings, loader, metrics)
         self.monitoring: Monitoring = Monitoring(
             observer,
             engine,
@@ -342,17 +350,28 @@ class Inference:
     async def skills_infer(self, request: SkillInferenceRequest, /, ctx: bentoml.Context) -> SkillInferenceResult:
         """Score one student on one skill (the version: X-Model-Variant, else the route, sticky per student)."""
         try:
-            return await self.serving.skills_infer(request, forced_version=_header(ctx, VERSION_HEADER))
+            result = await self.serving.skills_infer(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]  # BentoML passes a Response through
+        self._after_response(ctx, [request], [result])
+        return result
 
     @bentoml.api(route=SKILLS_BATCH_ROUTE)
     async def skills_infer_batch(self, request: SkillBatchRequest, /, ctx: bentoml.Context) -> SkillBatchResponse:
         """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
         try:
-            return await self.serving.skills_infer_batch(request, forced_version=_header(ctx, VERSION_HEADER))
+            response = await self.serving.skills_infer_batch(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+        self._after_response(ctx, request.items, response.results)
+        return response
+
+    def _after_response(self, ctx: bentoml.Context, requests: Sequence[object], answers: Sequence[object]) -> None:
+        """The shadow's copy of a sampled request: a background task, run once the response has been sent."""
+        if self.shadow is not None:
+            compare = self.shadow.task(requests, answers)  # type: ignore[arg-type]
+            if compare is not None:
+                ctx.response.background.add_task(compare)
 
     @bentoml.api(route=CLASSIFY_ROUTE)
     async def classify(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
@@ -420,6 +439,8 @@ class Inference:
         await self.manager.close()
         await self.serving.cache.close()
         self.serving.families.close()
+        if self.shadow is not None:
+            self.shadow.scorer.close()
 
 
 # Body size and JSON depth are checked before BentoML reads the body; every 4xx leaves in the API's error shape
@@ -431,6 +452,26 @@ Inference.add_asgi_middleware(
     max_json_depth=get_settings().max_json_depth,
     count=count_limit_rejection,
 )
+
+
+def _skills_shadow(settings: Settings, loader: FamilyLoader, metrics: Metrics) -> SkillsShadow | None:
+    """The configured shadow version of the skills family, loaded; None when there is none or it cannot load (the
+    service serves without it)."""
+    from inference.shadow import SkillsShadow
+
+    wanted = settings.shadow.get("skills")
+    if not wanted:
+        return None
+    try:
+        version = loader.resolve("skills", wanted)
+        scorer = loader.load("skills", version)
+    except Exception as err:
+        logger.error("shadow version %s of skills not loaded, serving without a shadow: %s", wanted, err)
+        return None
+    logger.info(
+        "shadow: skills %s scores %.0f%% of requests after they are answered", version, 100 * settings.shadow_share
+    )
+    return SkillsShadow(version, scorer, share=settings.shadow_share, metrics=metrics)
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

@@ -10,6 +10,7 @@ from html import escape
 
 from inference.drift import DriftReport
 from inference.ground_truth import Correlation
+from inference.shadow import Agreement
 
 BAR_WIDTH, CHART_HEIGHT = 22, 120
 
@@ -46,6 +47,7 @@ def render_dashboard(
     psi_alert: float,
     min_observations: int,
     worker: str,
+    shadow: Sequence[Agreement] | None = None,
 ) -> str:
     r_by_model = {(f"skill-{c.skill}", c.model_version): c for c in correlations}
     sections = []
@@ -87,6 +89,18 @@ def render_dashboard(
         f"<td>{counts.get('hit', 0) / max(counts.get('hit', 0) + counts.get('miss', 0), 1):.1%}</td></tr>"
         for family, counts in sorted(cache_counts.items())
     )
+    shadow_rows = "".join(
+        f"<tr><td>{escape(pair.family)}</td><td>{escape(pair.primary)}</td><td>{escape(pair.shadow)}</td>"
+        f"<td>{pair.compared}</td><td>{pair.mean_abs_diff:.4f}</td><td>{pair.agreement:.1%}</td></tr>"
+        for pair in shadow or ()
+    )
+    shadow_table = (
+        "<h2>Shadow traffic: agreement with the version that answered</h2><table><tr><th>family</th>"
+        "<th>answered by</th><th>shadow</th><th>compared</th><th>mean |score difference|</th><th>same label</th></tr>"
+        f"{shadow_rows}</table>{'' if shadow else '<p>No comparison by this worker yet.</p>'}"
+        if shadow is not None
+        else ""
+    )
     empty = "" if sections else "<p>No skill scores observed by this worker yet.</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>inference dashboard</title>
@@ -100,5 +114,6 @@ PSI alert above {psi_alert}</p>
 <h2>Latency of successful requests (ms)</h2><table><tr><th>family</th><th>version</th><th>P50</th><th>P95</th>
 <th>requests</th></tr>{latency_rows}</table>
 <h2>Result cache</h2><table><tr><th>family</th><th>hits</th><th>misses</th><th>hit ratio</th></tr>{cache_rows}</table>
+{shadow_table}
 <h2>Scores against the reference, per skill and version</h2>{empty}{"".join(sections)}
 </body></html>"""

@@ -57,10 +57,11 @@ def store_models(family: str) -> list[str]:
 
 
 def pinned_tags(settings: Settings) -> list[str]:
-    """The store tags of every model the settings pin or route to (the list a Bento must carry)."""
+    """The store tags of every model the settings pin, route or shadow to (the list a Bento must carry)."""
     tags = [f"{skill_model_name(skill)}:{version}" for skill, version in settings.pinned_skill_versions().items()]
     for family in FAMILIES:
         versions = {pinned_version(settings, family), *settings.configured_routes().get(family, {})}
+        versions.update(version for shadowed, version in settings.shadow.items() if shadowed == family)
         for version in sorted(versions):
             tags += [f"{name}:{version}" for name in store_models(family)]
     return sorted(set(tags))

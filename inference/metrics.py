@@ -23,6 +23,8 @@ class Metrics(Protocol):
 
     def limit(self, family: str, limit: str) -> None: ...
 
+    def shadow(self, family: str, primary: str, shadow: str, compared: int, abs_diff: float, agreed: int) -> None: ...
+
     def score(self, family: str, model: str, version: str, value: float) -> None: ...
 
     def batch(self, family: str, version: str, size: int) -> None: ...
@@ -42,6 +44,9 @@ class NoMetrics:
         pass
 
     def limit(self, family: str, limit: str) -> None:
+        pass
+
+    def shadow(self, family: str, primary: str, shadow: str, compared: int, abs_diff: float, agreed: int) -> None:
         pass
 
     def score(self, family: str, model: str, version: str, value: float) -> None:
@@ -157,6 +162,22 @@ class PrometheusMetrics:
             "Result cache lookups by outcome: hit, miss, or error (the cache was bypassed).",
             ["family", "model_version", "outcome"],
         )
+        shadow_labels = ["family", "model_version", "shadow_version"]
+        self._shadow_compared = _metric(
+            "Counter", "inference_shadow_comparisons", "Answers scored again by a shadow version.", shadow_labels
+        )
+        self._shadow_abs_diff = _metric(
+            "Counter",
+            "inference_shadow_abs_score_difference",
+            "Sum of |primary score - shadow score|; divided by the comparisons: the mean absolute difference.",
+            shadow_labels,
+        )
+        self._shadow_agreed = _metric(
+            "Counter",
+            "inference_shadow_label_agreements",
+            "Comparisons where primary and shadow give the same label; divided by the comparisons: the agreement.",
+            shadow_labels,
+        )
         # Each worker computes these from its own window; "mostrecent" exports the latest value set by any.
         self._gauges = {
             name: _metric("Gauge", name, documentation, labels, multiprocess_mode="mostrecent")
@@ -172,6 +193,12 @@ class PrometheusMetrics:
 
     def limit(self, family: str, limit: str) -> None:
         count_limit_rejection(family, limit)
+
+    def shadow(self, family: str, primary: str, shadow: str, compared: int, abs_diff: float, agreed: int) -> None:
+        labels = {"family": family, "model_version": primary, "shadow_version": shadow}
+        self._shadow_compared.labels(**labels).inc(compared)
+        self._shadow_abs_diff.labels(**labels).inc(abs_diff)
+        self._shadow_agreed.labels(**labels).inc(agreed)
 
     def score(self, family: str, model: str, version: str, value: float) -> None:
         self._scores.labels(family=family, model=model, model_version=version).observe(value)

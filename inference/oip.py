@@ -28,8 +28,6 @@ from starlette.routing import Route
 
 from inference.catalogue import SKILLS
 from inference.errors import InferenceError
-from inference.features import prepare_matrix, prepare_row
-from inference.scoring import SkillRow
 
 if TYPE_CHECKING:
     from inference.serving import Serving
@@ -177,6 +175,11 @@ def _input_matrix(header: dict[str, Any], binary: bytes, n_features: int) -> np.
 
 
 async def _score(scorer: SkillsScorer, skill: str, values: np.ndarray) -> list[Any]:
+    # Imported here: the service builds these routes at import, in its supervising process too, which never scores
+    # (the model libraries would cost it memory and start time).
+    from inference.features import prepare_matrix, prepare_row
+    from inference.scoring import SkillRow
+
     model = scorer.models[skill]
     missing = np.isnan(values)
     prepared = prepare_matrix(values, missing, model)

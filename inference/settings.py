@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         description='Origins allowed to call the API from a browser, as JSON, e.g. ["https://app.example.com"]; '
         "empty (the default) turns CORS off.",
     )
+    shadow: dict[str, str] = Field(
+        default_factory=dict,
+        description='Shadow versions per family, as JSON, e.g. {"skills": "v1.1.0"}: a sampled share of requests is '
+        "scored again by that version after the answer is sent, and the agreement recorded. Skills only; empty: off.",
+    )
+    shadow_share: float = Field(
+        0.1, ge=0, le=1, description="Share of requests copied to the shadow version (INFERENCE_SHADOW)."
+    )
     inject_faults: dict[str, str] = Field(
         default_factory=dict,
         description='For drills and tests only: model name to "fail" or "delay_ms=N", as JSON, e.g. '
@@ -220,6 +228,14 @@ class Settings(BaseSettings):
     def _known_cache(cls, value: str) -> str:
         if value.split("://", 1)[0] not in ("memory", "none", "redis", "rediss", "unix"):
             raise ValueError(f"unsupported cache URL {value!r}; expected memory://, redis://host:port/db or none://")
+        return value
+
+    @field_validator("shadow")
+    @classmethod
+    def _shadow_families(cls, value: dict[str, str]) -> dict[str, str]:
+        unsupported = sorted(set(value) - {"skills"})
+        if unsupported:
+            raise ValueError(f"shadow versions are supported for the skills family only, not {unsupported}")
         return value
 
     @field_validator("routes")

@@ -1,0 +1,155 @@
+"""Shadow traffic: a configured version scores a sampled copy of the requests after the answer is sent; agreement
+with the version that answered (mean absolute score difference, same label) per version pair, in metrics and on
+the dashboard, right for two known models; the answers themselves are the primary's, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from inference.catalogue import SKILLS
+from inference.registry import load_skill_models
+from inference.schemas import SkillBatchRequest, SkillInferenceRequest
+from inference.shadow import HIGH_SKILL, SkillsShadow
+from inference.skills import SkillsScorer
+from tests.utils.prometheus import metric_total
+from tests.utils.requests import student_items
+from tests.utils.servers import start_server
+
+PAIR = {"family": "skills", "model_version": "v1.0.0", "shadow_version": "v1.1.0"}
+
+
+def expected_agreement(items, primary_scores):
+    """Mean |difference| and share of equal labels, computed afresh with v1.1.0 in-process."""
+    candidate = SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, "v1.1.0")))
+    try:
+        requests = [SkillInferenceRequest(**item) for item in items]
+        shadow = asyncio.run(candidate.infer_batch(SkillBatchRequest(items=requests))).results
+    finally:
+        candidate.close()
+    first, second = np.array(primary_scores), np.array([result.score for result in shadow])
+    return float(np.abs(first - second).mean()), float(((first >= HIGH_SKILL) == (second >= HIGH_SKILL)).mean())
+
+
+@pytest.fixture(scope="module")
+def scorers(trained_versions):
+    made = {
+        version: SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, version))) for version in ("v1.0.0", "v1.1.0")
+    }
+    yield made
+    for scorer in made.values():
+        scorer.close()
+
+
+def test_the_shadow_compares_the_sampled_answers_and_records_the_agreement(scorers):
+    items = student_items(60, seed=71)
+    requests = [SkillInferenceRequest(**item) for item in items]
+    answers = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=requests))).results
+    shadow = SkillsShadow("v1.1.0", scorers["v1.1.0"], share=1.0)
+    asyncio.run(shadow.task(requests, answers)())
+    pair = shadow.pairs["v1.0.0"]
+    mean_diff, agreement = expected_agreement(items, [answer.score for answer in answers])
+    assert pair.compared == 60
+    assert pair.mean_abs_diff == pytest.approx(mean_diff, abs=1e-9) and pair.mean_abs_diff > 0
+    assert pair.agreement == pytest.approx(agreement)
+
+
+def test_sampling_and_what_is_never_compared(scorers):
+    request = SkillInferenceRequest(**student_items(1, seed=72)[0])
+    (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
+    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.0).task([request], [answer]) is None
+    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.5).task([request], [answer]) is None
+    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.1).task([request], [answer])
+    own = answer.model_copy(update={"model_version": "v1.1.0"})  # the shadow version answered itself
+    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=1.0).task([request], [own]) is None
+
+
+def test_a_failing_shadow_is_logged_and_never_raises(scorers, caplog):
+    class Broken:
+        async def infer_batch(self, request):
+            raise RuntimeError("shadow model exploded")
+
+    request = SkillInferenceRequest(**student_items(1, seed=73)[0])
+    (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
+    shadow = SkillsShadow("v1.1.0", Broken(), share=1.0)  # type: ignore[arg-type]
+    asyncio.run(shadow.task([request], [answer])())
+    assert "shadow v1.1.0 failed: RuntimeError: shadow model exploded" in caplog.text
+    assert shadow.pairs == {}
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_agreement(trained_versions, session_dir):
+    env = {
+        "INFERENCE_FAMILIES": '["skills"]',
+        "INFERENCE_SKILLS_VERSION": "v1.0.0",
+        "INFERENCE_SHADOW": '{"skills": "v1.1.0"}',
+        "INFERENCE_SHADOW_SHARE": "1",
+        "CACHE_URL": "none://",
+        "INFERENCE_WORKERS": "2",
+    }
+    items = student_items(80, seed=74)
+    with (
+        start_server(session_dir / "logs-shadow", env=env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        singles = [http.post("/api/v1/skills/infer", json=item).json() for item in items[:40]]
+        batch = http.post("/api/v1/skills/infer/batch", json={"items": items[40:]}).json()["results"]
+        answers = singles + batch
+        deadline = time.monotonic() + 30
+        while (
+            metric_total(server.url, "inference_shadow_comparisons_total", **PAIR) < 80 and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        compared = metric_total(server.url, "inference_shadow_comparisons_total", **PAIR)
+        abs_diff = metric_total(server.url, "inference_shadow_abs_score_difference_total", **PAIR)
+        agreed = metric_total(server.url, "inference_shadow_label_agreements_total", **PAIR)
+        dashboard = http.get("/dashboard").text
+        printed = run_doc_example(server.url)
+    assert {answer["model_version"] for answer in answers} == {"v1.0.0"}
+    primary = SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, "v1.0.0")))
+    try:
+        requests = [SkillInferenceRequest(**item) for item in items]
+        expected_scores = [
+            result.score for result in asyncio.run(primary.infer_batch(SkillBatchRequest(items=requests))).results
+        ]
+    finally:
+        primary.close()
+    assert np.allclose([answer["score"] for answer in answers], expected_scores, atol=1e-9)  # unchanged by the shadow
+    mean_diff, agreement = expected_agreement(items, expected_scores)
+    assert compared == 80
+    assert abs_diff / compared == pytest.approx(mean_diff, abs=1e-6)
+    assert agreed / compared == pytest.approx(agreement)
+    assert "Shadow traffic: agreement with the version that answered" in dashboard
+    assert printed == [
+        f"skills v1.0.0 vs shadow v1.1.0: 80 compared, mean |difference| {abs_diff / compared:.4f}, "
+        f"same label {agreed / compared:.1%}"
+    ]
+
+
+def run_doc_example(url):
+    import contextlib
+    import io
+    import re
+
+    from tests.utils.servers import PROJECT_ROOT
+
+    (code,) = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "shadow.md").read_text(), re.DOTALL)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "docs/shadow.md", "exec"), {"SERVICE_URL": url})
+    return printed.getvalue().splitlines()
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_latency_benchmark_runs_both_servers(trained_versions, capsys):
+    from loadtests.shadow_bench import main
+
+    assert main(["--requests", "200"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| no shadow", "| shadow"))]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
