@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from inference.monitoring import Monitoring
     from inference.serving import Serving
     from inference.settings import Settings
-    from inference.shadow import SkillsShadow
+    from inference.shadow import Shadow
 
 logger = logging.getLogger("inference")
 
@@ -196,7 +196,9 @@ async def dashboard(request: Request) -> HTMLResponse:
         psi_alert=service.settings.drift_psi_alert,
         min_observations=service.settings.drift_min_observations,
         worker=str(os.getpid()),
-        shadow=list(service.shadow.pairs.values()) if service.shadow is not None else None,
+        shadow=[pair for shadow in service.shadows.values() for pair in shadow.pairs.values()]
+        if service.shadows
+        else None,
     )
     return HTMLResponse(page)
 
@@ -307,7 +309,7 @@ class Inference:
             prediction_log_share=settings.prediction_log_share,
         )
         self.serving: Serving = Serving(families, cache, observer=observer)
-        self.shadow: SkillsShadow | None = _skills_shadow(settings, loader, metrics)
+        self.shadows: dict[str, Shadow] = _shadows(settings, loader, metrics)
         self.monitoring: Monitoring = Monitoring(
             observer,
             engine,
@@ -353,7 +355,7 @@ class Inference:
             result = await self.serving.skills_infer(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]  # BentoML passes a Response through
-        self._after_response(ctx, [request], [result])
+        self._after_response(ctx, "skills", [request], [result])
         return result
 
     @bentoml.api(route=SKILLS_BATCH_ROUTE)
@@ -363,13 +365,16 @@ class Inference:
             response = await self.serving.skills_infer_batch(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
-        self._after_response(ctx, request.items, response.results)
+        self._after_response(ctx, "skills", request.items, response.results)
         return response
 
-    def _after_response(self, ctx: bentoml.Context, requests: Sequence[object], answers: Sequence[object]) -> None:
+    def _after_response(
+        self, ctx: bentoml.Context, family: str, requests: Sequence[object], answers: Sequence[object]
+    ) -> None:
         """The shadow's copy of a sampled request: a background task, run once the response has been sent."""
-        if self.shadow is not None:
-            compare = self.shadow.task(requests, answers)  # type: ignore[arg-type]
+        shadow = self.shadows.get(family)
+        if shadow is not None:
+            compare = shadow.task(requests, answers)
             if compare is not None:
                 ctx.response.background.add_task(compare)
 
@@ -377,7 +382,7 @@ class Inference:
     async def classify(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Intent and verticals of one query, from the variant in X-Model-Preference or the configured split."""
         try:
-            return await self.serving.classify(
+            result = await self.serving.classify(
                 request.text,
                 user_id=request.user_id,
                 preference=_header(ctx, PREFERENCE_HEADER),
@@ -385,12 +390,14 @@ class Inference:
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+        self._after_response(ctx, "intent", [request.text], [result])
+        return result
 
     @bentoml.api(route=CLASSIFY_BATCH_ROUTE)
     async def classify_batch(self, request: IntentBatchRequest, /, ctx: bentoml.Context) -> IntentBatchResponse:
         """Up to 1000 queries, answered in order by one variant; a bad text gets an error in its place."""
         try:
-            return await self.serving.classify_batch(
+            response = await self.serving.classify_batch(
                 request.texts,
                 user_id=request.user_id,
                 preference=_header(ctx, PREFERENCE_HEADER),
@@ -398,12 +405,14 @@ class Inference:
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+        self._after_response(ctx, "intent", request.texts, response.results)
+        return response
 
     @bentoml.api(route=ENSEMBLE_ROUTE)
     async def classify_ensemble(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Always the ensemble (classic answers, flagged as a fallback, when the ensemble cannot)."""
         try:
-            return await self.serving.classify(
+            result = await self.serving.classify(
                 request.text,
                 user_id=request.user_id,
                 preference="ensemble",
@@ -411,14 +420,18 @@ class Inference:
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+        self._after_response(ctx, "intent", [request.text], [result])
+        return result
 
     @bentoml.api(route=TEXTPAIR_ROUTE)
     async def predict(self, request: TextPairRequest, /, ctx: bentoml.Context) -> TextPairResult:
         """Whether two texts mean the same, with the model's confidence."""
         try:
-            return await self.serving.predict_pair(request, forced_version=_header(ctx, VERSION_HEADER))
+            result = await self.serving.predict_pair(request, forced_version=_header(ctx, VERSION_HEADER))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+        self._after_response(ctx, "textpair", [request], [result])
+        return result
 
     @bentoml.api(route=RATINGS_ROUTE)
     async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
@@ -439,8 +452,8 @@ class Inference:
         await self.manager.close()
         await self.serving.cache.close()
         self.serving.families.close()
-        if self.shadow is not None:
-            self.shadow.scorer.close()
+        for shadow in self.shadows.values():
+            shadow.scorer.close()
 
 
 # Body size and JSON depth are checked before BentoML reads the body; every 4xx leaves in the API's error shape
@@ -454,24 +467,29 @@ Inference.add_asgi_middleware(
 )
 
 
-def _skills_shadow(settings: Settings, loader: FamilyLoader, metrics: Metrics) -> SkillsShadow | None:
-    """The configured shadow version of the skills family, loaded; None when there is none or it cannot load (the
-    service serves without it)."""
-    from inference.shadow import SkillsShadow
+def _shadows(settings: Settings, loader: FamilyLoader, metrics: Metrics) -> dict[str, Shadow]:
+    """The configured shadow versions, loaded; a family whose shadow cannot load serves without one."""
+    from inference.shadow import Shadow
 
-    wanted = settings.shadow.get("skills")
-    if not wanted:
-        return None
-    try:
-        version = loader.resolve("skills", wanted)
-        scorer = loader.load("skills", version)
-    except Exception as err:
-        logger.error("shadow version %s of skills not loaded, serving without a shadow: %s", wanted, err)
-        return None
-    logger.info(
-        "shadow: skills %s scores %.0f%% of requests after they are answered", version, 100 * settings.shadow_share
-    )
-    return SkillsShadow(version, scorer, share=settings.shadow_share, metrics=metrics)
+    shadows = {}
+    for family, wanted in settings.shadow.items():
+        if family not in settings.families:
+            logger.error("shadow version %s of %s ignored: this server does not serve %s", wanted, family, family)
+            continue
+        try:
+            version = loader.resolve(family, wanted)
+            scorer = loader.load(family, version)
+        except Exception as err:
+            logger.error("shadow version %s of %s not loaded, serving without a shadow: %s", wanted, family, err)
+            continue
+        shadows[family] = Shadow(family, version, scorer, share=settings.shadow_share, metrics=metrics)
+        logger.info(
+            "shadow: %s %s scores %.0f%% of requests after they are answered",
+            family,
+            version,
+            100 * settings.shadow_share,
+        )
+    return shadows
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     shadow: dict[str, str] = Field(
         default_factory=dict,
         description='Shadow versions per family, as JSON, e.g. {"skills": "v1.1.0"}: a sampled share of requests is '
-        "scored again by that version after the answer is sent, and the agreement recorded. Skills only; empty: off.",
+        "scored again by that version after the answer is sent, and the agreement recorded (skills, intent, "
+        "textpair). Empty: off.",
     )
     shadow_share: float = Field(
         0.1, ge=0, le=1, description="Share of requests copied to the shadow version (INFERENCE_SHADOW)."
@@ -233,9 +234,9 @@ class Settings(BaseSettings):
     @field_validator("shadow")
     @classmethod
     def _shadow_families(cls, value: dict[str, str]) -> dict[str, str]:
-        unsupported = sorted(set(value) - {"skills"})
-        if unsupported:
-            raise ValueError(f"shadow versions are supported for the skills family only, not {unsupported}")
+        unknown = sorted(set(value) - {"skills", "intent", "textpair"})
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; expected skills, intent or textpair")
         return value
 
     @field_validator("routes")

@@ -14,7 +14,7 @@ import pytest
 from inference.catalogue import SKILLS
 from inference.registry import load_skill_models
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
-from inference.shadow import HIGH_SKILL, SkillsShadow
+from inference.shadow import HIGH_SKILL, Shadow
 from inference.skills import SkillsScorer
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import student_items
@@ -49,7 +49,7 @@ def test_the_shadow_compares_the_sampled_answers_and_records_the_agreement(score
     items = student_items(60, seed=71)
     requests = [SkillInferenceRequest(**item) for item in items]
     answers = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=requests))).results
-    shadow = SkillsShadow("v1.1.0", scorers["v1.1.0"], share=1.0)
+    shadow = Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0)
     asyncio.run(shadow.task(requests, answers)())
     pair = shadow.pairs["v1.0.0"]
     mean_diff, agreement = expected_agreement(items, [answer.score for answer in answers])
@@ -61,11 +61,13 @@ def test_the_shadow_compares_the_sampled_answers_and_records_the_agreement(score
 def test_sampling_and_what_is_never_compared(scorers):
     request = SkillInferenceRequest(**student_items(1, seed=72)[0])
     (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
-    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.0).task([request], [answer]) is None
-    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.5).task([request], [answer]) is None
-    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.1).task([request], [answer])
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.0).task([request], [answer]) is None
+    assert (
+        Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.5).task([request], [answer]) is None
+    )
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.1).task([request], [answer])
     own = answer.model_copy(update={"model_version": "v1.1.0"})  # the shadow version answered itself
-    assert SkillsShadow("v1.1.0", scorers["v1.1.0"], share=1.0).task([request], [own]) is None
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0).task([request], [own]) is None
 
 
 def test_a_failing_shadow_is_logged_and_never_raises(scorers, caplog):
@@ -75,10 +77,47 @@ def test_a_failing_shadow_is_logged_and_never_raises(scorers, caplog):
 
     request = SkillInferenceRequest(**student_items(1, seed=73)[0])
     (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
-    shadow = SkillsShadow("v1.1.0", Broken(), share=1.0)  # type: ignore[arg-type]
+    shadow = Shadow("skills", "v1.1.0", Broken(), share=1.0)  # type: ignore[arg-type]
     asyncio.run(shadow.task([request], [answer])())
-    assert "shadow v1.1.0 failed: RuntimeError: shadow model exploded" in caplog.text
+    assert "shadow skills v1.1.0 failed: RuntimeError: shadow model exploded" in caplog.text
     assert shadow.pairs == {}
+
+
+@pytest.fixture(scope="module")
+def text_scorers(text_reports):
+    from inference.families import FamilyLoader
+    from inference.settings import Settings
+
+    loader = FamilyLoader(Settings(families=["intent", "textpair"]))
+    made = {family: loader.load(family, "v1.0.0") for family in ("intent", "textpair")}
+    yield made
+    for scorer in made.values():
+        scorer.close()
+
+
+def test_intent_and_text_pair_shadows_compare_labels_and_scores(text_scorers):
+    # The same models under another version name: the comparison must find full agreement and no difference.
+    from inference.pairs import generate_pairs
+    from inference.queries import generate_queries
+    from inference.schemas import TextPairRequest
+
+    texts = generate_queries(40, seed=75).texts
+    answers = asyncio.run(text_scorers["intent"].classify_many(texts, variant="classic"))
+    intent = Shadow("intent", "v-same", text_scorers["intent"], share=1.0)
+    asyncio.run(intent.task(texts, answers)())
+    assert (intent.pairs["v1.0.0"].compared, intent.pairs["v1.0.0"].agreement) == (40, 1.0)
+    assert intent.pairs["v1.0.0"].mean_abs_diff == pytest.approx(0.0, abs=1e-12)
+
+    requests = [TextPairRequest(text1=first, text2=second) for first, second in generate_pairs(30, seed=76).pairs]
+    answers = [asyncio.run(text_scorers["textpair"].predict(request)) for request in requests]
+    pair = Shadow("textpair", "v-same", text_scorers["textpair"], share=1.0)
+    asyncio.run(pair.task(requests, answers)())
+    assert (pair.pairs["v1.0.0"].compared, pair.pairs["v1.0.0"].agreement) == (30, 1.0)
+
+    flipped = [answer.model_copy(update={"prediction": 1 - answer.prediction}) for answer in answers]
+    disagreeing = Shadow("textpair", "v-same", text_scorers["textpair"], share=1.0)
+    asyncio.run(disagreeing.task(requests, flipped)())
+    assert disagreeing.pairs["v1.0.0"].agreement == 0.0  # labels are compared, not only scores
 
 
 @pytest.mark.server
