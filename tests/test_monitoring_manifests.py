@@ -15,7 +15,16 @@ from inference.metrics import GAUGES
 from tests.utils.servers import PROJECT_ROOT
 
 MONITORING = PROJECT_ROOT / "k8s" / "monitoring"
-COUNTERS = ["inference_requests", "inference_errors", "inference_fallbacks", "inference_cache_requests"]
+COUNTERS = [
+    "inference_requests",
+    "inference_errors",
+    "inference_fallbacks",
+    "inference_cache_requests",
+    "inference_limit_rejections",
+    "inference_shadow_comparisons",
+    "inference_shadow_abs_score_difference",
+    "inference_shadow_label_agreements",
+]
 HISTOGRAMS = ["inference_request_duration_seconds", "inference_prediction_score", "inference_batch_size"]
 EXPORTED = {
     *(f"{name}_total" for name in COUNTERS),

@@ -38,6 +38,24 @@ PANELS = [
     ),
     ("Correlation with teacher ratings", "timeseries", "short", ["inference_rating_correlation"]),
     (
+        "Shadow: mean |score difference| with the version that answered",
+        "timeseries",
+        "short",
+        [
+            "sum by (family, model_version, shadow_version) (rate(inference_shadow_abs_score_difference_total[15m]))"
+            " / sum by (family, model_version, shadow_version) (rate(inference_shadow_comparisons_total[15m]))"
+        ],
+    ),
+    (
+        "Shadow: same label as the version that answered",
+        "timeseries",
+        "percentunit",
+        [
+            "sum by (family, model_version, shadow_version) (rate(inference_shadow_label_agreements_total[15m]))"
+            " / sum by (family, model_version, shadow_version) (rate(inference_shadow_comparisons_total[15m]))"
+        ],
+    ),
+    (
         "Batch size (rows per model call)",
         "timeseries",
         "short",
