@@ -32,6 +32,7 @@ from inference.errors import InferenceError
 if TYPE_CHECKING:
     from inference.serving import Serving
     from inference.skills import SkillsScorer
+    from inference.versions import VersionedFamily
 
 PREFIX = "/v2"
 MODEL_PREFIX = "skill-"
@@ -69,9 +70,8 @@ def oip_routes(serving: Callable[[], Serving]) -> list[Route]:
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     async def metadata(request: Request, service: Serving) -> Response:
-        name, skill, version, scorer = _resolve(request, service)
-        model = scorer.models[skill]
-        family = service.family("skills")
+        name, skill, version, family = _resolve(request, service)
+        model = family.scorers[version].models[skill]
         return JSONResponse(
             {
                 "name": name,
@@ -89,7 +89,8 @@ def oip_routes(serving: Callable[[], Serving]) -> list[Route]:
 
     async def infer(request: Request, service: Serving) -> Response:
         with service.observer.request("skills") as observed:
-            name, skill, version, scorer = _resolve(request, service)
+            name, skill, version, family = _resolve(request, service)
+            scorer = family.scorers[version]
             observed.version = version
             header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
             values = _input_matrix(header, binary, len(scorer.models[skill].feature_names))
@@ -107,7 +108,9 @@ def oip_routes(serving: Callable[[], Serving]) -> list[Route]:
     ]
 
 
-def _resolve(request: Request, service: Serving) -> tuple[str, str, str, SkillsScorer]:
+def _resolve(request: Request, service: Serving) -> tuple[str, str, str, VersionedFamily[SkillsScorer]]:
+    """The model's name, its skill, the version asked for (else the stable one) and the skills family, which has
+    that version loaded."""
     name = request.path_params["name"]
     skill = name.removeprefix(MODEL_PREFIX)
     if not name.startswith(MODEL_PREFIX) or skill not in SKILLS:
@@ -115,10 +118,9 @@ def _resolve(request: Request, service: Serving) -> tuple[str, str, str, SkillsS
         raise ProtocolError(404, f"unknown model {name!r}; this server serves {known}")
     family = service.family("skills")  # ModelsNotReady: 503
     version = request.path_params.get("version") or family.route.stable
-    scorer = family.scorers.get(version)
-    if scorer is None:
+    if version not in family.scorers:
         raise ProtocolError(404, f"model {name} has no version {version!r} loaded; loaded: {sorted(family.scorers)}")
-    return name, skill, version, scorer
+    return name, skill, version, family
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:

@@ -110,8 +110,7 @@ def score_skill_rows(rows: Sequence[SkillRow]) -> list[RowScore]:
         values = np.stack([rows[i].values for i in indices])
         scores = score_rows(model, values)
         explained = [offset for offset, index in enumerate(indices) if rows[index].explain]
-        found = contributions(model, values[explained]) if explained else None
-        explanation_of = {offset: found[k] for k, offset in enumerate(explained)} if found is not None else {}
+        explanation_of = dict(zip(explained, contributions(model, values[explained]), strict=True)) if explained else {}
         for offset, index in enumerate(indices):
             results[index] = RowScore(
                 float(scores.score[offset]),

@@ -3,30 +3,19 @@ against the client library and run against the same server."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import subprocess
 
 import pytest
 
+from tests.utils.docs import doc_block, run_python_example
 from tests.utils.servers import PROJECT_ROOT
 
 pytestmark = pytest.mark.server
 
-DOC = (PROJECT_ROOT / "docs" / "clients.md").read_text()
-
-
-def block(language: str) -> str:
-    (code,) = re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.DOTALL)
-    return code
-
 
 def test_the_python_example_runs_and_prints_what_its_comments_say(server):
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(block("python"), "docs/clients.md", "exec"), {"SERVICE_URL": server.url})
-    lines = printed.getvalue().splitlines()
+    lines = run_python_example("clients.md", server.url)
     assert re.fullmatch(r"creativity: \d\.\d{3} \(v1\.0\.0\)", lines[0])
     assert lines[1] == "1 1 unknown_skill"
     assert lines[2] == "local ensemble False"
@@ -37,7 +26,7 @@ def test_the_python_example_runs_and_prints_what_its_comments_say(server):
 
 def test_the_cpp_example_compiles_against_the_library_and_runs(cpp_build, server, tmp_path):
     source = tmp_path / "example.cpp"
-    source.write_text(block("cpp"))
+    source.write_text(doc_block("clients.md", "cpp"))
     program = tmp_path / "example"
     subprocess.run(
         [

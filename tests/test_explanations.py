@@ -13,6 +13,7 @@ import pytest
 
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
 from inference.skills import TOP_CONTRIBUTIONS, SkillsScorer
+from tests.utils.docs import run_python_example
 from tests.utils.requests import student_items
 
 
@@ -114,17 +115,9 @@ def test_the_python_client_asks_for_an_explanation(server):
 
 @pytest.mark.server
 def test_the_doc_example_runs_and_its_sum_equals_the_margin(server):
-    import contextlib
-    import io
     import re
 
-    from tests.utils.servers import PROJECT_ROOT
-
-    (code,) = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "explanations.md").read_text(), re.DOTALL)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "docs/explanations.md", "exec"), {"SERVICE_URL": server.url})
-    lines = printed.getvalue().splitlines()
+    lines = run_python_example("explanations.md", server.url)
     assert re.fullmatch(r"score \d\.\d{3}, margin [+-]\d+\.\d{3}, bias [+-]\d+\.\d{3}", lines[0])
     assert len(lines) == 1 + TOP_CONTRIBUTIONS + 2
     assert abs(float(lines[-1].rsplit("=", 1)[1])) < 1e-5

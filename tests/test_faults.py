@@ -44,15 +44,6 @@ def corrupt_version(trained_versions, tmp_path_factory):
     delete_from_store([skill_model_name(skill) for skill in SKILLS], CORRUPT)
 
 
-def wait_for_log(server, text, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in server.log():
-            return server.log()
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in the log:\n{server.log()[-3000:]}")
-
-
 def test_a_database_away_at_start_costs_ratings_and_correlations_but_not_scoring(trained_versions, session_dir):
     env = {
         "INFERENCE_FAMILIES": '["skills"]',
@@ -74,7 +65,7 @@ def test_a_database_away_at_start_costs_ratings_and_correlations_but_not_scoring
 def test_a_corrupt_artifact_at_start_leaves_the_service_unready_naming_the_file(corrupt_version, session_dir):
     env = {"INFERENCE_FAMILIES": '["skills"]', "INFERENCE_SKILLS_VERSION": corrupt_version}
     with start_server(session_dir / "logs-corrupt", env=env, wait_ready=False) as server:
-        log = wait_for_log(server, "the skills family failed to load, the service stays unready")
+        log = server.wait_for_log("the skills family failed to load, the service stays unready")
         assert "model.json" in log and "skill-communication" in log
         assert httpx.get(server.url + "/readyz").status_code == 503
         refused = httpx.post(server.url + INFER, json=student_items(1, seed=6)[0], timeout=30)

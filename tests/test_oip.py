@@ -4,8 +4,6 @@ scores equal to the JSON API's, the request id echoed, versions, and errors in t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
 import httpx
@@ -15,8 +13,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from inference.catalogue import SKILLS
+from tests.utils.docs import run_python_example
 from tests.utils.requests import student_items
-from tests.utils.servers import PROJECT_ROOT
 
 pytestmark = pytest.mark.server
 
@@ -102,11 +100,7 @@ def test_errors_come_in_the_protocols_shape(client, server):
 
 
 def test_the_doc_example_runs_with_tritonclient(server):
-    (code,) = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "oip.md").read_text(), re.DOTALL)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "docs/oip.md", "exec"), {"SERVICE_URL": server.url})
-    lines = printed.getvalue().splitlines()
+    lines = run_python_example("oip.md", server.url)
     assert lines[0] == "True True"
     match = re.fullmatch(r"req-42 \[(0\.\d+), (0\.\d+)\]", lines[1])
     assert match and float(match.group(1)) < float(match.group(2))

@@ -1,7 +1,5 @@
 """A service whose models cannot load stays alive, reports unready with the reason, and answers 503."""
 
-import time
-
 import httpx
 import pytest
 
@@ -16,13 +14,7 @@ def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_lin
     with start_server(
         session_dir / "logs-unready", env={"INFERENCE_SKILLS_VERSION": "v9.9.9"}, wait_ready=False
     ) as server:
-        log = ""
-        for _ in range(100):
-            log = server.log()
-            if "failed to load" in log:
-                break
-            time.sleep(0.1)
-        assert "the skills family failed to load, the service stays unready" in log
+        log = server.wait_for_log("the skills family failed to load, the service stays unready", timeout=10)
         assert "skill-communication:v9.9.9 is not in the model store" in log
         assert httpx.get(server.url + "/livez").status_code == 200
         assert httpx.get(server.url + "/readyz").status_code == 503

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from tests.utils.prometheus import metric_total
 from tests.utils.requests import student_items
 from tests.utils.servers import start_server
 
@@ -20,12 +21,7 @@ def infer(url, item):
 
 
 def errors_counted(url):
-    lines = httpx.get(url + "/metrics").text.splitlines()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in lines
-        if line.startswith("inference_cache_requests_total{") and 'outcome="error"' in line
-    )
+    return metric_total(url, "inference_cache_requests_total", outcome="error")
 
 
 def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_versions, redis_server, session_dir):

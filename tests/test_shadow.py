@@ -16,6 +16,7 @@ from inference.registry import load_skill_models
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
 from inference.shadow import HIGH_SKILL, Shadow
 from inference.skills import SkillsScorer
+from tests.utils.docs import run_python_example
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import student_items
 from tests.utils.servers import start_server
@@ -148,7 +149,7 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
         abs_diff = metric_total(server.url, "inference_shadow_abs_score_difference_total", **PAIR)
         agreed = metric_total(server.url, "inference_shadow_label_agreements_total", **PAIR)
         dashboard = http.get("/dashboard").text
-        printed = run_doc_example(server.url)
+        printed = run_python_example("shadow.md", server.url)
     assert {answer["model_version"] for answer in answers} == {"v1.0.0"}
     primary = SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, "v1.0.0")))
     try:
@@ -168,27 +169,3 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
         f"skills v1.0.0 vs shadow v1.1.0: 80 compared, mean |difference| {abs_diff / compared:.4f}, "
         f"same label {agreed / compared:.1%}"
     ]
-
-
-def run_doc_example(url):
-    import contextlib
-    import io
-    import re
-
-    from tests.utils.servers import PROJECT_ROOT
-
-    (code,) = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "docs" / "shadow.md").read_text(), re.DOTALL)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        exec(compile(code, "docs/shadow.md", "exec"), {"SERVICE_URL": url})
-    return printed.getvalue().splitlines()
-
-
-@pytest.mark.server
-@pytest.mark.slow
-def test_the_latency_benchmark_runs_both_servers(trained_versions, capsys):
-    from loadtests.shadow_bench import main
-
-    assert main(["--requests", "200"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| no shadow", "| shadow"))]
-    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)

@@ -30,6 +30,16 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> str:
+        """The log once it holds `text`; AssertionError with the log's end when it does not within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in the log within {timeout} s:\n{self.log()[-3000:]}")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
