@@ -169,3 +169,13 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
         f"skills v1.0.0 vs shadow v1.1.0: 80 compared, mean |difference| {abs_diff / compared:.4f}, "
         f"same label {agreed / compared:.1%}"
     ]
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_the_latency_benchmark_runs_both_servers(trained_versions, capsys):
+    from loadtests.shadow_bench import main
+
+    assert main(["--requests", "200"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| no shadow", "| shadow"))]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
