@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -100,14 +100,44 @@ class NoCache:
         pass
 
 
+class _EvictionAwareTTLCache(TTLCache):
+    """A TTLCache that reports every key it lets go of: evicted (LRU), expired, deleted or popped.
+
+    cachetools drops entries in two places, `__delitem__` (eviction by `popitem`, `pop`, `del`) and `expire`
+    (which bypasses `__delitem__`); both are hooked so that an index beside the cache can never outgrow it.
+    """
+
+    def __init__(self, maxsize: int, ttl: float, *, on_drop: Callable[[str], None], timer: Callable[[], float]):
+        super().__init__(maxsize=maxsize, ttl=ttl, timer=timer)
+        self._on_drop = on_drop
+
+    def __delitem__(self, key: str) -> None:
+        try:
+            super().__delitem__(key)  # raises KeyError for an expired key, after removing it
+        finally:
+            self._on_drop(key)
+
+    def expire(self, time: float | None = None) -> list[tuple[str, bytes]]:
+        expired = super().expire(time)
+        for key, _ in expired:
+            self._on_drop(key)
+        return expired
+
+
 class MemoryCache:
-    """An LRU of at most `max_entries` answers, each living `ttl_s`; per worker process."""
+    """An LRU of at most `max_entries` answers, each living `ttl_s`; per worker process.
+
+    The per-student index holds only keys the LRU still holds: an entry's way out (eviction, expiry,
+    invalidation) takes its index entry with it, so memory is bounded by `max_entries` however many students
+    pass through a worker.
+    """
 
     enabled = True
 
-    def __init__(self, *, ttl_s: float, max_entries: int = 100_000) -> None:
-        self._entries: TTLCache[str, bytes] = TTLCache(maxsize=max_entries, ttl=ttl_s)
-        self._students: dict[str, set[str]] = {}
+    def __init__(self, *, ttl_s: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
+        self._entries = _EvictionAwareTTLCache(max_entries, ttl_s, on_drop=self._forget, timer=clock)
+        self._students: dict[str, set[str]] = {}  # student id -> keys of their cached answers
+        self._student_of: dict[str, str] = {}  # key -> student id, to find the index entry of a dropped key
         self._lock = threading.Lock()
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
@@ -117,13 +147,15 @@ class MemoryCache:
     async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None:
         with self._lock:
             for key, value in entries.items():
-                self._entries[str(key)] = value
+                name = str(key)
+                self._entries[name] = value
                 if key.student_id is not None:
-                    self._students.setdefault(key.student_id, set()).add(str(key))
+                    self._student_of[name] = key.student_id
+                    self._students.setdefault(key.student_id, set()).add(name)
 
     async def invalidate_student(self, student_id: str) -> int:
         with self._lock:
-            keys = self._students.pop(student_id, set())
+            keys = list(self._students.get(student_id, ()))
             return sum(self._entries.pop(key, None) is not None for key in keys)
 
     async def invalidate_version(self, family: str, model: str, version: str) -> int:
@@ -131,11 +163,27 @@ class MemoryCache:
         with self._lock:
             doomed = [key for key in self._entries if key.startswith(prefix)]
             for key in doomed:
-                del self._entries[key]
+                self._entries.pop(key, None)
             return len(doomed)
+
+    def sizes(self) -> tuple[int, int]:
+        """(entries held, students indexed): the index never outgrows the entries."""
+        with self._lock:
+            return len(self._entries), len(self._students)
 
     async def close(self) -> None:
         pass
+
+    def _forget(self, key: str) -> None:
+        """Called by the LRU for every key it drops, under `self._lock` (all LRU calls are made holding it)."""
+        student_id = self._student_of.pop(key, None)
+        if student_id is None:
+            return
+        keys = self._students.get(student_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._students[student_id]
 
 
 class RedisCache:
