@@ -1,18 +1,29 @@
 """Teacher ratings against the scores given: a real model correlates well above the alert threshold, a model
 trained on shuffled labels falls below it; on SQLite and on a real PostgreSQL."""
 
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from inference.artifacts import load_skill_model
 from inference.catalogue import SKILLS
+from inference.errors import InvalidRequest
 from inference.ground_truth import PredictionLog, correlations, store_ratings
+from inference.monitoring import FUTURE_TOLERANCE, check_ratings
+from inference.schemas import RatingsRequest
 from inference.scoring import score_rows
-from inference.storage import engine_for
+from inference.storage import DeferredEngine, engine_for, predictions
 from inference.synthetic import generate_students
 from train.skills import SkillTrainingParams, train_skills
+
+pytestmark = pytest.mark.clock  # ratings and scores within a window of days before now
 
 SKILL = "collaboration"
 
@@ -79,3 +90,110 @@ def test_a_full_prediction_log_drops_and_counts_instead_of_growing(tmp_path):
     for index in range(8):
         log.add(f"s{index}", SKILL, "v1", 0.5)
     assert log.dropped == 3 and log.flush() == 5
+
+
+class HeldThenFailingEngine:
+    """An engine whose write waits until the test lets it go, then fails as a lost database would."""
+
+    def __init__(self):
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    @contextmanager
+    def begin(self):
+        self.writing.set()
+        assert self.release.wait(timeout=30)
+        raise OperationalError("INSERT", {}, ConnectionError("the database went away"))
+        yield
+
+
+def test_a_failed_flush_keeps_the_oldest_rows_within_the_capacity_and_counts_every_drop(tmp_path):
+    engine = HeldThenFailingEngine()
+    log = PredictionLog(engine, capacity=5)
+    for index in range(3):
+        log.add(f"s{index}", SKILL, "v1", 0.5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        flush = pool.submit(log.flush)
+        assert engine.writing.wait(timeout=30)
+        for index in range(3, 7):  # while the 3 rows are being written, only 2 more fit
+            log.add(f"s{index}", SKILL, "v1", 0.5)
+        engine.release.set()
+        with pytest.raises(OperationalError):
+            flush.result(timeout=30)
+    assert log.dropped == 2
+    log.add("s7", SKILL, "v1", 0.5)  # the failed rows came back: the log is full
+    assert log.dropped == 3
+    log.engine = engine_for(f"sqlite:///{tmp_path / 'after.db'}")
+    assert log.flush() == 5  # 5 written + 3 dropped: every one of the 8 rows accounted for
+    with log.engine.connect() as connection:
+        written = connection.execute(select(predictions.c.student_id).order_by(predictions.c.id)).scalars().all()
+    assert written == ["s0", "s1", "s2", "s3", "s4"]  # the newest were dropped, as when the log is full
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_latest_rating_is_the_one_rated_last_not_the_one_received_last(database, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'latest.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = engine_for(url)
+    skill, version = "self_regulation", f"v1-{uuid.uuid4().hex[:8]}"  # its own pairs in a shared database
+    rng = np.random.default_rng(604)
+    ratings = rng.uniform(1, 5, size=60).round(1)
+    students = [f"latest-{index}" for index in range(60)]
+    log = PredictionLog(engine)
+    for student_id, rating in zip(students, ratings, strict=True):
+        log.add(student_id, skill, version, float(rating) / 5)  # scores that follow this week's ratings exactly
+    log.flush()
+    now = datetime.now(UTC)
+
+    def rate(values, days_ago):
+        rows = [
+            {
+                "student_id": student_id,
+                "skill": skill,
+                "rating": float(value),
+                "rated_at": now - timedelta(days=days_ago),
+            }
+            for student_id, value in zip(students, values, strict=True)
+        ]
+        store_ratings(engine, rows)
+
+    rate(ratings, days_ago=1)
+    rate(6 - ratings, days_ago=20)  # last term's, the opposite, received after this week's
+    (found,) = [
+        entry
+        for entry in correlations(engine, window_days=30, threshold=0.5, min_pairs=20)
+        if entry.model_version == version
+    ]
+    assert found.pairs == 60 and found.pearson_r == pytest.approx(1.0)
+
+
+def test_ratings_and_the_prediction_log_reach_a_database_that_comes_back_without_a_restart(tmp_path):
+    folder = tmp_path / "database"  # not there yet: SQLite cannot open the file
+    engine = DeferredEngine(f"sqlite:///{folder / 'inference.db'}")
+    log = PredictionLog(engine)
+    log.add("s-back", SKILL, "v1", 0.7)
+    rating = {"student_id": "s-back", "skill": SKILL, "rating": 4.0, "rated_at": datetime.now(UTC)}
+    for use in (engine.open, lambda: store_ratings(engine, [rating]), log.flush):
+        with pytest.raises(FileNotFoundError):  # the folder of the SQLite file is missing
+            use()
+    folder.mkdir()  # the database is reachable from now on: the same objects use it at their next call
+    assert store_ratings(engine, [rating]) == 1
+    assert log.flush() == 1 and log.dropped == 0
+    (found,) = correlations(engine, window_days=30, threshold=0.5, min_pairs=20)
+    assert (found.skill, found.model_version, found.pairs) == (SKILL, "v1", 1)
+
+
+def rated(rated_at):
+    return RatingsRequest.model_validate(
+        {"ratings": [{"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": rated_at}]}
+    )
+
+
+def test_rating_times_are_stored_in_utc_and_may_be_a_few_minutes_ahead():
+    (row,) = check_ratings(rated("2026-01-10T10:00:00+02:00"))
+    assert row["rated_at"].isoformat() == "2026-01-10T08:00:00+00:00"  # SQLite would keep 10:00 and drop the zone
+    (row,) = check_ratings(rated("2026-01-10T10:00:00"))
+    assert row["rated_at"].isoformat() == "2026-01-10T10:00:00+00:00"
+    slightly_ahead = datetime.now(UTC) + FUTURE_TOLERANCE - timedelta(minutes=1)
+    assert check_ratings(rated(slightly_ahead.isoformat()))
+    with pytest.raises(InvalidRequest, match=r"ratings\[0\]\.rated_at: .* is in the future"):
+        check_ratings(rated((datetime.now(UTC) + FUTURE_TOLERANCE + timedelta(minutes=1)).isoformat()))

@@ -4,13 +4,17 @@ population, teacher ratings correlate with a real model and not with a broken on
 import json
 import re
 import time
+import uuid
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from inference.catalogue import SKILLS
 from inference.registry import import_skill_artifacts, skill_model_name
+from inference.storage import engine_for, teacher_ratings
 from inference.synthetic import generate_students
+from tests.utils.clock import iso_ago, iso_ahead
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import delete_from_store
 from tests.utils.servers import start_server
@@ -20,10 +24,16 @@ pytestmark = pytest.mark.server
 
 BROKEN = "v0.9.0-broken"
 SKILL = "leadership"
+RATINGS = "/api/v1/monitoring/ratings"
 
 
 @pytest.fixture(scope="module")
-def monitored(trained_versions, session_dir):
+def database_url(session_dir):
+    return f"sqlite:///{session_dir / 'monitoring.db'}"
+
+
+@pytest.fixture(scope="module")
+def monitored(trained_versions, session_dir, database_url):
     artifacts = session_dir / "artifacts" / "skills" / BROKEN
     train_skills(BROKEN, SkillTrainingParams(n_students=3000, n_estimators=40, shuffle_labels=True), artifacts)
     import_skill_artifacts(artifacts, version=BROKEN)
@@ -31,7 +41,7 @@ def monitored(trained_versions, session_dir):
         "INFERENCE_SKILLS_VERSION": "v1.0.0",
         "INFERENCE_FAMILIES": '["skills"]',
         "INFERENCE_ROUTES": json.dumps({"skills": {"v1.0.0": 100, BROKEN: 0}}),  # loaded, reached by header only
-        "DATABASE_URL": f"sqlite:///{session_dir / 'monitoring.db'}",
+        "DATABASE_URL": database_url,
         "CACHE_URL": "none://",
         "INFERENCE_DRIFT_MIN_OBSERVATIONS": "200",
     }
@@ -80,22 +90,41 @@ def test_request_metrics_add_up_across_workers(monitored):
     assert "student-" not in text  # never a student id in a label
 
 
+def drift_once_every_model_has_statistics(url, populations, *, timeout_s=120):
+    """Send each population in batches of 30, then ask for drift, until the answer has statistics for every model.
+
+    Each worker keeps its own windows and answers from them. The requests share one connection, so they reach
+    one worker and the first round suffices; a connection the server renews may reach the other, hence rounds."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while True:
+            for items in populations.values():
+                for start in range(0, len(items), 30):
+                    batch = client.post("/api/v1/skills/infer/batch", json={"items": items[start : start + 30]})
+                    assert batch.status_code == 200, batch.text
+            reports = {entry["model"]: entry for entry in client.get("/api/v1/monitoring/drift").json()["models"]}
+            if all(feature in reports.get(model, {}).get("psi", {}) for model, feature in populations):
+                return reports
+            assert time.monotonic() < deadline, reports
+
+
 def test_drift_shows_a_shifted_population_and_not_an_ordinary_one(monitored):
     url = monitored.url
-    # Each worker keeps its own window; 900 students per skill, in batches of 30 spread over the workers, give
-    # each well over the 200 observations drift needs (PSI reads about 9/n on an unshifted sample of n).
-    shifted = items_for(generate_students(900, seed=703, feature_shift={"words_per_response": 1.5}), "communication")
-    ordinary = items_for(generate_students(900, seed=704), "creativity")
-    for items in (shifted, ordinary):
-        for start in range(0, len(items), 30):
-            assert post(url, "/api/v1/skills/infer/batch", {"items": items[start : start + 30]}).status_code == 200
-    reports = {entry["model"]: entry for entry in httpx.get(url + "/api/v1/monitoring/drift").json()["models"]}
+    # 900 students per skill: well over the 200 observations drift needs (PSI reads about 9/n on an unshifted
+    # sample of n), keyed by the model and the feature whose statistics the assertions read.
+    shifted = generate_students(900, seed=703, feature_shift={"words_per_response": 1.5})
+    populations = {
+        ("skill-communication", "words_per_response"): items_for(shifted, "communication"),
+        ("skill-creativity", "score"): items_for(generate_students(900, seed=704), "creativity"),
+    }
+    reports = drift_once_every_model_has_statistics(url, populations)
     shifted, ordinary = reports["skill-communication"], reports["skill-creativity"]
     assert shifted["psi"]["words_per_response"] > 0.2 and shifted["alert"] is True
     assert max(ordinary["psi"].values()) < 0.2 and ordinary["alert"] is False
     assert metric_total(url, "inference_drift_psi", model="skill-communication", feature="words_per_response") > 0.2
 
 
+@pytest.mark.clock
 def test_ratings_correlate_with_the_real_model_and_alert_on_the_broken_one(monitored):
     url = monitored.url
     sample = generate_students(120, seed=705)
@@ -103,36 +132,54 @@ def test_ratings_correlate_with_the_real_model_and_alert_on_the_broken_one(monit
         assert post(url, "/api/v1/skills/infer", item).json()["model_version"] == "v1.0.0"
         assert post(url, "/api/v1/skills/infer", item, **{"X-Model-Variant": BROKEN}).json()["model_version"] == BROKEN
     ratings = [
-        {"student_id": student_id, "skill": SKILL, "rating": float(rating), "rated_at": "2026-11-20T09:00:00Z"}
+        {"student_id": student_id, "skill": SKILL, "rating": float(rating), "rated_at": iso_ago(days=1)}
         for student_id, rating in zip(sample.student_ids, sample.ratings[:, SKILLS.index(SKILL)], strict=True)
     ]
-    stored = post(url, "/api/v1/monitoring/ratings", {"ratings": ratings})
+    stored = post(url, RATINGS, {"ratings": ratings})
     assert stored.status_code == 200 and stored.json() == {"stored": 120}
-    time.sleep(2.5)  # the prediction log is flushed every second
-    found = {
-        entry["model_version"]: entry
-        for entry in httpx.get(url + "/api/v1/monitoring/correlation").json()["correlations"]
-        if entry["skill"] == SKILL
-    }
+
+    def correlations() -> dict[str, dict]:
+        answer = httpx.get(url + "/api/v1/monitoring/correlation").json()["correlations"]
+        return {entry["model_version"]: entry for entry in answer if entry["skill"] == SKILL}
+
+    # The prediction log reaches the database once a second, off the request path: wait for all 240 scores.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = correlations()
+        if all(found.get(version, {}).get("pairs") == 120 for version in ("v1.0.0", BROKEN)):
+            break
+        time.sleep(0.2)
     assert found["v1.0.0"]["pairs"] == 120 and found["v1.0.0"]["pearson_r"] > 0.5 and not found["v1.0.0"]["alert"]
     assert found[BROKEN]["pearson_r"] < 0.5 and found[BROKEN]["alert"] is True
     assert metric_total(url, "inference_rating_correlation", model=f"skill-{SKILL}", model_version="v1.0.0") > 0.5
 
 
+def ratings_stored(database_url, student_id):
+    with engine_for(database_url).connect() as connection:
+        count = select(func.count()).where(teacher_ratings.c.student_id == student_id)
+        return connection.execute(count).scalar_one()
+
+
+@pytest.mark.clock
 @pytest.mark.parametrize(
     ("rating", "fragment"),
     [
-        ({"student_id": "s", "skill": "cooking", "rating": 3, "rated_at": "2026-11-20T09:00:00Z"}, "ratings[0].skill"),
-        ({"student_id": "s", "skill": SKILL, "rating": 7, "rated_at": "2026-11-20T09:00:00Z"}, "rating"),
-        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": "yesterday"}, "rated_at"),
-        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": "2099-01-01T00:00:00Z"}, "is in the future"),
-        ({"skill": SKILL, "rating": 3, "rated_at": "2026-11-20T09:00:00Z"}, "student_id"),
+        ({"student_id": "s", "skill": "cooking", "rating": 3, "rated_at": iso_ago(days=10)}, "ratings[1].skill"),
+        ({"student_id": "s", "skill": SKILL, "rating": 7, "rated_at": iso_ago(days=10)}, "ratings[1].rating"),
+        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": "yesterday"}, "ratings[1].rated_at"),
+        ({"student_id": "s", "skill": SKILL, "rating": 3, "rated_at": iso_ahead(days=1)}, "is in the future"),
+        ({"skill": SKILL, "rating": 3, "rated_at": iso_ago(days=10)}, "ratings[1].student_id"),
     ],
 )
-def test_bad_ratings_get_a_400_naming_the_field_and_nothing_is_stored(monitored, rating, fragment):
-    response = post(monitored.url, "/api/v1/monitoring/ratings", {"ratings": [rating]})
+def test_bad_ratings_get_a_400_naming_the_field_and_nothing_is_stored(monitored, database_url, rating, fragment):
+    student_id = f"s-{uuid.uuid4().hex[:12]}"
+    good = {"student_id": student_id, "skill": SKILL, "rating": 3, "rated_at": iso_ago(days=10)}
+    response = post(monitored.url, RATINGS, {"ratings": [good, rating]})
     assert response.status_code == 400, response.text
-    assert fragment in response.text
+    assert fragment in response.json()["error"]
+    assert ratings_stored(database_url, student_id) == 0  # not even the good rating before the bad one
+    assert post(monitored.url, RATINGS, {"ratings": [good]}).status_code == 200
+    assert ratings_stored(database_url, student_id) == 1  # what the count above would have seen
 
 
 def chromium_binary():
@@ -174,7 +221,7 @@ def test_the_dashboard_renders_plots_in_a_real_browser(monitored, tmp_path):
     ]
     run = subprocess.run([chromium_binary(), *flags, url + "/dashboard"], capture_output=True, text=True, timeout=120)
     assert screenshot.is_file(), run.stderr[-2000:]
-    image = Image.open(screenshot).convert("RGB")
-    blue = sum(1 for pixel in image.getdata() if pixel == (0x2F, 0x6F, 0xDF))  # the live-score bars
-    grey = sum(1 for pixel in image.getdata() if pixel == (0x9A, 0xA5, 0xB1))  # the reference bars
+    pixels = Image.open(screenshot).convert("RGB").get_flattened_data()
+    blue = sum(1 for pixel in pixels if pixel == (0x2F, 0x6F, 0xDF))  # the live-score bars
+    grey = sum(1 for pixel in pixels if pixel == (0x9A, 0xA5, 0xB1))  # the reference bars
     assert blue > 500 and grey > 500, (blue, grey)
