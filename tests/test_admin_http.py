@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import threading
 import time
 from collections import Counter
 
@@ -33,7 +34,7 @@ def routed(trained_versions, session_dir):
         yield server, http
 
 
-def wait_until(predicate, timeout=10.0):
+def wait_until(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -80,6 +81,7 @@ def test_students_split_90_10_sticky_and_a_header_forces_a_version(routed):
     assert forced["model_version"] == "v1.1.0"
     unknown = http.post(INFER, json=items[0], headers={"X-Model-Variant": "v3.0.0"})
     assert unknown.status_code == 400 and "X-Model-Variant" in unknown.json()["error"]
+    assert unknown.json()["code"] == "invalid_header"
     metrics = http.get("/metrics").text
     assert (
         'model_version="v1.1.0"' in metrics
@@ -94,6 +96,8 @@ def test_weights_change_at_runtime_on_every_worker_and_one_call_rolls_back(route
     assert bad.status_code == 400 and "v8.0.0" in bad.json()["error"]
     negative = http.put("/admin/routes/skills", json={"weights": {"v1.0.0": -1}}, headers=AUTH)
     assert negative.status_code == 400
+    unknown = http.put("/admin/routes/cooking", json={"weights": {"v1.0.0": 100}}, headers=AUTH)
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_family", unknown.text
     changed = http.put("/admin/routes/skills", json={"weights": {"v1.1.0": 100}}, headers=AUTH)
     assert changed.status_code == 200, changed.text
     assert settled(http, items, {"v1.1.0"})
@@ -107,22 +111,34 @@ def test_a_reload_under_load_drops_no_request_and_mixes_no_answer(routed):
     http.post("/admin/routes/skills/rollback", headers=AUTH)
     assert settled(http, student_items(20, seed=73), {"v1.0.0"})
     items = student_items(60, seed=74)
-    stop = time.monotonic() + 6
+    stop = threading.Event()
     outcomes = []
 
     def hammer():
         with httpx.Client(base_url=http.base_url, timeout=30) as own:
-            while time.monotonic() < stop:
+            while not stop.is_set():
                 response = own.post(BATCH, json={"items": items})
                 versions = {result["model_version"] for result in response.json().get("results", [])}
                 outcomes.append((response.status_code, versions))
 
+    def answered_by(version):
+        return sum(versions == {version} for _, versions in outcomes)
+
+    def wait_for(predicate):
+        deadline = time.monotonic() + 60
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         running = [pool.submit(hammer) for _ in range(4)]
-        time.sleep(1.5)
-        reloaded = http.post("/admin/models/reload", json={"family": "skills", "version": "v1.1.0"}, headers=AUTH)
-        for future in running:
-            future.result()
+        try:
+            wait_for(lambda: answered_by("v1.0.0") >= 4)  # the load is flowing on the old version
+            reloaded = http.post("/admin/models/reload", json={"family": "skills", "version": "v1.1.0"}, headers=AUTH)
+            wait_for(lambda: answered_by("v1.1.0") >= 8)  # and goes on through the swap, on both workers
+        finally:
+            stop.set()
+            for future in running:
+                future.result()
     assert reloaded.status_code == 200, reloaded.text
     assert reloaded.json()["route"] == {"stable": "v1.1.0", "weights": {"v1.1.0": 100.0}}
     assert outcomes and all(status == 200 for status, _ in outcomes)

@@ -25,7 +25,10 @@ def test_the_batch_benchmark_reports_full_rerun_incremental_and_pure_scoring(tra
     assert set(results) == {"postgresql", "sqlite"}
     for result in results.values():
         assert result["assessments"] == 4200
-        assert result["full_process_s"] > result["full_run_s"] > 0
-        assert result["pure_scoring_s"] > 0 and result["ratio_full_process_to_pure_scoring"] > 1
+        # Durations are reported rounded (0.1 s for a process, 0.01 s for the rest): a short one may read 0.0 on a
+        # fast machine. The ratio is of the unrounded times; the process also starts Python and loads the models.
+        assert result["full_process_s"] > 0 and result["full_run_s"] >= 0 and result["pure_scoring_s"] >= 0
+        assert result["full_process_s"] >= result["full_run_s"]
+        assert result["ratio_full_process_to_pure_scoring"] > 1
         assert 0 < result["incremental_students_read"] < 100  # ~5% of 600 changed
     assert "| postgresql | 600 |" in run.stdout

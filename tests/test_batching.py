@@ -98,7 +98,7 @@ def test_max_wait_gathers_items_submitted_shortly_after_each_other():
     identity = RecordingIdentity()
 
     async def scenario():
-        batcher = AdaptiveBatcher(identity, name="t", max_wait_ms=200)
+        batcher = AdaptiveBatcher(identity, name="t", max_wait_ms=2000)  # far longer than the 40 ms of submissions
         tasks = []
         for i in range(5):
             tasks.append(asyncio.create_task(batcher.submit(i)))

@@ -1,6 +1,7 @@
 """Stable and canary side by side for real: two Bentos (skills v1.0.0 and v1.1.0) served by `bentoml serve` behind
 Debian's nginx, driven by `python -m deploy.canary`: the observed split follows the weight, the version answering
-is the side's own, and shifting the weight, rolling back and promoting under load fail no request."""
+is the side's own, shifting the weight, rolling back and promoting under load fail no request, and a change that
+cannot be made safely (a side not ready, a configuration nginx rejects) changes nothing."""
 
 from __future__ import annotations
 
@@ -53,16 +54,41 @@ def build_bento(tag: str, *, skills_version: str, context: Path) -> str:
     return tag
 
 
-def canary(run_dir: Path, *args: str) -> str:
-    run = subprocess.run(
+def run_canary(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "deploy.canary", "--run-dir", str(run_dir), *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def canary(run_dir: Path, *args: str) -> str:
+    run = run_canary(run_dir, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
+
+
+def refused(run_dir: Path, *args: str) -> str:
+    """A deploy.canary command that must fail (exit 1); its message."""
+    run = run_canary(run_dir, *args)
+    assert run.returncode == 1, run.stdout + run.stderr
+    return run.stderr
+
+
+def settings_of(run_dir: Path) -> dict[str, str]:
+    """What a refused change must leave as it was: the recorded state (weight, backends) and nginx's configuration."""
+    return {name: (run_dir / name).read_text() for name in ("state.json", "nginx.conf")}
+
+
+def wait_for(condition, *, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise TimeoutError(f"waited {timeout} s for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +195,70 @@ def test_shifting_to_50_and_rolling_back_under_load_fails_no_request(split):
     assert set(after_rollback) == {("stable", "v1.0.0")}
 
 
+def test_a_weight_change_is_refused_while_the_side_that_would_take_traffic_is_not_ready(split):
+    run_dir, url = split
+    before = settings_of(run_dir)
+    state = json.loads(before["state.json"])
+    canary_side = state["canary"]
+    hung = [canary_side["pid"], *(pid for pid, _ in canary_side["workers"])]
+    for pid in hung:  # a canary that hangs: /readyz no longer answers
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for weight in ("50", "100"):
+            message = refused(run_dir, "set-weight", weight)
+            assert f"canary ({CANARY_BENTO} on :{canary_side['port']}) is not ready; the weight stays 10" in message
+            assert settings_of(run_dir) == before
+        with httpx.Client(base_url=url, timeout=30) as client:  # stable answers as before
+            assert {send(client, index, {"X-Canary": "never"}) for index in range(20)} == {("stable", "v1.0.0")}
+        # Taking the hung canary's share away needs only stable: that goes through.
+        assert "stable inference:0.8.0-stable 100%, canary inference:0.9.0-canary 0%" in canary(run_dir, "rollback")
+        assert set(observe(url, 100)) == {("stable", "v1.0.0")}
+    finally:
+        for pid in hung:
+            os.kill(pid, signal.SIGCONT)
+    canary(run_dir, "set-weight", "10")
+    assert settings_of(run_dir) == before
+
+
+def test_a_configuration_nginx_rejects_is_never_applied(split):
+    from deploy.canary import CanaryError, State, apply_weight
+
+    run_dir, url = split
+    before = settings_of(run_dir)
+    state = State.load(run_dir)
+    state.listen_port = 70_000  # not a port: `nginx -t` rejects the configuration
+    with pytest.raises(CanaryError, match=r"nginx -t -q failed: .*invalid port"):
+        apply_weight(run_dir, state, 50)
+    assert state.weight == 10 and settings_of(run_dir) == before
+    assert "canary inference:0.9.0-canary 10%; nginx running" in canary(run_dir, "status")
+    assert set(observe(url, 200)) == {("stable", "v1.0.0"), ("canary", "v1.1.0")}
+
+
+def test_a_promotion_whose_new_stable_never_gets_ready_leaves_everything_as_it_was(split, tmp_path):
+    run_dir, url = split
+    original = settings_of(run_dir)
+    state = json.loads(original["state.json"])
+    # The new stable is the canary's Bento started with the canary's environment: one that points BentoML at an
+    # empty store makes a new stable that cannot load its Bento and exits without ever being ready.
+    state["env"]["canary"] = {"BENTOML_HOME": str(tmp_path / "empty-bentoml-home")}
+    (run_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    before = settings_of(run_dir)
+    homes = set((run_dir / "homes").iterdir())
+    try:
+        message = refused(run_dir, "promote")
+        assert f"stable ({CANARY_BENTO}) did not become ready on port" in message
+        assert settings_of(run_dir) == before
+        (new_home,) = set((run_dir / "homes").iterdir()) - homes  # homes/stable-PORT of the new stable
+        with pytest.raises(httpx.HTTPError):  # nothing of it is left answering
+            httpx.get(f"http://127.0.0.1:{new_home.name.rsplit('-', 1)[1]}/livez", timeout=2)
+        status = canary(run_dir, "status")
+        assert "stable inference:0.8.0-stable 90%, canary inference:0.9.0-canary 10%; nginx running" in status
+        assert status.count(", ready") == 2, status
+        assert set(observe(url, 200)) == {("stable", "v1.0.0"), ("canary", "v1.1.0")}
+    finally:
+        (run_dir / "state.json").write_text(original["state.json"])
+
+
 def test_promoting_makes_the_canary_version_stable_without_a_failed_request(split):
     run_dir, url = split
     with Background(url) as load, Background(url, {"X-Canary": "never"}) as pinned:
@@ -187,9 +277,12 @@ def test_stop_cleans_up_after_a_crash(split):
     workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     for pid in (master, *map(int, workers), state["stable"]["pid"], state["canary"]["pid"]):
         os.kill(pid, signal.SIGKILL)  # nginx and both servers die at once; BentoML's workers live on
-    time.sleep(1)
-    status = canary(run_dir, "status")
-    assert "NGINX NOT RUNNING" in status and status.count("SERVER PROCESS GONE") == 2, status
+
+    def status_after_the_crash():
+        status = canary(run_dir, "status")
+        return status if "NGINX NOT RUNNING" in status and status.count("SERVER PROCESS GONE") == 2 else None
+
+    wait_for(status_after_the_crash, what="`status` to report nginx and both servers gone")
     assert "stopped" in canary(run_dir, "stop")
     assert not (run_dir / "state.json").exists()
     for port in (state["stable"]["port"], state["canary"]["port"], int(url.rsplit(":", 1)[1])):

@@ -203,4 +203,6 @@ def test_the_middleware_benchmark_runs_and_reports_both_bodies(capsys):
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("| one") or line.startswith("| a batch")
     ]
-    assert len(rows) == 2 and all(float(row.split("|")[5]) >= 0 for row in rows)
+    # Both timings are real; their difference (a few µs for the small body) is a figure to read, and noise can
+    # make it negative on a busy machine, so it is printed, not judged.
+    assert len(rows) == 2 and all(float(row.split("|")[3]) > 0 and float(row.split("|")[4]) > 0 for row in rows)

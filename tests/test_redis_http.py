@@ -30,6 +30,9 @@ def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_vers
         "INFERENCE_FAMILIES": '["skills"]',
         "CACHE_URL": redis_server.url(),
         "INFERENCE_ADMIN_TOKEN": "redis-drill",
+        # A refused connection fails at once whatever the timeout; a generous one keeps a stall of the busy
+        # test machine from passing for an outage while Redis is up.
+        "INFERENCE_CACHE_TIMEOUT_MS": "1000",
     }
     with start_server(session_dir / "logs-redis", env=env) as server:
         item = student_items(1, seed=81)[0]

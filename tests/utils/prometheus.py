@@ -5,10 +5,15 @@ from __future__ import annotations
 import httpx
 
 
-def metric_total(url: str, name: str, **labels: str) -> float:
-    """The sum of every sample of `name` whose labels include `labels` (samples of all workers add up)."""
+def sample_sum(metrics_text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` in one /metrics page whose labels include `labels`."""
     total = 0.0
-    for line in httpx.get(url + "/metrics").text.splitlines():
+    for line in metrics_text.splitlines():
         if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def metric_total(url: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` whose labels include `labels` (samples of all workers add up)."""
+    return sample_sum(httpx.get(url + "/metrics").text, name, **labels)
