@@ -1,12 +1,16 @@
 """What a Python client costs per call, and what client-side batching buys, against a running server.
 
     python -m loadtests.client_bench                       # starts a server of its own (skills only), ~1 min
-    python -m loadtests.client_bench --url http://127.0.0.1:3000 --calls 2000
+    python -m loadtests.client_bench --url http://127.0.0.1:3000 --calls 2000 --rounds 10
 
-Sequential single skill calls, one after the other, through: httpx with a kept-alive connection (the floor),
+Sequential single skill calls through: httpx with a kept-alive connection (the floor),
 `inference.client.InferenceClient` (httpx underneath, plus validation into the service's models), and BentoML's
-own `SyncHTTPClient`; P50/P95 per call. Then 200 concurrent single calls through `AsyncInferenceClient` without
-and with `batch_window_ms`: wall time and the number of HTTP requests that went out.
+own `SyncHTTPClient`. The clients take turns in blocks of `calls / rounds` calls, the order reversed every other
+round, so that a drift of the machine or the server touches them all alike; each gets the same payloads (a server
+given with --url should have its result cache off, or the later clients of a round get cached answers). Reported:
+P50/P95 per call over all rounds, and the median over rounds of each client's P50 minus the floor's in that round.
+Then 200 concurrent single calls through `AsyncInferenceClient` (max_connections=64) without and with
+`batch_window_ms`: wall time and the number of HTTP requests that went out.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,41 +40,73 @@ def items(n: int) -> list[dict]:
     ]
 
 
+FLOOR = "httpx, kept-alive connection (floor)"
+BATCHING_MAX_CONNECTIONS = 64
+
+
+@dataclass(frozen=True)
+class Figures:
+    p50_ms: float
+    p95_ms: float
+    over_floor_p50_ms: float  # median over rounds of (this client's P50 - the floor's P50) in the same round
+
+
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     ordered = sorted(samples_ms)
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def timed(call: Callable[[dict], object], payloads: list[dict]) -> tuple[float, float]:
-    for payload in payloads[:50]:  # warm-up: connections, caches of the server's own
-        call(payload)
+def timed(call: Callable[[dict], object], payloads: list[dict]) -> list[float]:
     samples = []
     for payload in payloads:
         started = time.perf_counter()
         call(payload)
         samples.append((time.perf_counter() - started) * 1000)
-    return percentiles(samples)
+    return samples
 
 
-def sequential(url: str, calls: int) -> dict[str, tuple[float, float]]:
+def interleaved(clients: dict[str, Callable[[dict], object]], payloads: list[dict], rounds: int) -> dict[str, Figures]:
+    """Each client in turn for a block of payloads, `rounds` times, the order reversed every other round."""
+    for call in clients.values():  # warm-up: connections, caches of the server's own
+        timed(call, payloads[:50])
+    block = max(1, len(payloads) // rounds)
+    samples: dict[str, list[float]] = {name: [] for name in clients}
+    round_p50: dict[str, list[float]] = {name: [] for name in clients}
+    for index in range(rounds):
+        order = list(clients) if index % 2 == 0 else list(reversed(clients))
+        chunk = payloads[index * block : (index + 1) * block]
+        for name in order:
+            taken = timed(clients[name], chunk)
+            samples[name] += taken
+            round_p50[name].append(statistics.median(taken))
+    figures = {}
+    for name in clients:
+        p50, p95 = percentiles(samples[name])
+        over = statistics.median(mine - floor for mine, floor in zip(round_p50[name], round_p50[FLOOR], strict=True))
+        figures[name] = Figures(p50, p95, over)
+    return figures
+
+
+def sequential(url: str, calls: int, rounds: int) -> dict[str, Figures]:
     import bentoml
 
     from inference.client import InferenceClient
 
     payloads = items(calls)
-    results = {}
-    with httpx.Client(base_url=url, timeout=10) as raw:
-        results["httpx, kept-alive connection (floor)"] = timed(
-            lambda p: raw.post("/api/v1/skills/infer", json=p).raise_for_status(), payloads
-        )
-    with InferenceClient(url) as client:
-        results["inference.client.InferenceClient"] = timed(
-            lambda p: client.infer_skill(p["student_id"], p["skill"], p["features"]), payloads
-        )
-    with bentoml.SyncHTTPClient(url, server_ready_timeout=30) as bento:
-        # The route takes the request body whole (a positional-only model): passed as one argument.
-        results["bentoml.SyncHTTPClient"] = timed(lambda p: bento.call("skills_infer", p), payloads)
-    return results
+    with (
+        httpx.Client(base_url=url, timeout=10) as raw,
+        InferenceClient(url) as client,
+        bentoml.SyncHTTPClient(url, server_ready_timeout=30) as bento,
+    ):
+        clients: dict[str, Callable[[dict], object]] = {
+            FLOOR: lambda p: raw.post("/api/v1/skills/infer", json=p).raise_for_status(),
+            "inference.client.InferenceClient": lambda p: client.infer_skill(
+                p["student_id"], p["skill"], p["features"]
+            ),
+            # The route takes the request body whole (a positional-only model): passed as one argument.
+            "bentoml.SyncHTTPClient": lambda p: bento.call("skills_infer", p),
+        }
+        return interleaved(clients, payloads, rounds)
 
 
 async def concurrent(url: str, calls: int, window_ms: float | None) -> tuple[float, int]:
@@ -83,8 +120,10 @@ async def concurrent(url: str, calls: int, window_ms: float | None) -> tuple[flo
             return await super().handle_async_request(request)
 
     payloads = items(calls)
-    transport = Counting()
-    async with AsyncInferenceClient(url, batch_window_ms=window_ms, transport=transport, max_connections=64) as client:
+    # A transport given to the client brings its own pool: the client's max_connections does not reach it.
+    pool = httpx.Limits(max_connections=BATCHING_MAX_CONNECTIONS, max_keepalive_connections=BATCHING_MAX_CONNECTIONS)
+    transport = Counting(limits=pool)
+    async with AsyncInferenceClient(url, batch_window_ms=window_ms, transport=transport) as client:
         await asyncio.gather(*(client.infer_skill(p["student_id"], p["skill"], p["features"]) for p in payloads[:20]))
         Counting.requests = 0
         started = time.perf_counter()
@@ -110,14 +149,20 @@ def server(url: str | None) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server (default: start one, skills only, cache off)")
-    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=1000, help="calls per client, over all rounds")
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
     with server(args.url) as url:
-        print(f"sequential single skill calls ({args.calls} after 50 to warm up), ms per call:")
-        print("| client | P50 | P95 |\n|---|---|---|")
-        for name, (p50, p95) in sequential(url, args.calls).items():
-            print(f"| {name} | {p50:.2f} | {p95:.2f} |")
-        print("\n200 concurrent single calls through AsyncInferenceClient:")
+        print(
+            f"sequential single skill calls ({args.calls} per client after 50 to warm up, in {args.rounds} rounds "
+            "of alternating blocks), ms per call:"
+        )
+        print("| client | P50 | P95 | P50 over the floor (median of rounds) |\n|---|---|---|---|")
+        for name, figures in sequential(url, args.calls, args.rounds).items():
+            print(f"| {name} | {figures.p50_ms:.2f} | {figures.p95_ms:.2f} | {figures.over_floor_p50_ms:+.2f} |")
+        print(
+            f"\n200 concurrent single calls through AsyncInferenceClient (max_connections={BATCHING_MAX_CONNECTIONS}):"
+        )
         print("| batching | wall time ms | HTTP requests |\n|---|---|---|")
         for window in (None, 5.0):
             wall, requests = asyncio.run(concurrent(url, 200, window))

@@ -5,8 +5,14 @@ fallback, and client-side batching of concurrent single calls."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import httpx
@@ -45,10 +51,37 @@ class CountingTransport(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self.requests = 0
+        self._lock = threading.Lock()  # batches are sent from several threads at once
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         return super().handle_request(request)
+
+
+class SignallingAsyncTransport(httpx.AsyncHTTPTransport):
+    """Counts requests and sets `sent` when the first one goes out."""
+
+    def __init__(self, *, max_connections: int) -> None:
+        super().__init__(limits=httpx.Limits(max_connections=max_connections))
+        self.requests = 0
+        self.sent = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        self.sent.set()
+        return await super().handle_async_request(request)
+
+
+@contextmanager
+def full_accept_queue() -> Iterator[str]:
+    """The URL of a port whose accept queue is full: the kernel drops further connection attempts unanswered, so
+    making a connection times out (a server too busy to accept, or a firewall that drops)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        with socket.create_connection(listener.getsockname()):  # takes the queue's one place, never accepted
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def test_every_family_answers_with_the_services_own_models(server):
@@ -115,12 +148,44 @@ def proxy_url(proxy) -> str:
 
 
 def test_a_slow_endpoint_times_out_quickly_with_a_clear_error_and_is_not_retried(slow_server):
-    with InferenceClient(slow_server.url, retry=FAST_RETRY) as client:
+    transport = CountingTransport()
+    with InferenceClient(slow_server.url, retry=FAST_RETRY, transport=transport) as client:
         started = time.monotonic()
         with pytest.raises(ServiceTimeout):
             client.predict_pair("a cat", "a dog", timeout_s=0.3)
-        assert time.monotonic() - started < 1.0  # one attempt, not four
-        assert client.predict_pair("a cat", "a dog", timeout_s=5).prediction in (0, 1)  # the default is patient
+        assert time.monotonic() - started < 1.5  # it gave up before the service's 1.5 s answer
+        assert transport.requests == 1  # a timeout is not retried
+        assert client.predict_pair("a cat", "a dog", timeout_s=10).prediction in (0, 1)  # a longer timeout waits
+
+
+def test_a_connect_timeout_is_not_retried_and_intent_falls_back():
+    with full_accept_queue() as url:
+        transport = CountingTransport()
+        with InferenceClient(url, connect_timeout_s=0.2, retry=FAST_RETRY, transport=transport) as client:
+            with pytest.raises(ServiceTimeout, match="ConnectTimeout"):
+                client.predict_pair("a", "b")
+            assert transport.requests == 1
+        with InferenceClient(url, connect_timeout_s=0.2, intent_fallback=IntentFallback(), retry=FAST_RETRY) as client:
+            assert client.classify("dentist near me").variant == CLIENT_DEFAULT_VARIANT
+
+
+def test_the_async_clients_timeout_bounds_the_whole_attempt_waiting_for_a_connection_included(slow_server):
+    """One pooled connection, held 1.5 s by a first call. The second call waits for it, then the service takes
+    1.5 s more: its answer would come 3 s after the call started. With httpx's per-phase timeouts alone (2 s to
+    wait for the connection, then 2 s to read) it would arrive; the 2 s deadline of the attempt ends it first."""
+
+    async def scenario() -> None:
+        transport = SignallingAsyncTransport(max_connections=1)
+        async with AsyncInferenceClient(slow_server.url, retry=FAST_RETRY, transport=transport) as client:
+            first = asyncio.create_task(client.predict_pair("a cat", "a dog", timeout_s=10))
+            # The transport takes the pool's one connection before it first yields to the event loop.
+            await transport.sent.wait()
+            with pytest.raises(ServiceTimeout, match="for the attempt"):
+                await client.predict_pair("a cat", "a dog", timeout_s=2.0)
+            assert (await first).prediction in (0, 1)
+            assert transport.requests == 2  # the deadline is a timeout: not retried
+
+    asyncio.run(scenario())
 
 
 def test_intent_falls_back_to_the_configured_answer_when_slow_or_unreachable(slow_server):
@@ -140,20 +205,35 @@ def test_intent_falls_back_to_the_configured_answer_when_slow_or_unreachable(slo
 
 
 def test_concurrent_single_calls_travel_as_few_batch_requests_with_the_same_answers(server):
+    items = [*ITEMS[:59], {"student_id": "s-1", "skill": "teamwork", "features": {"x": 1}}]
     with InferenceClient(server.url) as plain:
-        expected = [plain.infer_skill(i["student_id"], i["skill"], i["features"]).score for i in ITEMS]
+        expected = [plain.infer_skill(i["student_id"], i["skill"], i["features"]).score for i in items[:59]]
     transport = CountingTransport()
+    # The calls wait at a barrier and start together; a batch goes once it holds 20 calls, long before its 5 s
+    # window ends, so the count of requests does not depend on how fast threads start.
     with (
-        InferenceClient(server.url, batch_window_ms=20, transport=transport) as client,
-        ThreadPoolExecutor(len(ITEMS)) as pool,
+        InferenceClient(server.url, batch_window_ms=5000, max_batch_size=20, transport=transport) as client,
+        ThreadPoolExecutor(len(items)) as pool,
     ):
-        scores = list(pool.map(lambda i: client.infer_skill(i["student_id"], i["skill"], i["features"]).score, ITEMS))
-        with pytest.raises(RequestRejected, match="unknown_skill"):  # a bad item fails alone, as a single call
-            client.infer_skill("s-1", "teamwork", {"x": 1})
-        intents = list(pool.map(lambda text: client.classify(text, variant="classic").intent, ["chase login"] * 20))
-    assert scores == pytest.approx(expected, abs=1e-12)
-    assert transport.requests <= 10, transport.requests  # 60 + 1 + 20 calls
+        skills_start, intents_start = threading.Barrier(len(items), timeout=30), threading.Barrier(20, timeout=30)
+
+        def score(item: dict) -> float | str:
+            skills_start.wait()
+            try:
+                return client.infer_skill(item["student_id"], item["skill"], item["features"]).score
+            except RequestRejected as rejected:  # a bad item fails alone, as its single call would
+                return rejected.code
+
+        def classify(text: str) -> str:
+            intents_start.wait()
+            return client.classify(text, variant="classic").intent
+
+        outcomes = list(pool.map(score, items))
+        intents = list(pool.map(classify, ["chase login"] * 20))
+    assert outcomes[:59] == pytest.approx(expected, abs=1e-12)
+    assert outcomes[59] == "unknown_skill"
     assert set(intents) == {"navigational"}
+    assert transport.requests == 4  # 60 skill calls in 3 batches of 20, 20 intent calls in one
 
 
 def test_the_async_client_answers_batches_concurrent_calls_and_falls_back(server):
@@ -261,8 +341,6 @@ def test_closing_the_async_client_answers_the_calls_still_waiting_for_their_batc
 
 def test_a_batching_client_dropped_without_closing_is_collected_and_does_not_keep_the_program_alive(server):
     import gc
-    import subprocess
-    import sys
     import weakref
 
     client = InferenceClient(server.url, batch_window_ms=5)
@@ -282,3 +360,15 @@ def test_a_batching_client_dropped_without_closing_is_collected_and_does_not_kee
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() in ("navigational", "informational")
+
+
+def test_importing_the_client_pulls_in_neither_bentoml_nor_a_model_library():
+    script = (
+        "import sys\n"
+        "import inference.client\n"
+        "heavy = ('bentoml', 'xgboost', 'sklearn', 'scipy')\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & set(heavy)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -75,7 +75,7 @@ private:
 struct ClientConfig {
     std::string base_url = "http://127.0.0.1:3000";
     std::chrono::milliseconds connect_timeout{1000};
-    std::chrono::milliseconds total_timeout{5000};  // per attempt
+    std::chrono::milliseconds total_timeout{5000};  // per attempt: waiting for a pooled connection included
     int max_retries = 3;                              // after the first attempt
     std::chrono::milliseconds retry_backoff{50};      // the first retry waits up to this, doubling, jittered
     std::chrono::milliseconds max_retry_backoff{1000};
@@ -132,13 +132,16 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// Parsing and backoff, exposed for tests.
+// Parsing, backoff and the attempt deadline, exposed for tests.
 namespace detail {
 IntentPrediction parse_prediction(const std::string& json_object);
 std::vector<BatchOutcome> parse_batch(const std::string& json_body, std::size_t expected);
 std::pair<std::string, std::string> parse_error(const std::string& body);  // (code, message)
 bool is_retryable(const HttpResult& result);
 std::chrono::milliseconds backoff_limit(const ClientConfig& config, int retry);  // the jitter's upper bound
+// What an attempt has left until its deadline, whole milliseconds rounded down, 0 once spent.
+std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline,
+                                    std::chrono::steady_clock::time_point now);
 std::string request_body(const std::string& text, const std::optional<std::string>& user_id);
 std::string batch_body(const std::vector<std::string>& texts, const std::optional<std::string>& user_id);
 }  // namespace detail

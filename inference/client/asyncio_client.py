@@ -31,7 +31,9 @@ T = TypeVar("T")
 
 class AsyncInferenceClient:
     """Calls the inference service from asyncio code; the options and errors are those of `InferenceClient`.
-    `batch_window_ms` coalesces single calls awaited within the window by concurrent tasks."""
+    Here `timeout_s` is one deadline for the whole attempt: waiting for a pooled connection, connecting, sending
+    and reading the answer together. `batch_window_ms` coalesces single calls awaited within the window by
+    concurrent tasks."""
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class AsyncInferenceClient:
             headers={"Content-Type": "application/json", **(headers or {})},
             transport=transport,
         )
+        self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._retry = retry or RetryPolicy()
         self._intent_fallback = intent_fallback
@@ -159,15 +162,20 @@ class AsyncInferenceClient:
             return call.fallback()
 
     async def _send(self, call: calls.Call[Any], timeout_s: float | None) -> httpx.Response:
-        timeout: httpx.Timeout | Any = httpx.USE_CLIENT_DEFAULT
-        if timeout_s is not None:
-            timeout = httpx.Timeout(timeout_s, connect=min(self._connect_timeout_s, timeout_s))
+        attempt_s = self._timeout_s if timeout_s is None else timeout_s
+        timeout = httpx.Timeout(attempt_s, connect=min(self._connect_timeout_s, attempt_s))
         retrying = AsyncRetrying(**self._retry.options())
 
         async def attempt() -> httpx.Response:
-            response = await self._http.request(
-                call.method, call.path, content=call.body, headers=dict(call.headers), timeout=timeout
-            )
+            # httpx bounds each phase (pool wait, connect, write, each read) on its own; the deadline bounds them
+            # together, so a call that first waits for a pooled connection still gets no more than attempt_s.
+            try:
+                async with asyncio.timeout(attempt_s):
+                    response = await self._http.request(
+                        call.method, call.path, content=call.body, headers=dict(call.headers), timeout=timeout
+                    )
+            except TimeoutError as err:
+                raise ServiceTimeout(f"no answer within the timeout ({attempt_s:g} s for the attempt)") from err
             return check_response(response, call.accept_statuses)
 
         try:

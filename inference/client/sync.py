@@ -34,8 +34,12 @@ DEFAULT_URL = "http://127.0.0.1:3000"
 class InferenceClient:
     """Calls the inference service.
 
-    - `timeout_s` bounds each attempt, making the connection included (within `connect_timeout_s`); every call can
-      pass its own. A timeout is not retried.
+    - `timeout_s` bounds each phase of an attempt on its own, as httpx does (it has no deadline for a whole request
+      on blocking sockets): waiting for a pooled connection, sending, and each wait for bytes of the answer; making
+      a connection is bounded by `connect_timeout_s`. An attempt that waits for a pooled connection and then for a
+      slow answer can therefore take up to twice `timeout_s` plus the connect time, and an answer that keeps trickling in
+      is bounded per read only. `AsyncInferenceClient` bounds the attempt as a whole. Every call can pass its own
+      `timeout_s`. A timeout is not retried.
     - A refused or dropped connection and 502/503/504 are retried (`retry`: 3 times by default, jittered
       exponential backoff); a 4xx raises `RequestRejected` at once, anything that leaves no usable answer
       raises `ServiceUnavailable` (`ServiceTimeout` when the time ran out); input that cannot be sent raises

@@ -62,10 +62,12 @@ public:
     HttpResult post(const std::string& path, const std::string& json_body,
                     const std::map<std::string, std::string>& headers) override {
         HttpResult result;
-        // Waiting for a free connection counts against the attempt's time: a caller never waits longer than
-        // total_timeout for one, it gets a timeout (and the fallback) instead.
-        Lease lease(*this, std::chrono::steady_clock::now() + config_.total_timeout);
-        if (lease.handle == nullptr) {
+        // One deadline per attempt: waiting for a free connection spends the attempt's time, and curl gets what is
+        // left, so a caller never waits longer than total_timeout, pool wait and exchange together.
+        const auto deadline = std::chrono::steady_clock::now() + config_.total_timeout;
+        Lease lease(*this, deadline);
+        const std::chrono::milliseconds left = detail::time_left(deadline, std::chrono::steady_clock::now());
+        if (lease.handle == nullptr || left.count() == 0) {
             result.transport_error = static_cast<int>(CURLE_OPERATION_TIMEDOUT);
             result.transport_message = "no free connection within the total timeout (pool_size " +
                                        std::to_string(config_.pool_size) + ")";
@@ -87,8 +89,9 @@ public:
         curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header_list.get());
         curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, append_body);
         curl_easy_setopt(handle, CURLOPT_WRITEDATA, &result.body);
-        curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
-        curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.total_timeout.count()));
+        const std::chrono::milliseconds connect_left = std::min(config_.connect_timeout, left);
+        curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_left.count()));
+        curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
         curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);  // timeouts without signals: required with threads
         curl_easy_setopt(handle, CURLOPT_TCP_NODELAY, 1L);
         curl_easy_setopt(handle, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -229,6 +232,12 @@ bool is_retryable(const HttpResult& result) {
         }
     }
     return result.status == 502 || result.status == 503 || result.status == 504;
+}
+
+std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline,
+                                    std::chrono::steady_clock::time_point now) {
+    // Rounded down: curl reads a timeout of 0 ms as "no timeout", so less than 1 ms left must read as none left.
+    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now), std::chrono::milliseconds(0));
 }
 
 std::chrono::milliseconds backoff_limit(const ClientConfig& config, int retry) {

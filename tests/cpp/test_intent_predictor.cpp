@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "classification/IntentPredictor.h"
+#include "starting_gate.h"
 
 using classification::BatchOutcome;
 using classification::ClientConfig;
@@ -421,22 +422,28 @@ TEST(Config, NegativeRetriesAreRefused) {
 
 // --- batching and threads
 
-TEST(Batching, ConcurrentPredictionsTravelAsFewBatchRequests) {
+TEST(Batching, ConcurrentPredictionsTravelAsOneBatchRequest) {
     ClientConfig config = fast_config();
-    config.batch_window = 20ms;
+    config.batch_window = 5s;  // never reached: the batch is full first
+    config.max_batch_size = 40;  // one per thread
     auto transport = std::make_unique<ScriptedTransport>(batch_answer);
     ScriptedTransport* raw = transport.get();
     IntentPredictor predictor(config, std::move(transport));
+    StartingGate gate(40);
     std::vector<std::thread> threads;
     std::atomic<int> local{0};
     for (int i = 0; i < 40; ++i) {
-        threads.emplace_back([&] { local += predictor.predict("dentist near me").intent == "local"; });
+        threads.emplace_back([&] {
+            gate.arrive_and_wait();
+            local += predictor.predict("dentist near me").intent == "local";
+        });
     }
     for (auto& thread : threads) thread.join();
     EXPECT_EQ(local.load(), 40);
-    EXPECT_LE(raw->paths.size(), 5u);
-    for (const auto& path : raw->paths) EXPECT_EQ(path, "/api/classify/batch");
-    EXPECT_EQ(predictor.stats().batches, raw->paths.size());
+    ASSERT_EQ(raw->paths.size(), 1u);
+    EXPECT_EQ(raw->paths[0], "/api/classify/batch");
+    EXPECT_EQ(json::parse(raw->bodies[0]).at("texts").size(), 40u);
+    EXPECT_EQ(predictor.stats().batches, 1u);
 }
 
 TEST(Batching, ABatchNeverExceedsTheMaximumSize) {
@@ -455,12 +462,14 @@ TEST(Batching, ABatchNeverExceedsTheMaximumSize) {
 
 TEST(Batching, ABadTextInACoalescedBatchFailsOnlyItsOwnCall) {
     ClientConfig config = fast_config();
-    config.batch_window = 20ms;
+    config.batch_window = 300ms;  // the batch goes when its window ends (10 calls, room for 100)
     IntentPredictor predictor(config, std::make_unique<ScriptedTransport>(batch_answer));
     std::atomic<int> rejected{0}, answered{0};
+    StartingGate gate(10);
     std::vector<std::thread> threads;
     for (int i = 0; i < 10; ++i) {
         threads.emplace_back([&, i] {
+            gate.arrive_and_wait();
             try {
                 predictor.predict(i == 3 ? "" : "x");
                 ++answered;
@@ -477,14 +486,17 @@ TEST(Batching, ABadTextInACoalescedBatchFailsOnlyItsOwnCall) {
 
 TEST(Batching, InvalidUtf8FailsItsOwnCallBeforeAnythingIsSent) {
     ClientConfig config = fast_config();
-    config.batch_window = 20ms;
+    config.batch_window = 5s;  // never reached: the 7 valid texts fill the batch
+    config.max_batch_size = 7;
     auto transport = std::make_unique<ScriptedTransport>(batch_answer);
     ScriptedTransport* raw = transport.get();
     IntentPredictor predictor(config, std::move(transport));
     std::atomic<int> invalid{0}, answered{0};
+    StartingGate gate(8);
     std::vector<std::thread> threads;
     for (int i = 0; i < 8; ++i) {
         threads.emplace_back([&, i] {
+            gate.arrive_and_wait();
             try {
                 answered += predictor.predict(i == 5 ? std::string("caf\xc3") : std::string("cafe")).intent == "local";
             } catch (const std::invalid_argument& error) {
@@ -495,10 +507,8 @@ TEST(Batching, InvalidUtf8FailsItsOwnCallBeforeAnythingIsSent) {
     for (auto& thread : threads) thread.join();
     EXPECT_EQ(invalid.load(), 1);
     EXPECT_EQ(answered.load(), 7);
-    std::size_t texts_sent = 0;
-    for (const auto& body : raw->bodies) texts_sent += json::parse(body).at("texts").size();
-    EXPECT_EQ(texts_sent, 7u);  // the bad text never reached a batch
-    EXPECT_LT(raw->bodies.size(), 7u);
+    ASSERT_EQ(raw->bodies.size(), 1u);  // one batch: the bad text never reached it
+    EXPECT_EQ(json::parse(raw->bodies[0]).at("texts").size(), 7u);
 }
 
 TEST(Batching, ABatchAnswerWithAResultMissingFallsBackForEveryCallOfTheBatch) {
