@@ -39,18 +39,30 @@ def correlations(
     engine: Engine, *, window_days: float, threshold: float, min_pairs: int, now: datetime | None = None
 ) -> list[Correlation]:
     """Per skill and model version: the latest score each student got from that version in the window against
-    the student's latest teacher rating in the window."""
+    the student's latest teacher rating in the window (the one rated last, whenever it was received)."""
     since = (now or datetime.now(UTC)) - timedelta(days=window_days)
+    # Each worker writes its scores in the order it gave them, a second's worth at a time: the highest id is the
+    # latest score (between workers, to within that second).
     latest_prediction = (
         select(func.max(predictions.c.id))
         .where(predictions.c.predicted_at >= since)
         .group_by(predictions.c.student_id, predictions.c.skill, predictions.c.model_version)
     )
-    latest_rating = (
-        select(func.max(teacher_ratings.c.id))
+    # Ratings may arrive in any order (a school sends last term's after this week's): the latest is by rated_at.
+    ranked_ratings = (
+        select(
+            teacher_ratings.c.id,
+            func.row_number()
+            .over(
+                partition_by=(teacher_ratings.c.student_id, teacher_ratings.c.skill),
+                order_by=(teacher_ratings.c.rated_at.desc(), teacher_ratings.c.id.desc()),
+            )
+            .label("newest_first"),
+        )
         .where(teacher_ratings.c.rated_at >= since)
-        .group_by(teacher_ratings.c.student_id, teacher_ratings.c.skill)
+        .subquery()
     )
+    latest_rating = select(ranked_ratings.c.id).where(ranked_ratings.c.newest_first == 1)
     query = (
         select(predictions.c.skill, predictions.c.model_version, predictions.c.score, teacher_ratings.c.rating)
         .join(
@@ -80,13 +92,15 @@ def pearson(pairs: np.ndarray) -> float | None:
 
 class PredictionLog:
     """Scores to remember, buffered on the request path and written in batches by `flush` (called on a timer,
-    off the event loop). A full buffer drops the newest rows, counts them and says so in the log."""
+    off the event loop). It holds at most `capacity` rows, those being written included; a row that does not fit
+    is dropped, counted in `dropped` and reported in the log (at most once a minute)."""
 
     def __init__(self, engine: Engine | None, *, capacity: int = 50_000) -> None:
         self.engine = engine
         self.capacity = capacity
         self.dropped = 0
         self._rows: list[dict[str, object]] = []
+        self._writing = 0  # rows taken by a flush that has not finished: they come back if it fails
         self._lock = threading.Lock()
         self._log = EveryInterval(60.0)
 
@@ -94,13 +108,8 @@ class PredictionLog:
         if self.engine is None:
             return
         with self._lock:
-            if len(self._rows) >= self.capacity:
-                self.dropped += 1
-                held_back = self._log.allow()
-                if held_back is not None:
-                    logger.warning(
-                        "prediction log full (%d rows): %d predictions dropped so far", self.capacity, self.dropped
-                    )
+            if len(self._rows) + self._writing >= self.capacity:
+                self._count_dropped()
                 return
             self._rows.append(
                 {
@@ -113,15 +122,27 @@ class PredictionLog:
             )
 
     def flush(self) -> int:
+        """Write the rows held; returns how many. On failure they are held again, before the newer ones."""
+        if self.engine is None:
+            return 0
         with self._lock:
             rows, self._rows = self._rows, []
-        if not rows or self.engine is None:
+            self._writing += len(rows)
+        if not rows:
             return 0
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(predictions), rows)
         except Exception:
-            with self._lock:  # keep them for the next flush rather than lose them
-                self._rows = rows[: self.capacity] + self._rows
+            with self._lock:  # they were counted against the capacity while written, so they fit again
+                self._rows = rows + self._rows
+                self._writing -= len(rows)
             raise
+        with self._lock:
+            self._writing -= len(rows)
         return len(rows)
+
+    def _count_dropped(self) -> None:
+        self.dropped += 1
+        if self._log.allow() is not None:
+            logger.warning("prediction log full (%d rows): %d predictions dropped so far", self.capacity, self.dropped)

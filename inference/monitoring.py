@@ -26,7 +26,7 @@ from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, Stor
 from inference.ground_truth import Correlation, PredictionLog, correlations, store_ratings
 from inference.logs import LOGGER_NAME
 from inference.metrics import Metrics, NoMetrics
-from inference.schemas import RatingsRequest
+from inference.schemas import MAX_RATINGS, RatingsRequest
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -168,25 +168,44 @@ class Monitoring:
         while True:
             await asyncio.sleep(self.flush_every_s)
             since_statistics += self.flush_every_s
-            try:
-                await asyncio.to_thread(self.observer.predictions.flush)
-                if since_statistics >= self.statistics_every_s:
-                    since_statistics = 0.0
-                    self.drift_reports()
-                    await asyncio.to_thread(self.correlations)
-            except Exception:  # the database may be away for a while; predictions stay buffered meanwhile
-                logger.exception("monitoring step failed; trying again")
+            statistics = since_statistics >= self.statistics_every_s
+            if statistics:
+                since_statistics = 0.0
+            await self.tick(statistics=statistics)
+
+    async def tick(self, *, statistics: bool) -> None:
+        """One round of the timer: write the prediction log, then (`statistics`) export drift and correlations.
+
+        Each step fails on its own: drift needs no database, so its gauges stay current while the database is
+        away; the predictions stay buffered and the correlations wait for it meanwhile."""
+        with _tried_again_next_time("prediction log"):
+            await asyncio.to_thread(self.observer.predictions.flush)
+        if not statistics:
+            return
+        with _tried_again_next_time("drift"):
+            self.drift_reports()  # on the event loop, which also appends to the windows: never mid-append
+        with _tried_again_next_time("correlations"):
+            await asyncio.to_thread(self.correlations)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.observer.predictions.flush)
 
 
-MAX_RATINGS = 1000
+@contextmanager
+def _tried_again_next_time(step: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.exception("monitoring step failed (%s); trying again", step)
+
+
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def check_ratings(request: RatingsRequest) -> list[dict[str, object]]:
-    """Rows to store: a known skill, a time that is not in the future (naive times are UTC), 1 to 1000 of them."""
+    """Rows to store: a known skill, a time not more than `FUTURE_TOLERANCE` ahead (clocks differ a little), 1 to
+    1000 of them. Times are stored in UTC (a naive one is taken as UTC): SQLite keeps no zone, and ratings are
+    ordered by time."""
     if not request.ratings:
         raise InvalidRequest("ratings: must hold at least 1 rating")
     if len(request.ratings) > MAX_RATINGS:
@@ -198,7 +217,7 @@ def check_ratings(request: RatingsRequest) -> list[dict[str, object]]:
             raise UnknownSkill(
                 f"ratings[{index}].skill: unknown skill {rating.skill!r}; expected one of {', '.join(SKILLS)}"
             )
-        rated_at = rating.rated_at if rating.rated_at.tzinfo else rating.rated_at.replace(tzinfo=UTC)
+        rated_at = rating.rated_at.astimezone(UTC) if rating.rated_at.tzinfo else rating.rated_at.replace(tzinfo=UTC)
         if rated_at > latest:
             raise InvalidRequest(f"ratings[{index}].rated_at: {rated_at.isoformat()} is in the future")
         rows.append(

@@ -1,11 +1,19 @@
 """Drift statistics against the references stored with the models: live data like the training data stays
 under the alert threshold, shifted data crosses it."""
 
+import asyncio
+import logging
+
 import numpy as np
 import pytest
 
 from inference.drift import DriftMonitor, ks_distance, population_stability_index, reference_distribution
+from inference.ground_truth import PredictionLog
+from inference.logs import LOGGER_NAME
+from inference.metrics import NoMetrics
+from inference.monitoring import Monitoring, Observer
 from inference.scoring import score_rows
+from inference.storage import DeferredEngine
 from inference.synthetic import generate_students
 
 PSI_ALERT = 0.2
@@ -62,3 +70,37 @@ def test_no_statistics_below_the_minimum_window(stable_models):
     feed(monitor, stable_models, generate_students(20, seed=557), "creativity")
     (report,) = monitor.reports()
     assert report.window == 20 and report.psi == {} and report.worst_psi() == 0.0
+
+
+class RecordedGauges(NoMetrics):
+    def __init__(self):
+        self.gauges = {}
+
+    def gauge(self, name, value, **labels):
+        self.gauges[name, labels.get("feature")] = value
+
+
+def test_drift_gauges_stay_current_while_the_database_is_away(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    reference = {
+        "features": {"words_per_response": reference_distribution(rng.normal(size=5000))},
+        "score": reference_distribution(rng.uniform(size=5000)),
+    }
+    away = DeferredEngine(f"sqlite:///{tmp_path / 'not-created-yet' / 'monitoring.db'}")  # cannot be opened
+    metrics = RecordedGauges()
+    observer = Observer(
+        metrics=metrics, drift=DriftMonitor(window=1000, min_observations=100), predictions=PredictionLog(away)
+    )
+    monitoring = Monitoring(
+        observer, away, psi_alert=0.2, correlation_alert_below=0.5, correlation_window_days=30, correlation_min_pairs=20
+    )
+    for index, (value, score) in enumerate(zip(rng.normal(loc=1.5, size=300), rng.uniform(size=300), strict=True)):
+        features = {"words_per_response": float(value)}
+        observer.skill_answer("skill-communication", "v1", reference, features, f"s{index}", "communication", score)
+    with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
+        asyncio.run(monitoring.tick(statistics=True))
+    assert metrics.gauges.get(("inference_drift_window_size", None)) == 300
+    assert metrics.gauges["inference_drift_psi", "words_per_response"] > 0.2
+    assert metrics.gauges["inference_drift_ks", "score"] < 0.2
+    failed = {record.args[0] for record in caplog.records if record.msg.startswith("monitoring step failed")}
+    assert failed == {"prediction log", "correlations"}  # both need the database: it really was away
