@@ -1,5 +1,6 @@
 """Batch scoring runs on SQLite, in-process: full and incremental runs, reruns that write nothing, bad rows,
-transient database errors, interruption and resume, model version changes, and the shard lock."""
+transient database errors, interruption and resume, model version changes, and the shard lock; and the CLI's exit
+statuses (docs/batch.md), as a real process."""
 
 import logging
 import sqlite3
@@ -14,10 +15,12 @@ from inference.batch.scorer import BatchScorer, RunOptions
 from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.errors import RunInProgress
 from inference.registry import load_skill_models
+from inference.sharding import EVERYONE
 from inference.storage import engine_for, scoring_failures, scoring_runs, student_features
 from inference.synthetic import generate_students
 from tests.conftest import CANDIDATE
-from tests.utils.batch import count_rows, expected_scores, load_students, stored_assessments
+from tests.utils.batch import count_rows, expected_scores, load_students, run_batch, stored_assessments
+from tests.utils.servers import free_port
 
 N_STUDENTS = 1000
 
@@ -72,6 +75,7 @@ def test_a_rerun_over_unchanged_data_writes_nothing(database, population, stable
     }
 
 
+@pytest.mark.clock
 def test_incremental_scores_only_students_whose_features_changed(database, population, stable_models):
     score(database, stable_models)
     changed = population[100:110]
@@ -270,6 +274,7 @@ def test_a_run_that_cannot_start_says_why_in_the_log(database, population, stabl
     assert "Traceback" in caplog.text  # an unexpected error comes with where it happened
 
 
+@pytest.mark.clock
 def test_an_incremental_rerun_after_an_interrupted_one_misses_no_student_changed_meanwhile(
     database, population, stable_models
 ):
@@ -304,3 +309,42 @@ def change_features(database, students, *, bump):
                 help_given_per_week=func.coalesce(student_features.c.help_given_per_week, 0) + bump, updated_at=later
             )
         )
+
+
+# --- the CLI's exit statuses (docs/batch.md, "Commands"), as a real process
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["score", "--shard", "4/4"], "argument --shard: shard 4/4: expected 0 <= index < count"),
+        (["score", "--chunk-size", "0"], "argument --chunk-size: expected at least 1, got 0"),
+        (["score", "--mode", "sometimes"], "argument --mode: invalid choice: 'sometimes'"),
+        (["generate"], "the following arguments are required: --students"),
+    ],
+)
+def test_the_cli_exits_2_on_bad_arguments_naming_the_argument(arguments, complaint, tmp_path):
+    run = run_batch(*arguments, database_url=f"sqlite:///{tmp_path / 'batch.db'}", timeout=60)
+    assert run.returncode == 2, run.stdout
+    assert complaint in run.stdout and "usage: python -m inference.batch" in run.stdout
+    assert not (tmp_path / "batch.db").exists()  # refused before touching the database
+
+
+def test_the_cli_exits_4_while_another_run_holds_the_shards_lock(database, population, trained_versions):
+    url = str(database.engine.url)
+    with database.shard_lock(EVERYONE):  # what a run of shard 0/1 in another process holds: a lock file
+        refused = run_batch("score", database_url=url, timeout=120)
+    assert refused.returncode == 4, refused.stdout
+    assert "another run of shard 0/1 holds its lock" in refused.stdout
+    assert count_rows(database.engine, scoring_runs) == 0
+    released = run_batch("score", database_url=url, timeout=300)
+    assert released.returncode == 0, released.stdout[-3000:]
+    assert "1,000 students read, 7,000 assessments written" in released.stdout
+
+
+def test_the_cli_exits_1_naming_the_cause_when_the_database_cannot_be_reached():
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/inference"  # nothing listens there
+    run = run_batch("score", database_url=nowhere, timeout=120)
+    assert run.returncode == 1, run.stdout
+    assert "ERROR cannot reach the database: connection failed" in run.stdout
+    assert "Traceback" not in run.stdout

@@ -36,8 +36,25 @@ RUN_LIKE_KUBERNETES = [
 ]
 
 
+# The image was 636 MiB when measured by hand (docs/deployment.md, 2026-11-24): well over this means something big
+# slipped in (a toolchain, a second copy of the models, the NCCL wheel of `xgboost`).
+MAX_IMAGE_MIB = 700
+
+
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def model_pins() -> dict[str, str]:
+    lines = (PROJECT_ROOT / "models.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
+def manifest_pod(path: str) -> dict:
+    """The pod template of a Deployment or CronJob manifest under k8s/."""
+    document = yaml.safe_load((PROJECT_ROOT / "k8s" / path).read_text())
+    spec = document["spec"]["jobTemplate"]["spec"] if document["kind"] == "CronJob" else document["spec"]
+    return spec["template"]["spec"]
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +100,21 @@ def container(image) -> Iterator[str]:
 
 def test_the_image_runs_as_a_non_root_user_and_holds_no_compiler(image):
     assert podman("image", "inspect", image, "--format", "{{.Config.User}}").stdout.strip() == "bentoml"
+    # uid 1034 (docs/deployment.md), the uid the manifests run the service and the batch scorer as.
+    assert podman("run", "--rm", image, "id", "-u").stdout.strip() == "1034"
+    for manifest in ("base/deployment.yaml", "batch/scorer-pod.yaml"):
+        assert manifest_pod(manifest)["securityContext"]["runAsUser"] == 1034, manifest
     # One name per `command -v`: dash, the image's sh, looks only at the first of several.
     tools = ("gcc", "cc", "g++", "make", "ld", "as")
     script = "; ".join(f"command -v {tool} || true" for tool in tools)
     assert podman("run", "--rm", image, "sh", "-c", script).stdout.strip() == ""
     assert podman("run", "--rm", image, "sh", "-c", "command -v python3").stdout.strip()  # the check can see
+
+
+def test_the_image_stays_under_its_size_bound(image):
+    size_mib = int(podman("image", "inspect", image, "--format", "{{.Size}}").stdout.strip()) / 2**20
+    print(f"{image}: {size_mib:.0f} MiB")
+    assert 0 < size_mib < MAX_IMAGE_MIB
 
 
 def test_the_container_serves_every_family_with_the_pinned_versions(container):
@@ -101,9 +128,7 @@ def test_the_container_serves_every_family_with_the_pinned_versions(container):
         assert intent.status_code == 200 and intent.json()["variant"] == "classic"
         pair = http.post("/predict", json={"text1": "a cat sat", "text2": "a cat was sitting"})
         assert pair.status_code == 200 and pair.json()["prediction"] in (0, 1)
-        pins = dict(
-            line.split("=", 1) for line in (PROJECT_ROOT / "models.env").read_text().splitlines() if "=" in line
-        )
+        pins = model_pins()
         served = http.get("/api/v1/models").json()
         versions = {family["family"]: family for family in served["families"]}
         assert set(versions) == {"skills", "intent", "textpair"}
@@ -114,10 +139,8 @@ def test_the_container_serves_every_family_with_the_pinned_versions(container):
 
 
 def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image):
-    cronjob = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "nightly.yaml").read_text())
-    command = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    pod = yaml.safe_load((PROJECT_ROOT / "k8s" / "batch" / "scorer-pod.yaml").read_text())
-    container = pod["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    command = manifest_pod("batch/nightly.yaml")["containers"][0]["command"]
+    container = manifest_pod("batch/scorer-pod.yaml")["containers"][0]
     plain_env = [f"{item['name']}={item['value']}" for item in container["env"] if "value" in item]
     script = "python -m inference.batch generate --students 300 && " + " ".join(command).replace(
         "--mode incremental", "--mode full"
@@ -140,3 +163,5 @@ def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "300 students read, 2,100 assessments written" in run.stderr
+    # The pins of the image's models.env: the pod overrides none (tests/test_k8s.py).
+    assert f"; models {model_pins()['INFERENCE_SKILLS_VERSION']}\n" in run.stderr

@@ -1,6 +1,8 @@
 """Every Kubernetes kustomization renders offline, validates strictly against a stated Kubernetes version, and
 follows the policy: probes, non-root, read-only root filesystem, resources, images pinned by version, canary
-weights within 0-100, stable and canary side by side without overlap."""
+weights within 0-100, stable and canary side by side without overlap; and the settings docs/deployment.md and
+docs/batch.md state (replicas left to the HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model
+pins) are the rendered ones."""
 
 from __future__ import annotations
 
@@ -93,6 +95,31 @@ def test_every_workload_follows_the_policy(path):
             assert security["capabilities"]["drop"] == ["ALL"], where
             if workload["kind"] == "Deployment":  # long-running: probed
                 assert container.get("readinessProbe") and container.get("livenessProbe"), where
+
+
+def test_the_serving_deployments_leave_replicas_to_the_autoscaler_and_keep_what_the_runbook_says():
+    """docs/deployment.md, "Deploy the stable version" and "Roll back"."""
+    for path, track in (("k8s/base", None), ("k8s/overlays/stable", "stable"), ("k8s/overlays/canary", "canary")):
+        objects = named(render(path))
+        name = f"inference-{track}" if track else "inference"
+        deployment = objects["Deployment", name]
+        # An `apply` that set replicas would reset the count the HPA chose.
+        assert "replicas" not in deployment["spec"], path
+        assert deployment["spec"]["revisionHistoryLimit"] == 5, path  # "the Deployment keeps 5 revisions"
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}, path
+        assert pod["terminationGracePeriodSeconds"] == 30, path
+        autoscaler = objects["HorizontalPodAutoscaler", name]["spec"]
+        assert autoscaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, path
+        # The canary starts from one replica (docs/deployment.md, "Start a canary"); both scale to 10 at 70% CPU.
+        assert (autoscaler["minReplicas"], autoscaler["maxReplicas"]) == (1 if track == "canary" else 2, 10), path
+        (metric,) = autoscaler["metrics"]
+        assert metric["resource"]["name"] == "cpu", path
+        assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}, path
+        budget = objects["PodDisruptionBudget", name]["spec"]
+        assert budget["maxUnavailable"] == 1 and "minAvailable" not in budget, path
+        assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"], path
 
 
 def test_the_service_pods_probe_health_and_shut_down_gracefully():
@@ -202,6 +229,57 @@ def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cl
     full_spec = full["spec"]["jobTemplate"]["spec"]
     assert full_spec["completionMode"] == "Indexed"
     assert full_spec["completions"] == full_spec["parallelism"] == 4
+
+
+def test_batch_jobs_retry_failed_pods_but_fail_at_once_on_bad_arguments():
+    """docs/batch.md, "On a schedule": the nightly Job retries a failed pod 3 times, the full one 8; exit 2 (bad
+    arguments, docs/batch.md "Commands") fails either Job without a retry."""
+    from inference.batch.__main__ import EXIT_USAGE
+
+    jobs = {doc["metadata"]["name"]: doc["spec"]["jobTemplate"]["spec"] for doc in render("k8s/batch")}
+    assert jobs["skill-scoring-nightly"]["backoffLimit"] == 3
+    assert jobs["skill-scoring-full"]["backoffLimit"] == 8
+    for name, job in jobs.items():
+        (container,) = job["template"]["spec"]["containers"]
+        (rule,) = job["podFailurePolicy"]["rules"]
+        assert rule["action"] == "FailJob", name
+        assert rule["onExitCodes"] == {"containerName": container["name"], "operator": "In", "values": [EXIT_USAGE]}
+
+
+MODEL_PIN = re.compile(r"INFERENCE_\w+_VERSIONS?")
+
+
+def models_env() -> dict[str, str]:
+    lines = (PROJECT_ROOT / "models.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
+def model_pins(container: dict, config_maps: dict[str, dict]) -> dict[str, str]:
+    """The model versions a container scores with: the image's models.env, overridden by environment variables
+    (from ConfigMaps first, then the container's own `env`, as Kubernetes orders them)."""
+    pins = models_env()
+    for source in container.get("envFrom", []):
+        assert "configMapRef" in source, f"{container['name']}: an env source this test cannot read: {source}"
+        data = config_maps[source["configMapRef"]["name"]].get("data", {})
+        pins |= {name: value for name, value in data.items() if MODEL_PIN.fullmatch(name)}
+    for item in container.get("env", []):
+        if MODEL_PIN.fullmatch(item["name"]):
+            assert "value" in item, f"{container['name']}: {item['name']} from a source this test cannot read"
+            pins[item["name"]] = item["value"]
+    return pins
+
+
+def test_the_batch_scorer_scores_with_the_model_versions_the_service_serves_the_ones_of_models_env():
+    pinned = models_env()
+    assert pinned["INFERENCE_SKILLS_VERSION"]
+    stable = render("k8s/overlays/stable")
+    config_maps = {doc["metadata"]["name"]: doc for doc in stable if doc["kind"] == "ConfigMap"}
+    (deployment,) = [doc for doc in stable if doc["kind"] == "Deployment"]
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert model_pins(server, config_maps) == pinned
+    for job in render("k8s/batch"):
+        (scorer,) = pod_spec(job)["containers"]
+        assert model_pins(scorer, {}) == pinned, f"{job['metadata']['name']} overrides models.env"
 
 
 def matches(selector: dict, labels: dict) -> bool:

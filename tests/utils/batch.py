@@ -68,19 +68,27 @@ def count_rows(engine: Engine, table: Any) -> int:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def batch_command(*args: str, database_url: str, log: Path | None = None, **popen: Any) -> subprocess.Popen[bytes]:
-    """`python -m inference.batch ARGS` as a real process on `database_url`, the session's model store."""
-    env = {
+def batch_command(
+    *args: str,
+    database_url: str,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """`python -m inference.batch ARGS` as a real process on `database_url`, the session's model store; `env`
+    adds or overrides settings (INFERENCE_BATCH_RETRIES=...)."""
+    full_env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "INFERENCE_SKILLS_VERSION": "v1.0.0",
         "INFERENCE_BATCH_PROGRESS_INTERVAL_S": "0.5",
+        **(env or {}),
     }
     output = log.open("ab") if log is not None else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, "-m", "inference.batch", *args],
         cwd=PROJECT_ROOT,
-        env=env,
+        env=full_env,
         stdout=output,
         stderr=subprocess.STDOUT,
         **popen,
