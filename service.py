@@ -53,12 +53,9 @@ from inference.settings import get_settings
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from inference.families import FamilyLoader
     from inference.manager import ModelManager
-    from inference.metrics import Metrics
     from inference.monitoring import Monitoring
     from inference.serving import Serving
-    from inference.settings import Settings
     from inference.shadow import Shadow
 
 logger = logging.getLogger("inference")
@@ -67,7 +64,7 @@ logger = logging.getLogger("inference")
 PREFERENCE_HEADER = routes.PREFERENCE_HEADER.lower()
 VERSION_HEADER = routes.VERSION_HEADER.lower()
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
-SCORING_ROUTES = [SKILLS_INFER_ROUTE, CLASSIFY_ROUTE, "/api/v2/classify", TEXTPAIR_ROUTE]
+SCORING_ROUTES = [SKILLS_INFER_ROUTE, CLASSIFY_ROUTE, "/api/v2/classify", TEXTPAIR_ROUTE, "/v2/models/"]
 
 # The workers of one server share admin changes through this directory. `bentoml serve` imports this module in
 # its supervising process first and the workers inherit its environment, so one directory per server start.
@@ -272,6 +269,7 @@ class Inference:
         from inference.metrics import PrometheusMetrics
         from inference.monitoring import Monitoring, Observer
         from inference.serving import Serving
+        from inference.shadow import load_shadows
         from inference.state import SharedState
         from inference.storage import DeferredEngine
 
@@ -309,7 +307,7 @@ class Inference:
             prediction_log_share=settings.prediction_log_share,
         )
         self.serving: Serving = Serving(families, cache, observer=observer)
-        self.shadows: dict[str, Shadow] = _shadows(settings, loader, metrics)
+        self.shadows: dict[str, Shadow] = load_shadows(settings, metrics)
         self.monitoring: Monitoring = Monitoring(
             observer,
             engine,
@@ -465,31 +463,6 @@ Inference.add_asgi_middleware(
     max_json_depth=get_settings().max_json_depth,
     count=count_limit_rejection,
 )
-
-
-def _shadows(settings: Settings, loader: FamilyLoader, metrics: Metrics) -> dict[str, Shadow]:
-    """The configured shadow versions, loaded; a family whose shadow cannot load serves without one."""
-    from inference.shadow import Shadow
-
-    shadows = {}
-    for family, wanted in settings.shadow.items():
-        if family not in settings.families:
-            logger.error("shadow version %s of %s ignored: this server does not serve %s", wanted, family, family)
-            continue
-        try:
-            version = loader.resolve(family, wanted)
-            scorer = loader.load(family, version)
-        except Exception as err:
-            logger.error("shadow version %s of %s not loaded, serving without a shadow: %s", wanted, family, err)
-            continue
-        shadows[family] = Shadow(family, version, scorer, share=settings.shadow_share, metrics=metrics)
-        logger.info(
-            "shadow: %s %s scores %.0f%% of requests after they are answered",
-            family,
-            version,
-            100 * settings.shadow_share,
-        )
-    return shadows
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

@@ -29,9 +29,10 @@ def render_features_doc() -> str:
         "",
         "# Skills family: student features",
         "",
-        "A request's `features` object maps these names to numbers. Values must be finite and inside the valid",
-        "range; a feature a skill's model uses but the request leaves out is imputed with the training median",
-        "(and listed in `imputed_features`); names a skill's model does not use are ignored (`ignored_features`).",
+        "A request's `features` object maps these names to numbers. Each value the skill's model uses must be",
+        "finite and inside the valid range; a feature it uses but the request leaves out is imputed with the",
+        "training median (and listed in `imputed_features`). Names the skill's model does not use are ignored",
+        "without being checked, whatever their value, and listed in `ignored_features`.",
         "",
         "## Features",
         "",
@@ -130,8 +131,16 @@ def render_api_doc() -> str:
         "and from its other routes; do not edit by hand. Request and response models live in `inference/schemas.py`",
         "and are shared with the Python client ([clients](clients.md)).",
         "",
-        "Requests are JSON (`Content-Type: application/json`, or none); any other content type gets a 415. Every",
-        'error is `{"error": message, "code": code}`, the message naming the field (`items[3].features: ...`).',
+        "Requests are JSON (`Content-Type: application/json`, or none); any other content type gets a 415. An",
+        'error of these routes is `{"error": message, "code": code}`, the message naming the field',
+        '(`items[3].features: ...`). Two kinds of error come from BentoML itself, as `{"error": message}`',
+        "without a code: a request still unanswered after `INFERENCE_REQUEST_TIMEOUT_S` (504) and an unexpected",
+        "server error (500); `GET /readyz` answers BentoML's plain-text 503 while a family is not loaded. The Open",
+        'Inference Protocol routes (`/v2/...`, [oip](oip.md)) answer errors in the protocol\'s `{"error": message}`.',
+        "",
+        "Besides the statuses each route lists below, every route can answer 413 and 415 (the limits below), 503",
+        "(`models_not_ready` while its family is not loaded; `storage_unavailable` for the routes that need the",
+        "database) and 504 (the request timeout).",
         "",
         "## Scoring and monitoring APIs (in the OpenAPI document)",
         "",
@@ -149,7 +158,7 @@ def render_api_doc() -> str:
             if answer and _resolve(answer, schemas).get("properties"):
                 lines += ["Answer (200):", "", *_fields_table(_resolve(answer, schemas), schemas), ""]
             codes = ", ".join(str(code) for code in sorted(operation["responses"], key=str))
-            lines += [f"Documented statuses: {codes}.", ""]
+            lines += [f"Statuses in the OpenAPI document: {codes}.", ""]
     lines += [
         "## Other routes (not in the OpenAPI document)",
         "",
@@ -167,9 +176,15 @@ def render_api_doc() -> str:
         "",
         "## Error codes",
         "",
+        "The codes of the HTTP API, then the codes of the command-line tools, which share the error hierarchy.",
+        "",
         "| code | status | meaning |",
         "|---|---|---|",
-        *(f"| `{code}` | {status} | {meaning} |" for code, status, meaning in _error_codes()),
+        *(f"| `{code}` | {status} | {meaning} |" for code, status, meaning in _error_codes() if code not in CLI_CODES),
+        "",
+        "| code | where | meaning |",
+        "|---|---|---|",
+        *(f"| `{code}` | {CLI_CODES[code]} | {meaning} |" for code, _, meaning in _error_codes() if code in CLI_CODES),
         "",
         "## Limits",
         "",
@@ -194,6 +209,19 @@ LIMITS = (
     ("text_chars", "max_text_chars", "400 `invalid_text` (the text; in a batch, that text only)"),
 )
 
+
+# Codes no HTTP route answers: raised by the command-line tools (and, for artifacts and the schema, caught by the
+# service, which then answers with the codes of the first table).
+CLI_CODES = {
+    "model_version_exists": "`import_models.py` (exit 2)",
+    "invalid_artifact": "`import_models.py` (exit 2); a version that fails to load at start or in a reload shows "
+    "as `models_not_ready` or `reload_failed`",
+    "run_in_progress": "`python -m inference.batch` (exit 4)",
+    "run_superseded": "`python -m inference.batch` (exit 1)",
+    "unsupported_database": "`python -m inference.batch` (exit 1)",
+    "schema_mismatch": "`python -m inference.batch` (exit 1); in the service, ratings and correlations answer "
+    "`storage_unavailable`",
+}
 
 # Codes answered by the edge itself rather than raised as an InferenceError.
 EDGE_CODES = (
@@ -274,7 +302,9 @@ ROUTE_NOTES = {
     "/admin/routes/{family}": 'Set a family\'s weights, `{"weights": {"v1.0.0": 90, "v1.1.0": 10}}` (admin).',
     "/admin/routes/{family}/rollback": "Send all of a family's traffic to its stable version (admin).",
     "/admin/models/reload": 'Load a version from the store, `{"family": ..., "version": ...}` (admin).',
-    "/api/v1/cache/students/{student_id}": "Drop a student's cached answers (admin).",
+    "/api/v1/cache/students/{student_id}": "Drop a student's cached answers (admin): all of them with a Redis "
+    "cache; with the in-process cache (`memory://`), those of the worker that takes the call (the others expire "
+    "after INFERENCE_CACHE_TTL_S).",
     "/v2/health/live": "Open Inference Protocol: alive ([oip](oip.md)).",
     "/v2/health/ready": "Open Inference Protocol: ready, 503 while a family is not loaded.",
     "/v2/models/{name}": "Open Inference Protocol: a skill model's metadata (inputs, outputs, versions).",

@@ -88,7 +88,8 @@ class FamilyLoader:
 
         if family == SKILLS_FAMILY:
             versions = dict.fromkeys(SKILLS, version)
-            if version == settings.skills_version:  # per-skill overrides belong to the pinned version
+            # Per-skill overrides belong to the pinned version (`latest` included, once resolved).
+            if version == self.resolve(SKILLS_FAMILY, settings.skills_version):
                 versions.update(settings.skill_versions)
             models = load_skill_models(versions)
             check_skill_models(models)
@@ -116,6 +117,7 @@ class FamilyLoader:
                 faults=self.faults,
                 metrics=self.metrics,
                 batcher_max_size=settings.batcher_max_size,
+                batcher_max_wait_ms=settings.batcher_max_wait_ms,
                 on_batch=on_batch,
             )
         if family == TEXTPAIR_FAMILY:
@@ -126,6 +128,7 @@ class FamilyLoader:
                 max_text_chars=settings.max_text_chars,
                 faults=self.faults,
                 batcher_max_size=settings.batcher_max_size,
+                batcher_max_wait_ms=settings.batcher_max_wait_ms,
                 on_batch=on_batch,
             )
         raise ValueError(f"unknown family {family!r}")

@@ -98,6 +98,7 @@ class IntentClassifier:
         faults: FaultInjector | None = None,
         metrics: Metrics | None = None,
         batcher_max_size: int = 1024,
+        batcher_max_wait_ms: float = 0.0,
         rng: random.Random | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
@@ -113,6 +114,7 @@ class IntentClassifier:
                 lambda texts, variant=variant: self._predict(variant, texts),
                 name=f"intent-{variant}",
                 max_batch_size=batcher_max_size,
+                max_wait_ms=batcher_max_wait_ms,
                 on_dispatch=on_batch,
             )
             for variant in VARIANTS

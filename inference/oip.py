@@ -95,7 +95,7 @@ def oip_routes(serving: Callable[[], Serving]) -> list[Route]:
             header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
             values = _input_matrix(header, binary, len(scorer.models[skill].feature_names))
             scores = await _score(scorer, skill, values)
-        return _answer(header, name, version, scores)
+            return _answer(header, name, version, scores)  # inside: an unknown output asked for is counted as such
 
     base = PREFIX + "/models/{name}"
     versioned = base + "/versions/{version}"

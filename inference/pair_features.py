@@ -19,8 +19,8 @@ Pair = tuple[str, str]
 
 PAIR_FEATURES: dict[str, str] = {
     "word_jaccard": "shared words / all distinct words",
-    "word_overlap_min": "shared words / distinct words of the shorter text",
-    "word_overlap_max": "shared words / distinct words of the longer text",
+    "word_overlap_min": "shared words / distinct words of the text with fewer distinct words",
+    "word_overlap_max": "shared words / distinct words of the text with more distinct words",
     "word_dice": "2 x shared words / (distinct words of one + of the other)",
     "content_jaccard": "word Jaccard without stop words",
     "bigram_jaccard": "Jaccard of word bigrams",
@@ -31,8 +31,9 @@ PAIR_FEATURES: dict[str, str] = {
     "tfidf_char_cosine": "cosine of the character 2-4-gram TF-IDF vectors",
     "length_ratio_chars": "shorter / longer length in characters",
     "length_ratio_words": "shorter / longer length in words",
-    "word_count_difference": "|difference in word counts| / longer word count",
-    "char_similarity": "normalised Levenshtein similarity of the characters",
+    "word_count_difference": "absolute difference in word counts / longer word count",
+    "char_similarity": "normalised Indel similarity of the lower-cased characters (rapidfuzz `fuzz.ratio`): "
+    "1 - (insertions + deletions) / (length of one + of the other); no substitutions, unlike Levenshtein",
     "partial_similarity": "best similarity of the shorter text against any part of the longer",
     "sorted_word_similarity": "character similarity after sorting the words",
     "word_set_similarity": "character similarity of the shared and differing word sets",

@@ -11,6 +11,7 @@ from inference.catalogue import FEATURES, SKILLS
 
 STUDENT_ID_MAX_LENGTH = 128
 MAX_ITEMS_DEFAULT = 1000  # INFERENCE_MAX_BATCH_ITEMS's default
+MAX_RATINGS = 1000  # teacher ratings per request: fixed, not a setting
 MAX_TEXT_CHARS_DEFAULT = 2000  # INFERENCE_MAX_TEXT_CHARS's default
 
 # Constraints the service checks itself (so that a refusal names the field in the API's error shape, and one bad
@@ -153,7 +154,10 @@ class IntentResult(BaseModel):
     verticals: list[VerticalScore] = Field(description="Verticals detected (score over the vertical's threshold).")
     variant: str = Field(description="classic, ensemble, or default (the configured answer when no model could).")
     model_version: str | None = Field(description="Version of the model that answered; null for the default.")
-    fallback: bool = Field(description="True when the chosen variant could not answer in time and another did.")
+    fallback: bool = Field(
+        description="True when the chosen variant failed or was too slow and another answered, or when no model "
+        "could and the default answered."
+    )
     cached: bool = Field(False, description="True when the answer came from the result cache.")
 
 
@@ -247,7 +251,7 @@ class TeacherRating(BaseModel):
 
 class RatingsRequest(BaseModel):
     ratings: list[TeacherRating] = Field(
-        description="1 to 1000 ratings.", json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT}
+        description=f"1 to {MAX_RATINGS} ratings.", json_schema_extra={"minItems": 1, "maxItems": MAX_RATINGS}
     )
 
 

@@ -83,7 +83,7 @@ class Serving:
     ) -> SkillInferenceResult:
         if not self.cache.enabled:
             return await scorer.infer(request)
-        key = skills_cache_key(request, version)
+        key = skills_cache_key(request, scorer.model_version(request.skill, version))
         (cached,) = await self._lookup(SKILLS_FAMILY, version, [key], SkillInferenceResult)
         if cached is not None:
             return cached
@@ -133,7 +133,7 @@ class Serving:
         succeeded = 0
         for version, (scorer, indices) in by_version.items():
             if self.cache.enabled:
-                keys = [skills_cache_key(items[i], version) for i in indices]
+                keys = [skills_cache_key(items[i], scorer.model_version(items[i].skill, version)) for i in indices]
                 found = await self._lookup(SKILLS_FAMILY, version, keys, SkillInferenceResult)
             else:
                 keys, found = [], [None] * len(indices)

@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     )
     skill_versions: dict[str, str] = Field(
         default_factory=dict,
-        description='Per-skill overrides as JSON, e.g. {"leadership": "v1.1.0"}.',
+        description='Per-skill overrides of the pinned skills version as JSON, e.g. {"leadership": "v1.1.0"}: that '
+        "skill's model comes from the override whenever the pinned version is served. Versions routed to or "
+        "reloaded by the admin API serve all 7 skills at their own version.",
     )
     workers: Literal["cpu_count"] | PositiveInt = Field(
         "cpu_count",
@@ -52,7 +54,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         5.0, gt=0, le=300, description="A request not answered within this many seconds gets a 504."
     )
-    max_batch_items: int = Field(1000, ge=1, le=100_000, description="Most items accepted by one batch request.")
+    max_batch_items: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most items accepted by one batch request of the scoring APIs (teacher ratings: 1000 per "
+        "request, fixed).",
+    )
     max_body_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024,
@@ -64,7 +72,11 @@ class Settings(BaseSettings):
     )
     batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")
     batcher_max_wait_ms: float = Field(
-        0.0, ge=0, le=1000, description="Extra wait to gather a batch; 0 dispatches as soon as the model is free."
+        0.0,
+        ge=0,
+        le=1000,
+        description="Extra wait of every family's batchers to gather a batch; 0 dispatches as soon as the model "
+        "is free.",
     )
     access_log: bool = Field(
         False,
@@ -84,7 +96,8 @@ class Settings(BaseSettings):
     )
     routing_salt: str = Field(
         "variants-v1",
-        description="Salt of the sticky variant assignment; changing it reshuffles which callers see which variant.",
+        description="Salt of the sticky assignments: which callers see which intent variant, and which students "
+        "or users get which model version under INFERENCE_ROUTES. Changing it reshuffles both.",
     )
     intent_ensemble_budget_ms: float = Field(
         250.0, gt=0, le=60_000, description="An ensemble answer slower than this is replaced by classic's (fallback)."
@@ -126,7 +139,8 @@ class Settings(BaseSettings):
     routes: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='Traffic split between model versions per family, as JSON, e.g. {"skills": {"v1.0.0": 90, '
-        '"v1.1.0": 10}}; sticky per student_id / user_id. A family not listed serves its pinned version only.',
+        '"v1.1.0": 10}}; sticky per student_id (skills) and user_id (intent); the text pair has no caller id, so '
+        "each of its requests draws a version by the weights. A family not listed serves its pinned version only.",
     )
     routes_file: Path | None = Field(
         None,
@@ -140,7 +154,8 @@ class Settings(BaseSettings):
     state_dir: Path | None = Field(
         None,
         description="Where the workers of one server share admin changes (routes, reloads). Default: a fresh "
-        "directory per server start; changes made through the admin API last until the server restarts.",
+        "directory per server start, so admin changes last until the server restarts; a lasting directory keeps "
+        "them across restarts (they win over INFERENCE_ROUTES for the families they name).",
     )
     reload_watch_s: float = Field(
         0.0,

@@ -31,6 +31,7 @@ from inference.schemas import (
 
 if TYPE_CHECKING:
     from inference.intent import IntentClassifier
+    from inference.settings import Settings
     from inference.skills import SkillsScorer
     from inference.textpair import TextPairScorer
 
@@ -200,3 +201,31 @@ FAMILY_RULES = {
         rescore=_rescore_pairs,
     ),
 }
+
+
+def load_shadows(settings: Settings, metrics: Metrics) -> dict[str, Shadow]:
+    """The configured shadow versions, loaded; a family whose shadow cannot load serves without one."""
+    from inference.families import FamilyLoader  # here: the families module imports the model libraries
+
+    # The shadow's models load without the service's metrics: its batches and any intent fallback inside it are not
+    # the service's answers and must not move their figures or alerts; what it is for is counted by `Shadow`.
+    loader = FamilyLoader(settings)
+    shadows = {}
+    for family, wanted in settings.shadow.items():
+        if family not in settings.families:
+            logger.error("shadow version %s of %s ignored: this server does not serve %s", wanted, family, family)
+            continue
+        try:
+            version = loader.resolve(family, wanted)
+            scorer = loader.load(family, version)
+        except Exception as err:
+            logger.error("shadow version %s of %s not loaded, serving without a shadow: %s", wanted, family, err)
+            continue
+        shadows[family] = Shadow(family, version, scorer, share=settings.shadow_share, metrics=metrics)
+        logger.info(
+            "shadow: %s %s scores %.0f%% of requests after they are answered",
+            family,
+            version,
+            100 * settings.shadow_share,
+        )
+    return shadows

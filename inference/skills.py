@@ -50,6 +50,11 @@ class SkillsScorer:
             on_dispatch=on_batch,
         )
 
+    def model_version(self, skill: str, default: str) -> str:
+        """The version of the model that scores `skill` (a per-skill override may differ from the family's)."""
+        model = self.models.get(skill)
+        return model.version if model is not None else default
+
     def prepare(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:
         model = self.models[check_skill(request.skill)]
         return model, prepare_row(request.features, model)

@@ -27,6 +27,7 @@ class TextPairScorer:
         max_text_chars: int = 2000,
         faults: FaultInjector | None = None,
         batcher_max_size: int = 1024,
+        batcher_max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
@@ -34,7 +35,11 @@ class TextPairScorer:
         self.faults = faults or FaultInjector()
         self._same = list(model.labels).index(LABELS[SAME_MEANING])
         self.batcher: AdaptiveBatcher[Pair, float] = AdaptiveBatcher(
-            self._probabilities, name="textpair", max_batch_size=batcher_max_size, on_dispatch=on_batch
+            self._probabilities,
+            name="textpair",
+            max_batch_size=batcher_max_size,
+            max_wait_ms=batcher_max_wait_ms,
+            on_dispatch=on_batch,
         )
 
     async def predict(self, request: TextPairRequest) -> TextPairResult:

@@ -2,7 +2,7 @@
 
 A `VersionedFamily` is immutable: a weight change, a reload or a rollback builds a new one and the service
 swaps the reference in one assignment, so a request that already holds the old one finishes on it and no
-answer ever mixes two versions' state.
+item is ever answered by two versions' state (under split weights, one batch may hold items of several).
 """
 
 from __future__ import annotations

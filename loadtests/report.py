@@ -91,14 +91,20 @@ def _no_errors(run: Run) -> tuple[str, bool]:
     return f"{errors} errors or non-2xx answers in all workloads", errors == 0
 
 
-def _cold_start(run: Run) -> tuple[str, bool]:
-    seconds = run.footprint(SERVICE, "cold_start_s")
-    return f"{seconds:.2f} s", seconds <= 5.0
+def _cold_start(target: str) -> Callable[[Run], tuple[str, bool]]:
+    def measure(run: Run) -> tuple[str, bool]:
+        seconds = run.footprint(target, "cold_start_s")
+        return f"{seconds:.2f} s", seconds <= 5.0
+
+    return measure
 
 
-def _memory(run: Run) -> tuple[str, bool]:
-    rss, pss = run.footprint(SERVICE, "rss_mib"), run.footprint(SERVICE, "pss_mib")
-    return f"RSS {rss:.0f} MiB summed over processes (PSS {pss:.0f} MiB)", rss <= 500
+def _memory(target: str) -> Callable[[Run], tuple[str, bool]]:
+    def measure(run: Run) -> tuple[str, bool]:
+        rss, pss = run.footprint(target, "rss_mib"), run.footprint(target, "pss_mib")
+        return f"RSS {rss:.0f} MiB summed over processes (PSS {pss:.0f} MiB)", rss <= 500
+
+    return measure
 
 
 def _text_batch(run: Run) -> tuple[str, bool]:
@@ -118,8 +124,11 @@ TARGETS = [
     Target("zero errors, no 503s", _no_errors),
     Target("1-client P50 right after the burst within 1.5x of idle", _after_burst),
     Target("`infer/batch` 100 items: P95 ≤ 20 ms at 1 client", _at_most(BATCH_100, "p95", 20.0)),
-    Target("cold start to `/readyz` 200 ≤ 5 s", _cold_start),
-    Target("RSS of a serving replica ≤ 500 MiB", _memory),
+    # Judged twice: the skills-only replica of the side-by-side table, and the replica as shipped (every family).
+    Target("cold start to `/readyz` 200 ≤ 5 s, skills only", _cold_start(SERVICE)),
+    Target("RSS of a serving replica ≤ 500 MiB, skills only", _memory(SERVICE)),
+    Target("cold start to `/readyz` 200 ≤ 5 s, every family (as shipped)", _cold_start(FULL), (FULL,)),
+    Target("RSS of a serving replica ≤ 500 MiB, every family (as shipped)", _memory(FULL), (FULL,)),
     Target("intent: 100 texts in under 100 ms (`classify/batch`, classic)", _text_batch, (FULL,)),
     Target("text families: zero errors", _text_errors, (FULL,)),
 ]

@@ -6,7 +6,9 @@ batcher, the models, serialisation), called in process with no sockets, per serv
 
 Each configuration runs in a fresh process (BentoML reads its configuration when service.py is imported), the
 configurations in turn, `--rounds` times. Figures are process CPU time (event loop and batch thread) per
-request, the minimum over 5 blocks and the rounds: the minimum is what survives a shared machine's noise best. Needs the skill models in the model store ($BENTOML_HOME).
+request, the minimum over 5 blocks and the rounds: the minimum is what survives a shared machine's noise best. The
+server loads the skills family only, with the result cache off, so every request is scored. Needs the skill models
+in the model store ($BENTOML_HOME).
 """
 
 from __future__ import annotations
@@ -124,7 +126,16 @@ async def _measure(requests: int) -> dict[str, float]:
 
 def run_configuration(env: dict[str, str], requests: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="stack-cost-") as metrics_dir:
-        child_env = {**os.environ, **env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "INFERENCE_LOG_LEVEL": "WARNING"}
+        child_env = {
+            **os.environ,
+            **env,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            "INFERENCE_LOG_LEVEL": "WARNING",
+            # Every request must reach the models: with the default in-process cache, the repeated bodies below
+            # would be answered from it after their first pass and the figures would be those of cache hits.
+            "CACHE_URL": "none://",
+            "INFERENCE_FAMILIES": '["skills"]',
+        }
         output = subprocess.run(
             [sys.executable, "-m", "loadtests.stack_cost", "--child", "--requests", str(requests)],
             cwd=PROJECT_ROOT,

@@ -95,3 +95,13 @@ def test_a_peer_that_completed_no_request_gets_no_ratio_and_fails_its_target():
     run = make_run({}, mlserver_qps=0)
     assert verdicts(run)["64 clients: ≥ 2x MLServer's QPS"] == "no"
     assert "n/a (the peer completed no request)" in render(run)
+
+
+def test_start_and_memory_are_judged_for_the_skills_only_replica_and_for_the_replica_as_shipped():
+    run = make_run({})
+    run.footprints[FULL] = [Footprint(cold_start_s=5.8, rss_mib=573.0, pss_mib=471.0)]
+    judged = verdicts(run)
+    assert judged["cold start to `/readyz` 200 ≤ 5 s, skills only"] == "yes"
+    assert judged["RSS of a serving replica ≤ 500 MiB, skills only"] == "yes"
+    assert judged["cold start to `/readyz` 200 ≤ 5 s, every family (as shipped)"] == "no"
+    assert judged["RSS of a serving replica ≤ 500 MiB, every family (as shipped)"] == "no"

@@ -11,7 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
+from inference.cache import MemoryCache
+from inference.families import FamilyLoader, load_families
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
+from inference.serving import Serving
+from inference.settings import Settings
 from inference.skills import TOP_CONTRIBUTIONS, SkillsScorer
 from tests.utils.docs import run_python_example
 from tests.utils.requests import student_items
@@ -81,6 +85,31 @@ def test_a_batch_explains_every_item_or_only_those_that_ask(scorer, stable_model
     asking = [item.model_copy(update={"explain": index % 2 == 0}) for index, item in enumerate(items)]
     some = asyncio.run(scorer.infer_batch(SkillBatchRequest(items=asking)))
     assert [result.explanation is not None for result in some.results] == [index % 2 == 0 for index in range(30)]
+
+
+def test_an_explained_answer_in_the_cache_is_never_given_to_a_request_without_explain(trained_versions):
+    settings = Settings(skills_version="v1.0.0", families=["skills"])
+    families = load_families(settings, FamilyLoader(settings))
+    assert families.ready(), families.errors
+    serving = Serving(families, MemoryCache(ttl_s=600))
+    item = student_items(1, seed=96, skills=("communication",))[0]
+
+    def ask(**extra):
+        request = SkillInferenceRequest(**item, **extra)
+        return asyncio.run(serving.skills_infer(request, forced_version=None))
+
+    try:
+        explained = ask(explain=True)  # first: the cache now holds an explained answer for this input
+        plain = ask()
+        plain_again = ask()
+        explained_again = ask(explain=True)
+    finally:
+        families.close()
+    assert explained.explanation is not None and not explained.cached
+    assert plain.explanation is None and not plain.cached  # its own key: a miss, scored without explanation
+    assert plain_again.explanation is None and plain_again.cached
+    assert explained_again.explanation == explained.explanation and explained_again.cached
+    assert plain.score == explained.score
 
 
 @pytest.mark.server

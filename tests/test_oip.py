@@ -97,6 +97,12 @@ def test_errors_come_in_the_protocols_shape(client, server):
         answer = httpx.post(url, json=body)
         assert answer.status_code == 400 and fragment in answer.json()["error"], (body, answer.text)
     assert httpx.post(url, content=b"{not json").status_code == 400
+    infinite = np.zeros((1, 7), dtype=np.float32)
+    infinite[0, 1] = np.inf  # JSON cannot carry it; the binary extension can
+    tensor = triton.InferInput("features", list(infinite.shape), "FP32")
+    tensor.set_data_from_numpy(infinite, binary_data=True)
+    with pytest.raises(InferenceServerException, match=r"row 0: features\.vocabulary_diversity: expected a finite"):
+        client.infer("skill-communication", [tensor])
 
 
 def test_the_doc_example_runs_with_tritonclient(server):

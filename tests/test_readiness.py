@@ -17,7 +17,8 @@ def test_a_missing_model_version_leaves_the_service_unready_with_a_clear_log_lin
         log = server.wait_for_log("the skills family failed to load, the service stays unready", timeout=10)
         assert "skill-communication:v9.9.9 is not in the model store" in log
         assert httpx.get(server.url + "/livez").status_code == 200
-        assert httpx.get(server.url + "/readyz").status_code == 503
+        readiness = httpx.get(server.url + "/readyz")
+        assert readiness.status_code == 503 and readiness.headers["content-type"].startswith("text/plain")
         response = httpx.post(
             server.url + "/api/v1/skills/infer",
             json={"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": 2}},

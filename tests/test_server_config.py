@@ -19,10 +19,19 @@ def access_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if f"path={INFER}" in line]
 
 
+OIP_INFER = "/v2/models/skill-leadership/infer"
+OIP_BODY = {"inputs": [{"name": "features", "shape": [1, 7], "datatype": "FP32", "data": [3, 4, 0.4, 20, 0.3, 5, 120]}]}
+
+
 def test_by_default_scoring_requests_are_neither_access_logged_nor_traced(server):
     response = httpx.post(server.url + INFER, json=BODY)
     assert response.status_code == 200, response.text
     assert REQUEST_ID_HEADER not in response.headers
+    oip = httpx.post(server.url + OIP_INFER, json=OIP_BODY)
+    assert oip.status_code == 200, oip.text
+    assert REQUEST_ID_HEADER not in oip.headers
+    readiness = httpx.get(server.url + "/readyz")  # a route left in: its requests are traced
+    assert REQUEST_ID_HEADER in readiness.headers
     time.sleep(1)  # the line would be in the log by now: the test below sees it within ~0.1 s
     assert access_lines(server.log()) == []
 

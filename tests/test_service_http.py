@@ -102,9 +102,17 @@ def test_non_finite_json_literals_are_rejected_naming_the_feature(client, litera
     assert "features.novel_idea_count: expected a finite number" in response.json()["error"]
 
 
-def test_malformed_json_is_a_client_error(client):
+def test_malformed_json_is_a_400_invalid_json_in_the_apis_error_shape(client):
     response = client.post(INFER, content=b"{not json", headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500
+    assert response.status_code == 400
+    assert set(response.json()) == {"error", "code"} and response.json()["code"] == "invalid_json"
+
+
+def test_a_body_pydantic_refuses_gets_the_apis_error_shape_naming_the_field(client):
+    body = {"student_id": "s", "skill": "leadership", "features": [1, 2]}
+    response = client.post(INFER, json=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "features: Input should be a valid dictionary", "code": "invalid_request"}
 
 
 def test_http_scores_equal_predict_proba_of_the_stored_models(client, trained_versions):

@@ -10,7 +10,7 @@ from inference.families import FamilyLoader, load_families
 from inference.faults import FaultInjector
 from inference.monitoring import Observer
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
-from inference.serving import Serving
+from inference.serving import Serving, skills_cache_key
 from inference.settings import Settings
 from tests.utils.requests import student_items
 
@@ -139,3 +139,45 @@ def test_with_the_cache_off_every_answer_is_scored(serving):
     assert [result.cached for result in batch.results] == [False] * 5
     pair_free = run(uncached.classify("buy cheap laptop", user_id=None, preference="classic", forced_version=None))
     assert pair_free.cached is False
+
+
+def test_a_per_skill_override_keys_the_cache_on_that_skills_own_model_version(trained_versions):
+    settings = Settings(skills_version="v1.0.0", skill_versions={"leadership": "v1.1.0"}, families=["skills"])
+    families = load_families(settings, FamilyLoader(settings))
+    assert families.ready(), families.errors
+    cache = MemoryCache(ttl_s=600)
+    serving = Serving(families, cache)
+    try:
+        for skill, expected in (("leadership", "v1.1.0"), ("communication", "v1.0.0")):
+            request = SkillInferenceRequest.model_validate(student_items(1, seed=906, skills=(skill,))[0])
+            result = run(serving.skills_infer(request, forced_version=None))
+            assert result.model_version == expected
+            # stored under the version of the model that answered, so changing the override can never find it
+            other = "v1.0.0" if expected == "v1.1.0" else "v1.1.0"
+            assert run(cache.get_many([skills_cache_key(request, expected)])) != [None]
+            assert run(cache.get_many([skills_cache_key(request, other)])) == [None]
+    finally:
+        families.close()
+
+
+def test_the_batch_wait_setting_reaches_the_batchers_of_every_family(trained_versions, text_reports):
+    loader = FamilyLoader(Settings(batcher_max_wait_ms=7))
+    loaded = {family: loader.load(family, "v1.0.0") for family in ("skills", "intent", "textpair")}
+    try:
+        batchers = [loaded["skills"].batcher, *loaded["intent"].batchers.values(), loaded["textpair"].batcher]
+        assert len(batchers) == 4 and all(batcher.max_wait == 0.007 for batcher in batchers)
+    finally:
+        for scorer in loaded.values():
+            scorer.close()
+
+
+def test_per_skill_overrides_apply_to_the_pinned_version_also_when_it_is_latest(trained_versions):
+    loader = FamilyLoader(Settings(skills_version="latest", skill_versions={"leadership": "v1.0.0"}))
+    pinned = loader.resolve("skills", "latest")
+    scorer = loader.load("skills", pinned)
+    try:
+        assert pinned == "v1.1.0"  # the highest version in the session's store
+        assert scorer.models["leadership"].version == "v1.0.0"
+        assert scorer.models["communication"].version == "v1.1.0"
+    finally:
+        scorer.close()

@@ -5,6 +5,7 @@ the dashboard, right for two known models; the answers themselves are the primar
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import httpx
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 
 from inference.catalogue import SKILLS
+from inference.metrics import NoMetrics
 from inference.registry import load_skill_models
 from inference.schemas import SkillBatchRequest, SkillInferenceRequest
-from inference.shadow import HIGH_SKILL, Shadow
+from inference.settings import Settings
+from inference.shadow import HIGH_SKILL, Shadow, load_shadows
 from inference.skills import SkillsScorer
 from tests.utils.docs import run_python_example
 from tests.utils.prometheus import metric_total
@@ -123,6 +126,15 @@ def test_intent_and_text_pair_shadows_compare_labels_and_scores(text_scorers):
 
 @pytest.mark.server
 @pytest.mark.slow
+def test_a_shadow_that_cannot_load_or_whose_family_is_not_served_is_logged_and_skipped(trained_versions, caplog):
+    settings = Settings(families=["skills"], shadow={"skills": "v9.9.9", "textpair": "v1.0.0"})
+    with caplog.at_level(logging.ERROR, logger="inference"):
+        assert load_shadows(settings, NoMetrics()) == {}
+    logged = caplog.text
+    assert "shadow version v9.9.9 of skills not loaded, serving without a shadow" in logged
+    assert "shadow version v1.0.0 of textpair ignored: this server does not serve textpair" in logged
+
+
 def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_agreement(trained_versions, session_dir):
     env = {
         "INFERENCE_FAMILIES": '["skills"]',
@@ -148,6 +160,7 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
         compared = metric_total(server.url, "inference_shadow_comparisons_total", **PAIR)
         abs_diff = metric_total(server.url, "inference_shadow_abs_score_difference_total", **PAIR)
         agreed = metric_total(server.url, "inference_shadow_label_agreements_total", **PAIR)
+        shadow_batches = metric_total(server.url, "inference_batch_size_count", model_version="v1.1.0")
         dashboard = http.get("/dashboard").text
         printed = run_python_example("shadow.md", server.url)
     assert {answer["model_version"] for answer in answers} == {"v1.0.0"}
@@ -162,6 +175,7 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
     assert np.allclose([answer["score"] for answer in answers], expected_scores, atol=1e-9)  # unchanged by the shadow
     mean_diff, agreement = expected_agreement(items, expected_scores)
     assert compared == 80
+    assert shadow_batches == 0  # the shadow's own batches are not counted as the service's
     assert abs_diff / compared == pytest.approx(mean_diff, abs=1e-6)
     assert agreed / compared == pytest.approx(agreement)
     assert "Shadow traffic: agreement with the version that answered" in dashboard

@@ -68,25 +68,32 @@ def test_a_batch_of_100_texts_is_answered_in_order(client):
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "headers", "fragment"),
+    ("path", "body", "headers", "fragment", "code"),
     [
-        (CLASSIFY, {"text": ""}, {}, "text: must not be empty"),
-        (CLASSIFY, {"text": "   "}, {}, "text: must not be empty"),
-        (CLASSIFY, {"text": "a" * 2001}, {}, "text: at most 2000 characters, got 2001"),
-        (CLASSIFY, {"text": 42}, {}, "text"),
-        (CLASSIFY, {}, {}, "text"),
-        (CLASSIFY, {"text": "ok"}, {"X-Model-Preference": "turbo"}, "X-Model-Preference: expected one of"),
-        (BATCH, {"texts": []}, {}, "texts: must hold at least 1 text"),
-        (BATCH, {"texts": ["ok"] * 1001}, {}, "texts: at most 1000 texts per request, got 1001"),
-        (BATCH, {"texts": "not a list"}, {}, "texts"),
-        ("/predict", {"text1": "a", "text2": ""}, {}, "text2: must not be empty"),
-        ("/predict", {"text1": "a"}, {}, "text2"),
+        (CLASSIFY, {"text": ""}, {}, "text: must not be empty", "invalid_text"),
+        (CLASSIFY, {"text": "   "}, {}, "text: must not be empty", "invalid_text"),
+        (CLASSIFY, {"text": "a" * 2001}, {}, "text: at most 2000 characters, got 2001", "invalid_text"),
+        (CLASSIFY, {"text": 42}, {}, "text", "invalid_request"),
+        (CLASSIFY, {}, {}, "text", "invalid_request"),
+        (
+            CLASSIFY,
+            {"text": "ok"},
+            {"X-Model-Preference": "turbo"},
+            "X-Model-Preference: expected one of",
+            "invalid_header",
+        ),
+        (BATCH, {"texts": []}, {}, "texts: must hold at least 1 text", "invalid_request"),
+        (BATCH, {"texts": ["ok"] * 1001}, {}, "texts: at most 1000 texts per request, got 1001", "batch_too_large"),
+        (BATCH, {"texts": "not a list"}, {}, "texts", "invalid_request"),
+        ("/predict", {"text1": "a", "text2": ""}, {}, "text2: must not be empty", "invalid_text"),
+        ("/predict", {"text1": "a"}, {}, "text2", "invalid_request"),
     ],
 )
-def test_bad_input_gets_a_400_naming_the_field(client, path, body, headers, fragment):
+def test_bad_input_gets_a_400_naming_the_field(client, path, body, headers, fragment, code):
     response = client.post(path, json=body, headers=headers)
     assert response.status_code == 400, response.text
-    assert fragment in response.text
+    assert set(response.json()) == {"error", "code"}
+    assert fragment in response.json()["error"] and response.json()["code"] == code, response.text
 
 
 def test_predict_says_whether_two_texts_mean_the_same(client):
@@ -176,3 +183,4 @@ def test_a_failing_ensemble_falls_back_to_classic_over_http_counted_in_metrics(
             json={"student_id": "s", "skill": "leadership", "features": {"leadership_roles_taken": 1}},
         )
         assert skills.status_code == 503 and "INFERENCE_FAMILIES" in skills.json()["error"]
+        assert skills.json()["code"] == "models_not_ready"

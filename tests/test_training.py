@@ -4,6 +4,9 @@ import numpy as np
 
 from inference.artifacts import read_metadata
 from inference.catalogue import SKILL_FEATURES, SKILLS
+from inference.families import FAMILIES, pinned_version
+from inference.settings import MODEL_PINS_FILE, Settings
+from train import publish
 from train.__main__ import main as train_main
 
 
@@ -68,3 +71,33 @@ def test_the_same_seed_reproduces_the_same_data_hash(tmp_path):
     second = json.loads((tmp_path / "b" / "skills" / "v0.0.1" / "report.json").read_text())
     assert first["training_data_hash"] == second["training_data_hash"]
     assert np.isclose(first["skills"]["creativity"]["auc"], second["skills"]["creativity"]["auc"])
+
+
+def test_publish_copies_each_pinned_versions_report_and_plots_and_nothing_else(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(publish, "REPORTS", tmp_path / "docs-reports")  # never the real docs/reports
+    pins = Settings(_env_file=MODEL_PINS_FILE)
+    pinned = {family: pinned_version(pins, family) for family in FAMILIES}
+    artifacts = tmp_path / "artifacts"
+    for family in FAMILIES:
+        for version in (pinned[family], "v9.9.9"):  # the pinned version's report is published, no other
+            source = artifacts / family / version
+            source.mkdir(parents=True)
+            (source / "report.md").write_text(f"# {family} {version}\n")
+            (source / "roc.png").write_bytes(f"png {version}".encode())
+            (source / "report.json").write_text("{}")
+        (artifacts / family / pinned[family] / "model").mkdir()
+    stale = tmp_path / "docs-reports" / "skills" / "old-plot.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
+
+    assert publish.main(["--artifacts", str(artifacts)]) == 0
+    for family in FAMILIES:
+        published = tmp_path / "docs-reports" / family
+        assert sorted(path.name for path in published.iterdir()) == ["report.md", "roc.png"]
+        assert (published / "report.md").read_text() == f"# {family} {pinned[family]}\n"
+        assert (published / "roc.png").read_bytes() == f"png {pinned[family]}".encode()
+    assert f"skills {pinned['skills']}: " in capsys.readouterr().out
+
+    (artifacts / "textpair" / pinned["textpair"] / "report.md").unlink()
+    assert publish.main(["--artifacts", str(artifacts)]) == 2
+    assert f"report.md is missing; train textpair {pinned['textpair']} first" in capsys.readouterr().err
