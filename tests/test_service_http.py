@@ -112,7 +112,7 @@ def test_a_body_pydantic_refuses_gets_the_apis_error_shape_naming_the_field(clie
     body = {"student_id": "s", "skill": "leadership", "features": [1, 2]}
     response = client.post(INFER, json=body)
     assert response.status_code == 400
-    assert response.json() == {"error": "features: Input should be a valid dictionary", "code": "invalid_request"}
+    assert response.json() == {"error": "features: Input should be an object", "code": "invalid_request"}
 
 
 def test_http_scores_equal_predict_proba_of_the_stored_models(client, trained_versions):
