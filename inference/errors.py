@@ -28,7 +28,7 @@ class InvalidRequest(InferenceError):
 
 
 class UnknownSkill(InvalidRequest):
-    """`skill` is not one of the seven skills."""
+    """`skill` is not a skill this server serves (the message lists them)."""
 
     code = "unknown_skill"
 
@@ -120,7 +120,7 @@ class CacheUnavailable(InferenceError):
 
 
 class ArtifactError(InferenceError):
-    """A model artifact is missing, corrupt or does not match the feature catalogue."""
+    """A model artifact is missing, corrupt, or contradicts itself (its metadata, its scaler, its booster)."""
 
     code = "invalid_artifact"
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, model_serializer
 
-from inference.catalogue import FEATURES, SKILLS
-
 STUDENT_ID_MAX_LENGTH = 128
+SKILL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a skill's model is `skill-<name>` in the store
 MAX_ITEMS_DEFAULT = 1000  # INFERENCE_MAX_BATCH_ITEMS's default
 MAX_RATINGS = 1000  # teacher ratings per request: fixed, not a setting
 MAX_TEXT_CHARS_DEFAULT = 2000  # INFERENCE_MAX_TEXT_CHARS's default
@@ -17,25 +17,23 @@ MAX_TEXT_CHARS_DEFAULT = 2000  # INFERENCE_MAX_TEXT_CHARS's default
 # Constraints the service checks itself (so that a refusal names the field in the API's error shape, and one bad
 # item of a batch does not refuse the others), stated in the OpenAPI document for clients and for API fuzzing.
 TEXT_SCHEMA = {"minLength": 1, "maxLength": MAX_TEXT_CHARS_DEFAULT, "pattern": r"\S"}
-SKILL_SCHEMA = {"enum": list(SKILLS)}
-FEATURES_SCHEMA = {
-    "minProperties": 1,
-    "properties": {
-        name: {"type": "number", "minimum": feature.minimum, "maximum": feature.maximum}
-        for name, feature in FEATURES.items()
-    },
-}
+# The skills and their features are the served models' own (GET /api/v1/skills/models, docs/features.md): the
+# document states their shape, and the service checks them per version.
+SKILL_SCHEMA = {"pattern": SKILL_NAME.pattern}
+FEATURES_SCHEMA = {"minProperties": 1, "additionalProperties": {"type": "number"}}
 
 
 class SkillInferenceRequest(BaseModel):
     student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
     skill: str = Field(
-        description="One of the 7 skills; see GET /api/v1/skills/models.", json_schema_extra=SKILL_SCHEMA
+        description="A skill this server serves; see GET /api/v1/skills/models.", json_schema_extra=SKILL_SCHEMA
     )
-    # Values are validated per feature by the service (number, finite, within the catalogue's range) so that
-    # the error names the feature, and so that one bad item of a batch does not reject the others.
+    # Values are validated per feature by the service (number, finite, within the model's range) so that the
+    # error names the feature, and so that one bad item of a batch does not reject the others.
     features: dict[str, Any] = Field(
-        description="Feature name to number; see docs/features.md.", json_schema_extra=FEATURES_SCHEMA
+        description="Feature name to number: the served model's features (GET /api/v1/skills/models, "
+        "docs/features.md).",
+        json_schema_extra=FEATURES_SCHEMA,
     )
     explain: bool = Field(
         False,
@@ -108,6 +106,15 @@ class SkillBatchResponse(BaseModel):
     failed: int
 
 
+class FeatureInfo(BaseModel):
+    name: str
+    imputation_default: float = Field(description="The value used when a request leaves the feature out.")
+    unit: str | None = None
+    minimum: float | None = Field(None, description="Values below it are refused; none: no lower bound.")
+    maximum: float | None = Field(None, description="Values above it are refused; none: no upper bound.")
+    description: str | None = None
+
+
 class SkillModelInfo(BaseModel):
     skill: str
     served_version: str
@@ -115,7 +122,8 @@ class SkillModelInfo(BaseModel):
     trained_at: str | None
     training_data_hash: str | None
     metrics: dict[str, float]
-    feature_names: list[str]
+    feature_names: list[str] = Field(description="The model's features in its column order (the OIP input order).")
+    features: list[FeatureInfo] = Field(default_factory=list, description="Each feature's schema, in that order.")
 
 
 class SkillModelsResponse(BaseModel):
@@ -196,6 +204,11 @@ class TextPairResult(BaseModel):
     model: ModelRef
     timestamp: str = Field(description="When the answer was made, ISO 8601 UTC.")
     cached: bool = Field(False, description="True when the answer came from the result cache.")
+
+
+class TextPairFailure(BaseModel):
+    index: int
+    error: ErrorDetail
 
 
 class TextPairModelInfo(BaseModel):

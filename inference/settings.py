@@ -11,9 +11,9 @@ import yaml
 from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inference.catalogue import SKILLS
+from inference.families.intent.variants import VARIANTS
 from inference.faults import parse_fault
-from inference.intent_catalogue import INTENTS, VARIANTS
+from inference.schemas import SKILL_NAME
 
 LATEST = "latest"
 # The model versions this build serves. Shipped inside the Bento (bentofile.yaml `include`), read below the
@@ -28,8 +28,8 @@ class Settings(BaseSettings):
 
     skills_version: str = Field(
         LATEST,
-        description="Version of all 7 skill models, e.g. v1.0.0. `latest` (highest semver in the store) is for "
-        "development only; a Bento pins an exact version.",
+        description="Version of the skill models served (INFERENCE_SKILLS), e.g. v1.0.0. `latest` (highest semver "
+        "in the store) is for development only; a Bento pins an exact version.",
     )
     intent_version: str = Field(
         LATEST, description="Version of the intent models (classic, ensemble and verticals are versioned together)."
@@ -40,11 +40,17 @@ class Settings(BaseSettings):
         description='Model families this server loads and serves, as JSON, e.g. ["skills"]. The server is ready '
         "when all of them are loaded; routes of a family not listed answer 503.",
     )
+    skills: list[str] | None = Field(
+        None,
+        description='The skills served, as JSON, e.g. ["communication", "digital_literacy"]: each is the model '
+        "`skill-<skill>` at the skills version. Unset: every skill model in the store at that version. The build "
+        "pins its list in models.env (and the tags in bentofile.yaml).",
+    )
     skill_versions: dict[str, str] = Field(
         default_factory=dict,
         description='Per-skill overrides of the pinned skills version as JSON, e.g. {"leadership": "v1.1.0"}: that '
         "skill's model comes from the override whenever the pinned version is served. Versions routed to or "
-        "reloaded by the admin API serve all 7 skills at their own version.",
+        "reloaded by the admin API serve every skill at their own version.",
     )
     workers: Literal["cpu_count"] | PositiveInt = Field(
         "cpu_count",
@@ -103,7 +109,9 @@ class Settings(BaseSettings):
         250.0, gt=0, le=60_000, description="An ensemble answer slower than this is replaced by classic's (fallback)."
     )
     default_intent: str = Field(
-        "informational", description="The intent answered (flagged as a fallback) when no intent model can answer."
+        "informational",
+        description="The intent answered (flagged as a fallback) when no intent model can answer; one of the intent "
+        "models' labels (checked when the family loads).",
     )
     max_text_chars: int = Field(2000, ge=1, le=100_000, description="Longest text accepted by the text families.")
     cors_allowed_origins: list[str] = Field(
@@ -207,12 +215,25 @@ class Settings(BaseSettings):
         "INFO", description="Log level of the `inference` logger."
     )
 
+    @field_validator("skills")
+    @classmethod
+    def _skill_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one skill, or leave it unset to serve every skill in the store")
+            bad = [name for name in value if not SKILL_NAME.match(name)]
+            if bad:
+                raise ValueError(f"{bad} are not skill names (lowercase letters, digits and _, starting with a letter)")
+            if len(set(value)) != len(value):
+                raise ValueError("a skill is listed twice")
+        return value
+
     @field_validator("skill_versions")
     @classmethod
-    def _known_skills(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(SKILLS))
-        if unknown:
-            raise ValueError(f"unknown skills {unknown}; expected some of {', '.join(SKILLS)}")
+    def _override_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not SKILL_NAME.match(name)]
+        if bad:
+            raise ValueError(f"{bad} are not skill names (lowercase letters, digits and _, starting with a letter)")
         return value
 
     @field_validator("intent_split")
@@ -223,13 +244,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown variants {unknown}; expected some of {', '.join(VARIANTS)}")
         if any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
-        return value
-
-    @field_validator("default_intent")
-    @classmethod
-    def _known_intent(cls, value: str) -> str:
-        if value not in INTENTS:
-            raise ValueError(f"unknown intent {value!r}; expected one of {', '.join(INTENTS)}")
         return value
 
     @field_validator("inject_faults")
@@ -264,12 +278,6 @@ class Settings(BaseSettings):
         if self.routes_file is None:
             return self.routes
         return read_routes_file(self.routes_file)
-
-    def skill_version(self, skill: str) -> str:
-        return self.skill_versions.get(skill, self.skills_version)
-
-    def pinned_skill_versions(self) -> dict[str, str]:
-        return {skill: self.skill_version(skill) for skill in SKILLS}
 
 
 FAMILY_NAMES = ("skills", "intent", "textpair")

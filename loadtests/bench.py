@@ -190,12 +190,13 @@ def write_request_files(work: Path) -> dict[str, dict[str, Path]]:
     MLServer's requests carry the rows imputed and scaled, one skill's model per request; its batch is 100 rows
     of one skill (one booster call, where this service's batch spans the 7 skills).
     """
-    from inference.features import prepare_row
-    from inference.registry import load_skill_models, skill_model_name
+    from inference.families.skills.family import pinned_skill_models
+    from inference.families.skills.features import prepare_row
+    from inference.families.skills.scoring import skill_model_name
     from inference.settings import Settings
 
     bodies = request_bodies(500, seed=2024)
-    models = load_skill_models(Settings().pinned_skill_versions())
+    models = pinned_skill_models(Settings())
 
     def scaled(body: dict) -> list[float]:
         model = models[body["skill"]]
@@ -219,12 +220,12 @@ def write_request_files(work: Path) -> dict[str, dict[str, Path]]:
 
 
 def in_process_limit() -> dict[str, float]:
-    from inference.registry import load_skill_models
+    from inference.families.skills.family import pinned_skill_models
+    from inference.families.skills.scorer import SkillsScorer
     from inference.schemas import SkillInferenceRequest
     from inference.settings import Settings
-    from inference.skills import SkillsScorer
 
-    models = load_skill_models(Settings().pinned_skill_versions())
+    models = pinned_skill_models(Settings())
     requests = [SkillInferenceRequest.model_validate(body) for body in request_bodies(200, seed=1)]
     scorer = SkillsScorer(models)
     sequential, concurrent = asyncio.run(scorer_us(scorer, requests, 3000))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from inference.synthetic import generate_students
+from train.data.students import generate_students
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,11 @@ import itertools
 import sys
 import time
 
-from inference.catalogue import SKILLS
-from inference.registry import load_skill_models
-from inference.schemas import SkillBatchRequest, SkillInferenceRequest
-from inference.skills import SkillsScorer
+from inference.families.skills.family import load_skill_models
+from inference.families.skills.scorer import SkillsScorer
+from inference.schemas import SkillInferenceRequest
 from loadtests.latency import request_bodies
+from train.data.catalogue import SKILLS
 
 
 async def microseconds(call, repeat: int) -> float:
@@ -36,17 +36,16 @@ async def measure(scorer: SkillsScorer, repeat: int) -> list[tuple[str, float, f
 
     def cycling(requests: list[SkillInferenceRequest]):
         upcoming = itertools.cycle(requests)
-        return lambda: scorer.infer(next(upcoming))
+        return lambda: scorer.score_many([next(upcoming)])
 
-    batch = SkillBatchRequest(items=plain[:100])
-    explained_batch = SkillBatchRequest(items=plain[:100], explain=True)
+    batch, explained_batch = plain[:100], explained[:100]
     batches = max(repeat // 20, 5)
     return [
         ("single request", await microseconds(cycling(plain), repeat), await microseconds(cycling(explained), repeat)),
         (
             "batch of 100 items",
-            await microseconds(lambda: scorer.infer_batch(batch), batches),
-            await microseconds(lambda: scorer.infer_batch(explained_batch), batches),
+            await microseconds(lambda: scorer.score_many(batch), batches),
+            await microseconds(lambda: scorer.score_many(explained_batch), batches),
         ),
     ]
 

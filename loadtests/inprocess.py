@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from inference.catalogue import SKILLS
-from inference.registry import load_skill_models
+from inference.families.skills.family import load_skill_models
+from inference.families.skills.scorer import SkillsScorer
+from inference.families.skills.scoring import score_rows
 from inference.schemas import SkillInferenceRequest
-from inference.scoring import score_rows
-from inference.skills import SkillsScorer
 from loadtests.latency import request_bodies
+from train.data.catalogue import SKILLS
 
 
 def per_call_us(function: Callable[[], object], repeat: int) -> float:
@@ -35,13 +35,13 @@ def per_call_us(function: Callable[[], object], repeat: int) -> float:
 
 async def scorer_us(scorer: SkillsScorer, requests: list[SkillInferenceRequest], total: int) -> tuple[float, float]:
     for request in requests[:50]:
-        await scorer.infer(request)
+        await scorer.score_many([request])
     started = time.perf_counter()
     for i in range(total):
-        await scorer.infer(requests[i % len(requests)])
+        await scorer.score_many([requests[i % len(requests)]])
     sequential = (time.perf_counter() - started) / total * 1e6
     started = time.perf_counter()
-    await asyncio.gather(*(scorer.infer(requests[i % len(requests)]) for i in range(total)))
+    await asyncio.gather(*(scorer.score_many([requests[i % len(requests)]]) for i in range(total)))
     concurrent = (time.perf_counter() - started) / total * 1e6
     return sequential, concurrent
 
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     print(f"| score_rows, 1 row | {per_call_us(lambda: score_rows(model, one), 2000):.0f} |")
     print(f"| score_rows, 100 rows | {per_call_us(lambda: score_rows(model, hundred), 500):.0f} |")
-    print(f"| SkillsScorer.infer, sequential | {sequential:.0f} |")
-    print(f"| SkillsScorer.infer, 2000 concurrent (batched), per request | {concurrent:.0f} |")
+    print(f"| SkillsScorer.score_many, one request at a time | {sequential:.0f} |")
+    print(f"| SkillsScorer.score_many, 2000 concurrent (batched), per request | {concurrent:.0f} |")
     return 0
 
 

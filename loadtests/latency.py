@@ -17,8 +17,8 @@ import time
 import httpx
 import numpy as np
 
-from inference.catalogue import SKILLS
-from inference.synthetic import generate_students
+from train.data.catalogue import SKILLS
+from train.data.students import generate_students
 
 INFER = "/api/v1/skills/infer"
 

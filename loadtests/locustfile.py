@@ -18,10 +18,10 @@ import random
 
 from locust import HttpUser, between, task
 
-from inference.catalogue import SKILLS
-from inference.pairs import generate_pairs
-from inference.queries import generate_queries
-from inference.synthetic import generate_students
+from train.data.catalogue import SKILLS
+from train.data.pairs import generate_pairs
+from train.data.queries import generate_queries
+from train.data.students import generate_students
 
 POPULATION_SIZE = int(os.environ.get("LOCUST_STUDENTS", "500"))
 BATCH_SIZE = 100

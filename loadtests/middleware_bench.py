@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 
-from inference.middleware import RequestLimits, UniformErrors
+from inference.http.middleware import RequestLimits, UniformErrors
 
 
 async def app(scope, receive, send) -> None:

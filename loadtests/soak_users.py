@@ -12,10 +12,10 @@ import random
 
 from locust import HttpUser, constant, constant_throughput, task
 
-from inference.catalogue import SKILLS
-from inference.pairs import generate_pairs
-from inference.queries import generate_queries
-from inference.synthetic import generate_students
+from train.data.catalogue import SKILLS
+from train.data.pairs import generate_pairs
+from train.data.queries import generate_queries
+from train.data.students import generate_students
 
 RATE = float(os.environ.get("SOAK_RATE_PER_USER", "0"))
 _students = generate_students(5000, seed=20261130)

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.pairs import generate_pairs
-from inference.queries import generate_queries
+from train.data.pairs import generate_pairs
+from train.data.queries import generate_queries
 
 PREFERENCE = "X-Model-Preference"
 

@@ -19,12 +19,12 @@ os.environ.pop("INFERENCE_SKILL_VERSIONS", None)
 
 import pytest  # noqa: E402
 
-from inference.catalogue import SKILLS  # noqa: E402
-from inference.families import INTENT_LABELS, TEXTPAIR_LABELS  # noqa: E402
-from inference.registry import import_skill_artifacts, import_text_artifacts, load_skill_models  # noqa: E402
-from inference.scoring import SkillModel  # noqa: E402
+from inference.families import get_family  # noqa: E402
+from inference.families.skills.family import import_skill_artifacts, load_skill_models  # noqa: E402
+from inference.families.skills.scoring import SkillModel  # noqa: E402
 from tests.utils.redis_server import RedisServer  # noqa: E402
 from tests.utils.servers import RunningServer, start_server  # noqa: E402
+from train.data.catalogue import SKILLS  # noqa: E402
 from train.intent import IntentTrainingParams, train_intent  # noqa: E402
 from train.skills import SkillTrainingParams, train_skills  # noqa: E402
 from train.textpair import TextPairTrainingParams, train_textpair  # noqa: E402
@@ -61,13 +61,13 @@ def trained_versions(session_dir: Path) -> dict[str, Path]:
 def text_reports(session_dir: Path) -> dict[str, dict]:
     """The intent and text-pair models, version v1.0.0, trained and imported once per session; their reports."""
     reports = {}
-    for family, train, params, labels in (
-        ("intent", train_intent, TEST_INTENT_PARAMS, INTENT_LABELS),
-        ("textpair", train_textpair, TEST_TEXTPAIR_PARAMS, TEXTPAIR_LABELS),
+    for family, train, params in (
+        ("intent", train_intent, TEST_INTENT_PARAMS),
+        ("textpair", train_textpair, TEST_TEXTPAIR_PARAMS),
     ):
         out_dir = session_dir / "artifacts" / family / STABLE
         reports[family] = train(STABLE, params, out_dir)
-        import_text_artifacts(out_dir, family=family, labels=labels, version=STABLE)
+        get_family(family).import_artifacts(out_dir, STABLE)
     return reports
 
 

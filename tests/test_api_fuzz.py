@@ -70,7 +70,7 @@ def test_no_request_gets_a_5xx_or_an_answer_off_the_documented_schema(server, tm
 
 
 def test_the_api_doc_lists_every_operation_of_the_live_document_and_every_other_route(server):
-    from inference.docs import API_DOC
+    from tools.docs import API_DOC
 
     document = API_DOC.read_text()
     for path, operations in httpx.get(server.url + "/docs.json").json()["paths"].items():

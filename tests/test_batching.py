@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from inference.batching import AdaptiveBatcher
+from inference.serving.batching import AdaptiveBatcher
 
 
 def test_an_idle_batcher_dispatches_a_single_item_at_once():

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from inference.cache import CacheKey, MemoryCache, NoCache, RedisCache, cache_from_url, input_hash
+from inference.families.skills.scorer import SkillsScorer
 from inference.schemas import SkillInferenceRequest
-from inference.serving import skills_cache_key
+from inference.serving.cache import CacheKey, MemoryCache, NoCache, RedisCache, cache_from_url, input_hash
 
 
 def key(digest="d1", version="v1.0.0", student="s-1", model="skill-leadership"):
@@ -27,6 +27,14 @@ class CountingStats:
 
 def run(coroutine):
     return asyncio.run(coroutine)
+
+
+def skills_cache_key(request, version):
+    scorer = SkillsScorer({}, version=version)  # no model loaded: the key names the family's version
+    try:
+        return scorer.cache_key(request)
+    finally:
+        scorer.close()
 
 
 def test_equal_inputs_hash_equal_and_integers_equal_floats_in_skills_keys():

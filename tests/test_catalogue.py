@@ -1,5 +1,8 @@
-from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS, FeatureKind, features_for
-from inference.docs import GENERATED
+"""The demo models' training configuration (train/data/catalogue.py), and the docs generated from the served
+models and the code."""
+
+from tools.docs import GENERATED
+from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS, FeatureKind, features_for
 
 
 def test_the_seven_skills_are_defined_in_order():
@@ -30,6 +33,6 @@ def test_features_have_units_sane_ranges_and_both_kinds():
     assert {feature.kind for feature in FEATURES.values()} == set(FeatureKind)
 
 
-def test_generated_docs_are_up_to_date():
+def test_generated_docs_are_up_to_date(trained_versions, text_reports):
     for path, render in GENERATED.items():
         assert path.read_text() == render(), f"{path.name} is stale: run `make docs`"

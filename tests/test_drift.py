@@ -7,14 +7,14 @@ import logging
 import numpy as np
 import pytest
 
-from inference.drift import DriftMonitor, ks_distance, population_stability_index, reference_distribution
-from inference.ground_truth import PredictionLog
+from inference.families.skills.scoring import score_rows
 from inference.logs import LOGGER_NAME
-from inference.metrics import NoMetrics
-from inference.monitoring import Monitoring, Observer
-from inference.scoring import score_rows
+from inference.monitoring.drift import DriftMonitor, ks_distance, population_stability_index, reference_distribution
+from inference.monitoring.ground_truth import PredictionLog
+from inference.monitoring.metrics import NoMetrics
+from inference.monitoring.observer import Monitoring, Observer
 from inference.storage import DeferredEngine
-from inference.synthetic import generate_students
+from train.data.students import generate_students
 
 PSI_ALERT = 0.2
 

@@ -11,14 +11,15 @@ import httpx
 import numpy as np
 import pytest
 
-from inference.cache import MemoryCache
-from inference.families import FamilyLoader, load_families
-from inference.schemas import SkillBatchRequest, SkillInferenceRequest
-from inference.serving import Serving
+from inference.families.loader import FamilyLoader, load_families
+from inference.families.skills.scorer import TOP_CONTRIBUTIONS, SkillsScorer
+from inference.schemas import SkillInferenceRequest
+from inference.serving.cache import MemoryCache
+from inference.serving.pipeline import Serving
 from inference.settings import Settings
-from inference.skills import TOP_CONTRIBUTIONS, SkillsScorer
 from tests.utils.docs import run_python_example
 from tests.utils.requests import student_items
+from tests.utils.serving import infer
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,11 @@ def scorer(stable_models):
     scorer = SkillsScorer(stable_models)
     yield scorer
     scorer.close()
+
+
+def score_one(scorer, request):
+    (result,) = asyncio.run(scorer.score_many([request]))
+    return result
 
 
 def check_explained(result, model, features):
@@ -51,8 +57,8 @@ def test_contributions_reproduce_the_margin_of_every_skill_and_leave_the_score_a
             kept = stable_models[item["skill"]].feature_names[:2]
             item["features"] = {name: item["features"][name] for name in kept if name in item["features"]}
     for item in items:
-        plain = asyncio.run(scorer.infer(SkillInferenceRequest(**item)))
-        explained = asyncio.run(scorer.infer(SkillInferenceRequest(**item, explain=True)))
+        plain = score_one(scorer, SkillInferenceRequest(**item))
+        explained = score_one(scorer, SkillInferenceRequest(**item, explain=True))
         assert plain.explanation is None
         assert explained.score == plain.score
         check_explained(explained, stable_models[item["skill"]], item["features"])
@@ -62,7 +68,7 @@ def test_the_contributions_are_xgboosts_treeshap_on_the_scaled_row(scorer, stabl
     import xgboost as xgb
 
     item = student_items(1, seed=92, skills=("leadership",))[0]
-    result = asyncio.run(scorer.infer(SkillInferenceRequest(**item, explain=True)))
+    result = score_one(scorer, SkillInferenceRequest(**item, explain=True))
     model = stable_models["leadership"]
     row = np.array([[item["features"].get(name, np.nan) for name in model.feature_names]])
     row = np.where(np.isnan(row), model.imputation_defaults, row)
@@ -79,12 +85,13 @@ def test_the_contributions_are_xgboosts_treeshap_on_the_scaled_row(scorer, stabl
 
 def test_a_batch_explains_every_item_or_only_those_that_ask(scorer, stable_models):
     items = [SkillInferenceRequest(**item) for item in student_items(30, seed=93)]
-    everything = asyncio.run(scorer.infer_batch(SkillBatchRequest(items=items, explain=True)))
-    for item, result in zip(items, everything.results, strict=True):
+    explained = [item.model_copy(update={"explain": True}) for item in items]
+    everything = asyncio.run(scorer.score_many(explained))
+    for item, result in zip(items, everything, strict=True):
         check_explained(result, stable_models[item.skill], item.features)
     asking = [item.model_copy(update={"explain": index % 2 == 0}) for index, item in enumerate(items)]
-    some = asyncio.run(scorer.infer_batch(SkillBatchRequest(items=asking)))
-    assert [result.explanation is not None for result in some.results] == [index % 2 == 0 for index in range(30)]
+    some = asyncio.run(scorer.score_many(asking))
+    assert [result.explanation is not None for result in some] == [index % 2 == 0 for index in range(30)]
 
 
 def test_an_explained_answer_in_the_cache_is_never_given_to_a_request_without_explain(trained_versions):
@@ -96,7 +103,7 @@ def test_an_explained_answer_in_the_cache_is_never_given_to_a_request_without_ex
 
     def ask(**extra):
         request = SkillInferenceRequest(**item, **extra)
-        return asyncio.run(serving.skills_infer(request, forced_version=None))
+        return infer(serving, request)
 
     try:
         explained = ask(explain=True)  # first: the cache now holds an explained answer for this input

@@ -15,13 +15,14 @@ import httpx
 import pytest
 import yaml
 
-from inference.artifacts import read_metadata
-from inference.catalogue import SKILLS
-from inference.registry import save_to_store, skill_model_name
+from inference.families.skills.artifacts import read_metadata
+from inference.families.skills.scoring import skill_model_name
+from inference.store.registry import save_to_store
 from tests.utils.clock import iso_ago
 from tests.utils.prometheus import metric_total, sample_sum
 from tests.utils.requests import delete_from_store, student_items
 from tests.utils.servers import PROJECT_ROOT, start_server
+from train.data.catalogue import SKILLS
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -3,9 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from inference.catalogue import SKILLS
 from inference.errors import EmptyFeatures, InvalidFeatureValue, NoKnownFeatures, UnknownSkill
-from inference.features import check_skill, prepare_row
+from inference.families.skills.features import check_skill, prepare_row
 
 
 @pytest.fixture
@@ -72,11 +71,22 @@ def test_features_with_nothing_the_model_uses_are_rejected(model):
         prepare_row({"leadership_roles_taken": 2}, model)
 
 
-def test_unknown_skill_error_names_all_seven_skills():
-    assert check_skill("leadership") == "leadership"
-    with pytest.raises(UnknownSkill) as caught:
-        check_skill("cooking")
-    for skill in SKILLS:
-        assert skill in caught.value.message
+def test_an_unknown_skill_error_names_the_skills_served():
+    served = ("communication", "digital_literacy")
+    assert check_skill("digital_literacy", served) == "digital_literacy"
+    with pytest.raises(UnknownSkill, match="expected one of communication, digital_literacy"):
+        check_skill("leadership", served)
     with pytest.raises(UnknownSkill):
-        check_skill(None)
+        check_skill(None, served)
+
+
+def test_a_schema_without_ranges_accepts_any_finite_value_and_with_one_names_it(model):
+    from dataclasses import replace
+
+    from inference.families.skills.schema import FeatureSchema, FeatureSpec
+
+    open_schema = FeatureSchema(tuple(FeatureSpec(spec.name, spec.default) for spec in model.schema.features))
+    unbounded = replace(model, schema=open_schema)
+    assert prepare_row({"words_per_response": 1e9}, unbounded).values[0] == 1e9
+    with pytest.raises(InvalidFeatureValue, match=r"features.words_per_response: 1e\+09 is outside the valid range"):
+        prepare_row({"words_per_response": 1e9}, model)

@@ -10,10 +10,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inference.catalogue import FEATURES, SKILLS
 from inference.errors import InvalidFeatureValue, InvalidRequest
-from inference.features import prepare_row
-from inference.scoring import score_rows
+from inference.families.skills.features import prepare_row
+from inference.families.skills.scoring import score_rows
+from train.data.catalogue import FEATURES, SKILLS
 
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),

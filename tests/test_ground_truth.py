@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from inference.artifacts import load_skill_model
-from inference.catalogue import SKILLS
-from inference.errors import InvalidRequest
-from inference.ground_truth import PredictionLog, correlations, store_ratings
-from inference.monitoring import FUTURE_TOLERANCE, check_ratings
+from inference.errors import InvalidRequest, UnknownSkill
+from inference.families.skills.artifacts import load_skill_model
+from inference.families.skills.scoring import score_rows
+from inference.monitoring.ground_truth import PredictionLog, correlations, store_ratings
+from inference.monitoring.observer import FUTURE_TOLERANCE, check_ratings
 from inference.schemas import RatingsRequest
-from inference.scoring import score_rows
 from inference.storage import DeferredEngine, engine_for, predictions
-from inference.synthetic import generate_students
+from train.data.catalogue import SKILLS
+from train.data.students import generate_students
 from train.skills import SkillTrainingParams, train_skills
 
 pytestmark = pytest.mark.clock  # ratings and scores within a window of days before now
@@ -189,11 +189,17 @@ def rated(rated_at):
 
 
 def test_rating_times_are_stored_in_utc_and_may_be_a_few_minutes_ahead():
-    (row,) = check_ratings(rated("2026-01-10T10:00:00+02:00"))
+    (row,) = check_ratings(rated("2026-01-10T10:00:00+02:00"), [SKILL])
     assert row["rated_at"].isoformat() == "2026-01-10T08:00:00+00:00"  # SQLite would keep 10:00 and drop the zone
-    (row,) = check_ratings(rated("2026-01-10T10:00:00"))
+    (row,) = check_ratings(rated("2026-01-10T10:00:00"), [SKILL])
     assert row["rated_at"].isoformat() == "2026-01-10T10:00:00+00:00"
     slightly_ahead = datetime.now(UTC) + FUTURE_TOLERANCE - timedelta(minutes=1)
-    assert check_ratings(rated(slightly_ahead.isoformat()))
+    assert check_ratings(rated(slightly_ahead.isoformat()), [SKILL])
     with pytest.raises(InvalidRequest, match=r"ratings\[0\]\.rated_at: .* is in the future"):
-        check_ratings(rated((datetime.now(UTC) + FUTURE_TOLERANCE + timedelta(minutes=1)).isoformat()))
+        check_ratings(rated((datetime.now(UTC) + FUTURE_TOLERANCE + timedelta(minutes=1)).isoformat()), [SKILL])
+
+
+def test_a_rating_names_a_skill_the_server_serves_or_any_when_it_serves_none():
+    with pytest.raises(UnknownSkill, match="expected one of leadership, digital_literacy"):
+        check_ratings(rated(datetime.now(UTC).isoformat()), ["leadership", "digital_literacy"])
+    assert check_ratings(rated(datetime.now(UTC).isoformat()), None)  # no skills family here: nothing to check

@@ -4,12 +4,14 @@ import asyncio
 
 import pytest
 
-from inference.errors import InvalidHeader, InvalidRequest, InvalidText
-from inference.families import INTENT_LABELS
+from inference.errors import ArtifactError, InvalidHeader, InvalidRequest, InvalidText
+from inference.families.intent.family import check_intent_models
+from inference.families.intent.scorer import IntentModels, IntentPolicy, IntentQuery, IntentScorer
+from inference.families.intent.variants import CLASSIC_MODEL, DEFAULT_VARIANT, ENSEMBLE_MODEL, VERTICALS_MODEL
 from inference.faults import FaultInjector
-from inference.intent import DEFAULT_VARIANT, IntentClassifier, IntentModels, IntentPolicy
-from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, INTENTS, VERTICALS, VERTICALS_MODEL
-from inference.registry import load_text_models
+from inference.serving.pipeline import BatchLimit
+from inference.store.text_artifacts import load_stored_text_model
+from train.data.queries import INTENTS, VERTICALS
 
 
 class CountingMetrics:
@@ -26,8 +28,9 @@ class CountingMetrics:
 
 @pytest.fixture(scope="module")
 def intent_models(text_reports):
-    models = load_text_models(INTENT_LABELS, "v1.0.0")
-    return IntentModels(models[CLASSIC_MODEL], models[ENSEMBLE_MODEL], models[VERTICALS_MODEL])
+    return IntentModels(
+        *(load_stored_text_model(name, "v1.0.0") for name in (CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL))
+    )
 
 
 # The ensemble's default 250 ms budget includes the first call's warm-up; on a busy machine it can pass, and the
@@ -35,15 +38,22 @@ def intent_models(text_reports):
 UNHURRIED = IntentPolicy(ensemble_budget_s=10.0)
 
 
-def classify(models, text, variant, *, faults=None, metrics=None, policy=None):
+def classify_all(models, queries, *, faults=None, metrics=None, policy=None):
+    """Answers (or errors) for already prepared queries, in order."""
+
     async def run():
-        classifier = IntentClassifier(models, policy or UNHURRIED, faults=FaultInjector(faults), metrics=metrics)
+        scorer = IntentScorer(models, policy or UNHURRIED, faults=FaultInjector(faults), metrics=metrics)
         try:
-            return await classifier.classify(text, variant=variant)
+            return await scorer.score_many(queries)
         finally:
-            classifier.close()
+            scorer.close()
 
     return asyncio.run(run())
+
+
+def classify(models, text, variant, **options):
+    (answer,) = classify_all(models, [IntentQuery(text, variant=variant)], **options)
+    return answer
 
 
 def test_the_ensemble_beats_classic_on_held_out_queries_and_the_report_says_by_how_much(text_reports, session_dir):
@@ -127,50 +137,51 @@ def test_when_every_model_fails_the_default_intent_answers_flagged_and_counted(i
     ],
 )
 def test_unusable_text_is_refused_naming_the_field(intent_models, text, fragment):
-    with pytest.raises(InvalidText, match=fragment.replace("(", r"\(")):
-        classify(intent_models, text, "classic")
+    answer = classify(intent_models, text, "classic")
+    assert isinstance(answer, InvalidText) and fragment in answer.message
 
 
 def test_the_header_chooses_the_variant_and_a_wrong_one_is_refused(intent_models):
-    classifier = IntentClassifier(intent_models, IntentPolicy(split={"classic": 1.0, "ensemble": 0.0}))
-    assert classifier.choose_variant("ensemble", "u-1") == "ensemble"
-    assert classifier.choose_variant(None, "u-1") == "classic"
+    scorer = IntentScorer(intent_models, IntentPolicy(split={"classic": 1.0, "ensemble": 0.0}))
+    assert scorer.choose_variant("ensemble", "u-1") == "ensemble"
+    assert scorer.choose_variant(None, "u-1") == "classic"
+    # one variant for a whole request: the first query's preference decides
+    prepared = scorer.prepare([IntentQuery("a", preference="ensemble"), IntentQuery("b")])
+    assert [query.variant for query in prepared] == ["ensemble", "ensemble"]
     with pytest.raises(InvalidHeader, match="X-Model-Preference: expected one of classic, ensemble, got 'fast'"):
-        classifier.choose_variant("fast", None)
-    classifier.close()
+        scorer.choose_variant("fast", None)
+    scorer.close()
 
 
 def test_a_batch_answers_in_order_with_bad_texts_reported_in_place(intent_models):
     texts = ["hilton login", "", "what is compound interest", "x" * 3000, "pharmacy near me"]
-
-    async def run():
-        classifier = IntentClassifier(intent_models, IntentPolicy())
-        try:
-            return await classifier.classify_batch(texts, variant="classic")
-        finally:
-            classifier.close()
-
-    response = asyncio.run(run())
-    assert (response.succeeded, response.failed) == (3, 2)
-    assert [getattr(result, "intent", None) for result in response.results] == [
+    queries = [IntentQuery(text, field=f"texts[{index}]", variant="classic") for index, text in enumerate(texts)]
+    answers = classify_all(intent_models, queries)
+    assert [getattr(answer, "intent", None) for answer in answers] == [
         "navigational",
         None,
         "informational",
         None,
         "local",
     ]
-    assert response.results[1].error.message.startswith("texts[1]: must not be empty")
-    assert response.results[3].error.code == "invalid_text"
+    assert answers[1].message.startswith("texts[1]: must not be empty")
+    assert answers[3].code == "invalid_text"
 
 
 @pytest.mark.parametrize(("count", "fragment"), [(0, "at least 1 text"), (1001, "at most 1000 texts")])
-def test_an_empty_or_oversize_batch_is_refused(intent_models, count, fragment):
-    async def run():
-        classifier = IntentClassifier(intent_models, IntentPolicy())
-        try:
-            await classifier.classify_batch(["a query"] * count, variant="classic")
-        finally:
-            classifier.close()
-
+def test_an_empty_or_oversize_batch_is_refused(count, fragment):
     with pytest.raises(InvalidRequest, match=fragment):
-        asyncio.run(run())
+        BatchLimit("texts", "text", 1000).check(count)
+
+
+def test_the_intents_are_the_models_labels_and_the_default_intent_must_be_one(intent_models):
+    assert set(intent_models.classic.labels) == set(INTENTS)
+    check_intent_models(intent_models.classic, intent_models.ensemble, None, default_intent="support")
+    with pytest.raises(ArtifactError, match="INFERENCE_DEFAULT_INTENT 'weather' is not an intent of version"):
+        check_intent_models(intent_models.classic, intent_models.ensemble, None, default_intent="weather")
+
+
+def test_a_version_without_vertical_detectors_answers_no_verticals(intent_models):
+    without = IntentModels(intent_models.classic, intent_models.ensemble, None)
+    answer = classify(without, "cheap flights to paris for nursing jobs", "classic")
+    assert answer.verticals == [] and answer.intent in INTENTS

@@ -192,7 +192,7 @@ def test_the_gateway_route_weights_and_the_rollout_steps_stay_within_0_and_100()
     assert ("Ingress", strategy["trafficRouting"]["nginx"]["stableIngress"]) in objects
     assert ("Deployment", objects["Rollout", "inference"]["spec"]["workloadRef"]["name"]) in objects
     queries = " ".join(metric["provider"]["prometheus"]["query"] for metric in template["spec"]["metrics"])
-    exported = (PROJECT_ROOT / "inference" / "metrics.py").read_text()
+    exported = (PROJECT_ROOT / "inference" / "monitoring" / "metrics.py").read_text()
     for metric in ("inference_requests", "inference_request_duration_seconds"):
         assert metric in queries and f'"{metric}"' in exported  # the analysis reads metrics the service exports
     assert objects["HorizontalPodAutoscaler", "inference"]["spec"]["scaleTargetRef"]["kind"] == "Rollout"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.middleware import RequestLimits, json_depth
+from inference.http.middleware import RequestLimits, json_depth
 from inference.settings import Settings
 from tests.utils.prometheus import metric_total
 

@@ -10,14 +10,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from inference.catalogue import SKILLS
-from inference.registry import import_skill_artifacts, skill_model_name
+from inference.families.skills.family import import_skill_artifacts
+from inference.families.skills.scoring import skill_model_name
 from inference.storage import engine_for, teacher_ratings
-from inference.synthetic import generate_students
 from tests.utils.clock import iso_ago, iso_ahead
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import delete_from_store
 from tests.utils.servers import start_server
+from train.data.catalogue import SKILLS
+from train.data.students import generate_students
 from train.skills import SkillTrainingParams, train_skills
 
 pytestmark = pytest.mark.server

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from inference.metrics import GAUGES, PrometheusMetrics
+from inference.monitoring.metrics import GAUGES, PrometheusMetrics
 from tests.utils.servers import PROJECT_ROOT
 
 MONITORING = PROJECT_ROOT / "k8s" / "monitoring"

@@ -12,9 +12,9 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from inference.catalogue import SKILLS
 from tests.utils.docs import run_python_example
 from tests.utils.requests import student_items
+from train.data.catalogue import SKILLS
 
 pytestmark = pytest.mark.server
 
@@ -39,6 +39,9 @@ def test_health_metadata_and_readiness(client):
         assert metadata["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, n]}]
         assert [output["name"] for output in metadata["outputs"]] == ["score", "confidence"]
         assert "v1.0.0" in metadata["versions"]
+        columns = metadata["parameters"]["features"]  # the model's schema, column by column
+        assert [column["name"] for column in columns] == metadata["parameters"]["feature_names"]
+        assert all("imputation_default" in column and "minimum" in column for column in columns)
     assert not client.is_model_ready("skill-nope")
 
 

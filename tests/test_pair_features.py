@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from inference.pair_features import N_PAIR_FEATURES, PAIR_FEATURES, PairFeaturizer, lexical_features
-from inference.pairs import generate_pairs
+from inference.families.textpair.features import N_PAIR_FEATURES, PAIR_FEATURES, PairFeaturizer, lexical_features
+from train.data.pairs import generate_pairs
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_numbers_and_negation_are_noticed(featurizer):
 
 
 def test_every_feature_is_documented_in_the_generated_features_doc():
-    from inference.docs import FEATURES_DOC
+    from tools.docs import FEATURES_DOC
 
     text = FEATURES_DOC.read_text()
     assert all(f"`{name}`" in text for name in PAIR_FEATURES)

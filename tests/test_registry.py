@@ -1,30 +1,22 @@
+"""The model store as the registry: imports tagged and never overwritten, every fault of an artifact refused
+naming the file before anything is saved, versions resolved, and the build's pins in agreement."""
+
 import json
 import shutil
 
 import bentoml
 import pytest
 import yaml
-from bentoml.exceptions import NotFound
 
 from import_models import main as import_main
-from import_models import recognise_family
-from inference.artifacts import load_skill_model
-from inference.catalogue import SKILLS
 from inference.errors import ArtifactError, ModelVersionExists
-from inference.families import pinned_tags
-from inference.registry import (
-    available_versions,
-    check_semver,
-    import_skill_artifacts,
-    load_skill_models,
-    resolve_version,
-    semver_key,
-)
+from inference.families.loader import pinned_tags
+from inference.families.skills.artifacts import load_skill_model
+from inference.families.skills.family import SkillsFamily, import_skill_artifacts, load_skill_models
 from inference.settings import MODEL_PINS_FILE, Settings
-from inference.text_artifacts import write_text_artifact
-from inference.textpair_catalogue import TEXTPAIR_MODEL
-from tests.utils.requests import delete_from_store
+from inference.store.registry import available_model_versions, check_semver, resolve_model_version, semver_key
 from tests.utils.servers import PROJECT_ROOT
+from train.data.catalogue import SKILLS
 
 
 def test_import_saves_seven_tagged_models_with_metadata_and_labels(trained_versions):
@@ -46,31 +38,49 @@ def test_an_existing_version_is_never_overwritten(trained_versions):
     assert bentoml.models.get("skill-leadership:v1.0.0").info.metadata["training_data_hash"] == before
 
 
-def test_a_model_whose_features_do_not_match_the_catalogue_is_refused_before_anything_is_saved(
+def test_a_model_whose_features_disagree_with_its_scaler_is_refused_before_anything_is_saved(
     trained_versions, tmp_path
 ):
     broken = tmp_path / "v9.0.0"
     shutil.copytree(trained_versions["v1.0.0"], broken)
     metadata_path = broken / "creativity" / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
-    metadata["feature_names"][0] = "shoe_size"
+    metadata["feature_names"].append("shoe_size")  # one more than the booster takes
+    metadata["imputation_defaults"]["shoe_size"] = 42.0
     metadata_path.write_text(json.dumps(metadata))
-    with pytest.raises(
-        ArtifactError,
-        match=r"do not match the catalogue for skill 'creativity'.*missing \['novel_idea_count'\], unexpected \['shoe_size'\]",
-    ):
+    with pytest.raises(ArtifactError, match=r"creativity/scaler\.json: mean must be 7 finite numbers"):
         import_skill_artifacts(broken, version="v9.0.0")
-    assert "v9.0.0" not in available_versions("communication")
+    assert "v9.0.0" not in available_model_versions("skill-communication")
 
 
-def test_reordered_features_are_refused_too(trained_versions, tmp_path):
-    shutil.copytree(trained_versions["v1.0.0"] / "leadership", tmp_path / "leadership")
-    metadata_path = tmp_path / "leadership" / "metadata.json"
-    metadata = json.loads(metadata_path.read_text())
-    metadata["feature_names"].reverse()
-    metadata_path.write_text(json.dumps(metadata))
-    with pytest.raises(ArtifactError, match="same names in another order"):
-        load_skill_model(tmp_path / "leadership", version="v0")
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["feature_names"].append(m["feature_names"][0]), "more than once"),
+        (lambda m: m["imputation_defaults"].pop(m["feature_names"][0]), "imputation_defaults must give one value"),
+        (lambda m: m["features"].update({"nope": {}}), r"features describes \['nope'\]"),
+        (lambda m: m["features"][m["feature_names"][0]].update({"colour": "red"}), "may hold only"),
+        (lambda m: m.update(skill="Leadership!"), "not a usable skill name"),
+    ],
+)
+def test_a_schema_the_metadata_gets_wrong_is_refused_naming_the_fault(trained_versions, tmp_path, edit, message):
+    directory = tmp_path / "leadership"
+    shutil.copytree(trained_versions["v1.0.0"] / "leadership", directory)
+    metadata = json.loads((directory / "metadata.json").read_text())
+    edit(metadata)
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ArtifactError, match=message):
+        load_skill_model(directory, version="v0")
+
+
+def test_an_imputation_default_outside_the_features_range_is_refused(trained_versions, tmp_path):
+    directory = tmp_path / "leadership"
+    shutil.copytree(trained_versions["v1.0.0"] / "leadership", directory)
+    metadata = json.loads((directory / "metadata.json").read_text())
+    metadata["imputation_defaults"]["leadership_roles_taken"] = 99.0  # its range is [0, 50]
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ArtifactError, match=r"leadership_roles_taken = 99 is outside the feature's range \[0, 50\]"):
+        load_skill_model(directory, version="v0")
 
 
 @pytest.mark.parametrize(
@@ -94,9 +104,9 @@ def test_a_corrupt_artifact_gives_an_error_naming_the_file(trained_versions, tmp
 
 
 def test_latest_resolves_to_the_highest_semver_and_pins_are_taken_as_given(trained_versions):
-    assert available_versions("creativity") == ["v1.0.0", "v1.1.0"]
-    assert resolve_version("creativity", "latest") == "v1.1.0"
-    assert resolve_version("creativity", "v1.0.0") == "v1.0.0"
+    assert available_model_versions("skill-creativity") == ["v1.0.0", "v1.1.0"]
+    assert resolve_model_version("skill-creativity", "latest") == "v1.1.0"
+    assert resolve_model_version("skill-creativity", "v1.0.0") == "v1.0.0"
     models = load_skill_models({**dict.fromkeys(SKILLS, "v1.0.0"), "leadership": "latest"})
     assert models["leadership"].version == "v1.1.0" and models["creativity"].version == "v1.0.0"
 
@@ -122,48 +132,6 @@ def test_import_cli_reports_errors_without_a_traceback(trained_versions, capsys)
     assert "refusing to overwrite" in capsys.readouterr().err
 
 
-def test_the_family_is_recognised_from_its_sub_folders_and_a_partial_set_is_refused(tmp_path):
-    for family, folders in (
-        ("skills", SKILLS),
-        ("intent", ["intent-classic", "intent-ensemble", "intent-verticals"]),
-        ("textpair", ["textpair"]),
-    ):
-        for folder in folders:
-            (tmp_path / family / folder).mkdir(parents=True)
-        assert recognise_family(tmp_path / family) == family
-    partial = tmp_path / "partial"
-    (partial / "intent-classic").mkdir(parents=True)
-    (partial / "intent-ensemble").mkdir()
-    with pytest.raises(ValueError, match=r"no family's artifact folders found; expected one of these sets: skills: "):
-        recognise_family(partial)
-
-
-def write_textpair_artifact(root, labels):
-    """A text-pair artifact with these labels: a trivial estimator, since the import checks the format only."""
-    from sklearn.dummy import DummyClassifier
-
-    estimator = DummyClassifier(strategy="prior").fit([[0], [1]], labels)
-    write_text_artifact(root / TEXTPAIR_MODEL, estimator, {"model": TEXTPAIR_MODEL, "labels": list(labels)})
-    return root
-
-
-def test_text_labels_must_be_the_catalogues_names_in_any_order(tmp_path, capsys):
-    version = "v0.0.1-labels"
-    try:
-        accepted = write_textpair_artifact(tmp_path / "ok", ["paraphrase", "different"])
-        assert import_main([str(accepted), "--version", version]) == 0  # family recognised: textpair
-        assert f"imported textpair:{version}" in capsys.readouterr().out
-        delete_from_store([TEXTPAIR_MODEL], version)
-        for labels in (["different", "Paraphrase"], ["different", "same"]):
-            refused = write_textpair_artifact(tmp_path / labels[1], labels)
-            assert import_main([str(refused), "--version", version]) == 2
-            assert "do not match the catalogue's ['different', 'paraphrase']" in capsys.readouterr().err
-            with pytest.raises(NotFound):
-                bentoml.models.get(f"{TEXTPAIR_MODEL}:{version}")
-    finally:
-        delete_from_store([TEXTPAIR_MODEL], version)
-
-
 def test_bentofile_pins_exactly_the_versions_in_models_env():
     # No fixed count: a canary build routes a second version, and then both versions' tags belong in the Bento.
     bentofile = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
@@ -173,10 +141,29 @@ def test_bentofile_pins_exactly_the_versions_in_models_env():
     assert bentofile["python"]["lock_packages"] is False
 
 
-def test_settings_refuse_unknown_skills_in_overrides(monkeypatch):
-    monkeypatch.setenv("INFERENCE_SKILL_VERSIONS", '{"cooking": "v1.0.0"}')
-    with pytest.raises(ValueError, match="unknown skills"):
+def test_the_served_skills_are_the_settings_list_else_every_skill_in_the_store(trained_versions, monkeypatch):
+    family = SkillsFamily()
+    assert family.model_names(Settings(skills=["leadership", "creativity"]), "v1.0.0") == [
+        "skill-leadership",
+        "skill-creativity",
+    ]
+    discovered = Settings.model_construct(**{**Settings().model_dump(), "skills": None})
+    assert sorted(family.model_names(discovered, "v1.0.0")) == sorted(f"skill-{skill}" for skill in SKILLS)
+    with pytest.raises(ArtifactError, match=r"no skill model is in the model store at version v4\.4\.4"):
+        family.model_names(discovered, "v4.4.4")
+
+
+def test_settings_refuse_names_that_cannot_be_skills(monkeypatch):
+    monkeypatch.setenv("INFERENCE_SKILL_VERSIONS", '{"Cooking!": "v1.0.0"}')
+    with pytest.raises(ValueError, match="are not skill names"):
         Settings()
-    monkeypatch.setenv("INFERENCE_SKILL_VERSIONS", '{"leadership": "v1.1.0"}')
-    monkeypatch.setenv("INFERENCE_SKILLS_VERSION", "v1.0.0")
-    assert Settings().pinned_skill_versions() == {**dict.fromkeys(SKILLS, "v1.0.0"), "leadership": "v1.1.0"}
+    monkeypatch.delenv("INFERENCE_SKILL_VERSIONS")
+    monkeypatch.setenv("INFERENCE_SKILLS", '["leadership", "leadership"]')
+    with pytest.raises(ValueError, match="a skill is listed twice"):
+        Settings()
+
+
+def test_an_override_for_a_skill_the_version_does_not_serve_stops_the_load(trained_versions):
+    settings = Settings(skills_version="v1.0.0", skills=["leadership"], skill_versions={"creativity": "v1.1.0"})
+    with pytest.raises(ArtifactError, match=r"INFERENCE_SKILL_VERSIONS names \['creativity'\]"):
+        SkillsFamily().load_models(settings, "v1.0.0")

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from inference.routing import choose_variant, pick_by_weight, sticky_point
+from inference.serving.routing import choose_variant, pick_by_weight, sticky_point
 
 SPLIT = {"classic": 90.0, "ensemble": 10.0}
 

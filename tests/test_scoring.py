@@ -5,9 +5,16 @@ import pytest
 import xgboost as xgb
 from sklearn.preprocessing import StandardScaler
 
-from inference.catalogue import SKILLS
-from inference.scoring import HIGH_SKILL_CLASS, TOP_IMPORTANCES, SkillRow, score_rows, score_skill_rows, top_importances
-from inference.synthetic import generate_students
+from inference.families.skills.scoring import (
+    HIGH_SKILL_CLASS,
+    TOP_IMPORTANCES,
+    SkillRow,
+    score_rows,
+    score_skill_rows,
+    top_importances,
+)
+from train.data.catalogue import SKILLS
+from train.data.students import generate_students
 
 
 def stored_classifier_and_scaler(artifact_dir):

@@ -6,10 +6,10 @@ import httpx
 import numpy as np
 import pytest
 
-from inference.catalogue import SKILL_FEATURES, SKILLS
-from inference.scoring import HIGH_SKILL_CLASS
+from inference.families.skills.scoring import HIGH_SKILL_CLASS
 from tests.test_scoring import stored_classifier_and_scaler
 from tests.utils.requests import student_items
+from train.data.catalogue import SKILL_FEATURES, SKILLS
 
 pytestmark = pytest.mark.server
 

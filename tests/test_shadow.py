@@ -12,19 +12,26 @@ import httpx
 import numpy as np
 import pytest
 
-from inference.catalogue import SKILLS
-from inference.metrics import NoMetrics
-from inference.registry import load_skill_models
-from inference.schemas import SkillBatchRequest, SkillInferenceRequest
+from inference.errors import UnknownSkill
+from inference.families.intent.scorer import IntentQuery
+from inference.families.skills.family import load_skill_models
+from inference.families.skills.scorer import HIGH_SKILL, SkillsScorer
+from inference.monitoring.metrics import NoMetrics
+from inference.schemas import SkillInferenceRequest
+from inference.serving.pipeline import Outcome
+from inference.serving.shadow import Shadow, load_shadows
 from inference.settings import Settings
-from inference.shadow import HIGH_SKILL, Shadow, load_shadows
-from inference.skills import SkillsScorer
 from tests.utils.docs import run_python_example
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import student_items
 from tests.utils.servers import start_server
+from train.data.catalogue import SKILLS
 
 PAIR = {"family": "skills", "model_version": "v1.0.0", "shadow_version": "v1.1.0"}
+
+
+def outcome(requests, answers):
+    return Outcome(list(requests), list(answers), ["v1.0.0"])
 
 
 def expected_agreement(items, primary_scores):
@@ -32,7 +39,7 @@ def expected_agreement(items, primary_scores):
     candidate = SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, "v1.1.0")))
     try:
         requests = [SkillInferenceRequest(**item) for item in items]
-        shadow = asyncio.run(candidate.infer_batch(SkillBatchRequest(items=requests))).results
+        shadow = asyncio.run(candidate.score_many(requests))
     finally:
         candidate.close()
     first, second = np.array(primary_scores), np.array([result.score for result in shadow])
@@ -52,9 +59,9 @@ def scorers(trained_versions):
 def test_the_shadow_compares_the_sampled_answers_and_records_the_agreement(scorers):
     items = student_items(60, seed=71)
     requests = [SkillInferenceRequest(**item) for item in items]
-    answers = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=requests))).results
+    answers = asyncio.run(scorers["v1.0.0"].score_many(requests))
     shadow = Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0)
-    asyncio.run(shadow.task(requests, answers)())
+    asyncio.run(shadow.task(outcome(requests, answers))())
     pair = shadow.pairs["v1.0.0"]
     mean_diff, agreement = expected_agreement(items, [answer.score for answer in answers])
     assert pair.compared == 60
@@ -64,32 +71,35 @@ def test_the_shadow_compares_the_sampled_answers_and_records_the_agreement(score
 
 def test_sampling_and_what_is_never_compared(scorers):
     request = SkillInferenceRequest(**student_items(1, seed=72)[0])
-    (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
-    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.0).task([request], [answer]) is None
-    assert (
-        Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.5).task([request], [answer]) is None
-    )
-    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.1).task([request], [answer])
+    (answer,) = asyncio.run(scorers["v1.0.0"].score_many([request]))
+    answered = outcome([request], [answer])
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.0).task(answered) is None
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.5).task(answered) is None
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=0.3, sample=lambda: 0.1).task(answered)
     own = answer.model_copy(update={"model_version": "v1.1.0"})  # the shadow version answered itself
-    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0).task([request], [own]) is None
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0).task(outcome([request], [own])) is None
+    failed = outcome([request], [UnknownSkill("skill: unknown skill")])  # an error is never compared
+    assert Shadow("skills", "v1.1.0", scorers["v1.1.0"], share=1.0).task(failed) is None
 
 
 def test_a_failing_shadow_is_logged_and_never_raises(scorers, caplog):
     class Broken:
-        async def infer_batch(self, request):
+        measure = scorers["v1.1.0"].measure
+
+        async def score_many(self, requests):
             raise RuntimeError("shadow model exploded")
 
     request = SkillInferenceRequest(**student_items(1, seed=73)[0])
-    (answer,) = asyncio.run(scorers["v1.0.0"].infer_batch(SkillBatchRequest(items=[request]))).results
+    (answer,) = asyncio.run(scorers["v1.0.0"].score_many([request]))
     shadow = Shadow("skills", "v1.1.0", Broken(), share=1.0)  # type: ignore[arg-type]
-    asyncio.run(shadow.task([request], [answer])())
+    asyncio.run(shadow.task(outcome([request], [answer]))())
     assert "shadow skills v1.1.0 failed: RuntimeError: shadow model exploded" in caplog.text
     assert shadow.pairs == {}
 
 
 @pytest.fixture(scope="module")
 def text_scorers(text_reports):
-    from inference.families import FamilyLoader
+    from inference.families.loader import FamilyLoader
     from inference.settings import Settings
 
     loader = FamilyLoader(Settings(families=["intent", "textpair"]))
@@ -101,26 +111,26 @@ def text_scorers(text_reports):
 
 def test_intent_and_text_pair_shadows_compare_labels_and_scores(text_scorers):
     # The same models under another version name: the comparison must find full agreement and no difference.
-    from inference.pairs import generate_pairs
-    from inference.queries import generate_queries
     from inference.schemas import TextPairRequest
+    from train.data.pairs import generate_pairs
+    from train.data.queries import generate_queries
 
-    texts = generate_queries(40, seed=75).texts
-    answers = asyncio.run(text_scorers["intent"].classify_many(texts, variant="classic"))
+    queries = [IntentQuery(text, variant="classic") for text in generate_queries(40, seed=75).texts]
+    answers = asyncio.run(text_scorers["intent"].score_many(queries))
     intent = Shadow("intent", "v-same", text_scorers["intent"], share=1.0)
-    asyncio.run(intent.task(texts, answers)())
+    asyncio.run(intent.task(outcome(queries, answers))())
     assert (intent.pairs["v1.0.0"].compared, intent.pairs["v1.0.0"].agreement) == (40, 1.0)
     assert intent.pairs["v1.0.0"].mean_abs_diff == pytest.approx(0.0, abs=1e-12)
 
     requests = [TextPairRequest(text1=first, text2=second) for first, second in generate_pairs(30, seed=76).pairs]
-    answers = [asyncio.run(text_scorers["textpair"].predict(request)) for request in requests]
+    answers = asyncio.run(text_scorers["textpair"].score_many(requests))
     pair = Shadow("textpair", "v-same", text_scorers["textpair"], share=1.0)
-    asyncio.run(pair.task(requests, answers)())
+    asyncio.run(pair.task(outcome(requests, answers))())
     assert (pair.pairs["v1.0.0"].compared, pair.pairs["v1.0.0"].agreement) == (30, 1.0)
 
     flipped = [answer.model_copy(update={"prediction": 1 - answer.prediction}) for answer in answers]
     disagreeing = Shadow("textpair", "v-same", text_scorers["textpair"], share=1.0)
-    asyncio.run(disagreeing.task(requests, flipped)())
+    asyncio.run(disagreeing.task(outcome(requests, flipped))())
     assert disagreeing.pairs["v1.0.0"].agreement == 0.0  # labels are compared, not only scores
 
 
@@ -167,9 +177,7 @@ def test_over_http_the_answers_are_the_primarys_and_the_metrics_hold_the_right_a
     primary = SkillsScorer(load_skill_models(dict.fromkeys(SKILLS, "v1.0.0")))
     try:
         requests = [SkillInferenceRequest(**item) for item in items]
-        expected_scores = [
-            result.score for result in asyncio.run(primary.infer_batch(SkillBatchRequest(items=requests))).results
-        ]
+        expected_scores = [result.score for result in asyncio.run(primary.score_many(requests))]
     finally:
         primary.close()
     assert np.allclose([answer["score"] for answer in answers], expected_scores, atol=1e-9)  # unchanged by the shadow

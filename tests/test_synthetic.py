@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from inference.catalogue import FEATURES, SKILLS
-from inference.synthetic import HIGH_SKILL_RATING, generate_students
+from train.data.catalogue import FEATURES, SKILLS
+from train.data.students import HIGH_SKILL_RATING, generate_students
 
 
 def test_same_seed_gives_the_same_students_and_another_seed_does_not():

@@ -2,9 +2,8 @@
 
 from collections import Counter
 
-from inference.intent_catalogue import INTENTS, VERTICALS
-from inference.pairs import generate_pairs
-from inference.queries import AMBIGUOUS_TEMPLATES, generate_queries
+from train.data.pairs import generate_pairs
+from train.data.queries import AMBIGUOUS_TEMPLATES, INTENTS, VERTICALS, generate_queries
 
 
 def test_same_seed_same_queries_another_seed_others():

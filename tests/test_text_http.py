@@ -5,10 +5,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from inference.intent_catalogue import INTENTS
-from inference.pair_features import PAIR_FEATURES
-from inference.queries import generate_queries
+from inference.families.textpair.features import PAIR_FEATURES
 from tests.utils.servers import start_server
+from train.data.queries import INTENTS, generate_queries
 
 pytestmark = pytest.mark.server
 

@@ -8,20 +8,21 @@ import shutil
 import numpy as np
 import pytest
 
-from inference.artifacts import read_metadata, write_metadata
-from inference.cache import CacheKey, MemoryCache
-from inference.catalogue import SKILLS
 from inference.errors import ArtifactError, InvalidHeader, InvalidRequest
-from inference.families import FamilyLoader, load_families, pinned_tags
-from inference.manager import ModelManager, ReloadFailed
-from inference.registry import available_versions, import_skill_artifacts, save_to_store, semver_key, skill_model_name
+from inference.families.loader import FamilyLoader, load_families, pinned_tags
+from inference.families.skills.family import import_skill_artifacts
+from inference.families.skills.scoring import skill_model_name
 from inference.schemas import SkillInferenceRequest
+from inference.serving.cache import CacheKey, MemoryCache
+from inference.serving.manager import ModelManager, ReloadFailed
+from inference.serving.state import SharedState
+from inference.serving.versions import Route, VersionedFamily
 from inference.settings import Settings
-from inference.state import SharedState
-from inference.text_artifacts import TextModel
-from inference.validation import FALLBACK_TEXTS, check_text_model
-from inference.versions import Route, VersionedFamily
+from inference.store.files import read_metadata, write_metadata
+from inference.store.registry import available_model_versions, save_to_store, semver_key
+from inference.store.text_artifacts import TextModel, check_text_model
 from tests.utils.requests import delete_from_store, student_items
+from train.data.catalogue import SKILLS
 
 
 def test_a_route_defaults_to_all_traffic_on_stable_and_rolls_back_there():
@@ -168,7 +169,7 @@ def test_a_dropped_version_loses_its_cached_answers_and_is_closed_after_the_reti
 
 def test_watching_the_store_makes_a_newer_version_stable_in_every_worker(managers):
     first, second = managers
-    newest = max(available_versions("communication"), key=semver_key)
+    newest = max(available_model_versions("skill-communication"), key=semver_key)
     assert semver_key(newest) > semver_key("v1.0.0")
     asyncio.run(first.reload_newer_versions())
     assert first.routes()["skills"] == {"stable": newest, "weights": {newest: 100.0}, "loaded": [newest]}
@@ -193,7 +194,7 @@ def test_a_version_imported_without_samples_is_checked_on_a_neutral_input_and_se
         scorer = managers[0].families.get("skills").scorers[version]
         assert all("samples" not in model.metadata for model in scorer.models.values())
         request = SkillInferenceRequest(**student_items(1, seed=301, skills=("creativity",))[0])
-        result = asyncio.run(scorer.infer(request))
+        (result,) = asyncio.run(scorer.score_many([request]))
         assert result.model_version == version and 0 <= result.score <= 1
     finally:
         delete_from_store([skill_model_name(skill) for skill in SKILLS], version)
@@ -210,10 +211,13 @@ class FixedProbabilities:
         return np.array([self.row] * len(inputs))
 
 
+NEUTRAL = [["a cat sat", "a cat was sitting"]]
+
+
 def test_a_text_model_without_samples_must_answer_a_neutral_input_finitely_and_in_range():
     sane = FixedProbabilities([0.25, 0.75])
-    check_text_model(TextModel("textpair", "v0", sane, ("different", "paraphrase")))
-    assert sane.seen == [FALLBACK_TEXTS]
+    check_text_model(TextModel("textpair", "v0", sane, ("different", "paraphrase")), NEUTRAL)
+    assert sane.seen == [NEUTRAL]
     broken = FixedProbabilities([float("nan"), 1.0])
     with pytest.raises(ArtifactError, match="textpair:v0: the smoke prediction is not finite and within"):
-        check_text_model(TextModel("textpair", "v0", broken, ("different", "paraphrase")))
+        check_text_model(TextModel("textpair", "v0", broken, ("different", "paraphrase")), NEUTRAL)

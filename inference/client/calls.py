@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from inference import routes
 from inference.client.errors import InvalidInput, RequestRejected, UnexpectedAnswer
 from inference.client.policy import IntentFallback
+from inference.http import paths as routes
 from inference.schemas import (
     HealthResponse,
     IntentBatchResponse,

@@ -19,8 +19,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sklearn.preprocessing import StandardScaler
 
-from inference.catalogue import SKILLS
 from inference.settings import Settings
+from train.data.catalogue import SKILLS
 
 app = FastAPI()
 MODELS: dict[str, tuple[xgb.XGBClassifier, StandardScaler, list[str], dict[str, float], str]] = {}
@@ -39,8 +39,8 @@ class BatchRequest(BaseModel):
 @app.on_event("startup")
 def load_models() -> None:
     settings = Settings()
-    for skill in SKILLS:
-        stored = bentoml.models.get(f"skill-{skill}:{settings.skill_version(skill)}")
+    for skill in settings.skills or SKILLS:
+        stored = bentoml.models.get(f"skill-{skill}:{settings.skill_versions.get(skill, settings.skills_version)}")
         path = Path(stored.path)
         classifier = xgb.XGBClassifier()
         classifier.load_model(path / "model.json")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import bentoml
 
-from inference.catalogue import SKILLS
-from inference.registry import skill_model_name
+from inference.families.skills.scoring import skill_model_name
 from inference.settings import Settings
+from train.data.catalogue import SKILLS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV = PROJECT_ROOT / ".bench" / "mlserver-venv"
@@ -47,8 +47,8 @@ def write_repository(directory: Path, port: int) -> None:
     """
     settings = Settings()
     directory.mkdir(parents=True)
-    for skill in SKILLS:
-        version = settings.skill_version(skill)
+    for skill in settings.skills or SKILLS:
+        version = settings.skill_versions.get(skill, settings.skills_version)
         stored = bentoml.models.get(f"{skill_model_name(skill)}:{version}")
         (directory / skill).mkdir()
         model_settings = {

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.synthetic import generate_students
+from train.data.students import generate_students
 
 
 def student_items(n: int, *, seed: int = 123, skills: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """`n` batch items for generated students, cycling through `skills` (all 7 by default)."""
-    from inference.catalogue import SKILLS
+    from train.data.catalogue import SKILLS
 
     skills = skills or SKILLS
     sample = generate_students(n, seed=seed)

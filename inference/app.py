@@ -1,0 +1,126 @@
+"""The composition root: `build(settings)` loads the families and wires the serving path, the cache, the database,
+monitoring, the shadows and the model manager into one `App`. service.py builds one per worker and keeps only the
+routes; tests build one in process.
+
+Imported only where a worker starts: the families pull in the model libraries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.families.loader import FamilyLoader, load_families
+from inference.logs import LOGGER_NAME
+from inference.monitoring.drift import DriftMonitor
+from inference.monitoring.ground_truth import PredictionLog
+from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.monitoring.observer import Monitoring, Observer
+from inference.schemas import FamilyModels
+from inference.serving.cache import cache_from_url
+from inference.serving.manager import ModelManager
+from inference.serving.pipeline import Serving
+from inference.serving.shadow import Shadow, load_shadows
+from inference.serving.state import SharedState
+from inference.settings import Settings
+from inference.storage import DeferredEngine
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+@dataclass
+class App:
+    settings: Settings
+    serving: Serving
+    monitoring: Monitoring
+    manager: ModelManager
+    shadows: dict[str, Shadow]
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def ready(self) -> bool:
+        return self.serving.families.ready()
+
+    def served(self) -> list[FamilyModels]:
+        return self.serving.families.served()
+
+    def served_skills(self) -> list[str] | None:
+        """The skills of the stable skills version; None when this server serves no skills family (yet)."""
+        versioned = self.serving.families.get("skills")
+        if versioned is None:
+            return None
+        return list(versioned.scorers[versioned.route.stable].skills)
+
+    def start(self) -> None:
+        """The background work of a worker: following admin changes, the monitoring timers."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.manager.follow(), name="model-changes"),
+            loop.create_task(self.monitoring.run(), name="monitoring"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.monitoring.close()
+        await self.manager.close()
+        await self.serving.cache.close()
+        self.serving.families.close()
+        for shadow in self.shadows.values():
+            shadow.scorer.close()
+
+
+def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path | None = None) -> App:
+    """Everything one worker serves with. A family that fails to load leaves the app unready (the reason in the log
+    and in every 503), and a database that cannot be reached leaves ratings and correlations failing until it can;
+    neither stops the worker."""
+    metrics = metrics or NoMetrics()
+    loader = FamilyLoader(settings, metrics=metrics)
+    logger.info("loading families %s", settings.families)
+    families = load_families(settings, loader)
+    cache = cache_from_url(
+        settings.cache_url,
+        ttl_s=settings.cache_ttl_s,
+        timeout_s=settings.cache_timeout_ms / 1000,
+        max_entries=settings.cache_max_entries,
+        stats=metrics,
+    )
+    engine = DeferredEngine(settings.database_url)
+    try:
+        engine.open()
+    except Exception as err:  # serve anyway: only ratings, correlations and the prediction log need it
+        logger.error(
+            "database not usable at start (%s: %s); ratings, correlations and the prediction log fail until it is, "
+            "scoring is not affected",
+            type(err).__name__,
+            str(err).splitlines()[0] if str(err) else "",
+        )
+    observer = Observer(
+        metrics=metrics,
+        drift=DriftMonitor(window=settings.drift_window, min_observations=settings.drift_min_observations),
+        predictions=PredictionLog(engine),
+        prediction_log_share=settings.prediction_log_share,
+    )
+    serving = Serving(families, cache, observer=observer)
+    monitoring = Monitoring(
+        observer,
+        engine,
+        psi_alert=settings.drift_psi_alert,
+        correlation_alert_below=settings.correlation_alert_below,
+        correlation_window_days=settings.correlation_window_days,
+        correlation_min_pairs=settings.correlation_min_pairs,
+    )
+    manager = ModelManager(
+        families,
+        loader,
+        SharedState(state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])),
+        cache,
+        retire_after_s=2 * settings.request_timeout_s,
+        watch_store_s=settings.reload_watch_s,
+    )
+    app = App(settings, serving, monitoring, manager, load_shadows(settings, metrics))
+    if app.ready():
+        logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
+    return app

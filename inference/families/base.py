@@ -1,0 +1,121 @@
+"""The family protocol: what the serving path, the cache, monitoring, the shadow and the model manager need from
+a model family, and nothing more.
+
+A family (skills, intent, text pair) is a `Family`: it names the models that make up one of its versions in the
+model store and loads a version into a `Scorer`. A `Scorer` is one loaded, validated version: requests in,
+answers or per-item errors out, through its own adaptive batcher. Everything else is generic and written once:
+version choice, the result cache, observation, shadow comparison, hot reload (`inference.serving`).
+
+To add a family: a sub-package with its schema, its importers and a `Family` whose `load` returns a `Scorer`,
+registered in `inference.families.FAMILIES`; its routes call `Serving.answer_one` / `Serving.answer_many`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from inference.errors import InferenceError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from inference.faults import FaultInjector
+    from inference.monitoring.metrics import Metrics
+    from inference.monitoring.observer import Observer
+    from inference.serving.cache import CacheKey
+    from inference.settings import Settings
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a family needs to load a version: the settings, where to report, and the faults of drills."""
+
+    settings: Settings
+    metrics: Metrics
+    faults: FaultInjector
+    on_batch: Callable[[int], None]  # every batch size the version's batchers dispatch
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What the shadow compares of an answer: a score in [0, 1] and a label, and the version that gave it."""
+
+    score: float
+    label: object
+    version: str
+
+
+class Scorer(Protocol, Generic[Request, Answer]):
+    """One loaded and validated version of a family."""
+
+    version: str
+    answer_type: type[Answer]  # what the cache stores (its JSON)
+
+    def model_names(self) -> list[str]:
+        """The model store names this version serves (for /health and /api/v1/models)."""
+        ...
+
+    def prepare(self, requests: Sequence[Request]) -> Sequence[Request]:
+        """Settle what depends on the version before the cache is asked (the intent variant); may raise an
+        `InferenceError` that refuses the whole request (a bad header)."""
+        ...
+
+    def cache_key(self, request: Request) -> CacheKey:
+        """The key of this request's answer: model, version and a hash of the normalised input."""
+        ...
+
+    def cacheable(self, answer: Answer) -> bool:
+        """Whether this answer may be kept (a degraded answer is not)."""
+        ...
+
+    def from_cache(self, answer: Answer) -> Answer:
+        """A cached answer as it is sent again (`cached: true`, a fresh timestamp where there is one)."""
+        ...
+
+    async def score_many(self, requests: Sequence[Request]) -> list[Answer | InferenceError]:
+        """Answers in the requests' order; a request that cannot be answered gets its error in its place."""
+        ...
+
+    def observe(self, request: Request, answer: Answer, observer: Observer) -> None:
+        """Report an answer given (scores, drift inputs, the prediction log)."""
+        ...
+
+    def measure(self, answer: Any) -> Measure | None:
+        """What the shadow compares of an answer; None for one it must not compare (an error, a fallback)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Family(Protocol):
+    """A model family: which store models make up a version, and how a version is loaded."""
+
+    name: str
+
+    def model_names(self, settings: Settings, version: str) -> list[str]:
+        """The store names of the models that make up `version` (a Bento must carry each `name:version`)."""
+        ...
+
+    def resolve(self, settings: Settings, version: str) -> str:
+        """A pinned version as it is; `latest` as the highest version in the store."""
+        ...
+
+    def load(self, version: str, context: LoadContext) -> Scorer[Any, Any]:
+        """Load `version` from the store and validate it (`ArtifactError` naming the model and the fault)."""
+        ...
+
+    def import_artifacts(self, root: Path, version: str) -> list[str]:
+        """Validate the artifacts under `root` (in the store's format: what the trainers and the importers write)
+        and save them as `version`, all or nothing; the tags saved."""
+        ...
+
+    def item_failure(self, index: int, request: Any, error: InferenceError) -> BaseModel:
+        """The answer in a batch's place for a request that failed."""
+        ...

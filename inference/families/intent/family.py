@@ -1,0 +1,108 @@
+"""The intent family: `intent-classic` and `intent-ensemble` (the two variants, any scikit-learn estimators from raw
+text with `predict_proba`, sharing one set of intent labels) and, optionally, `intent-verticals` (multi-label
+detectors, one probability column per vertical), versioned together. The intents and verticals are the labels
+the models' metadata declares.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from inference.errors import ArtifactError, InferenceError
+from inference.families.base import LoadContext
+from inference.families.intent.scorer import FAMILY, IntentModels, IntentPolicy, IntentQuery, IntentScorer
+from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
+from inference.logs import LOGGER_NAME
+from inference.schemas import ErrorDetail, IntentFailure
+from inference.settings import Settings
+from inference.store.registry import available_model_versions, resolve_model_version
+from inference.store.text_artifacts import (
+    TextModel,
+    check_text_model,
+    import_text_artifacts,
+    load_stored_text_model,
+    load_text_artifact,
+)
+
+logger = logging.getLogger(LOGGER_NAME)
+
+NEUTRAL_TEXTS = ["cheap flights to paris", "what is compound interest"]
+
+
+class IntentFamily:
+    name = FAMILY
+
+    def model_names(self, settings: Settings, version: str) -> list[str]:
+        names = [CLASSIC_MODEL, ENSEMBLE_MODEL]
+        # The detectors are optional: a version in the store says whether it has them; one not (yet) in this
+        # store is taken to have them, as the trainers write them.
+        in_store = version in available_model_versions(CLASSIC_MODEL)
+        if has_verticals(version) or not in_store:
+            names.append(VERTICALS_MODEL)
+        return names
+
+    def resolve(self, settings: Settings, version: str) -> str:
+        return resolve_model_version(CLASSIC_MODEL, version)
+
+    def versions(self, settings: Settings) -> list[str]:
+        return available_model_versions(CLASSIC_MODEL)
+
+    def load(self, version: str, context: LoadContext) -> IntentScorer:
+        settings = context.settings
+        classic = load_stored_text_model(CLASSIC_MODEL, version)
+        ensemble = load_stored_text_model(ENSEMBLE_MODEL, version)
+        verticals = load_stored_text_model(VERTICALS_MODEL, version) if has_verticals(version) else None
+        check_intent_models(classic, ensemble, verticals, default_intent=settings.default_intent)
+        for model in (classic, ensemble, verticals):
+            if model is not None:
+                check_text_model(model, NEUTRAL_TEXTS)
+                logger.info("loaded %s:%s", model.name, model.version)
+        return IntentScorer(
+            IntentModels(classic, ensemble, verticals),
+            IntentPolicy(
+                split=settings.intent_split,
+                salt=settings.routing_salt,
+                ensemble_budget_s=settings.intent_ensemble_budget_ms / 1000,
+                default_intent=settings.default_intent,
+                max_text_chars=settings.max_text_chars,
+            ),
+            faults=context.faults,
+            metrics=context.metrics,
+            batcher_max_size=settings.batcher_max_size,
+            batcher_max_wait_ms=settings.batcher_max_wait_ms,
+            on_batch=context.on_batch,
+        )
+
+    def import_artifacts(self, root: Path, version: str) -> list[str]:
+        """Validate and store `root/intent-classic/`, `root/intent-ensemble/` and, when there, `root/intent-verticals/`
+        (artifacts in the store's format) as `version`."""
+        names = [CLASSIC_MODEL, ENSEMBLE_MODEL] + ([VERTICALS_MODEL] if (root / VERTICALS_MODEL).is_dir() else [])
+        classic, ensemble = (load_text_artifact(root / name, name=name, version=version) for name in names[:2])
+        check_intent_models(classic, ensemble, None, default_intent=None)
+        return import_text_artifacts(root, family=FAMILY, names=names, version=version, neutral_inputs=NEUTRAL_TEXTS)
+
+    def item_failure(self, index: int, request: IntentQuery, error: InferenceError) -> IntentFailure:
+        return IntentFailure(index=index, error=ErrorDetail(code=error.code, message=error.message))
+
+
+def has_verticals(version: str) -> bool:
+    return version in available_model_versions(VERTICALS_MODEL)
+
+
+def check_intent_models(
+    classic: TextModel, ensemble: TextModel, verticals: TextModel | None, *, default_intent: str | None
+) -> None:
+    """Both variants answer the same intents, and the default intent (answered when no model can) is one of them."""
+    if sorted(classic.labels) != sorted(ensemble.labels):
+        raise ArtifactError(
+            f"intent {classic.version}: classic's intents {sorted(classic.labels)} differ from the ensemble's "
+            f"{sorted(ensemble.labels)}; both variants must answer the same intents"
+        )
+    if default_intent is not None and default_intent not in classic.labels:
+        raise ArtifactError(
+            f"INFERENCE_DEFAULT_INTENT {default_intent!r} is not an intent of version {classic.version} "
+            f"({', '.join(classic.labels)}); set it to one of them"
+        )
+    if verticals is not None and verticals.version != classic.version:
+        raise ArtifactError(f"{VERTICALS_MODEL}:{verticals.version} is not of version {classic.version}")

@@ -1,0 +1,256 @@
+"""One loaded version of the intent family: query text in, intent and verticals out, from the `classic` or the
+`ensemble` variant. It implements the family protocol (`inference.families.base.Scorer`).
+
+Each variant has its own adaptive batcher (and thread), so a slow ensemble never holds up classic answers.
+The ensemble degrades gracefully: when it fails or misses its latency budget, classic answers, flagged as a
+fallback; when classic fails too, the configured default intent answers, flagged, with HTTP 200. The intents and
+verticals are the models' own labels (their metadata). No HTTP here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import sklearn
+
+from inference.errors import InferenceError, InvalidHeader, InvalidRequest
+from inference.families.base import Measure
+from inference.families.intent.variants import CLASSIC, DEFAULT_VARIANT, ENSEMBLE, VARIANT_MODELS, VARIANTS
+from inference.families.texts import check_text
+from inference.faults import FaultInjector
+from inference.http.paths import PREFERENCE_HEADER
+from inference.logs import LOGGER_NAME, EveryInterval
+from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.schemas import IntentResult, VerticalScore
+from inference.serving.batching import AdaptiveBatcher
+from inference.serving.cache import CacheKey, input_hash
+from inference.serving.routing import choose_variant
+from inference.store.text_artifacts import TextModel
+
+if TYPE_CHECKING:
+    from inference.monitoring.observer import Observer
+
+logger = logging.getLogger(LOGGER_NAME)
+
+FAMILY = "intent"
+
+
+@dataclass(frozen=True)
+class IntentQuery:
+    """One text to classify. `field` names it in an error (`text`, `texts[3]`); `variant` is settled by
+    `IntentScorer.prepare` from the caller's preference (a header) or the split, sticky per `user_id`."""
+
+    text: str
+    field: str = "text"
+    preference: str | None = None
+    user_id: str | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class IntentModels:
+    classic: TextModel
+    ensemble: TextModel
+    verticals: TextModel | None = None  # a version may come without vertical detectors
+
+    def variant(self, name: str) -> TextModel:
+        return self.classic if name == CLASSIC else self.ensemble
+
+    def thresholds(self) -> np.ndarray:
+        """Per-vertical decision thresholds (chosen on validation data at training; 0.5 where none was stored),
+        in the detector's label order."""
+        if self.verticals is None:
+            return np.array([])
+        stored = self.verticals.metadata.get("thresholds", {})
+        return np.array([float(stored.get(vertical, 0.5)) for vertical in self.verticals.labels])
+
+
+@dataclass(frozen=True)
+class IntentPolicy:
+    split: Mapping[str, float] = field(default_factory=lambda: {CLASSIC: 90.0, ENSEMBLE: 10.0})
+    salt: str = "variants-v1"
+    ensemble_budget_s: float = 0.25
+    default_intent: str = "informational"
+    max_text_chars: int = 2000
+
+
+def predict_intents(
+    model: TextModel, verticals: TextModel | None, thresholds: np.ndarray, texts: Sequence[str], *, variant: str
+) -> list[IntentResult]:
+    """One vectorised call per model: the intent with its probability, and the verticals over threshold."""
+    # Inputs are our own validated texts: scikit-learn's finiteness and parameter checks are skipped.
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        intent_probabilities = model.estimator.predict_proba(list(texts))
+        vertical_scores = None if verticals is None else verticals.estimator.predict_proba(list(texts))
+    best = intent_probabilities.argmax(axis=1)
+    results = []
+    for row, column in enumerate(best):
+        detected: list[tuple[str, float]] = []
+        if verticals is not None and vertical_scores is not None:
+            detected = sorted(
+                (
+                    (verticals.labels[i], float(vertical_scores[row, i]))
+                    for i in np.flatnonzero(vertical_scores[row] >= thresholds)
+                ),
+                key=lambda item: -item[1],
+            )
+        results.append(
+            IntentResult.model_construct(
+                intent=model.labels[column],
+                confidence=float(intent_probabilities[row, column]),
+                verticals=[VerticalScore.model_construct(vertical=name, score=score) for name, score in detected],
+                variant=variant,
+                model_version=model.version,
+                fallback=False,
+            )
+        )
+    return results
+
+
+class IntentScorer:
+    answer_type = IntentResult
+
+    def __init__(
+        self,
+        models: IntentModels,
+        policy: IntentPolicy,
+        *,
+        faults: FaultInjector | None = None,
+        metrics: Metrics | None = None,
+        batcher_max_size: int = 1024,
+        batcher_max_wait_ms: float = 0.0,
+        rng: random.Random | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.models = models
+        self.policy = policy
+        self.version = models.classic.version
+        self.faults = faults or FaultInjector()
+        self.metrics = metrics or NoMetrics()
+        self._thresholds = models.thresholds()
+        self._rng = rng or random.Random()
+        self._fallback_log = EveryInterval(10.0)
+        self.batchers = {
+            variant: AdaptiveBatcher(
+                lambda texts, variant=variant: self._predict(variant, texts),
+                name=f"intent-{variant}",
+                max_batch_size=batcher_max_size,
+                max_wait_ms=batcher_max_wait_ms,
+                on_dispatch=on_batch,
+            )
+            for variant in VARIANTS
+        }
+
+    # --- the family protocol ---------------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        models = [self.models.classic, self.models.ensemble, self.models.verticals]
+        return [model.name for model in models if model is not None]
+
+    def prepare(self, requests: Sequence[IntentQuery]) -> list[IntentQuery]:
+        """One variant for the whole request (a batch is answered by one variant), from the first query's
+        preference and caller."""
+        if not requests:
+            return []
+        first = requests[0]
+        variant = self.choose_variant(first.preference, first.user_id)
+        return [replace(query, variant=variant) for query in requests]
+
+    def cache_key(self, request: IntentQuery) -> CacheKey:
+        return CacheKey(FAMILY, VARIANT_MODELS[request.variant or CLASSIC], self.version, input_hash(request.text))
+
+    def cacheable(self, answer: IntentResult) -> bool:
+        return not answer.fallback  # a degraded answer is never kept
+
+    def from_cache(self, answer: IntentResult) -> IntentResult:
+        return answer.model_copy(update={"cached": True})
+
+    async def score_many(self, requests: Sequence[IntentQuery]) -> list[IntentResult | InferenceError]:
+        outcomes: list[IntentResult | InferenceError | None] = [None] * len(requests)
+        by_variant: dict[str, list[int]] = {}
+        for index, query in enumerate(requests):
+            try:
+                check_text(query.text, field_name=query.field, max_chars=self.policy.max_text_chars)
+            except InvalidRequest as err:
+                outcomes[index] = err
+            else:
+                by_variant.setdefault(query.variant or CLASSIC, []).append(index)
+        for variant, indices in by_variant.items():
+            answers = await self._answer([requests[i].text for i in indices], variant)
+            for index, answer in zip(indices, answers, strict=True):
+                outcomes[index] = answer
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def observe(self, request: IntentQuery, answer: IntentResult, observer: Observer) -> None:
+        observer.answer(FAMILY, VARIANT_MODELS.get(answer.variant, answer.variant), self.version, answer.confidence)
+
+    def measure(self, answer: object) -> Measure | None:
+        # Default and fallback answers (another variant answered) are not compared.
+        if not isinstance(answer, IntentResult) or answer.fallback or not answer.model_version:
+            return None
+        return Measure(answer.confidence, answer.intent, answer.model_version)
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+
+    # --- the variants --------------------------------------------------------------------------------------------
+
+    def choose_variant(self, preference: str | None, user_id: str | None) -> str:
+        """The header's variant when given, else the configured split (sticky per user id when there is one)."""
+        if preference is not None:
+            if preference not in VARIANTS:
+                raise InvalidHeader(f"{PREFERENCE_HEADER}: expected one of {', '.join(VARIANTS)}, got {preference!r}")
+            return preference
+        return choose_variant(self.policy.split, caller_id=user_id, salt=self.policy.salt, rng=self._rng)
+
+    def _predict(self, variant: str, texts: Sequence[str]) -> list[IntentResult]:
+        model = self.models.variant(variant)
+        self.faults.before_call(model.name)
+        if self.models.verticals is not None:
+            self.faults.before_call(self.models.verticals.name)
+        return predict_intents(model, self.models.verticals, self._thresholds, texts, variant=variant)
+
+    async def _answer(self, texts: list[str], variant: str) -> list[IntentResult]:
+        if variant == ENSEMBLE:
+            try:
+                return await asyncio.wait_for(self.batchers[ENSEMBLE].submit_many(texts), self.policy.ensemble_budget_s)
+            except TimeoutError:
+                self._fell_back("ensemble_timeout", None)
+            except Exception as err:  # any failure of the ensemble is answered by classic
+                self._fell_back("ensemble_error", err)
+        try:
+            answers = await self.batchers[CLASSIC].submit_many(texts)
+        except Exception as err:  # every model failed: the configured default answers
+            self._fell_back("default_answer", err)
+            return [self._default_answer() for _ in texts]
+        if variant == ENSEMBLE:
+            return [answer.model_copy(update={"fallback": True}) for answer in answers]
+        return answers
+
+    def _default_answer(self) -> IntentResult:
+        return IntentResult.model_construct(
+            intent=self.policy.default_intent,
+            confidence=0.0,
+            verticals=[],
+            variant=DEFAULT_VARIANT,
+            model_version=None,
+            fallback=True,
+        )
+
+    def _fell_back(self, reason: str, error: BaseException | None) -> None:
+        self.metrics.fallback(FAMILY, self.version, reason)
+        held_back = self._fallback_log.allow()
+        if held_back is not None:
+            logger.warning(
+                "intent fallback (%s)%s; %d more since the last such line",
+                reason,
+                f": {type(error).__name__}: {error}" if error else "",
+                held_back,
+            )

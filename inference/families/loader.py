@@ -1,0 +1,147 @@
+"""The model families a server serves: loading (every version a route names, each validated), what the server
+reports about them, and swapping in a new route or version while requests are in flight. Generic: each family's
+own loading sits behind `inference.families.base.Family`.
+
+A family that fails to load is recorded with the reason, never raised: the server stays up and unready, and the
+other families still load, so the logs and /health say everything that is wrong at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.families import FAMILIES, get_family
+from inference.families.base import LoadContext, Scorer
+from inference.faults import FaultInjector
+from inference.logs import LOGGER_NAME
+from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.schemas import FamilyModels, ServedModel
+from inference.serving.versions import Route, VersionedFamily
+from inference.settings import Settings
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+def pinned_version(settings: Settings, family: str) -> str:
+    return {
+        "skills": settings.skills_version,
+        "intent": settings.intent_version,
+        "textpair": settings.textpair_version,
+    }[family]
+
+
+def pinned_tags(settings: Settings) -> list[str]:
+    """The store tags of every model the settings pin, route or shadow to (the list a Bento must carry)."""
+    tags = [f"skill-{skill}:{version}" for skill, version in settings.skill_versions.items()]
+    for name in FAMILIES:
+        family = get_family(name)
+        versions = {pinned_version(settings, name), *settings.configured_routes().get(name, {})}
+        versions.update(version for shadowed, version in settings.shadow.items() if shadowed == name)
+        for version in sorted(versions):
+            tags += [f"{model}:{version}" for model in family.model_names(settings, version)]
+    return sorted(set(tags))
+
+
+class FamilyLoader:
+    """Loads one version of a family, validated (its schema, its labels, the smoke test on stored samples)."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or NoMetrics()
+        self.faults = FaultInjector(settings.inject_faults)
+
+    def resolve(self, family: str, version: str) -> str:
+        return get_family(family).resolve(self.settings, version)
+
+    def versions(self, family: str) -> list[str]:
+        """The versions of `family` in the model store, oldest first."""
+        return get_family(family).versions(self.settings)
+
+    def model_names(self, family: str, version: str) -> list[str]:
+        return get_family(family).model_names(self.settings, version)
+
+    def load(self, family: str, version: str) -> Scorer[Any, Any]:
+        def on_batch(size: int) -> None:
+            self.metrics.batch(family, version, size)
+
+        context = LoadContext(settings=self.settings, metrics=self.metrics, faults=self.faults, on_batch=on_batch)
+        return get_family(family).load(version, context)
+
+    def initial_route(self, family: str) -> Route:
+        stable = self.resolve(family, pinned_version(self.settings, family))
+        weights = self.settings.configured_routes().get(family) or {stable: 100.0}
+        return Route(stable=stable, weights=weights)
+
+    def build(self, family: str, route: Route, loaded: Mapping[str, Any] | None = None) -> VersionedFamily[Any]:
+        """The family under `route`: the versions of `loaded` it names, and the others loaded now."""
+        scorers = {version: scorer for version, scorer in (loaded or {}).items() if version in route.versions()}
+        for version in sorted(route.versions() - set(scorers)):
+            scorers[version] = self.load(family, version)
+            logger.info("%s %s loaded and validated", family, version)
+        self.report_route(family, route)
+        return VersionedFamily(family=family, scorers=scorers, route=route, salt=self.settings.routing_salt)
+
+    def report_route(self, family: str, route: Route, dropped: Sequence[str] = ()) -> None:
+        """Export each version's share of traffic and role, and zero for versions no longer routed."""
+        total = sum(weight for weight in route.weights.values() if weight > 0)
+        for version in sorted(route.versions()):
+            share = max(route.weights.get(version, 0.0), 0.0) / total
+            role = "stable" if version == route.stable else "canary"
+            self.metrics.gauge("inference_route_weight", share, family=family, model_version=version, role=role)
+        for version in dropped:
+            for role in ("stable", "canary"):
+                self.metrics.gauge("inference_route_weight", 0.0, family=family, model_version=version, role=role)
+
+
+@dataclass
+class Families:
+    enabled: list[str]
+    versions: dict[str, VersionedFamily[Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def ready(self) -> bool:
+        return not self.errors and all(family in self.versions for family in self.enabled)
+
+    def get(self, family: str) -> VersionedFamily[Any] | None:
+        return self.versions.get(family)
+
+    def served(self) -> list[FamilyModels]:
+        """Every enabled family with its loaded models and versions, its route, or why it is not loaded."""
+        listing = []
+        for family in self.enabled:
+            versioned = self.versions.get(family)
+            models: list[ServedModel] = []
+            if versioned is not None:
+                for version, scorer in sorted(versioned.scorers.items()):
+                    models += [ServedModel(name=name, version=version) for name in scorer.model_names()]
+            listing.append(
+                FamilyModels(
+                    family=family,
+                    loaded=versioned is not None,
+                    models=models,
+                    route=versioned.route.to_dict() if versioned is not None else None,
+                    error=self.errors.get(family),
+                )
+            )
+        return listing
+
+    def close(self) -> None:
+        for versioned in self.versions.values():
+            for scorer in versioned.scorers.values():
+                scorer.close()
+
+
+def load_families(settings: Settings, loader: FamilyLoader) -> Families:
+    families = Families(enabled=list(settings.families))
+    if settings.inject_faults:
+        logger.warning("fault injection is on: %s", settings.inject_faults)
+    for family in families.enabled:
+        try:
+            families.versions[family] = loader.build(family, loader.initial_route(family))
+        except Exception as err:  # a family that cannot load leaves the server unready, with the reason
+            families.errors[family] = str(err)
+            logger.error("the %s family failed to load, the service stays unready: %s", family, err, exc_info=True)
+    return families

@@ -1,0 +1,198 @@
+"""One loaded version of the skills family: skill requests in, scored answers out, through feature preparation and
+the family's adaptive batcher. It implements the family protocol (`inference.families.base.Scorer`).
+
+No HTTP here: the service maps `InferenceError`s to status codes, tests call this directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inference.errors import InferenceError, InvalidRequest
+from inference.families.base import Measure
+from inference.families.skills.features import PreparedRow, check_skill, prepare_matrix, prepare_row
+from inference.families.skills.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
+from inference.schemas import (
+    Explanation,
+    FeatureContribution,
+    FeatureImportance,
+    SkillInferenceRequest,
+    SkillInferenceResult,
+)
+from inference.serving.batching import AdaptiveBatcher
+from inference.serving.cache import CacheKey, input_hash
+
+if TYPE_CHECKING:
+    from inference.monitoring.observer import Observer
+
+FAMILY = "skills"
+TOP_CONTRIBUTIONS = 5
+HIGH_SKILL = 0.5  # a score at or above it is the high-skill label (what the shadow compares)
+
+
+class SkillsScorer:
+    answer_type = SkillInferenceResult
+
+    def __init__(
+        self,
+        models: Mapping[str, SkillModel],
+        *,
+        version: str = "",
+        batcher_max_size: int = 1024,
+        batcher_max_wait_ms: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.models = dict(models)
+        self.version = version or next(iter(self.models.values())).version
+        self.skills = tuple(self.models)
+        self._importances: dict[tuple[str, str], list[FeatureImportance]] = {}
+        self.batcher: AdaptiveBatcher[SkillRow, RowScore] = AdaptiveBatcher(
+            score_skill_rows,
+            name=FAMILY,
+            max_batch_size=batcher_max_size,
+            max_wait_ms=batcher_max_wait_ms,
+            lone_items_inline=True,  # one row through a booster: ~0.3 ms, less than the thread hand-off
+            on_dispatch=on_batch,
+        )
+
+    # --- the family protocol ---------------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return [model.store_name for model in self.models.values()]
+
+    def prepare(self, requests: Sequence[SkillInferenceRequest]) -> Sequence[SkillInferenceRequest]:
+        return requests
+
+    def cache_key(self, request: SkillInferenceRequest) -> CacheKey:
+        # Numbers are canonicalised (140 and 140.0 are the same feature value); anything else hashes as given and
+        # is refused by feature preparation before an answer could be stored.
+        features = {
+            name: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
+            for name, value in request.features.items()
+        }
+        key: dict[str, object] = {"student_id": request.student_id, "skill": request.skill, "features": features}
+        if request.explain:  # an answer without an explanation must not answer a request for one
+            key["explain"] = True
+        model = self.models.get(request.skill)
+        # The version of the model that answers: a per-skill override may differ from the family's.
+        version = model.version if model is not None else self.version
+        name = model.store_name if model is not None else f"skill-{request.skill}"
+        return CacheKey(FAMILY, name, version, input_hash(key), student_id=request.student_id)
+
+    def cacheable(self, answer: SkillInferenceResult) -> bool:
+        return True
+
+    def from_cache(self, answer: SkillInferenceResult) -> SkillInferenceResult:
+        return answer.model_copy(update={"cached": True})
+
+    async def score_many(
+        self, requests: Sequence[SkillInferenceRequest]
+    ) -> list[SkillInferenceResult | InferenceError]:
+        """Every valid request scored (one vectorised call per skill's model); an invalid one gets its error."""
+        outcomes: list[SkillInferenceResult | InferenceError | None] = [None] * len(requests)
+        prepared: list[tuple[int, SkillModel, PreparedRow]] = []
+        for index, request in enumerate(requests):
+            try:
+                model, row = self.prepare_request(request)
+            except InvalidRequest as err:
+                outcomes[index] = err
+            else:
+                prepared.append((index, model, row))
+        rows = [SkillRow(model, row.values, explain=requests[index].explain) for index, model, row in prepared]
+        scores = await self.batcher.submit_many(rows)
+        for (index, model, row), scored in zip(prepared, scores, strict=True):
+            outcomes[index] = self._result(requests[index], model, row, scored)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def observe(self, request: SkillInferenceRequest, answer: SkillInferenceResult, observer: Observer) -> None:
+        model = self.models[answer.skill]
+        observer.skill_answer(
+            model.store_name,
+            answer.model_version,
+            model.metadata.get("reference", {}),
+            request.features,
+            request.student_id,
+            answer.skill,
+            answer.score,
+        )
+
+    def measure(self, answer: object) -> Measure | None:
+        if not isinstance(answer, SkillInferenceResult):
+            return None
+        return Measure(answer.score, answer.score >= HIGH_SKILL, answer.model_version)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # --- beyond the protocol: the Open Inference Protocol's rows -----------------------------------------------
+
+    def prepare_request(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:
+        model = self.models[check_skill(request.skill, self.skills)]
+        return model, prepare_row(request.features, model)
+
+    async def score_matrix(self, skill: str, values: np.ndarray) -> list[RowScore]:
+        """Rows of one skill in the model's column order, NaN where missing: imputed, checked, scored together.
+        A row the JSON API would refuse raises its error, prefixed with the row's number."""
+        model = self.models[skill]
+        missing = np.isnan(values)
+        prepared = prepare_matrix(values, missing, model)
+        if not prepared.valid.all():
+            row = int(np.flatnonzero(~prepared.valid)[0])
+            given = {
+                name: float(value)
+                for name, value, gone in zip(model.feature_names, values[row], missing[row], strict=True)
+                if not gone
+            }
+            try:
+                prepare_row(given, model)  # the JSON API's message for this row
+            except InvalidRequest as err:
+                raise InvalidRequest(f"row {row}: {err.message}") from None
+            raise InvalidRequest(f"row {row}: not a valid row")
+        return await self.batcher.submit_many([SkillRow(model, row) for row in prepared.values])
+
+    def _result(
+        self, request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore
+    ) -> SkillInferenceResult:
+        # Built without validation: every field comes from this package, and validating 100 results again cost
+        # ~0.5 ms of a 100-item batch's ~7.5 ms. A model's importance list is built once and shared.
+        return SkillInferenceResult.model_construct(
+            student_id=request.student_id,
+            skill=model.skill,
+            score=scored.score,
+            confidence=scored.confidence,
+            feature_importance=self._importance_list(model),
+            model_version=model.version,
+            imputed_features=list(row.imputed),
+            ignored_features=list(row.ignored),
+            explanation=None if scored.contributions is None else explanation(model, row, scored),
+        )
+
+    def _importance_list(self, model: SkillModel) -> list[FeatureImportance]:
+        key = (model.skill, model.version)
+        if key not in self._importances:
+            self._importances[key] = [
+                FeatureImportance(feature=name, importance=value) for name, value in model.feature_importance
+            ]
+        return self._importances[key]
+
+
+def explanation(model: SkillModel, row: PreparedRow, scored: RowScore) -> Explanation:
+    """The top contributions of one scored row, named, with the values the model used."""
+    assert scored.contributions is not None
+    per_feature = scored.contributions[:-1]
+    order = np.argsort(-np.abs(per_feature), kind="stable")
+    top = order[:TOP_CONTRIBUTIONS]
+    return Explanation.model_construct(
+        bias=float(scored.contributions[-1]),
+        contributions=[
+            FeatureContribution.model_construct(
+                feature=model.feature_names[i], value=float(row.values[i]), contribution=float(per_feature[i])
+            )
+            for i in top
+        ],
+        rest=float(per_feature[order[TOP_CONTRIBUTIONS:]].sum()),
+        margin=scored.margin,
+    )

@@ -1,0 +1,119 @@
+"""The built-in dashboard (`GET /dashboard`): one HTML page, plots drawn as inline SVG, no script and nothing
+fetched from elsewhere, so it renders anywhere the service is reachable. It shows the answering worker's view:
+drift windows, latencies and cache counts are kept per worker; the correlation comes from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+
+from inference.monitoring.drift import DriftReport
+from inference.monitoring.ground_truth import Correlation
+from inference.serving.shadow import Agreement
+
+BAR_WIDTH, CHART_HEIGHT = 22, 120
+
+
+def score_chart(title: str, reference: Sequence[float], live: Sequence[float]) -> str:
+    """Reference (grey) and live (blue) shares of the score per reference bin, side by side."""
+    top = max([*reference, *live, 0.01])
+    bars = []
+    for index, (expected, actual) in enumerate(zip(reference, live, strict=True)):
+        x = 10 + index * (2 * BAR_WIDTH + 8)
+        for offset, value, colour in ((0, expected, "#9aa5b1"), (BAR_WIDTH, actual, "#2f6fdf")):
+            height = CHART_HEIGHT * value / top
+            bars.append(
+                f'<rect x="{x + offset}" y="{CHART_HEIGHT - height + 20:.1f}" width="{BAR_WIDTH - 2}" '
+                f'height="{height:.1f}" fill="{colour}"><title>{value:.1%}</title></rect>'
+            )
+    width = 20 + len(reference) * (2 * BAR_WIDTH + 8)
+    return (
+        f'<figure><svg class="plot" width="{width}" height="{CHART_HEIGHT + 40}" role="img" '
+        f'aria-label="{escape(title)}"><text x="10" y="14" font-size="12">{escape(title)}</text>'
+        f'<line x1="5" y1="{CHART_HEIGHT + 20}" x2="{width - 5}" y2="{CHART_HEIGHT + 20}" stroke="#333"/>'
+        + "".join(bars)
+        + "</svg><figcaption>score bins (low to high): grey reference, blue live</figcaption></figure>"
+    )
+
+
+def render_dashboard(
+    *,
+    drift: Sequence[DriftReport],
+    histograms: Mapping[tuple[str, str], tuple[Sequence[float], Sequence[float]]],
+    correlations: Sequence[Correlation],
+    latencies: Mapping[tuple[str, str], tuple[float, float, int]],
+    cache_counts: Mapping[str, Mapping[str, int]],
+    psi_alert: float,
+    min_observations: int,
+    worker: str,
+    shadow: Sequence[Agreement] | None = None,
+) -> str:
+    r_by_model = {(f"skill-{c.skill}", c.model_version): c for c in correlations}
+    sections = []
+    for report in drift:
+        key = (report.model, report.version)
+        chart = score_chart(f"{report.model} {report.version}", *histograms[key]) if key in histograms else ""
+        correlation = r_by_model.get(key)
+        r_text = (
+            "no ratings yet"
+            if correlation is None
+            else (
+                f"r = {correlation.pearson_r} over {correlation.pairs} pairs"
+                if correlation.pearson_r is not None
+                else f"{correlation.pairs} pairs (too few)"
+            )
+        )
+        worst = report.worst_psi()
+        psi_text = (
+            f'worst PSI <b class="{"alert" if worst > psi_alert else "ok"}">{worst:.3f}</b>'
+            if report.psi
+            else f"PSI once the window holds {min_observations} observations"
+        )
+        rows = "".join(
+            f"<tr><td>{escape(name)}</td><td>{value:.3f}</td><td>{report.ks.get(name, 0):.3f}</td></tr>"
+            for name, value in sorted(report.psi.items(), key=lambda item: -item[1])
+        )
+        sections.append(
+            f'<section class="model"><h2>{escape(report.model)} <small>{escape(report.version)}</small></h2>'
+            f"<p>window {report.window} · {psi_text} · correlation with teacher ratings: {escape(r_text)}</p>{chart}"
+            f"<details><summary>PSI and KS per input</summary><table><tr><th>input</th><th>PSI</th><th>KS</th></tr>"
+            f"{rows}</table></details></section>"
+        )
+    latency_rows = "".join(
+        f"<tr><td>{escape(family)}</td><td>{escape(version)}</td><td>{p50:.2f}</td><td>{p95:.2f}</td><td>{n}</td></tr>"
+        for (family, version), (p50, p95, n) in sorted(latencies.items())
+    )
+    cache_rows = "".join(
+        f"<tr><td>{escape(family)}</td><td>{counts.get('hit', 0)}</td><td>{counts.get('miss', 0)}</td>"
+        f"<td>{counts.get('hit', 0) / max(counts.get('hit', 0) + counts.get('miss', 0), 1):.1%}</td></tr>"
+        for family, counts in sorted(cache_counts.items())
+    )
+    shadow_rows = "".join(
+        f"<tr><td>{escape(pair.family)}</td><td>{escape(pair.primary)}</td><td>{escape(pair.shadow)}</td>"
+        f"<td>{pair.compared}</td><td>{pair.mean_abs_diff:.4f}</td><td>{pair.agreement:.1%}</td></tr>"
+        for pair in shadow or ()
+    )
+    shadow_table = (
+        "<h2>Shadow traffic: agreement with the version that answered</h2><table><tr><th>family</th>"
+        "<th>answered by</th><th>shadow</th><th>compared</th><th>mean |score difference|</th><th>same label</th></tr>"
+        f"{shadow_rows}</table>{'' if shadow else '<p>No comparison by this worker yet.</p>'}"
+        if shadow is not None
+        else ""
+    )
+    empty = "" if sections else "<p>No skill scores observed by this worker yet.</p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>inference dashboard</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}} section.model{{display:inline-block;vertical-align:top;
+margin:0 24px 24px 0;padding:8px 12px;border:1px solid #ddd;border-radius:6px}} table{{border-collapse:collapse}}
+td,th{{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}} .alert{{color:#c0392b}} .ok{{color:#1e8449}}
+small{{color:#666}}</style></head>
+<body><h1>inference</h1><p>{datetime.now(UTC).isoformat(timespec="seconds")} · the view of worker {escape(worker)}
+(drift windows, latencies and cache counts are per worker; correlations come from the database) ·
+PSI alert above {psi_alert}</p>
+<h2>Latency of successful requests (ms)</h2><table><tr><th>family</th><th>version</th><th>P50</th><th>P95</th>
+<th>requests</th></tr>{latency_rows}</table>
+<h2>Result cache</h2><table><tr><th>family</th><th>hits</th><th>misses</th><th>hit ratio</th></tr>{cache_rows}</table>
+{shadow_table}
+<h2>Scores against the reference, per skill and version</h2>{empty}{"".join(sections)}
+</body></html>"""

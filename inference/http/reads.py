@@ -1,0 +1,151 @@
+"""The read routes (GET) outside BentoML's `@api`, which is POST only: what is served, health, the text-pair model,
+drift, correlations and the dashboard. Each reads the worker's `App`; none imports the model libraries until a
+request comes (the supervising process builds these routes too)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from inference.errors import InferenceError, StorageUnavailable
+from inference.http import paths
+from inference.logs import LOGGER_NAME
+from inference.schemas import (
+    CorrelationResponse,
+    DriftResponse,
+    HealthResponse,
+    ModelDrift,
+    ModelsResponse,
+    SkillCorrelation,
+    SkillModelsResponse,
+)
+
+if TYPE_CHECKING:
+    from inference.app import App
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+def error_response(error: InferenceError) -> JSONResponse:
+    """The one error shape of this API: `{"error": message, "code": code}`."""
+    return JSONResponse({"error": error.message, "code": error.code}, status_code=int(error.status))
+
+
+def read_routes(current: Callable[[], App]) -> list[Route]:
+    """The routes; `current` gives the worker's app (built at startup, after these routes)."""
+
+    async def list_skill_models(request: Request) -> Response:
+        """The skill models of the stable version: version, metadata, metrics, features."""
+        from inference.families.skills.family import model_summary
+
+        try:
+            family = current().serving.family("skills")
+        except InferenceError as err:
+            return error_response(err)
+        scorer = family.scorers[family.route.stable]
+        models = await asyncio.to_thread(lambda: [model_summary(model) for model in scorer.models.values()])
+        return JSONResponse(SkillModelsResponse.model_validate({"models": models}).model_dump(mode="json"))
+
+    async def list_models(request: Request) -> Response:
+        """Every family this server serves, with its models, their loaded versions and the route between them."""
+        return JSONResponse(ModelsResponse(families=current().served()).model_dump(mode="json"))
+
+    async def health(request: Request) -> Response:
+        """Status (200 when every family is loaded, else 503), the time, and the models loaded per family."""
+        app = current()
+        ready = app.ready()
+        body = HealthResponse(
+            status="ok" if ready else "unavailable",
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            families=app.served(),
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+
+    async def textpair_model_info(request: Request) -> Response:
+        """The text-pair model: version, type, features, metrics, when it was trained."""
+        try:
+            family = current().serving.family("textpair")
+        except InferenceError as err:
+            return error_response(err)
+        return JSONResponse(family.scorers[family.route.stable].model_info().model_dump(mode="json"))
+
+    async def drift(request: Request) -> Response:
+        """PSI and KS of live inputs and scores against each skill model's reference (this worker's window)."""
+        app = current()
+        settings = app.settings
+        body = DriftResponse(
+            psi_alert_above=settings.drift_psi_alert,
+            min_observations=settings.drift_min_observations,
+            models=[
+                ModelDrift(
+                    model=report.model,
+                    model_version=report.version,
+                    window=report.window,
+                    psi=report.psi,
+                    ks=report.ks,
+                    alert=report.worst_psi() > settings.drift_psi_alert,
+                )
+                for report in app.monitoring.drift_reports()
+            ],
+        )
+        return JSONResponse(body.model_dump(mode="json"))
+
+    async def correlation(request: Request) -> Response:
+        """Pearson r between the scores given and the teacher ratings received, per skill and version."""
+        app = current()
+        settings = app.settings
+        try:
+            found = await asyncio.to_thread(app.monitoring.correlations)
+        except Exception as err:
+            logger.error("correlations unavailable: %s: %s", type(err).__name__, err)
+            return error_response(StorageUnavailable(f"correlations unavailable: database error {type(err).__name__}"))
+        body = CorrelationResponse(
+            window_days=settings.correlation_window_days,
+            alert_below=settings.correlation_alert_below,
+            min_pairs=settings.correlation_min_pairs,
+            correlations=[SkillCorrelation(**vars(entry)) for entry in found],
+        )
+        return JSONResponse(body.model_dump(mode="json"))
+
+    async def dashboard(request: Request) -> Response:
+        """The monitoring dashboard (HTML): drift, score histograms, correlations, latency, cache."""
+        from inference.http.dashboard import render_dashboard
+        from inference.monitoring.drift import score_histograms
+
+        app = current()
+        observer = app.serving.observer
+        try:
+            found = await asyncio.to_thread(app.monitoring.correlations)
+        except Exception as err:  # the page still shows what this worker knows
+            logger.warning("dashboard: correlations unavailable: %s", err)
+            found = []
+        page = render_dashboard(
+            drift=app.monitoring.drift_reports(),
+            histograms=score_histograms(observer.drift),
+            correlations=found,
+            latencies=observer.latency_quantiles(),
+            cache_counts=observer.cache_counts,
+            psi_alert=app.settings.drift_psi_alert,
+            min_observations=app.settings.drift_min_observations,
+            worker=str(os.getpid()),
+            shadow=[pair for shadow in app.shadows.values() for pair in shadow.pairs.values()] if app.shadows else None,
+        )
+        return HTMLResponse(page)
+
+    return [
+        Route(paths.SKILLS_MODELS_ROUTE, list_skill_models, methods=["GET"]),
+        Route(paths.MODELS_ROUTE, list_models, methods=["GET"]),
+        Route(paths.MODEL_INFO_ROUTE, textpair_model_info, methods=["GET"]),
+        Route(paths.HEALTH_ROUTE, health, methods=["GET"]),
+        Route(paths.DRIFT_ROUTE, drift, methods=["GET"]),
+        Route(paths.CORRELATION_ROUTE, correlation, methods=["GET"]),
+        Route(paths.DASHBOARD_ROUTE, dashboard, methods=["GET"]),
+    ]

@@ -1,0 +1,235 @@
+"""What the service watches while it answers: request metrics, score distributions, drift of live inputs, the
+scores to correlate with teacher ratings later, and the per-worker figures the built-in dashboard shows.
+
+`Observer` is called on the request path and only appends to bounded buffers or bumps counters; `Monitoring`
+does the statistics and the database writes on a timer, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, StorageUnavailable, UnknownSkill
+from inference.logs import LOGGER_NAME
+from inference.monitoring.drift import DriftMonitor, DriftReport
+from inference.monitoring.ground_truth import Correlation, PredictionLog, correlations, store_ratings
+from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.schemas import MAX_RATINGS, RatingsRequest
+
+logger = logging.getLogger(LOGGER_NAME)
+
+LATENCY_WINDOW = 2000
+
+
+@dataclass
+class Observed:
+    """One request being answered: the version it went to, once known."""
+
+    family: str
+    version: str = "none"
+
+
+@dataclass
+class Observer:
+    metrics: Metrics = field(default_factory=NoMetrics)
+    drift: DriftMonitor = field(default_factory=DriftMonitor)
+    predictions: PredictionLog = field(default_factory=lambda: PredictionLog(None))
+    prediction_log_share: float = 1.0
+    latencies: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    cache_counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+    @contextmanager
+    def request(self, family: str) -> Iterator[Observed]:
+        """Times the request and counts its outcome; an error is also counted by its code."""
+        observed = Observed(family)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield observed
+        except InferenceError as err:
+            outcome = "client_error" if int(err.status) < 500 else "server_error"
+            self.metrics.error(family, err.code)
+            if err.limit:
+                self.metrics.limit(family, err.limit)
+            raise
+        except Exception:
+            outcome = "server_error"
+            self.metrics.error(family, "internal_error")
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.request(family, observed.version, outcome, elapsed)
+            if outcome == "ok":
+                window = self.latencies.get((family, observed.version))
+                if window is None:
+                    window = self.latencies.setdefault((family, observed.version), deque(maxlen=LATENCY_WINDOW))
+                window.append(elapsed)
+
+    def skill_answer(
+        self,
+        model: str,
+        version: str,
+        reference: Mapping[str, Any],
+        features: Mapping[str, object],
+        student_id: str,
+        skill: str,
+        score: float,
+    ) -> None:
+        self.metrics.score("skills", model, version, score)
+        if reference:
+            self.drift.observe(model, version, reference, features, score)
+        if self.prediction_log_share >= 1.0 or random.random() < self.prediction_log_share:
+            self.predictions.add(student_id, skill, version, score)
+
+    def answer(self, family: str, model: str, version: str, score: float) -> None:
+        self.metrics.score(family, model, version, score)
+
+    def cache(self, family: str, version: str, hits: int, misses: int) -> None:
+        self.metrics.cache(family, version, "hit", hits)
+        self.metrics.cache(family, version, "miss", misses)
+        counts = self.cache_counts[family]
+        counts["hit"] += hits
+        counts["miss"] += misses
+
+    def latency_quantiles(self) -> dict[tuple[str, str], tuple[float, float, int]]:
+        """(family, version) -> (P50, P95 in ms, count) over this worker's recent successful requests."""
+        figures = {}
+        for key, window in list(self.latencies.items()):
+            if window:
+                values = np.fromiter(window, dtype=np.float64) * 1000
+                figures[key] = (float(np.percentile(values, 50)), float(np.percentile(values, 95)), len(values))
+        return figures
+
+
+class Monitoring:
+    """The timers: flush the prediction log, compute drift and correlation, export them as gauges."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        engine: Any,
+        *,
+        psi_alert: float,
+        correlation_alert_below: float,
+        correlation_window_days: float,
+        correlation_min_pairs: int,
+        flush_every_s: float = 1.0,
+        statistics_every_s: float = 15.0,
+    ) -> None:
+        self.observer = observer
+        self.engine = engine
+        self.psi_alert = psi_alert
+        self.correlation_alert_below = correlation_alert_below
+        self.correlation_window_days = correlation_window_days
+        self.correlation_min_pairs = correlation_min_pairs
+        self.flush_every_s = flush_every_s
+        self.statistics_every_s = statistics_every_s
+
+    def drift_reports(self) -> list[DriftReport]:
+        reports = self.observer.drift.reports()
+        metrics = self.observer.metrics
+        for report in reports:
+            labels = {"family": "skills", "model": report.model, "model_version": report.version}
+            metrics.gauge("inference_drift_window_size", report.window, **labels)
+            for feature, value in report.psi.items():
+                metrics.gauge("inference_drift_psi", value, feature=feature, **labels)
+                metrics.gauge("inference_drift_ks", report.ks[feature], feature=feature, **labels)
+        return reports
+
+    def correlations(self) -> list[Correlation]:
+        found = correlations(
+            self.engine,
+            window_days=self.correlation_window_days,
+            threshold=self.correlation_alert_below,
+            min_pairs=self.correlation_min_pairs,
+        )
+        for entry in found:
+            labels = {"model": f"skill-{entry.skill}", "model_version": entry.model_version}
+            self.observer.metrics.gauge("inference_rating_pairs", entry.pairs, **labels)
+            if entry.pearson_r is not None:
+                self.observer.metrics.gauge("inference_rating_correlation", entry.pearson_r, **labels)
+        return found
+
+    async def run(self) -> None:
+        """Runs for the worker's life; a failing step is logged and tried again next time."""
+        since_statistics = 0.0
+        while True:
+            await asyncio.sleep(self.flush_every_s)
+            since_statistics += self.flush_every_s
+            statistics = since_statistics >= self.statistics_every_s
+            if statistics:
+                since_statistics = 0.0
+            await self.tick(statistics=statistics)
+
+    async def tick(self, *, statistics: bool) -> None:
+        """One round of the timer: write the prediction log, then (`statistics`) export drift and correlations.
+
+        Each step fails on its own: drift needs no database, so its gauges stay current while the database is
+        away; the predictions stay buffered and the correlations wait for it meanwhile."""
+        with _tried_again_next_time("prediction log"):
+            await asyncio.to_thread(self.observer.predictions.flush)
+        if not statistics:
+            return
+        with _tried_again_next_time("drift"):
+            self.drift_reports()  # on the event loop, which also appends to the windows: never mid-append
+        with _tried_again_next_time("correlations"):
+            await asyncio.to_thread(self.correlations)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.observer.predictions.flush)
+
+
+@contextmanager
+def _tried_again_next_time(step: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.exception("monitoring step failed (%s); trying again", step)
+
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def check_ratings(request: RatingsRequest, served_skills: Sequence[str] | None) -> list[dict[str, object]]:
+    """Rows to store: a skill the server serves (any, when it serves no skills family), a time not more than
+    `FUTURE_TOLERANCE` ahead (clocks differ a little), 1 to 1000 of them. Times are stored in UTC (a naive one is
+    taken as UTC): SQLite keeps no zone, and ratings are ordered by time."""
+    if not request.ratings:
+        raise InvalidRequest("ratings: must hold at least 1 rating")
+    if len(request.ratings) > MAX_RATINGS:
+        raise BatchTooLarge(f"ratings: at most {MAX_RATINGS} ratings per request, got {len(request.ratings)}")
+    latest = datetime.now(UTC) + FUTURE_TOLERANCE
+    rows = []
+    for index, rating in enumerate(request.ratings):
+        if served_skills is not None and rating.skill not in served_skills:
+            raise UnknownSkill(
+                f"ratings[{index}].skill: unknown skill {rating.skill!r}; expected one of {', '.join(served_skills)}"
+            )
+        rated_at = rating.rated_at.astimezone(UTC) if rating.rated_at.tzinfo else rating.rated_at.replace(tzinfo=UTC)
+        if rated_at > latest:
+            raise InvalidRequest(f"ratings[{index}].rated_at: {rated_at.isoformat()} is in the future")
+        rows.append(
+            {"student_id": rating.student_id, "skill": rating.skill, "rating": rating.rating, "rated_at": rated_at}
+        )
+    return rows
+
+
+async def store_ratings_async(engine: Any, rows: list[dict[str, object]]) -> int:
+    try:
+        return await asyncio.to_thread(store_ratings, engine, rows)
+    except Exception as err:  # the database is away: the caller must retry, nothing was stored
+        logger.error("storing %d teacher ratings failed: %s", len(rows), err)
+        raise StorageUnavailable(
+            f"the ratings were not stored (database unavailable: {type(err).__name__}); retry"
+        ) from err
