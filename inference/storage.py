@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Iterator
+import string
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -39,7 +40,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.expression import FunctionElement
 
-from inference.catalogue import FEATURES
 from inference.errors import SchemaMismatch
 from inference.logs import LOGGER_NAME
 from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
@@ -81,17 +81,6 @@ predictions = Table(
     Index("ix_predictions_student_skill", "student_id", "skill"),
 )
 
-
-# The batch scorer's input: one row per student, a nullable column per catalogue feature (NULL: not measured,
-# imputed at scoring like a feature left out of a request). Whoever writes features sets updated_at.
-student_features = Table(
-    "student_features",
-    metadata,
-    Column("student_id", IDENTIFIER, primary_key=True),
-    *(Column(name, Float, nullable=True) for name in FEATURES),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Index("ix_student_features_updated_at", "updated_at"),
-)
 
 # The batch scorer's output, "pre-fusion": one row per student, skill and distinct feature values of that skill
 # (`features_hash`), holding the latest model's score of them. The primary key is the only index, which keeps
@@ -247,13 +236,13 @@ def _schema_transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
-def migrate(connection: Connection) -> list[str]:
-    """Bring tables that already exist up to the schema above, where that is safe: add missing nullable columns
-    (a feature new to the catalogue) and missing indexes. A missing NOT NULL column cannot be filled in: that is
-    an error naming it. Returns the changes made (logged too)."""
+def migrate(connection: Connection, tables: Iterable[Table] | None = None) -> list[str]:
+    """Bring `tables` (default: the tables above) that already exist up to their definition, where that is safe:
+    add missing nullable columns (a feature new to the served models) and missing indexes. A missing NOT NULL
+    column cannot be filled in: that is an error naming it. Returns the changes made (logged too)."""
     changes: list[str] = []
     inspector = inspect(connection)
-    for table in metadata.sorted_tables:
+    for table in metadata.sorted_tables if tables is None else tables:
         if not inspector.has_table(table.name):
             continue  # create_all makes it whole
         existing = {column["name"] for column in inspector.get_columns(table.name)}
@@ -265,8 +254,10 @@ def migrate(connection: Connection) -> list[str]:
                     f"table {table.name} has no column {column.name} (NOT NULL) and it cannot be added to "
                     "existing rows; migrate the table by hand or use a new database"
                 )
+            # Both names quoted by the dialect: a feature's name may be any text (spaces, '/', quotes).
+            name = connection.dialect.identifier_preparer.format_table(table)
             spec = CreateColumn(column).compile(dialect=connection.dialect)
-            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+            connection.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {spec}")
             changes.append(f"added column {table.name}.{column.name}")
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
@@ -276,3 +267,57 @@ def migrate(connection: Connection) -> list[str]:
     for change in changes:
         logger.info("database schema: %s", change)
     return changes
+
+
+# The batch scorer's input: one row per student and one nullable column per feature, named as the feature (NULL:
+# not measured, imputed at scoring like a feature left out of a request). Its columns are the features of the
+# served skill models, which only the tools that read or write students know, so it is not in `metadata`: they
+# build it from the feature names and bring the database's table up to it. Whoever writes features sets
+# updated_at.
+STUDENT_FEATURES = "student_features"
+STUDENT_KEY_COLUMNS = ("student_id", "updated_at")
+# PostgreSQL cuts longer identifiers (NAMEDATALEN - 1): two long features could become one column.
+MAX_IDENTIFIER_BYTES = 63
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # SQLite folds ASCII letters only
+
+
+def student_features_table(feature_names: Sequence[str]) -> Table:
+    """`student_features` with a nullable Float column for each of `feature_names`, in that order."""
+    reserved = [name for name in feature_names if name in STUDENT_KEY_COLUMNS]
+    if reserved:
+        raise SchemaMismatch(
+            f"{STUDENT_FEATURES}: a feature cannot be named {reserved[0]!r}, the name of the table's own column"
+        )
+    too_long = [name for name in feature_names if len(name.encode()) > MAX_IDENTIFIER_BYTES]
+    if too_long:
+        raise SchemaMismatch(
+            f"{STUDENT_FEATURES}: feature {too_long[0]!r} is longer than a column name can be "
+            f"({MAX_IDENTIFIER_BYTES} bytes in UTF-8)"
+        )
+    return Table(
+        STUDENT_FEATURES,
+        MetaData(),
+        Column("student_id", IDENTIFIER, primary_key=True),
+        *(Column(name, Float, nullable=True) for name in feature_names),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Index("ix_student_features_updated_at", "updated_at"),
+    )
+
+
+def ensure_student_features(engine: Engine, feature_names: Sequence[str]) -> Table:
+    """`student_features_table(feature_names)`, created in the database when missing; when it exists, the feature
+    columns it lacks are added (NULL in the rows already there: not measured) and other columns are left alone."""
+    table = student_features_table(feature_names)
+    if engine.dialect.name == "sqlite":
+        folded: dict[str, str] = {}
+        for name in feature_names:
+            other = folded.setdefault(name.translate(_ASCII_LOWER), name)
+            if other != name:
+                raise SchemaMismatch(
+                    f"{STUDENT_FEATURES}: features {other!r} and {name!r} differ only in case, and SQLite's column "
+                    "names ignore case; rename one, or use PostgreSQL"
+                )
+    with _schema_transaction(engine) as connection:
+        table.create(connection, checkfirst=True)
+        migrate(connection, [table])
+    return table

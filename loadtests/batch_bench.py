@@ -1,14 +1,15 @@
-"""Batch scoring benchmark: a full run of N students x 7 skills into PostgreSQL and SQLite, end to end, against the
-pure in-process scoring time of the same rows.
+"""Batch scoring benchmark: a full run of N students x the served skills (the 7 demo skills) into PostgreSQL and
+SQLite, end to end, against the pure in-process scoring time of the same rows.
 
     python -m loadtests.batch_bench                          # 1,000,000 students, PostgreSQL then SQLite (~5 min)
     python -m loadtests.batch_bench --students 200000 --databases postgresql
 
 For each database: a fresh database (PostgreSQL: a throwaway database on --postgres; SQLite: a file in a temporary
-directory), `generate` the population, then time `python -m inference.batch score` as a process (interpreter start,
-model loading and all), a second full run over unchanged data (writes nothing), and an incremental run after 5% of
-the students changed. The pure scoring time is `score_chunk` over the same rows, already in memory, in the same
-chunks, with nothing else running. Models are the pinned versions of the model store (`make serve` imports them).
+directory), load the demo population (`python -m train.data.population`), then time `python -m inference.batch
+score` as a process (interpreter start, model loading and all), a second full run over unchanged data (writes
+nothing), and an incremental run after 5% of the students changed. The pure scoring time is `score_chunk` over the
+same rows, already in memory, in the same chunks, with nothing else running. Models are the pinned versions of the
+served skills in the model store (models.env; `make serve` imports them).
 Results are printed and written to loadtests/results/batch-<time>.json.
 """
 
@@ -54,46 +55,57 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite:///{directory}/bench.db"
 
 
-def batch(*args: str, database_url: str) -> tuple[float, str]:
-    """Run `python -m inference.batch ARGS`; its wall time and output. Fails loudly on a non-zero exit."""
+def batch(*args: str, database_url: str, module: str = "inference.batch") -> tuple[float, str]:
+    """Run `python -m MODULE ARGS`; its wall time and output. Fails loudly on a non-zero exit."""
     env = {**os.environ, "DATABASE_URL": database_url, "BENTOML_DO_NOT_TRACK": "true"}
     started = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, "-m", "inference.batch", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - started
     if run.returncode != 0:
-        raise RuntimeError(f"inference.batch {' '.join(args)} exited {run.returncode}:\n{run.stderr[-3000:]}")
+        raise RuntimeError(f"{module} {' '.join(args)} exited {run.returncode}:\n{run.stderr[-3000:]}")
     return elapsed, run.stdout + run.stderr
+
+
+def populate(*args: str, database_url: str) -> float:
+    """Demo students into student_features (`python -m train.data.population ARGS`); its wall time."""
+    elapsed, _ = batch(*args, database_url=database_url, module="train.data.population")
+    return elapsed
 
 
 def last_run(database_url: str) -> dict[str, float]:
     """The scorer's own figures of its latest run, from `scoring_runs`."""
-    from inference.batch.database import BatchDatabase
+    from inference.batch.database import BatchDatabase, RunRecord
     from inference.storage import engine_for
 
     engine = engine_for(database_url)
     try:
-        (run,) = BatchDatabase(engine).recent_runs(1)
+        (run,) = BatchDatabase(engine, ()).recent_runs(1)
     finally:
         engine.dispose()
     if run.status != "succeeded":
         raise RuntimeError(f"run {run.run_id} ended {run.status}: {run.error}")
-    return {"run_s": run.duration_s, "in_run_scoring_s": run.scoring_s, "students_read": run.students_read}
+    return {
+        "run_s": run.duration_s,
+        "in_run_scoring_s": run.scoring_s,
+        "students_read": run.students_read,
+        "skills": len(RunRecord.from_row(run).model_versions),
+    }
 
 
 def pure_scoring_seconds(database_url: str, chunk_size: int) -> float:
     """score_chunk over every student, read into memory first (not timed), chunk by chunk as a run does."""
-    from inference.batch.chunks import score_chunk
+    from inference.batch.chunks import score_chunk, served_feature_names
     from inference.batch.database import BatchDatabase
-    from inference.registry import load_skill_models
+    from inference.families.skills.family import pinned_skill_models
     from inference.settings import Settings
     from inference.sharding import EVERYONE
     from inference.storage import engine_for
 
     engine = engine_for(database_url)
-    database = BatchDatabase(engine)
-    models = load_skill_models(Settings().pinned_skill_versions())
+    models = pinned_skill_models(Settings())
+    database = BatchDatabase(engine, served_feature_names(models))
     chunks, after = [], None
     while True:
         chunk = database.read_chunk(mode="full", shard=EVERYONE, after=after, limit=chunk_size)
@@ -110,7 +122,7 @@ def pure_scoring_seconds(database_url: str, chunk_size: int) -> float:
 
 def bench_database(kind: str, database_url: str, students: int, chunk_size: int) -> dict[str, Any]:
     print(f"{kind}: generating {students:,} students", flush=True)
-    generate_s, _ = batch("generate", "--students", str(students), database_url=database_url)
+    generate_s = populate("--students", str(students), database_url=database_url)
     print(f"{kind}: full run", flush=True)
     chunking = ("--chunk-size", str(chunk_size))
     full_s, _ = batch("score", *chunking, database_url=database_url)
@@ -118,9 +130,7 @@ def bench_database(kind: str, database_url: str, students: int, chunk_size: int)
     print(f"{kind}: full run over unchanged data", flush=True)
     rerun_s, _ = batch("score", *chunking, database_url=database_url)
     rerun = last_run(database_url)
-    batch(
-        "generate", "--students", str(students), "--seed", "8", "--share", str(CHANGED_SHARE), database_url=database_url
-    )
+    populate("--students", str(students), "--seed", "8", "--share", str(CHANGED_SHARE), database_url=database_url)
     print(f"{kind}: incremental run after {CHANGED_SHARE:.0%} changed", flush=True)
     incremental_s, _ = batch("score", "--mode", "incremental", *chunking, database_url=database_url)
     incremental = last_run(database_url)
@@ -129,7 +139,8 @@ def bench_database(kind: str, database_url: str, students: int, chunk_size: int)
     return {
         "database": kind,
         "students": students,
-        "assessments": students * 7,
+        "skills": full["skills"],
+        "assessments": students * full["skills"],
         "generate_s": round(generate_s, 1),
         "full_process_s": round(full_s, 1),
         "full_run_s": round(full["run_s"], 2),
@@ -162,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_database(kind, url, args.students, args.chunk_size))
     print()
     print(
-        "| database | students x 7 | full run, process (run) | pure scoring | ratio | unchanged rerun | "
+        "| database | students x skills | full run, process (run) | pure scoring | ratio | unchanged rerun | "
         f"incremental ({CHANGED_SHARE:.0%} changed) | students/s |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for result in results:
         print(
-            f"| {result['database']} | {result['students']:,} | {result['full_process_s']} s "
+            f"| {result['database']} | {result['students']:,} x {result['skills']} | {result['full_process_s']} s "
             f"({result['full_run_s']} s) | {result['pure_scoring_s']} s | "
             f"{result['ratio_full_process_to_pure_scoring']}x | {result['unchanged_rerun_process_s']} s | "
             f"{result['incremental_process_s']} s | {result['students_per_s']:,} |"

@@ -6,14 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from inference.batch.chunks import FEATURE_NAMES, FeatureChunk, features_hash, score_chunk
+from inference.batch.chunks import FeatureChunk, features_hash, score_chunk, served_feature_names
 from inference.batch.progress import Progress
-from inference.catalogue import FEATURES, SKILL_FEATURES, SKILLS
 from inference.errors import InvalidRequest
-from inference.features import prepare_matrix, prepare_row
-from inference.scoring import score_rows
+from inference.families.skills.features import prepare_matrix, prepare_row
+from inference.families.skills.scoring import score_rows
 from inference.sharding import Shard, shard_key
-from inference.synthetic import generate_students
+from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS
+from train.data.population import DEMO_FEATURE_NAMES
+from train.data.students import generate_students
 
 UPDATED = "2026-11-24 02:00:00.000000"
 
@@ -21,7 +22,11 @@ UPDATED = "2026-11-24 02:00:00.000000"
 def chunk_of(rows):
     """A FeatureChunk from feature dicts, as the database would return them (None where missing)."""
     return FeatureChunk.from_rows(
-        [(f"s-{index:04d}", UPDATED, *(row.get(name) for name in FEATURE_NAMES)) for index, row in enumerate(rows)]
+        [
+            (f"s-{index:04d}", UPDATED, *(row.get(name) for name in DEMO_FEATURE_NAMES))
+            for index, row in enumerate(rows)
+        ],
+        DEMO_FEATURE_NAMES,
     )
 
 
@@ -55,7 +60,7 @@ def test_prepare_matrix_accepts_and_imputes_exactly_what_prepare_row_does(stable
     model = stable_models[skill]
     rows = messy_rows(400, seed=5)
     chunk = chunk_of(rows)
-    columns = [FEATURE_NAMES.index(name) for name in model.feature_names]
+    columns = chunk.columns_of(model)
     prepared = prepare_matrix(chunk.values[:, columns], chunk.missing[:, columns], model)
     accepted = 0
     for index, row in enumerate(rows):
@@ -75,6 +80,7 @@ def test_a_chunk_scores_like_the_request_path_and_reports_bad_items_with_its_mes
     chunk = chunk_of(rows)
     scored = score_chunk(chunk, stable_models)
     failures = {(failure.student_id, failure.skill): failure for failure in scored.failures}
+    assert scored.skills == SKILLS
     for column, skill in enumerate(SKILLS):
         model = stable_models[skill]
         for index, row in enumerate(rows):
@@ -113,6 +119,21 @@ def test_assessment_columns_are_student_major(stable_models):
     order = list(zip(columns["row"].tolist(), columns["skill"].tolist(), strict=True))
     assert order == sorted(order)
     assert len(order) == scored.assessment_count
+
+
+def test_the_served_features_are_every_models_features_once_in_the_order_first_seen(stable_models):
+    names = served_feature_names(stable_models)
+    assert names[: len(stable_models["communication"].feature_names)] == stable_models["communication"].feature_names
+    assert sorted(names) == sorted({name for model in stable_models.values() for name in model.feature_names})
+    assert len(names) == len(set(names))
+
+
+def test_a_chunk_read_without_a_feature_of_a_model_is_refused_naming_it(stable_models):
+    rows = generate_students(3, seed=1).feature_dicts()
+    names = tuple(name for name in DEMO_FEATURE_NAMES if name != "hedging_ratio")
+    chunk = FeatureChunk.from_rows([("s-1", UPDATED, *(row.get(name) for name in names)) for row in rows], names)
+    with pytest.raises(ValueError, match=r"uses features the chunk was not read with: \['hedging_ratio'\]"):
+        score_chunk(chunk, stable_models)
 
 
 def hash_of(values, missing=None, names=("a", "b", "c")):

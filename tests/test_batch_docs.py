@@ -1,10 +1,17 @@
-"""docs/batch.md's "Try it locally" block runs as written, on a fresh SQLite database, and does what it says."""
+"""docs/batch.md's "Try it locally" block runs as written, on a fresh SQLite database, and does what it says; its
+upsert of a team's own features runs on SQLite and PostgreSQL."""
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 
+import pytest
+from sqlalchemy import select
+
+from inference.storage import engine_for, ensure_student_features
+from tests.utils.postgres import throwaway_database
 from tests.utils.servers import PROJECT_ROOT
 
 DOC = (PROJECT_ROOT / "docs" / "batch.md").read_text()
@@ -33,3 +40,22 @@ def test_the_try_it_locally_commands_run_and_score_what_they_say(trained_version
     assert f"{changed:,} students read" in outputs[4]
     listing = outputs[5].strip().splitlines()
     assert [line.split()[1] for line in listing[1:]] == ["incremental", "incremental", "full"]
+
+
+YOUR_FEATURES = re.search(r"## Your students' features\n.*?```sql\n(.*?)```", DOC, flags=re.DOTALL).group(1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_upsert_of_your_own_features_runs_on_both_databases_and_quotes_what_it_must(kind, tmp_path):
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'own.db'}" if kind == "sqlite" else stack.enter_context(throwaway_database())
+        engine = engine_for(url)
+        stack.callback(engine.dispose)
+        table = ensure_student_features(engine, ["alcohol", "od280/od315_of_diluted_wines"])
+        for _ in range(2):  # the second time, the upsert's update
+            with engine.begin() as connection:
+                connection.exec_driver_sql(YOUR_FEATURES)
+        with engine.connect() as connection:
+            row = connection.execute(select(table)).one()
+        assert row.student_id == "student-0001234" and row.alcohol == 13.2
+        assert row._mapping["od280/od315_of_diluted_wines"] is None

@@ -3,18 +3,16 @@
 
 import pytest
 
-from inference.batch.database import BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
-from inference.catalogue import SKILLS
-from inference.storage import engine_for
-from inference.synthetic import generate_students
-from tests.utils.batch import load_students, stored_assessments
+from tests.utils.batch import demo_database, load_students, stored_assessments
+from train.data.catalogue import SKILLS
+from train.data.students import generate_students
 
 pytestmark = pytest.mark.server
 
 
 def test_batch_scores_equal_the_http_apis_to_1e_6(server, stable_models, tmp_path, client_without_admin):
-    database = BatchDatabase(engine_for(f"sqlite:///{tmp_path / 'batch.db'}"))
+    database = demo_database(f"sqlite:///{tmp_path / 'batch.db'}")
     rows = generate_students(1000, seed=61).feature_dicts()
     students = load_students(database, rows, prefix="http")
     summary = BatchScorer(database, stable_models, RunOptions(chunk_size=400)).run()

@@ -13,19 +13,22 @@ from sqlalchemy import func, literal, select, text
 
 from inference.batch.database import INTERRUPTED, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
-from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.sharding import Shard, shard_key
-from inference.storage import engine_for, scoring_failures, scoring_runs, shard_key_of, skill_assessments
-from inference.synthetic import generate_students
+from inference.storage import scoring_failures, scoring_runs, shard_key_of, skill_assessments
 from tests.utils.batch import (
     batch_command,
+    demo_database,
     expected_scores,
     feature_matrix,
     load_students,
     run_batch,
+    run_population,
     stored_assessments,
 )
 from tests.utils.postgres import own_cluster, throwaway_database
+from train.data.catalogue import SKILL_FEATURES, SKILLS
+from train.data.population import DEMO_FEATURE_NAMES
+from train.data.students import generate_students
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +41,7 @@ def database_url():
 
 @pytest.fixture
 def database(database_url):
-    database = BatchDatabase(engine_for(database_url))
+    database = demo_database(database_url)
     yield database
     database.engine.dispose()  # the throwaway database is dropped next
 
@@ -80,9 +83,9 @@ def assert_every_student_scored_once(database, students, models):
     return stored
 
 
-def test_the_cli_generates_scores_and_lists_runs_on_postgres(database_url, database, stable_models):
-    generated = run_batch("generate", "--students", "1000", "--seed", "3", database_url=database_url)
-    assert generated.returncode == 0, generated.stdout
+def test_the_population_generator_and_the_cli_score_and_list_runs_on_postgres(database_url, database, stable_models):
+    generated = run_population("--students", "1000", "--seed", "3", database_url=database_url)
+    assert generated.returncode == 0, generated.stderr
     assert "wrote 1,000 students" in generated.stdout
     scored = run_batch("score", "--chunk-size", "300", database_url=database_url)
     assert scored.returncode == 0, scored.stdout
@@ -91,7 +94,7 @@ def test_the_cli_generates_scores_and_lists_runs_on_postgres(database_url, datab
     assert_every_student_scored_once(database, students, stable_models)
     incremental = run_batch("score", "--mode", "incremental", database_url=database_url)
     assert "0 students read, 0 assessments written" in incremental.stdout
-    rescored = run_batch("generate", "--students", "1000", "--seed", "4", "--share", "0.1", database_url=database_url)
+    rescored = run_population("--students", "1000", "--seed", "4", "--share", "0.1", database_url=database_url)
     changed = int(rescored.stdout.split("wrote ")[1].split(" ")[0])
     assert 60 < changed < 140
     incremental = run_batch("score", "--mode", "incremental", database_url=database_url)
@@ -177,7 +180,7 @@ def test_a_postgresql_restart_mid_run_is_ridden_out_and_nothing_is_lost_or_doubl
     # machine's, and whether the run rides it out must not depend on it.
     retries = {"INFERENCE_BATCH_RETRIES": "5"}
     with own_cluster() as cluster:
-        database = BatchDatabase(engine_for(cluster.url))
+        database = demo_database(cluster.url)
         try:
             students = load_students(database, generate_students(40_000, seed=79).feature_dicts())
             log = tmp_path / "batch.log"
@@ -255,7 +258,7 @@ def test_a_chunk_written_after_one_that_failed_is_not_committed_so_the_rerun_lea
     assert database.concurrent_writers == 2
     options = RunOptions(chunk_size=100, retry_backoff_s=0)
     with pytest.raises(ValueError, match="a bug"):
-        BatchScorer(ThirdChunkFails(database.engine), stable_models, options).run()
+        BatchScorer(ThirdChunkFails(database.engine, DEMO_FEATURE_NAMES), stable_models, options).run()
     assert students[300] in waited  # the fourth chunk was written and held back, not just never started
     stored = stored_assessments(database.engine)
     assert {student for student, _ in stored} == set(students[:200])

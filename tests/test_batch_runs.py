@@ -12,22 +12,31 @@ from sqlalchemy import func, select, update
 
 from inference.batch.database import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
-from inference.catalogue import SKILL_FEATURES, SKILLS
 from inference.errors import RunInProgress
-from inference.registry import load_skill_models
+from inference.families.skills.family import load_skill_models
 from inference.sharding import EVERYONE
-from inference.storage import engine_for, scoring_failures, scoring_runs, student_features
-from inference.synthetic import generate_students
+from inference.storage import scoring_failures, scoring_runs
 from tests.conftest import CANDIDATE
-from tests.utils.batch import count_rows, expected_scores, load_students, run_batch, stored_assessments
+from tests.utils.batch import (
+    count_rows,
+    demo_database,
+    expected_scores,
+    load_students,
+    run_batch,
+    run_population,
+    stored_assessments,
+)
 from tests.utils.servers import free_port
+from train.data.catalogue import SKILL_FEATURES, SKILLS
+from train.data.population import DEMO_FEATURE_NAMES
+from train.data.students import generate_students
 
 N_STUDENTS = 1000
 
 
 @pytest.fixture
 def database(tmp_path):
-    return BatchDatabase(engine_for(f"sqlite:///{tmp_path / 'batch.db'}"))
+    return demo_database(f"sqlite:///{tmp_path / 'batch.db'}")
 
 
 @pytest.fixture
@@ -80,16 +89,15 @@ def test_incremental_scores_only_students_whose_features_changed(database, popul
     score(database, stable_models)
     changed = population[100:110]
     later = datetime.now(UTC) + timedelta(seconds=1)
+    features = database.student_features
     with database.engine.begin() as connection:
         connection.execute(
-            update(student_features)
-            .where(student_features.c.student_id.in_(changed))
-            .values(novel_idea_count=student_features.c.novel_idea_count + 1, updated_at=later)
+            update(features)
+            .where(features.c.student_id.in_(changed))
+            .values(novel_idea_count=features.c.novel_idea_count + 1, updated_at=later)
         )
         # Touched without a change: a candidate, but its assessments stay as they are.
-        connection.execute(
-            update(student_features).where(student_features.c.student_id == population[500]).values(updated_at=later)
-        )
+        connection.execute(update(features).where(features.c.student_id == population[500]).values(updated_at=later))
     summary = score(database, stable_models, mode="incremental")
     assert summary.students_read == 11
     users = [skill for skill in SKILLS if "novel_idea_count" in SKILL_FEATURES[skill]]
@@ -158,7 +166,7 @@ class FlakyDatabase(BatchDatabase):
     """Writes fail transiently `failures` times, at the `at`-th chunk."""
 
     def __init__(self, engine, *, failures, at=1):
-        super().__init__(engine)
+        super().__init__(engine, DEMO_FEATURE_NAMES)
         self.failures, self.at, self.writes = failures, at, 0
 
     def write_chunk(self, scored, *, run_id, **options):
@@ -213,7 +221,9 @@ def test_a_stopped_run_is_recorded_as_interrupted_and_resumed_by_the_next(databa
             return super().write_chunk(scored, run_id=run_id, **options)
 
     options = RunOptions(chunk_size=100, retry_backoff_s=0.0)
-    first = BatchScorer(StopAfterTwoChunks(database.engine), stable_models, options, stop=stop).run()
+    first = BatchScorer(
+        StopAfterTwoChunks(database.engine, DEMO_FEATURE_NAMES), stable_models, options, stop=stop
+    ).run()
     assert first.status == INTERRUPTED
     assert 200 <= first.students_read < 1000
     second = score(database, stable_models, chunk_size=100)
@@ -269,7 +279,7 @@ def test_a_run_that_cannot_start_says_why_in_the_log(database, population, stabl
             raise RuntimeError("the count failed")
 
     with caplog.at_level(logging.ERROR, logger="inference"), pytest.raises(RuntimeError):
-        score(Unreachable(database.engine), stable_models)
+        score(Unreachable(database.engine, DEMO_FEATURE_NAMES), stable_models)
     assert "the run could not start: the count failed" in caplog.text
     assert "Traceback" in caplog.text  # an unexpected error comes with where it happened
 
@@ -288,7 +298,7 @@ def test_an_incremental_rerun_after_an_interrupted_one_misses_no_student_changed
             return super().write_chunk(scored, run_id=run_id, **options)
 
     options = RunOptions(mode="incremental", chunk_size=100, retry_backoff_s=0.0)
-    first = BatchScorer(StopAfterOneChunk(database.engine), stable_models, options, stop=stop).run()
+    first = BatchScorer(StopAfterOneChunk(database.engine, DEMO_FEATURE_NAMES), stable_models, options, stop=stop).run()
     assert first.status == INTERRUPTED and first.students_read in (100, 200)  # the stop lands after a chunk or two
     change_features(database, population[:1], bump=2)  # before the stopped run's checkpoint
     second = score(database, stable_models, mode="incremental", chunk_size=100)
@@ -301,13 +311,12 @@ def test_an_incremental_rerun_after_an_interrupted_one_misses_no_student_changed
 
 def change_features(database, students, *, bump):
     later = datetime.now(UTC) + timedelta(seconds=bump)
+    features = database.student_features
     with database.engine.begin() as connection:
         connection.execute(
-            update(student_features)
-            .where(student_features.c.student_id.in_(students))
-            .values(
-                help_given_per_week=func.coalesce(student_features.c.help_given_per_week, 0) + bump, updated_at=later
-            )
+            update(features)
+            .where(features.c.student_id.in_(students))
+            .values(help_given_per_week=func.coalesce(features.c.help_given_per_week, 0) + bump, updated_at=later)
         )
 
 
@@ -320,7 +329,8 @@ def change_features(database, students, *, bump):
         (["score", "--shard", "4/4"], "argument --shard: shard 4/4: expected 0 <= index < count"),
         (["score", "--chunk-size", "0"], "argument --chunk-size: expected at least 1, got 0"),
         (["score", "--mode", "sometimes"], "argument --mode: invalid choice: 'sometimes'"),
-        (["generate"], "the following arguments are required: --students"),
+        # Demo students come from `python -m train.data.population`, not from the runtime's tool.
+        (["generate", "--students", "10"], "argument COMMAND: invalid choice: 'generate'"),
     ],
 )
 def test_the_cli_exits_2_on_bad_arguments_naming_the_argument(arguments, complaint, tmp_path):
@@ -328,6 +338,21 @@ def test_the_cli_exits_2_on_bad_arguments_naming_the_argument(arguments, complai
     assert run.returncode == 2, run.stdout
     assert complaint in run.stdout and "usage: python -m inference.batch" in run.stdout
     assert not (tmp_path / "batch.db").exists()  # refused before touching the database
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        ([], "the following arguments are required: --students"),
+        (["--students", "0"], "argument --students: expected at least 1, got 0"),
+        (["--students", "10", "--share", "1.5"], "argument --share: expected a share in (0, 1], got 1.5"),
+    ],
+)
+def test_the_population_generator_exits_2_on_bad_arguments_naming_the_argument(arguments, complaint, tmp_path):
+    run = run_population(*arguments, database_url=f"sqlite:///{tmp_path / 'batch.db'}", timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert complaint in run.stderr and "usage: python -m train.data.population" in run.stderr
+    assert not (tmp_path / "batch.db").exists()
 
 
 def test_the_cli_exits_4_while_another_run_holds_the_shards_lock(database, population, trained_versions):

@@ -1,15 +1,26 @@
-"""The tools bring an existing database up to the schema: a feature new to the catalogue becomes a nullable column
-of student_features, a missing index is created; a missing NOT NULL column is an error naming it."""
+"""The tools bring an existing database up to the schema: a feature new to the served models becomes a nullable
+column of student_features, a missing index is created; a missing NOT NULL column is an error naming it. Feature
+names are any text, quoted wherever SQL names them."""
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Column, MetaData, Table, create_engine, inspect
+from sqlalchemy import Column, MetaData, Table, create_engine, insert, inspect, select
 
 from inference.errors import SchemaMismatch
-from inference.storage import engine_for, migrate, skill_assessments, student_features
+from inference.storage import (
+    engine_for,
+    ensure_student_features,
+    migrate,
+    skill_assessments,
+    student_features_table,
+)
 from tests.utils.postgres import throwaway_database
+
+# Names a team's models may use: sklearn's wine data set has the first; the rest are what SQL must quote.
+FEATURES = ("od280/od315_of_diluted_wines", "mean radius", "Alcohol", 'share "in" %', "order")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -37,19 +48,66 @@ def create_older_table(url, table, *, without):
     engine.dispose()
 
 
+def columns_of(engine, table_name):
+    return [column["name"] for column in inspect(engine).get_columns(table_name)]
+
+
 def test_a_missing_feature_column_and_index_are_added_to_an_existing_table(empty_database_url):
-    create_older_table(empty_database_url, student_features, without="novel_idea_count")
+    create_older_table(empty_database_url, student_features_table(FEATURES), without="od280/od315_of_diluted_wines")
     engine = engine_for(empty_database_url)
     try:
-        inspector = inspect(engine)
-        assert "novel_idea_count" in {column["name"] for column in inspector.get_columns("student_features")}
+        table = ensure_student_features(engine, FEATURES)
+        assert set(FEATURES) <= set(columns_of(engine, "student_features"))
         assert "ix_student_features_updated_at" in {
-            index["name"] for index in inspector.get_indexes("student_features")
+            index["name"] for index in inspect(engine).get_indexes("student_features")
         }
         with engine.begin() as connection:
-            assert migrate(connection) == []  # idempotent
+            assert migrate(connection, [table]) == []  # idempotent
+            connection.execute(
+                insert(table).values(
+                    {
+                        "student_id": "s-1",
+                        "updated_at": datetime(2026, 11, 24, tzinfo=UTC),
+                        **{name: float(index) for index, name in enumerate(FEATURES)},
+                    }
+                )
+            )
+            stored = connection.execute(select(*(table.c[name] for name in FEATURES))).one()
+        assert list(stored) == [float(index) for index in range(len(FEATURES))]
     finally:
         engine.dispose()
+
+
+def test_the_features_table_is_created_for_the_names_given_and_keeps_columns_it_was_not_given(empty_database_url):
+    engine = engine_for(empty_database_url)
+    try:
+        assert "student_features" not in inspect(engine).get_table_names()  # the service's schema has none
+        ensure_student_features(engine, FEATURES[:2])
+        assert columns_of(engine, "student_features") == ["student_id", *FEATURES[:2], "updated_at"]
+        ensure_student_features(engine, FEATURES[1:])  # another model set: its columns added, none removed
+        assert columns_of(engine, "student_features") == ["student_id", *FEATURES[:2], "updated_at", *FEATURES[2:]]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("names", "complaint"),
+    [
+        (["words", "updated_at"], "a feature cannot be named 'updated_at', the name of the table's own column"),
+        (["x" * 64], "is longer than a column name can be (63 bytes in UTF-8)"),
+    ],
+)
+def test_feature_names_no_column_can_hold_are_refused_naming_them(names, complaint):
+    with pytest.raises(SchemaMismatch) as raised:
+        student_features_table(names)
+    assert complaint in raised.value.message
+
+
+def test_features_differing_only_in_case_are_refused_on_sqlite(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'case.db'}")
+    with pytest.raises(SchemaMismatch, match="features 'Alcohol' and 'alcohol' differ only in case"):
+        ensure_student_features(engine, ["Alcohol", "alcohol"])
+    engine.dispose()
 
 
 def test_a_missing_not_null_column_is_an_error_naming_it(empty_database_url):
@@ -66,8 +124,12 @@ def test_a_missing_not_null_column_is_an_error_naming_it(empty_database_url):
 
 
 def test_processes_creating_the_schema_at_the_same_time_all_succeed(empty_database_url):
-    # A server's workers start together and each creates the schema: the losers of the race must not fail.
-    code = "import sys; from inference.storage import engine_for; engine_for(sys.argv[1])"
+    # A server's workers, or a sharded run's, start together and each creates the schema (the features table
+    # with its columns included): the losers of the race must not fail.
+    code = (
+        "import sys; from inference.storage import engine_for, ensure_student_features; "
+        f"ensure_student_features(engine_for(sys.argv[1]), {FEATURES!r})"
+    )
     processes = [
         subprocess.Popen([sys.executable, "-c", code, empty_database_url], stderr=subprocess.PIPE) for _ in range(4)
     ]

@@ -1,13 +1,14 @@
 """Batch scoring of the student population: `python -m inference.batch COMMAND`.
 
-    python -m inference.batch generate --students 1000000        # synthetic students into student_features
-    python -m inference.batch score                              # full run: every student, 7 skills
+    python -m inference.batch score                              # full run: every student, every served skill
     python -m inference.batch score --mode incremental           # only students whose features changed
     python -m inference.batch score --shard 2/4                  # one of 4 workers (a Kubernetes Indexed Job)
     python -m inference.batch runs                               # the latest runs and their figures
 
 The database is DATABASE_URL (a SQLite file beside the model store by default); the models are the pinned
-versions of the model store (models.env, INFERENCE_SKILLS_VERSION), the same the service answers with.
+versions of the served skills in the model store (models.env: INFERENCE_SKILLS, INFERENCE_SKILLS_VERSION), the
+same the service answers with. Students are read from `student_features`, one column per feature of those models
+(demo students: `python -m train.data.population`).
 Exit status: 0 done, 1 failed (rerun to resume), 2 bad arguments, 3 interrupted by a signal (rerun to resume),
 4 another run of the shard is in progress.
 """
@@ -22,6 +23,7 @@ import threading
 from types import FrameType
 
 import sqlalchemy.exc
+from sqlalchemy import Engine
 
 from inference.batch.database import INTERRUPTED, BatchDatabase
 from inference.errors import InferenceError, RunInProgress
@@ -48,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def score(args: argparse.Namespace, settings: Settings) -> int:
+    from inference.batch.chunks import served_feature_names
     from inference.batch.scorer import BatchScorer, RunOptions
-    from inference.registry import load_skill_models
+    from inference.families.skills.family import pinned_skill_models
 
     options = RunOptions(
         mode=args.mode,
@@ -60,8 +63,9 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         progress_interval_s=settings.batch_progress_interval_s,
         restart=args.restart,
     )
-    database = _database(args, settings)
-    models = load_skill_models(settings.pinned_skill_versions())
+    engine = _engine(args, settings)  # first: an unreachable database is reported as such, before model loading
+    models = pinned_skill_models(settings)
+    database = BatchDatabase(engine, served_feature_names(models))
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
@@ -77,23 +81,8 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def generate(args: argparse.Namespace, settings: Settings) -> int:
-    from inference.batch.population import load_synthetic_students
-
-    database = _database(args, settings)
-    written = load_synthetic_students(
-        database,
-        students=args.students,
-        seed=args.seed,
-        share=args.share,
-        progress_interval_s=settings.batch_progress_interval_s,
-    )
-    print(f"wrote {written:,} students; student_features holds {database.count_students():,}")
-    return 0
-
-
 def runs(args: argparse.Namespace, settings: Settings) -> int:
-    database = _database(args, settings)
+    database = BatchDatabase(_engine(args, settings), ())
     header = ("run", "mode", "shard", "status", "started", "read", "written", "unchanged", "failed", "s", "students/s")
     lines = [header]
     for run in database.recent_runs(args.limit):
@@ -118,10 +107,10 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _database(args: argparse.Namespace, settings: Settings) -> BatchDatabase:
+def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
     from inference.storage import engine_for
 
-    return BatchDatabase(engine_for(args.database_url or settings.database_url))
+    return engine_for(args.database_url or settings.database_url)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -144,16 +133,6 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], got {value:g}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -174,7 +153,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         command.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL, else a SQLite file)")
         return command
 
-    scoring = with_database(commands.add_parser("score", help="score pending students for all 7 skills"))
+    scoring = with_database(commands.add_parser("score", help="score pending students for every served skill"))
     scoring.add_argument(
         "--mode",
         choices=("full", "incremental"),
@@ -197,14 +176,6 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--restart", action="store_true", help="do not resume an unfinished run; start from the first student"
     )
     scoring.set_defaults(command=score)
-
-    generating = with_database(commands.add_parser("generate", help="load synthetic students (demos, benchmarks)"))
-    generating.add_argument("--students", type=_positive_int, required=True, help="population size, e.g. 1000000")
-    generating.add_argument("--seed", type=int, default=7, help="feature values are a function of the seed (7)")
-    generating.add_argument(
-        "--share", type=_share, default=1.0, help="rewrite only this random share of the students (1.0: all)"
-    )
-    generating.set_defaults(command=generate)
 
     listing = with_database(commands.add_parser("runs", help="list the latest scoring runs"))
     listing.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")

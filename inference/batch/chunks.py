@@ -1,9 +1,12 @@
-"""A chunk of students through the 7 skill models: pure compute over numpy arrays, no database.
+"""A chunk of students through the served skill models: pure compute over numpy arrays, no database.
 
 Each student is scored for each skill exactly as `POST /api/v1/skills/infer` scores a request carrying the
 student's present features: the same preparation (`prepare_matrix`, the vectorised twin of `prepare_row`) and the
 same `score_rows`. A row the service would reject with a 4xx becomes an `ItemFailure` with the service's code and
 message, and the rest of the chunk is scored.
+
+Nothing here knows which skills or features there are: the skills are the keys of the models mapping, the features
+the names in the models' schemas.
 """
 
 from __future__ import annotations
@@ -15,13 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.catalogue import FEATURES, SKILLS
 from inference.errors import InvalidRequest
-from inference.features import prepare_matrix, prepare_row
-from inference.scoring import SkillModel, score_rows
-
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
-_COLUMN = {name: index for index, name in enumerate(FEATURE_NAMES)}
+from inference.families.skills.features import prepare_matrix, prepare_row
+from inference.families.skills.scoring import SkillModel, score_rows
 
 # Constants of the features hash (SplitMix64's finaliser). Changing any of them, or the hash's definition, makes
 # every stored assessment look stale to an incremental run: a test pins known values.
@@ -30,40 +29,60 @@ _MIX_2 = np.uint64(0x94D049BB133111EB)
 _MISSING_BITS = np.uint64(0x7FF8DEAD0000BEEF)  # a NaN payload no arithmetic produces: "not measured"
 
 
+def served_feature_names(models: Mapping[str, SkillModel]) -> tuple[str, ...]:
+    """Every feature the models use, each once, in the order first seen (skill by skill, each in its model's
+    order): the columns of `student_features` a run reads."""
+    return tuple(dict.fromkeys(name for model in models.values() for name in model.feature_names))
+
+
 @dataclass(frozen=True)
 class FeatureChunk:
-    """Students as read from `student_features`, in student_id order."""
+    """Students as read from `student_features`, in student_id order, one column per name of `feature_names`."""
 
+    feature_names: tuple[str, ...]
     student_ids: list[str]
     updated_at: list[Any]  # as the database returned them; written back unchanged as `features_updated_at`
-    values: np.ndarray  # (n, len(FEATURE_NAMES)) float64; NaN where missing, inf where not a number
-    missing: np.ndarray  # (n, len(FEATURE_NAMES)) bool: NULL in the database
-    raw: np.ndarray  # (n, len(FEATURE_NAMES)) the values as the database returned them
+    values: np.ndarray  # (n, len(feature_names)) float64; NaN where missing, inf where not a number
+    missing: np.ndarray  # (n, len(feature_names)) bool: NULL in the database
+    raw: np.ndarray  # (n, len(feature_names)) the values as the database returned them
 
     def __len__(self) -> int:
         return len(self.student_ids)
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]], *, numbers_guaranteed: bool = False) -> FeatureChunk:
-        """Rows of (student_id, updated_at, *feature values in FEATURE_NAMES order), None for NULL.
+    def from_rows(
+        cls, rows: Sequence[Sequence[Any]], feature_names: Sequence[str], *, numbers_guaranteed: bool = False
+    ) -> FeatureChunk:
+        """Rows of (student_id, updated_at, *values of `feature_names` in that order), None for NULL.
 
         `numbers_guaranteed`: the driver returns only floats and None for the feature columns (PostgreSQL's
         float8), so the per-value type check is skipped. SQLite keeps whatever was written, text included, and
         text must fail like it does in a request, even text `float()` would accept ("1_00").
         """
-        table = np.array(rows, dtype=object).reshape(len(rows), 2 + len(FEATURE_NAMES))
+        names = tuple(feature_names)
+        table = np.array(rows, dtype=object).reshape(len(rows), 2 + len(names))
         raw = table[:, 2:]
         missing = np.equal(raw, None)
         if numbers_guaranteed or _all_numbers(raw):
             values = np.where(missing, np.nan, raw).astype(np.float64)
         else:
             values = np.array([[_number_or_inf(value) for value in row] for row in raw], dtype=np.float64)
-        return cls(table[:, 0].tolist(), table[:, 1].tolist(), values, missing, raw)
+        return cls(names, table[:, 0].tolist(), table[:, 1].tolist(), values, missing, raw)
+
+    def columns_of(self, model: SkillModel) -> list[int]:
+        """The chunk's columns of the model's features, in the model's order."""
+        index = {name: column for column, name in enumerate(self.feature_names)}
+        absent = [name for name in model.feature_names if name not in index]
+        if absent:
+            raise ValueError(f"{model.store_name}:{model.version} uses features the chunk was not read with: {absent}")
+        return [index[name] for name in model.feature_names]
 
     def present_features(self, row: int) -> dict[str, Any]:
         """One student's features as a request would carry them: the measured ones, as stored."""
         return {
-            name: self.raw[row, column] for column, name in enumerate(FEATURE_NAMES) if not self.missing[row, column]
+            name: self.raw[row, column]
+            for column, name in enumerate(self.feature_names)
+            if not self.missing[row, column]
         }
 
 
@@ -96,14 +115,15 @@ class ItemFailure:
 
 @dataclass(frozen=True)
 class ScoredChunk:
-    """Scores of a chunk, one column per skill (in `SKILLS` order); `scored` is False where an item failed."""
+    """Scores of a chunk, one column per skill (in `skills` order); `scored` is False where an item failed."""
 
     chunk: FeatureChunk
+    skills: tuple[str, ...]
     versions: tuple[str, ...]  # model version per skill
-    scores: np.ndarray  # (n, 7) float64
-    confidences: np.ndarray  # (n, 7) float64
-    hashes: np.ndarray  # (n, 7) int64
-    scored: np.ndarray  # (n, 7) bool
+    scores: np.ndarray  # (n, len(skills)) float64
+    confidences: np.ndarray  # (n, len(skills)) float64
+    hashes: np.ndarray  # (n, len(skills)) int64
+    scored: np.ndarray  # (n, len(skills)) bool
     failures: list[ItemFailure]
 
     @property
@@ -148,15 +168,17 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 
 def score_chunk(chunk: FeatureChunk, models: Mapping[str, SkillModel]) -> ScoredChunk:
-    """Score every student of `chunk` for every skill; rows the service would reject become failures."""
+    """Score every student of `chunk` for every skill of `models` (in its order); rows the service would reject
+    become failures. The chunk must hold every feature the models use (`served_feature_names`)."""
+    skills = tuple(models)
     n = len(chunk)
-    shape = (n, len(SKILLS))
+    shape = (n, len(skills))
     scores, confidences = np.zeros(shape), np.zeros(shape)
     hashes, scored = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     failures: list[ItemFailure] = []
-    for column, skill in enumerate(SKILLS):
+    for column, skill in enumerate(skills):
         model = models[skill]
-        columns = [_COLUMN[name] for name in model.feature_names]
+        columns = chunk.columns_of(model)
         values, missing = chunk.values[:, columns], chunk.missing[:, columns]
         hashes[:, column] = features_hash(values, missing, model.feature_names)
         prepared = prepare_matrix(values, missing, model)
@@ -176,9 +198,9 @@ def score_chunk(chunk: FeatureChunk, models: Mapping[str, SkillModel]) -> Scored
             scores[valid, column] = result.score
             confidences[valid, column] = result.confidence
         scored[:, column] = valid
-    versions = tuple(models[skill].version for skill in SKILLS)
-    return ScoredChunk(chunk, versions, scores, confidences, hashes, scored, failures)
+    versions = tuple(model.version for model in models.values())
+    return ScoredChunk(chunk, skills, versions, scores, confidences, hashes, scored, failures)
 
 
 def model_versions(models: Mapping[str, SkillModel]) -> dict[str, str]:
-    return {skill: models[skill].version for skill in SKILLS}
+    return {skill: model.version for skill, model in models.items()}

@@ -5,6 +5,10 @@ from it in one statement; SQLite upserts with `executemany` in one transaction. 
 its failed items and the run's progress (`last_student_id`, counts) commit together, so a run killed at any
 point leaves the database at a chunk boundary, and the upsert on (student_id, skill, features_hash) makes
 writing a chunk twice harmless.
+
+`student_features` has a column per feature of the served models: a `BatchDatabase` is made for a list of feature
+names, reads and writes those columns, and creates the table or adds the columns it lacks. Feature names are any
+text, so wherever SQL is written out here they are quoted as identifiers.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,15 +27,21 @@ from typing import Any, Literal
 
 import numpy as np
 import sqlalchemy.exc
+from psycopg import sql
 from sqlalchemy import Connection, Engine, String, exists, func, insert, select, type_coerce, update
 from sqlalchemy.engine import Row
 
-from inference.batch.chunks import FEATURE_NAMES, FeatureChunk, ScoredChunk
+from inference.batch.chunks import FeatureChunk, ScoredChunk
 from inference.batch.pgcopy import encode_rows, timestamp_micros
-from inference.catalogue import SKILLS
 from inference.errors import RunInProgress, RunSuperseded, UnsupportedDatabase
 from inference.sharding import Shard
-from inference.storage import scoring_failures, scoring_runs, shard_key_of, skill_assessments, student_features
+from inference.storage import (
+    ensure_student_features,
+    scoring_failures,
+    scoring_runs,
+    shard_key_of,
+    skill_assessments,
+)
 
 Mode = Literal["full", "incremental"]
 MODES: tuple[Mode, ...] = ("full", "incremental")
@@ -113,15 +123,21 @@ class RunRecord:
 
 
 class BatchDatabase:
-    """Everything the scorer asks of the database, on an engine from `inference.storage.engine_for`."""
+    """Everything the scorer asks of the database, on an engine from `inference.storage.engine_for`.
 
-    def __init__(self, engine: Engine) -> None:
+    `feature_names` are the `student_features` columns read and written (for a run: `served_feature_names` of its
+    models); the table is created, or given the columns it lacks, here. The run log needs none (`()`).
+    """
+
+    def __init__(self, engine: Engine, feature_names: Sequence[str]) -> None:
         if engine.dialect.name not in ("postgresql", "sqlite"):
             raise UnsupportedDatabase(
                 f"DATABASE_URL: the batch scorer supports PostgreSQL and SQLite, not {engine.dialect.name}"
             )
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        self.feature_names = tuple(feature_names)
+        self.student_features = ensure_student_features(engine, self.feature_names)
         # PostgreSQL upserts two chunks at once on two connections (the server's insert work is the bottleneck of
         # a run; a second backend took a 1M-student run from 33.8 s to 26.6 s); SQLite has one writer.
         self.concurrent_writers = 2 if self.is_postgres else 1
@@ -129,32 +145,33 @@ class BatchDatabase:
     # --- reading students
 
     def count_pending(self, *, mode: Mode, shard: Shard, after: str | None) -> int:
-        query = select(func.count()).select_from(student_features).where(*self._pending(mode, shard, after))
+        query = select(func.count()).select_from(self.student_features).where(*self._pending(mode, shard, after))
         with self._reading() as connection:
             return int(connection.execute(query).scalar_one())
 
     def read_chunk(self, *, mode: Mode, shard: Shard, after: str | None, limit: int) -> FeatureChunk:
         """The next `limit` students after `after` (student_id order) that the run has to score."""
-        updated_at = student_features.c.updated_at
+        features = self.student_features.c
+        updated_at = features.updated_at
         if not self.is_postgres:
             # Read and written back as the stored text, so an incremental run compares like with like.
             updated_at = type_coerce(updated_at, String)
         query = (
-            select(student_features.c.student_id, updated_at, *(student_features.c[name] for name in FEATURE_NAMES))
+            select(features.student_id, updated_at, *(features[name] for name in self.feature_names))
             .where(*self._pending(mode, shard, after))
-            .order_by(student_features.c.student_id)
+            .order_by(features.student_id)
             .limit(limit)
         )
         with self._reading() as connection:
             if not self.is_postgres:
-                return FeatureChunk.from_rows(connection.execute(query).all())
+                return FeatureChunk.from_rows(connection.execute(query).all(), self.feature_names)
             # psycopg's binary protocol: floats arrive without text parsing (1M students: 10 s read as text, 4 s).
             compiled = query.compile(dialect=self.engine.dialect)
             driver = connection.connection.driver_connection
             assert driver is not None
             with driver.cursor(binary=True) as cursor:
                 cursor.execute(str(compiled), compiled.params)
-                return FeatureChunk.from_rows(cursor.fetchall(), numbers_guaranteed=True)
+                return FeatureChunk.from_rows(cursor.fetchall(), self.feature_names, numbers_guaranteed=True)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -178,11 +195,11 @@ class BatchDatabase:
         after): how many, and the first few ids. Runs leave them out rather than fail on them every night."""
         if not self.is_postgres:
             return 0, []  # read as the stored text: nothing to fail on
-        features = student_features.c
+        features = self.student_features.c
         unreadable = [~features.updated_at.between(*_READABLE_TIMES), *self._in_shard(shard)]
         with self._reading() as connection:
             count = connection.execute(
-                select(func.count()).select_from(student_features).where(*unreadable)
+                select(func.count()).select_from(self.student_features).where(*unreadable)
             ).scalar_one()
             ids = connection.execute(
                 select(features.student_id).where(*unreadable).order_by(features.student_id).limit(sample)
@@ -192,10 +209,10 @@ class BatchDatabase:
     def _in_shard(self, shard: Shard) -> list[Any]:
         if shard.is_everyone:
             return []
-        return [shard_key_of(student_features.c.student_id) % shard.count == shard.index]
+        return [shard_key_of(self.student_features.c.student_id) % shard.count == shard.index]
 
     def _pending(self, mode: Mode, shard: Shard, after: str | None) -> list[Any]:
-        features = student_features.c
+        features = self.student_features.c
         conditions: list[Any] = self._in_shard(shard)
         if after is not None:
             conditions.append(features.student_id > after)
@@ -326,7 +343,7 @@ class BatchDatabase:
                 copy.write(data)
             cursor.execute(
                 _POSTGRES_UPSERT,
-                {"skills": list(SKILLS), "versions": list(scored.versions), "scored_at": now, "run_id": run_id},
+                {"skills": list(scored.skills), "versions": list(scored.versions), "scored_at": now, "run_id": run_id},
             )
             return max(cursor.rowcount, 0)
 
@@ -336,7 +353,7 @@ class BatchDatabase:
         rows = [
             (
                 chunk.student_ids[row],
-                SKILLS[skill],
+                scored.skills[skill],
                 features_hash,
                 score,
                 confidence,
@@ -363,39 +380,50 @@ class BatchDatabase:
         finally:
             cursor.close()
 
-    # --- loading students (the generator, tests)
+    # --- loading students (the demo population, tests)
 
     def upsert_students(self, student_ids: list[str], values: np.ndarray, *, updated_at: datetime) -> None:
-        """Insert or replace students' features: `values` is (n, len(FEATURE_NAMES)), NaN for not measured."""
-        names = ", ".join(FEATURE_NAMES)
-        assignments = ", ".join(f"{name} = excluded.{name}" for name in (*FEATURE_NAMES, "updated_at"))
-        on_conflict = f" ON CONFLICT (student_id) DO UPDATE SET {assignments}"
+        """Insert or replace students' features: `values` is (n, len(feature_names)), NaN for not measured."""
+        if values.shape != (len(student_ids), len(self.feature_names)):
+            raise ValueError(
+                f"values: expected {len(student_ids)} rows of {len(self.feature_names)} features, got {values.shape}"
+            )
+        columns = ("student_id", *self.feature_names, "updated_at")
         with self.engine.begin() as connection:
             driver = connection.connection.driver_connection
             assert driver is not None
             if self.is_postgres:
+                names = sql.SQL(", ").join(map(sql.Identifier, columns))
+                on_conflict = sql.SQL(" ON CONFLICT (student_id) DO UPDATE SET {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name)) for name in columns[1:]
+                    )
+                )
                 with driver.cursor() as cursor:
+                    # Dropped at commit: a stage kept on the pooled connection would miss columns added since.
                     cursor.execute(
-                        "CREATE TEMPORARY TABLE IF NOT EXISTS student_stage "
-                        "(LIKE student_features INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                        "CREATE TEMPORARY TABLE student_stage (LIKE student_features INCLUDING DEFAULTS) ON COMMIT DROP"
                     )
                     stamp = updated_at.isoformat()
-                    with cursor.copy(f"COPY student_stage (student_id, {names}, updated_at) FROM STDIN") as copy:
+                    with cursor.copy(sql.SQL("COPY student_stage ({}) FROM STDIN").format(names)) as copy:
                         copy.write(
                             "".join(
-                                f"{_copy_escape(student_id)}\t{_copy_numbers(row)}\t{stamp}\n"
+                                _copy_line(student_id, row, stamp)
                                 for student_id, row in zip(student_ids, values.tolist(), strict=True)
                             )
                         )
                     cursor.execute(
-                        f"INSERT INTO student_features (student_id, {names}, updated_at) "
-                        f"SELECT student_id, {names}, updated_at FROM student_stage" + on_conflict
+                        sql.SQL("INSERT INTO student_features ({0}) SELECT {0} FROM student_stage").format(names)
+                        + on_conflict
                     )
                 return
-            placeholders = ", ".join("?" * (len(FEATURE_NAMES) + 2))
+            quote = self.engine.dialect.identifier_preparer.quote
+            assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in columns[1:])
+            placeholders = ", ".join("?" * len(columns))
             stamp = updated_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
             driver.executemany(
-                f"INSERT INTO student_features (student_id, {names}, updated_at) VALUES ({placeholders})" + on_conflict,
+                f"INSERT INTO student_features ({', '.join(map(quote, columns))}) VALUES ({placeholders}) "
+                f"ON CONFLICT (student_id) DO UPDATE SET {assignments}",
                 [
                     (student_id, *(None if value != value else value for value in row), stamp)
                     for student_id, row in zip(student_ids, values.tolist(), strict=True)
@@ -404,7 +432,7 @@ class BatchDatabase:
 
     def count_students(self) -> int:
         with self.engine.connect() as connection:
-            return int(connection.execute(select(func.count()).select_from(student_features)).scalar_one())
+            return int(connection.execute(select(func.count()).select_from(self.student_features)).scalar_one())
 
     # --- the run log
 
@@ -518,8 +546,10 @@ class BatchDatabase:
             yield
 
 
-def _copy_numbers(values: list[float]) -> str:
-    return "\t".join("\\N" if value != value else repr(value) for value in values)  # NaN: not measured, NULL
+def _copy_line(student_id: str, values: list[float], stamp: str) -> str:
+    """One row in COPY's text format; NaN (not measured) becomes NULL."""
+    numbers = ("\\N" if value != value else repr(value) for value in values)
+    return "\t".join((_copy_escape(student_id), *numbers, stamp)) + "\n"
 
 
 def _copy_escape(text: str) -> str:

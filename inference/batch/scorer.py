@@ -1,4 +1,4 @@
-"""A batch scoring run: every pending student of a shard, 7 skills each, into `skill_assessments`.
+"""A batch scoring run: every pending student of a shard, every served skill each, into `skill_assessments`.
 
 The run reads students in chunks (student_id order), scores a chunk in-process while the previous one is being
 written (one writer thread: PostgreSQL works on the write while Python scores), and commits each chunk with the
@@ -24,7 +24,7 @@ import psycopg
 import sqlalchemy.exc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from inference.batch.chunks import ScoredChunk, model_versions, score_chunk
+from inference.batch.chunks import ScoredChunk, model_versions, score_chunk, served_feature_names
 from inference.batch.database import (
     FAILED,
     INTERRUPTED,
@@ -38,8 +38,8 @@ from inference.batch.database import (
 )
 from inference.batch.progress import Progress, format_duration
 from inference.errors import InferenceError
+from inference.families.skills.scoring import SkillModel
 from inference.logs import LOGGER_NAME
-from inference.scoring import SkillModel
 from inference.sharding import EVERYONE, Shard
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -156,6 +156,12 @@ class BatchScorer:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        unread = [name for name in served_feature_names(models) if name not in database.feature_names]
+        if unread:
+            raise ValueError(
+                f"the models use features the database does not read: {unread}; make the BatchDatabase with "
+                "served_feature_names(models)"
+            )
         self.database = database
         self.models = models
         self.options = options

@@ -1,4 +1,4 @@
-"""Helpers for batch scoring tests: load students, read back assessments, run the CLI as a real process."""
+"""Helpers for batch scoring tests: load students, read back assessments, run the CLIs as real processes."""
 
 from __future__ import annotations
 
@@ -13,23 +13,32 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from inference.batch.chunks import FEATURE_NAMES, score_chunk
+from inference.batch.chunks import FeatureChunk, score_chunk, served_feature_names
 from inference.batch.database import BatchDatabase
-from inference.catalogue import SKILLS
-from inference.scoring import SkillModel
-from inference.storage import skill_assessments, student_features
+from inference.families.skills.scoring import SkillModel
+from inference.storage import engine_for, skill_assessments, student_features_table
 from tests.utils.servers import PROJECT_ROOT
+from train.data.population import DEMO_FEATURE_NAMES
 
 
-def feature_matrix(rows: Sequence[Mapping[str, float]]) -> np.ndarray:
-    return np.array([[row.get(name, np.nan) for name in FEATURE_NAMES] for row in rows], dtype=np.float64)
+def demo_database(url: str) -> BatchDatabase:
+    """The database of `url` for the demo models: `student_features` with the demo catalogue's columns."""
+    return BatchDatabase(engine_for(url), DEMO_FEATURE_NAMES)
+
+
+def feature_matrix(
+    rows: Sequence[Mapping[str, float]], feature_names: Sequence[str] = DEMO_FEATURE_NAMES
+) -> np.ndarray:
+    return np.array([[row.get(name, np.nan) for name in feature_names] for row in rows], dtype=np.float64)
 
 
 def load_students(
     database: BatchDatabase, rows: Sequence[Mapping[str, float]], *, prefix: str = "s", updated_at=None
 ) -> list[str]:
+    """Students `{prefix}-000000`.. with the features of `rows` (a feature left out: NULL)."""
     ids = [f"{prefix}-{index:06d}" for index in range(len(rows))]
-    database.upsert_students(ids, feature_matrix(rows), updated_at=updated_at or datetime.now(UTC))
+    values = feature_matrix(rows, database.feature_names)
+    database.upsert_students(ids, values, updated_at=updated_at or datetime.now(UTC))
     return ids
 
 
@@ -44,21 +53,19 @@ def stored_assessments(engine: Engine) -> dict[tuple[str, str], Any]:
 
 def expected_scores(engine: Engine, models: Mapping[str, SkillModel]) -> dict[tuple[str, str], float]:
     """Scores computed afresh, in-process, from the features stored now."""
-    from inference.batch.chunks import FeatureChunk
-
+    names = served_feature_names(models)
+    features = student_features_table(names).c
     with engine.connect() as connection:
         rows = connection.execute(
-            select(
-                student_features.c.student_id,
-                student_features.c.updated_at,
-                *(student_features.c[name] for name in FEATURE_NAMES),
-            ).order_by(student_features.c.student_id)
+            select(features.student_id, features.updated_at, *(features[name] for name in names)).order_by(
+                features.student_id
+            )
         ).all()
-    scored = score_chunk(FeatureChunk.from_rows(rows), models)
+    scored = score_chunk(FeatureChunk.from_rows(rows, names), models)
     return {
         (student_id, skill): float(scored.scores[row, column])
         for row, student_id in enumerate(scored.chunk.student_ids)
-        for column, skill in enumerate(SKILLS)
+        for column, skill in enumerate(scored.skills)
         if scored.scored[row, column]
     }
 
@@ -95,7 +102,21 @@ def batch_command(
     )
 
 
-def run_batch(*args: str, database_url: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    process = batch_command(*args, database_url=database_url)
+def run_batch(
+    *args: str, database_url: str, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    process = batch_command(*args, database_url=database_url, env=env)
     output, _ = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, output.decode(errors="replace"), "")
+
+
+def run_population(*args: str, database_url: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m train.data.population ARGS` on `database_url`: demo students into student_features."""
+    return subprocess.run(
+        [sys.executable, "-m", "train.data.population", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
