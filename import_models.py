@@ -1,72 +1,102 @@
-"""Save trained model artifacts into the BentoML model store, versioned.
+"""Import models into the BentoML model store, versioned: a team's own models (pickles, joblib pipelines, XGBoost
+JSON), or the artifacts `python -m train` writes. Formats, flags and checks: docs/models.md.
 
-    python import_models.py artifacts/skills/v1.0.0             # version taken from the folder name
-    python import_models.py artifacts/intent/v1.0.0             # the family is recognised from the sub-folders
-    python import_models.py path/to/my-models --version v1.1.0  # a user's own artifacts (format: docs/models.md)
-    python import_models.py --demo                              # train + import demo v1.0.0 of each family missing
+    python import_models.py artifacts/skills/v1.0.0                       # version from the folder's name
+    python import_models.py my-skills --version v1.1.0 --trust-pickles --imputation means
+    python import_models.py my-intent --family intent --version v2.0.0 --trust-pickles --verticals travel,food
+    python import_models.py my-pairs --family textpair --version v2.0.0 --trust-pickles --positive-label same
+    python import_models.py --demo                                        # train + import demo v1.0.0 of each family missing
 
-Skills become `skill-<skill>:<version>`, intent `intent-classic`, `intent-ensemble` and `intent-verticals`,
-the text pair `textpair`. The store is `$BENTOML_HOME/models` (default ~/bentoml/models).
+Skills become `skill-<folder name>:<version>`, intent `intent-classic`, `intent-ensemble` and `intent-verticals`,
+the text pair `textpair`. Every model of the folder is converted and checked before anything is written, and a
+version already in the store is never overwritten. The store is `$BENTOML_HOME/models` (default ~/bentoml/models).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from inference.catalogue import SKILLS
 from inference.errors import InferenceError
-from inference.families import INTENT_FAMILY, INTENT_LABELS, SKILLS_FAMILY, TEXTPAIR_FAMILY, TEXTPAIR_LABELS
-from inference.registry import (
-    available_model_versions,
-    available_versions,
-    check_semver,
-    import_skill_artifacts,
-    import_text_artifacts,
-)
+from inference.families.intent.importers import import_intent_models, is_intent_folder
+from inference.families.intent.variants import INTENT_MODELS
+from inference.families.skills.importers import MEANS, import_skill_models, source_folders
+from inference.families.skills.scoring import skill_model_name
+from inference.families.textpair.importers import import_textpair_model, is_textpair_folder
+from inference.families.textpair.scorer import TEXTPAIR_MODEL
+from inference.store.importing import ImportOptions
+from inference.store.registry import available_model_versions, check_semver
 
 DEMO_VERSION = "v1.0.0"
 DEMO_ARTIFACTS = Path("artifacts")
-FAMILY_FOLDERS = {
-    SKILLS_FAMILY: list(SKILLS),
-    INTENT_FAMILY: list(INTENT_LABELS),
-    TEXTPAIR_FAMILY: list(TEXTPAIR_LABELS),
+IMPORTERS: dict[str, Callable[..., list[str]]] = {
+    "skills": import_skill_models,
+    "intent": import_intent_models,
+    "textpair": import_textpair_model,
 }
+# The flags that concern one family only.
+FAMILY_FLAGS = {"features": "skills", "imputation": "skills", "verticals": "intent", "positive_label": "textpair"}
 
 
 def recognise_family(root: Path) -> str:
-    for family, folders in FAMILY_FOLDERS.items():
-        if all((root / folder).is_dir() for folder in folders):
-            return family
-    expected = "; ".join(f"{family}: {', '.join(folders)}" for family, folders in FAMILY_FOLDERS.items())
-    raise ValueError(f"{root}: no family's artifact folders found; expected one of these sets: {expected}")
-
-
-def import_family(root: Path, family: str, version: str) -> list[str]:
-    if family == SKILLS_FAMILY:
-        return import_skill_artifacts(root, version=version)
-    labels = INTENT_LABELS if family == INTENT_FAMILY else TEXTPAIR_LABELS
-    return import_text_artifacts(root, family=family, labels=labels, version=version)
+    """The family of a folder: intent by its variant folders, the text pair by `textpair/`, skills by skill model
+    folders (or one); a folder holding just a model file could be any, and needs --family."""
+    if is_intent_folder(root):
+        return "intent"
+    if is_textpair_folder(root):
+        return "textpair"
+    if root.is_dir() and source_folders(root):
+        return "skills"
+    raise ValueError(
+        f"{root}: cannot tell the family: expected classic/ and ensemble/ (intent), textpair/ (text pair) or skill "
+        "folders holding a scaler or a pipeline (skills); or pass --family"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", type=Path, help="folder holding one artifact folder per model")
-    parser.add_argument("--version", help="semantic version to store under (default: the folder's name)")
-    parser.add_argument("--family", choices=list(FAMILY_FOLDERS), help="default: recognised from the sub-folders")
+    parser.add_argument("path", nargs="?", type=Path, help="the folder of the models to import")
+    parser.add_argument("--family", choices=list(IMPORTERS), help="default: recognised from the folder")
+    parser.add_argument("--version", help="semantic version to store under, e.g. v1.2.0 (default: the folder's name)")
+    parser.add_argument(
+        "--trust-pickles", action="store_true", help="open pickle and joblib files: they run code when opened"
+    )
+    parser.add_argument("--samples", type=Path, help="CSV of sample inputs to check the conversion on")
+    parser.add_argument("--features", type=Path, help="skills: a features file for every skill folder imported")
+    parser.add_argument(
+        "--imputation", help=f"skills: '{MEANS}' (the scaler's training means) or a JSON file {{feature: default}}"
+    )
+    parser.add_argument("--verticals", help="intent: the vertical detector's column names, comma-separated")
+    parser.add_argument("--positive-label", help="text pair: the label that means the same meaning")
     parser.add_argument("--demo", action="store_true", help="train and import demo models of each family missing")
     args = parser.parse_args(argv)
 
     if args.demo:
         return ensure_demo_models()
     if args.path is None:
-        parser.error("give a folder of artifacts, or --demo")
+        parser.error("give a folder of models, or --demo")
+    options = ImportOptions(
+        trust_pickles=args.trust_pickles,
+        samples=args.samples,
+        features=args.features,
+        imputation=None if args.imputation is None else MEANS if args.imputation == MEANS else Path(args.imputation),
+        verticals=None if args.verticals is None else tuple(name.strip() for name in args.verticals.split(",")),
+        positive_label=args.positive_label,
+    )
     version = args.version or args.path.resolve().name
     try:
         check_semver(version)
         family = args.family or recognise_family(args.path)
-        tags = import_family(args.path, family, version)
+        misplaced = [
+            flag for flag, owner in FAMILY_FLAGS.items() if getattr(args, flag) is not None and owner != family
+        ]
+        if misplaced:
+            flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in misplaced)
+            raise ValueError(f"{flags}: not a flag of the {family} family")
+        tags = IMPORTERS[family](args.path, version=version, options=options)
     except (InferenceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -75,28 +105,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def has_models(family: str) -> bool:
-    if family == SKILLS_FAMILY:
-        return all(available_versions(skill) for skill in SKILLS)
-    return all(available_model_versions(name) for name in FAMILY_FOLDERS[family])
+def demo_model_names(family: str) -> list[str]:
+    from train.data.catalogue import SKILLS
+
+    return {
+        "skills": [skill_model_name(skill) for skill in SKILLS],
+        "intent": list(INTENT_MODELS),
+        "textpair": [TEXTPAIR_MODEL],
+    }[family]
 
 
 def ensure_demo_models() -> int:
+    """Train and import the demo models (DEMO_VERSION, the version models.env pins) of each family the store lacks.
+    Artifacts left by an earlier `python -m train` are imported as they are; ones that no longer import (written
+    by an older version of this project) are trained again."""
     from train.__main__ import main as train_main
 
-    for family in FAMILY_FOLDERS:
-        if has_models(family):
-            print(f"model store already holds {family} models; nothing to do")
+    for family in IMPORTERS:
+        if all(DEMO_VERSION in available_model_versions(name) for name in demo_model_names(family)):
+            print(f"model store already holds {family} {DEMO_VERSION}; nothing to do")
             continue
         artifacts = DEMO_ARTIFACTS / family / DEMO_VERSION
-        if not (artifacts / "report.json").exists():
-            status = train_main([family, "--version", DEMO_VERSION, "--out", str(DEMO_ARTIFACTS)])
-            if status:
-                return status
-        status = main([str(artifacts), "--version", DEMO_VERSION, "--family", family])
+        if (artifacts / "report.json").exists():
+            if import_demo(artifacts, family) == 0:
+                continue
+            print(f"{artifacts} could not be imported; training it again", file=sys.stderr)
+            shutil.rmtree(artifacts)
+        status = train_main([family, "--version", DEMO_VERSION, "--out", str(DEMO_ARTIFACTS)]) or import_demo(
+            artifacts, family
+        )
         if status:
             return status
     return 0
+
+
+def import_demo(artifacts: Path, family: str) -> int:
+    # The demo text models are joblib pickles that `python -m train` wrote here.
+    return main([str(artifacts), "--version", DEMO_VERSION, "--family", family, "--trust-pickles"])
 
 
 if __name__ == "__main__":
