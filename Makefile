@@ -12,7 +12,7 @@ export BENTOML_DO_NOT_TRACK := true
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,train]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -41,7 +41,7 @@ audit: install
 	$(BIN)/python -m deploy.audit
 
 docs: install
-	$(BIN)/python -m inference.docs
+	$(BIN)/python -m tools.docs
 
 ## Evaluation reports of the pinned versions into docs/reports (retrains the demo models into a scratch folder).
 reports: install

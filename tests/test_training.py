@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 
-from inference.artifacts import read_metadata
-from inference.catalogue import SKILL_FEATURES, SKILLS
-from inference.families import FAMILIES, pinned_version
+from inference.families.loader import FAMILIES, pinned_version
+from inference.families.skills.artifacts import read_metadata
 from inference.settings import MODEL_PINS_FILE, Settings
 from train import publish
 from train.__main__ import main as train_main
+from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS
 
 
 def test_report_has_meaningful_metrics_for_every_skill(trained_versions):
@@ -20,6 +20,9 @@ def test_report_has_meaningful_metrics_for_every_skill(trained_versions):
         assert 0 < metrics["brier"] < 0.25, skill
         assert 0.6 < metrics["accuracy"] < 1 and 0 < metrics["f1"] < 1, skill
     assert (trained_versions["v1.0.0"] / "report.md").read_text().startswith("# Skills models v1.0.0")
+    # Generated data stays the default: the demo's students, labelled by the demo's rule, all parameters recorded.
+    assert report["data"] == {"source": "generated students (seed 7)", "label": "rating >= 3.5"}
+    assert report["params"]["n_students"] == 20_000 and report["n_train"] + report["n_test"] == 20_000
 
 
 def test_artifacts_carry_features_defaults_and_reference_distributions(trained_versions):
@@ -27,6 +30,15 @@ def test_artifacts_carry_features_defaults_and_reference_distributions(trained_v
         metadata = read_metadata(trained_versions["v1.0.0"] / skill)
         assert metadata["feature_names"] == list(SKILL_FEATURES[skill])
         assert set(metadata["imputation_defaults"]) == set(SKILL_FEATURES[skill])
+        for name in SKILL_FEATURES[skill]:  # the demo catalogue's units and ranges travel with the model
+            feature = FEATURES[name]
+            assert metadata["features"][name] == {
+                "unit": feature.unit,
+                "minimum": feature.minimum,
+                "maximum": feature.maximum,
+                "description": feature.description,
+            }
+            assert feature.minimum <= metadata["imputation_defaults"][name] <= feature.maximum
         assert set(metadata["reference"]["features"]) == set(SKILL_FEATURES[skill])
         shares = metadata["reference"]["score"]["shares"]
         assert abs(sum(shares) - 1) < 1e-9 and len(shares) == len(metadata["reference"]["score"]["edges"]) + 1

@@ -1,11 +1,13 @@
 """The intent family: a `classic` and an `ensemble` intent classifier and the vertical detectors, trained on
-generated queries, evaluated on a held-out split and written as artifacts with a report."""
+generated queries or a team's (`python -m train intent --data FILE`: `train.datasets`), evaluated on a held-out
+split and written as artifacts with a report. The detectors are trained only when the data names verticals: the
+family serves a version without them."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,12 @@ from sklearn.preprocessing import MultiLabelBinarizer, Normalizer
 from sklearn.svm import LinearSVC
 from xgboost import XGBClassifier
 
-from inference.intent_catalogue import CLASSIC_MODEL, ENSEMBLE_MODEL, INTENTS, VERTICALS, VERTICALS_MODEL
-from inference.queries import QuerySample, generate_queries
-from inference.registry import library_versions
-from inference.text_artifacts import write_text_artifact
+from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
+from inference.store.registry import library_versions
+from inference.store.text_artifacts import write_text_artifact
+from train.data.queries import INTENTS, VERTICALS, QuerySample, generate_queries
+from train.datasets import DataError, QueryTable
+from train.params import generated_only, recorded_params
 from train.plots import confusion_plots
 from train.samples import SAMPLE_COUNT, held_out_samples
 
@@ -39,7 +43,7 @@ TEST_SHARE = 0.2
 @dataclass(frozen=True)
 class IntentTrainingParams:
     seed: int = 13
-    n_queries: int = 12_000
+    n_queries: int = generated_only(12_000)
     forest_trees: int = 50
     boosting_rounds: int = 100
     neighbours: int = 15
@@ -132,26 +136,34 @@ def best_thresholds(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> dict[str, Any]:
-    """Train the three models, write `out_dir/<model>/` artifacts and `out_dir/report.{json,md}`."""
-    sample = generate_queries(params.n_queries, seed=params.seed)
-    order = np.random.default_rng(params.seed).permutation(params.n_queries)
-    n_test, n_validation = int(params.n_queries * TEST_SHARE), int(params.n_queries * VALIDATION_SHARE)
+def train_intent(
+    version: str, params: IntentTrainingParams, out_dir: Path, data: QueryTable | None = None
+) -> dict[str, Any]:
+    """Train the classic and ensemble classifiers and, when the data names verticals, the vertical detectors on
+    `data` (default: generated demo queries); write `out_dir/<model>/` artifacts and `out_dir/report.{json,md}`."""
+    table = data or generated_query_table(params)
+    n_queries = len(table.texts)
+    order = np.random.default_rng(params.seed).permutation(n_queries)
+    n_test, n_validation = int(n_queries * TEST_SHARE), int(n_queries * VALIDATION_SHARE)
     test, validation, train = order[:n_test], order[n_test : n_test + n_validation], order[n_test + n_validation :]
     fit_rows = np.concatenate([train, validation])  # the intent models need no validation data of their own
 
     def texts(rows: np.ndarray) -> list[str]:
-        return [sample.texts[i] for i in rows]
+        return [table.texts[i] for i in rows]
 
     def intents(rows: np.ndarray) -> list[str]:
-        return [sample.intents[i] for i in rows]
+        return [table.intents[i] for i in rows]
 
+    unseen = sorted(set(table.intents) - set(intents(fit_rows)))
+    if unseen:
+        raise DataError(f"{table.source}: intents {unseen} have no row outside the held-out split; give more rows")
     common = {
         "family": "intent",
         "version": version,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "training_data_hash": _data_hash(sample, params.seed),
-        "params": asdict(params),
+        "training_data_hash": table.data_hash,
+        "data": {"source": table.source},
+        "params": recorded_params(params, generated=data is None),
         "library_versions": library_versions(),
     }
     report: dict[str, Any] = {**common, "n_train": int(fit_rows.size), "n_test": int(test.size), "models": {}}
@@ -170,44 +182,78 @@ def train_intent(version: str, params: IntentTrainingParams, out_dir: Path) -> d
             **common,
             "model": name,
             "labels": list(pipeline.classes_),
+            # What each demo intent means, for the generated docs; a team's data brings no descriptions.
+            **({"label_descriptions": dict(INTENTS)} if data is None else {}),
             "metrics": metrics,
             "samples": held_out_samples(pipeline, texts(test[:SAMPLE_COUNT])),
         }
         write_text_artifact(out_dir / name, pipeline, metadata)
         report["models"][name] = metrics
+    if table.verticals is not None:
+        described = dict(VERTICALS) if data is None else {}
+        metadata = train_verticals(table, train, validation, test, common, out_dir, descriptions=described)
+        report["models"][VERTICALS_MODEL] = metadata["metrics"]
+        report["thresholds"] = metadata["thresholds"]
+    classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
+    report["ensemble_gain"] = {key: round(ensemble[key] - classic[key], 4) for key in classic}
+    labels = list(INTENTS) if data is None else sorted(set(table.intents))
+    report["plots"] = {"confusion": confusion_plots(confusion, labels, out_dir)}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(render_report(report))
+    return report
 
-    binarizer = MultiLabelBinarizer(classes=list(VERTICALS))
-    truth = binarizer.fit_transform([sample.verticals[i] for i in order])
-    truth_by_row = dict(zip(order.tolist(), truth, strict=True))
 
-    def vertical_truth(rows: np.ndarray) -> np.ndarray:
-        return np.array([truth_by_row[i] for i in rows.tolist()])
+def train_verticals(
+    table: QueryTable,
+    train: np.ndarray,
+    validation: np.ndarray,
+    test: np.ndarray,
+    common: dict[str, Any],
+    out_dir: Path,
+    *,
+    descriptions: dict[str, str],
+) -> dict[str, Any]:
+    """The vertical detectors: fitted on the training rows, one threshold per vertical chosen on the validation
+    rows, evaluated on the held-out rows; written beside the classifiers. Returns their metadata."""
+    assert table.verticals is not None
+    names = list(table.vertical_names)
+    truth = MultiLabelBinarizer(classes=names).fit_transform(table.verticals)
 
-    verticals = verticals_pipeline().fit(texts(train), vertical_truth(train))
-    thresholds = best_thresholds(verticals.predict_proba(texts(validation)), vertical_truth(validation))
+    def texts(rows: np.ndarray) -> list[str]:
+        return [table.texts[i] for i in rows]
+
+    verticals = verticals_pipeline().fit(texts(train), truth[train])
+    thresholds = best_thresholds(verticals.predict_proba(texts(validation)), truth[validation])
     predicted = verticals.predict_proba(texts(test)) >= thresholds
     per_vertical = {
-        vertical: round(float(f1_score(vertical_truth(test)[:, i], predicted[:, i])), 4)
-        for i, vertical in enumerate(VERTICALS)
+        vertical: round(float(f1_score(truth[test][:, i], predicted[:, i], zero_division=0)), 4)
+        for i, vertical in enumerate(names)
     }
-    metrics = {"micro_f1": round(float(f1_score(vertical_truth(test), predicted, average="micro")), 4)}
+    metrics = {"micro_f1": round(float(f1_score(truth[test], predicted, average="micro", zero_division=0)), 4)}
     metadata = {
         **common,
         "model": VERTICALS_MODEL,
-        "labels": list(VERTICALS),
-        "thresholds": {vertical: round(float(t), 2) for vertical, t in zip(VERTICALS, thresholds, strict=True)},
+        "labels": names,
+        **({"label_descriptions": descriptions} if descriptions else {}),
+        "thresholds": {vertical: round(float(t), 2) for vertical, t in zip(names, thresholds, strict=True)},
         "samples": held_out_samples(verticals, texts(test[:SAMPLE_COUNT])),
         "metrics": {**metrics, **{f"f1_{vertical}": value for vertical, value in per_vertical.items()}},
     }
     write_text_artifact(out_dir / VERTICALS_MODEL, verticals, metadata)
-    report["models"][VERTICALS_MODEL] = metadata["metrics"]
-    report["thresholds"] = metadata["thresholds"]
-    classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
-    report["ensemble_gain"] = {key: round(ensemble[key] - classic[key], 4) for key in classic}
-    report["plots"] = {"confusion": confusion_plots(confusion, list(INTENTS), out_dir)}
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out_dir / "report.md").write_text(render_report(report))
-    return report
+    return metadata
+
+
+def generated_query_table(params: IntentTrainingParams) -> QueryTable:
+    """The demo data: `params.n_queries` generated queries, each with its intent and verticals."""
+    sample = generate_queries(params.n_queries, seed=params.seed)
+    return QueryTable(
+        texts=sample.texts,
+        intents=sample.intents,
+        verticals=sample.verticals,
+        vertical_names=tuple(VERTICALS),
+        source=f"generated queries (seed {params.seed})",
+        data_hash=_data_hash(sample, params.seed),
+    )
 
 
 def render_report(report: dict[str, Any]) -> str:
@@ -216,8 +262,8 @@ def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Intent models {report['version']}",
         "",
-        f"Trained {report['trained_at']} on {report['n_train']} generated queries, evaluated on {report['n_test']} "
-        f"held out (seed {report['params']['seed']}, data hash `{report['training_data_hash'][:12]}`).",
+        f"Trained {report['trained_at']} on {report['n_train']} queries of {report['data']['source']}, evaluated on "
+        f"{report['n_test']} held out (data hash `{report['training_data_hash'][:12]}`).",
         "",
         "| model | accuracy | macro F1 |",
         "|---|---|---|",
@@ -229,13 +275,15 @@ def render_report(report: dict[str, Any]) -> str:
         f"{gain['accuracy'] * 100:+.2f} points of accuracy and {gain['macro_f1'] * 100:+.2f} points of macro F1 on "
         "the held-out queries.",
         "",
-        "| vertical | threshold (chosen on validation) | F1 |",
-        "|---|---|---|",
     ]
-    verticals = report["models"][VERTICALS_MODEL]
-    for vertical, threshold in report["thresholds"].items():
-        lines.append(f"| {vertical} | {threshold} | {verticals[f'f1_{vertical}']} |")
-    lines += ["", f"Micro F1 over all verticals: {verticals['micro_f1']}.", ""]
+    if VERTICALS_MODEL in report["models"]:
+        verticals = report["models"][VERTICALS_MODEL]
+        lines += ["| vertical | threshold (chosen on validation) | F1 |", "|---|---|---|"]
+        for vertical, threshold in report["thresholds"].items():
+            lines.append(f"| {vertical} | {threshold} | {verticals[f'f1_{vertical}']} |")
+        lines += ["", f"Micro F1 over all verticals: {verticals['micro_f1']}.", ""]
+    else:
+        lines += ["No vertical detectors: the training data names no verticals.", ""]
     if "plots" in report:
         lines += [
             "## Confusion matrices (held-out queries, shares per true intent)",

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from inference.families import FAMILIES, pinned_version
+from inference.families.loader import FAMILIES, pinned_version
 from inference.settings import MODEL_PINS_FILE, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

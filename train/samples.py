@@ -9,5 +9,5 @@ SAMPLE_COUNT = 20
 
 def held_out_samples(estimator: Any, inputs: list[Any]) -> dict[str, Any]:
     """`inputs` and the probabilities the fitted `estimator` gives them: when a version is loaded or reloaded,
-    the service checks that the loaded model reproduces them (inference/validation.py)."""
+    the service checks that the loaded model reproduces them (inference/store/validation.py)."""
     return {"inputs": inputs, "probabilities": estimator.predict_proba(inputs).tolist()}

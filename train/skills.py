@@ -1,10 +1,18 @@
-"""Per-skill StandardScaler + XGBoost classifiers, evaluated on a held-out split, written as skill artifacts."""
+"""Per-skill StandardScaler + XGBoost classifiers, evaluated on a held-out split, written as skill artifacts.
+
+The data is a `SkillTable`: the demo's generated students by default, or a team's table read from a file
+(`train.datasets.read_skill_table`, `python -m train skills --data FILE`). From there both go the same way: the
+students are split once (a student's rows are all trained on or all held out), and each skill's model is fitted
+on its own features, imputing missing values with the training medians, which its metadata keeps as the
+imputation defaults the service uses.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +23,15 @@ from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from inference.artifacts import write_skill_artifact
-from inference.catalogue import SKILL_FEATURES, SKILLS
-from inference.drift import reference_distribution
-from inference.registry import library_versions
-from inference.scoring import top_importances
-from inference.synthetic import StudentSample, generate_students
+from inference.families.skills.artifacts import write_skill_artifact
+from inference.families.skills.schema import FeatureSchema, FeatureSpec
+from inference.families.skills.scoring import top_importances
+from inference.monitoring.drift import reference_distribution
+from inference.store.registry import library_versions
+from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS
+from train.data.students import HIGH_SKILL_RATING, StudentSample, generate_students
+from train.datasets import DataError, SkillExamples, SkillTable
+from train.params import generated_only, recorded_params
 from train.plots import BinaryEvaluation, binary_plots, markdown_images
 from train.samples import SAMPLE_COUNT
 
@@ -30,7 +41,7 @@ TEST_SHARE = 0.2
 @dataclass(frozen=True)
 class SkillTrainingParams:
     seed: int = 7
-    n_students: int = 20_000
+    n_students: int = generated_only(20_000)
     n_estimators: int = 200
     max_depth: int = 4
     learning_rate: float = 0.08
@@ -40,41 +51,47 @@ class SkillTrainingParams:
     shuffle_labels: bool = False
 
 
-def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> dict[str, Any]:
-    """Train all 7 skills, write `out_dir/<skill>/` artifacts and `out_dir/report.{json,md}`; return the report."""
-    sample = generate_students(params.n_students, seed=params.seed)
-    data_hash = _data_hash(sample, params.seed)
+def train_skills(
+    version: str, params: SkillTrainingParams, out_dir: Path, data: SkillTable | None = None
+) -> dict[str, Any]:
+    """Train one model per skill of `data` (default: generated demo students), write `out_dir/<skill>/` artifacts
+    and `out_dir/report.{json,md}`; return the report. `DataError` when a skill's rows cannot be split into
+    training and held-out rows holding both labels."""
+    table = data or generated_skill_table(params)
     rng = np.random.default_rng(params.seed)
-    order = rng.permutation(params.n_students)
-    n_test = int(params.n_students * TEST_SHARE)
-    test_rows, train_rows = order[:n_test], order[n_test:]
+    place, n_test = held_out_students(table, rng)
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
-
+    recorded = recorded_params(params, generated=data is None)
     report: dict[str, Any] = {
         "family": "skills",
         "version": version,
         "trained_at": trained_at,
-        "training_data_hash": data_hash,
-        "params": asdict(params),
-        "n_train": int(train_rows.size),
-        "n_test": int(test_rows.size),
+        "training_data_hash": table.data_hash,
+        "data": {"source": table.source, "label": table.label_rule},
+        "params": recorded,
+        "n_train": len(place) - n_test,
+        "n_test": n_test,
+        "rows": {},
         "skills": {},
     }
     evaluations: list[BinaryEvaluation] = []
-    for skill_index, skill in enumerate(SKILLS):
-        names = SKILL_FEATURES[skill]
-        columns = [sample.feature_names.index(name) for name in names]
-        x_train = sample.features[np.ix_(train_rows, columns)]
-        x_test = sample.features[np.ix_(test_rows, columns)]
-        y_train = sample.labels[train_rows, skill_index]
+    for skill_index, (skill, examples) in enumerate(table.skills.items()):
+        train_rows, test_rows = split_rows(examples, place, n_test)
+        _check_split(skill, examples.labels, train_rows, test_rows)
+        x_train, x_test = examples.values[train_rows], examples.values[test_rows]
+        y_train, y_test = examples.labels[train_rows], examples.labels[test_rows]
         if params.shuffle_labels:
             y_train = rng.permutation(y_train)
-        y_test = sample.labels[test_rows, skill_index]
-        rating_test = sample.ratings[test_rows, skill_index]
 
         medians = np.nanmedian(x_train, axis=0)
+        unmeasured = [spec.name for spec, median in zip(examples.features, medians, strict=True) if np.isnan(median)]
+        if unmeasured:
+            raise DataError(f"skill {skill!r}: no training row has a value of {unmeasured}; give more rows")
         x_train = np.where(np.isnan(x_train), medians, x_train)
         x_test = np.where(np.isnan(x_test), medians, x_test)
+        schema = FeatureSchema(
+            tuple(replace(spec, default=float(m)) for spec, m in zip(examples.features, medians, strict=True))
+        )
         scaler = StandardScaler().fit(x_train)
         classifier = xgb.XGBClassifier(
             n_estimators=params.n_estimators,
@@ -87,7 +104,9 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
             eval_metric="logloss",
         ).fit(scaler.transform(x_train), y_train)
         scores = classifier.predict_proba(scaler.transform(x_test))[:, 1]
-        metrics = evaluate(scores, y_test, rating_test)
+        ratings = None if examples.ratings is None else examples.ratings[test_rows]
+        metrics = evaluate(scores, y_test, ratings)
+        names = schema.names
         evaluations.append(
             BinaryEvaluation(skill, y_test, scores, top_importances(classifier.get_booster(), names, k=len(names)))
         )
@@ -95,12 +114,11 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
         metadata = {
             "skill": skill,
             "semver": version,
-            "feature_names": list(names),
-            "imputation_defaults": {name: float(value) for name, value in zip(names, medians, strict=True)},
+            **schema.to_metadata(),
             "metrics": metrics,
             "trained_at": trained_at,
-            "training_data_hash": data_hash,
-            "params": asdict(params),
+            "training_data_hash": table.data_hash,
+            "params": recorded,
             "reference": {
                 "features": {name: reference_distribution(x_train[:, i]) for i, name in enumerate(names)},
                 "score": reference_distribution(scores),
@@ -118,6 +136,7 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
             scale=scaler.scale_,
             metadata=metadata,
         )
+        report["rows"][skill] = {"train": int(train_rows.size), "test": int(test_rows.size)}
         report["skills"][skill] = metrics
     report["plots"] = binary_plots(evaluations, out_dir)
     report["library_versions"] = library_versions()
@@ -126,35 +145,104 @@ def train_skills(version: str, params: SkillTrainingParams, out_dir: Path) -> di
     return report
 
 
-def evaluate(scores: np.ndarray, labels: np.ndarray, ratings: np.ndarray) -> dict[str, float]:
+def generated_skill_table(params: SkillTrainingParams) -> SkillTable:
+    """The demo data: `params.n_students` generated students, every one rated on every skill, each skill's model
+    on its catalogue features (with their units, ranges and descriptions)."""
+    sample = generate_students(params.n_students, seed=params.seed)
+    skills = {}
+    for skill_index, skill in enumerate(SKILLS):
+        names = SKILL_FEATURES[skill]
+        columns = [sample.feature_names.index(name) for name in names]
+        skills[skill] = SkillExamples(
+            features=tuple(_catalogue_spec(name) for name in names),
+            student_ids=sample.student_ids,
+            values=sample.features[:, columns],
+            labels=sample.labels[:, skill_index],
+            ratings=sample.ratings[:, skill_index],
+        )
+    return SkillTable(
+        skills,
+        source=f"generated students (seed {params.seed})",
+        label_rule=f"rating >= {HIGH_SKILL_RATING:g}",
+        data_hash=_data_hash(sample, params.seed),
+    )
+
+
+def held_out_students(table: SkillTable, rng: np.random.Generator) -> tuple[dict[str, int], int]:
+    """Each student's place in one seeded shuffle of the students (taken in the order first met), and how many of
+    the first places are held out: a student's rows, whatever the skill, are all trained on or all held out."""
+    students = list(dict.fromkeys(sid for examples in table.skills.values() for sid in examples.student_ids))
+    order = rng.permutation(len(students))
+    return {students[index]: place for place, index in enumerate(order.tolist())}, int(len(students) * TEST_SHARE)
+
+
+def split_rows(examples: SkillExamples, place: dict[str, int], n_test: int) -> tuple[np.ndarray, np.ndarray]:
+    """A skill's training and held-out rows, each in the order of the shuffle."""
+    places = np.array([place[sid] for sid in examples.student_ids], dtype=np.int64)
+    order = np.argsort(places, kind="stable")
+    return order[places[order] >= n_test], order[places[order] < n_test]
+
+
+def evaluate(scores: np.ndarray, labels: np.ndarray, ratings: np.ndarray | None = None) -> dict[str, float]:
+    """Held-out metrics; `rating_pearson_r` (score against teacher rating) only when the data has ratings."""
     predicted = (scores >= 0.5).astype(np.int32)
-    return {
+    metrics = {
         "auc": round(float(roc_auc_score(labels, scores)), 4),
         "accuracy": round(float(accuracy_score(labels, predicted)), 4),
-        "f1": round(float(f1_score(labels, predicted)), 4),
+        "f1": round(float(f1_score(labels, predicted, zero_division=0)), 4),
         "brier": round(float(brier_score_loss(labels, scores)), 4),
-        "rating_pearson_r": round(float(pearsonr(scores, ratings).statistic), 4),
         "positive_share": round(float(labels.mean()), 4),
     }
+    if ratings is not None:
+        rated = np.isfinite(ratings)
+        if rated.sum() >= 2 and ratings[rated].std() > 0 and scores[rated].std() > 0:
+            metrics["rating_pearson_r"] = round(float(pearsonr(scores[rated], ratings[rated]).statistic), 4)
+    return dict(sorted(metrics.items()))
 
 
 def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Skills models {report['version']}",
         "",
-        f"Trained {report['trained_at']} on {report['n_train']} generated students, evaluated on {report['n_test']} "
-        f"held out (data hash `{report['training_data_hash'][:12]}`).",
+        f"Trained {report['trained_at']} on {report['n_train']} students of {report['data']['source']}, evaluated "
+        f"on {report['n_test']} held out (label: {report['data']['label']}; data hash "
+        f"`{report['training_data_hash'][:12]}`).",
         "",
-        "| skill | AUC | accuracy | F1 | Brier | r (score, teacher rating) |",
-        "|---|---|---|---|---|---|",
+        "| skill | AUC | accuracy | F1 | Brier | r (score, teacher rating) | rows (train / held out) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for skill, m in report["skills"].items():
+        r = f"{m['rating_pearson_r']:.3f}" if "rating_pearson_r" in m else "-"
+        rows = report["rows"][skill]
         lines.append(
-            f"| {skill} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | {m['brier']:.3f} | {m['rating_pearson_r']:.3f} |"
+            f"| {skill} | {m['auc']:.3f} | {m['accuracy']:.3f} | {m['f1']:.3f} | {m['brier']:.3f} | {r} | "
+            f"{rows['train']} / {rows['test']} |"
         )
     lines += ["", "Parameters: " + ", ".join(f"{k}={v}" for k, v in report["params"].items()), ""]
     lines += ["## Plots (held-out students)", "", *markdown_images(report.get("plots", {}))]
     return "\n".join(lines)
+
+
+def _check_split(skill: str, labels: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray) -> None:
+    for name, rows in (("training", train_rows), ("held-out", test_rows)):
+        found = np.unique(labels[rows])
+        if found.size < 2:
+            raise DataError(
+                f"skill {skill!r}: its {rows.size} {name} rows hold only label {found.tolist()}; a model is fitted "
+                "and evaluated on both labels: give more rated students of this skill"
+            )
+
+
+def _catalogue_spec(name: str) -> FeatureSpec:
+    feature = FEATURES[name]
+    return FeatureSpec(
+        name=name,
+        default=math.nan,  # the training median, set at training
+        unit=feature.unit,
+        minimum=feature.minimum,
+        maximum=feature.maximum,
+        description=feature.description,
+    )
 
 
 def _data_hash(sample: StudentSample, seed: int) -> str:
