@@ -41,6 +41,7 @@ from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.expression import FunctionElement
 
 from inference.errors import SchemaMismatch
+from inference.families.skills.schema import MAX_FEATURE_NAME_BYTES, RESERVED_FEATURE_NAMES
 from inference.logs import LOGGER_NAME
 from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
 
@@ -275,9 +276,10 @@ def migrate(connection: Connection, tables: Iterable[Table] | None = None) -> li
 # build it from the feature names and bring the database's table up to it. Whoever writes features sets
 # updated_at.
 STUDENT_FEATURES = "student_features"
-STUDENT_KEY_COLUMNS = ("student_id", "updated_at")
-# PostgreSQL cuts longer identifiers (NAMEDATALEN - 1): two long features could become one column.
-MAX_IDENTIFIER_BYTES = 63
+# The student table's own columns, and PostgreSQL's longest identifier (NAMEDATALEN - 1: it cuts longer ones, so two
+# long features could become one column): the rules a feature name follows, from the skills' schema.
+STUDENT_KEY_COLUMNS = RESERVED_FEATURE_NAMES
+MAX_IDENTIFIER_BYTES = MAX_FEATURE_NAME_BYTES
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # SQLite folds ASCII letters only
 
 

@@ -209,7 +209,7 @@ def test_a_model_that_does_not_name_its_features_needs_a_features_file(tmp_path)
     refused_skill_import(tmp_path / "team", TRUSTED, rf"{skill.folder}: the model does not name its features")
 
 
-@pytest.mark.parametrize("name", ['say "hello"', " padded", "x" * 64, "é" * 32, "student_id", ""])
+@pytest.mark.parametrize("name", [" padded", "x" * 64, "é" * 32, "student_id", ""])
 def test_an_unusable_feature_name_is_refused(tmp_path, name):
     skill = own_models.joblib_pipeline(tmp_path / "team")
     (skill.folder / "features.json").write_text(json.dumps([name, *skill.feature_names[1:]]))

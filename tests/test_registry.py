@@ -167,3 +167,17 @@ def test_an_override_for_a_skill_the_version_does_not_serve_stops_the_load(train
     settings = Settings(skills_version="v1.0.0", skills=["leadership"], skill_versions={"creativity": "v1.1.0"})
     with pytest.raises(ArtifactError, match=r"INFERENCE_SKILL_VERSIONS names \['creativity'\]"):
         SkillsFamily().load_models(settings, "v1.0.0")
+
+
+@pytest.mark.parametrize("name", [" padded", "x" * 64, "student_id", ""])
+def test_a_feature_name_that_cannot_be_a_column_is_refused_at_load_too(trained_versions, tmp_path, name):
+    directory = tmp_path / "leadership"
+    shutil.copytree(trained_versions["v1.0.0"] / "leadership", directory)
+    metadata = json.loads((directory / "metadata.json").read_text())
+    first = metadata["feature_names"][0]
+    metadata["feature_names"][0] = name
+    metadata["imputation_defaults"][name] = metadata["imputation_defaults"].pop(first)
+    metadata["features"][name] = metadata["features"].pop(first)
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ArtifactError, match="is not usable"):
+        load_skill_model(directory, version="v0")

@@ -44,9 +44,8 @@ from inference.families.skills.artifacts import (
     write_skill_artifact,
 )
 from inference.families.skills.family import SkillsFamily
-from inference.families.skills.schema import SCHEMA_KEYS, FeatureSchema, schema_from_metadata
+from inference.families.skills.schema import SCHEMA_KEYS, FeatureSchema, check_feature_name, schema_from_metadata
 from inference.families.skills.scoring import score_rows
-from inference.storage import MAX_IDENTIFIER_BYTES, STUDENT_KEY_COLUMNS
 from inference.store.files import METADATA_FILE, read_json, write_metadata
 from inference.store.importing import (
     ImportOptions,
@@ -412,24 +411,6 @@ def _agreed_names(source: SkillSource, stated: Mapping[Path, tuple[str, ...]]) -
         if other != names:
             raise ArtifactError(f"{where}: lists the features {list(other)}; {first} states {list(names)}")
     return list(names)
-
-
-def check_feature_name(name: object, *, where: Path) -> str:
-    """A feature name is any text that can be a column of the batch scorer's `student_features` table (quoted): at
-    most 63 bytes in UTF-8, not one of the table's own columns, without surrounding spaces or double quotes."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or len(name.encode()) > MAX_IDENTIFIER_BYTES
-        or name in STUDENT_KEY_COLUMNS
-        or name != name.strip()
-        or '"' in name
-    ):
-        raise ArtifactError(
-            f"{where}: feature name {name!r} is not usable: 1 to {MAX_IDENTIFIER_BYTES} bytes in UTF-8, not "
-            f"{' or '.join(STUDENT_KEY_COLUMNS)}, no leading or trailing space, no double quote"
-        )
-    return name
 
 
 def read_features_file(path: Path) -> list[dict[str, Any]]:

@@ -25,6 +25,27 @@ import numpy as np
 from inference.errors import ArtifactError
 
 SCHEMA_KEYS = ("unit", "minimum", "maximum", "description")
+# A feature is also a column of the batch scorer's `student_features` table (quoted, so any text works): at most
+# PostgreSQL's 63 bytes, and not one of the table's own columns.
+MAX_FEATURE_NAME_BYTES = 63
+RESERVED_FEATURE_NAMES = ("student_id", "updated_at")
+
+
+def check_feature_name(name: object, *, where: Path | str) -> str:
+    """`name` when it can name a feature: 1 to 63 bytes in UTF-8, no leading or trailing space, not a column of
+    the student table's own."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name.encode()) > MAX_FEATURE_NAME_BYTES
+        or name in RESERVED_FEATURE_NAMES
+        or name != name.strip()
+    ):
+        raise ArtifactError(
+            f"{where}: feature name {name!r} is not usable: 1 to {MAX_FEATURE_NAME_BYTES} bytes in UTF-8, not "
+            f"{' or '.join(RESERVED_FEATURE_NAMES)}, no leading or trailing space"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -87,8 +108,10 @@ class FeatureSchema:
 def schema_from_metadata(metadata: Mapping[str, Any], *, where: Path | str) -> FeatureSchema:
     """The schema a model's metadata declares; every fault is an `ArtifactError` naming `where` and the key."""
     names = metadata.get("feature_names")
-    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+    if not isinstance(names, list) or not names:
         raise ArtifactError(f"{where}: feature_names must be a non-empty list of feature names")
+    for name in names:
+        check_feature_name(name, where=f"{where}: feature_names")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ArtifactError(f"{where}: feature_names lists {duplicates} more than once")
