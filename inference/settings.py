@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Worker processes per server; `cpu_count` is one per CPU the process may use (cgroup-aware). "
         "Each worker loads the models and batches its own requests.",
     )
+    compiled_scoring: bool = Field(
+        True,
+        description="Score skill requests of up to 64 rows per model with the model's ONNX form (ONNX Runtime) when "
+        "it has one and it equals the booster on the held-out samples at load; false: always XGBoost.",
+    )
     request_timeout_s: float = Field(
         5.0, gt=0, le=300, description="A request not answered within this many seconds gets a 504."
     )

@@ -59,10 +59,12 @@ class Target:
     name: str
     command: list[str]  # "{port}" and "{work}" are filled in per run
     ready_path: str
-    protocol: str = "service"  # "service": this API's JSON; "v2": the Open Inference Protocol (MLServer)
+    # "service": this API's JSON; "v2": the Open Inference Protocol (MLServer); "batchable": lists of requests
+    protocol: str = "service"
     env: tuple[tuple[str, str], ...] = ()
 
 
+WORKERS = len(os.sched_getaffinity(0))  # what `workers: cpu_count` gives this service; the peers get as many
 SERVE = [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.1", "--port", "{port}"]
 FULL_SERVICE = Target("this service, all families, cache off", SERVE, "/readyz", env=(("CACHE_URL", "none://"),))
 
@@ -85,7 +87,24 @@ TARGETS = {
         env=(("INFERENCE_FAMILIES", '["skills"]'), ("CACHE_URL", "none://")),
     ),
     "fastapi": Target(
-        "FastAPI + uvicorn",
+        f"FastAPI done carefully ({WORKERS} uvicorn workers, inplace_predict, orjson)",
+        [
+            str(BIN / "uvicorn"),
+            "loadtests.peers.fastapi_careful:app",
+            "--workers",
+            str(WORKERS),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        "/readyz",
+    ),
+    "fastapi-naive": Target(
+        "FastAPI naive (1 uvicorn worker, predict_proba per request)",
         [
             str(BIN / "uvicorn"),
             "loadtests.peers.fastapi_app:app",
@@ -98,11 +117,19 @@ TARGETS = {
         ],
         "/readyz",
     ),
+    "batchable": Target(
+        "this service's scoring behind BentoML's batchable API",
+        [*SERVE[:2], "loadtests.peers.bentoml_batchable:BatchableSkills", *SERVE[3:]],
+        "/readyz",
+        "batchable",
+        env=(("INFERENCE_FAMILIES", '["skills"]'),),
+    ),
     "mlserver": Target(
-        "MLServer 1.7.1 (XGBoost runtime)",
+        f"MLServer 1.7.1 (XGBoost runtime, {WORKERS} parallel workers, adaptive batching)",
         [str(mlserver.EXECUTABLE), "start", "{work}/mlserver-{port}"],
         "/v2/health/ready",
         "v2",
+        env=(("OMP_NUM_THREADS", "1"),),
     ),
 }
 # The order matters: the single-client run right after the 64-client burst measures what a burst leaves behind.
@@ -208,11 +235,17 @@ def write_request_files(work: Path) -> dict[str, dict[str, Path]]:
     v2_single = [
         f"/v2/models/{skill_model_name(body['skill'])}/infer\t{mlserver.infer_body([scaled(body)])}" for body in bodies
     ]
+    batchable_single = [f"/infer\t{json.dumps({'requests': [body]})}" for body in bodies]
+    batchable_batch = f"/infer\t{json.dumps({'requests': bodies[:100]})}"
     same_skill = [body for body in bodies if body["skill"] == "communication"]
     batch_rows = [scaled(same_skill[i % len(same_skill)]) for i in range(100)]
     v2_batch = f"/v2/models/{skill_model_name('communication')}/infer\t{mlserver.infer_body(batch_rows)}"
     files: dict[str, dict[str, Path]] = {}
-    for protocol, singles, batch in (("service", service_single, service_batch), ("v2", v2_single, v2_batch)):
+    for protocol, singles, batch in (
+        ("service", service_single, service_batch),
+        ("v2", v2_single, v2_batch),
+        ("batchable", batchable_single, batchable_batch),
+    ):
         files[protocol] = {"single": work / f"{protocol}-single.txt", "batch": work / f"{protocol}-batch.txt"}
         files[protocol]["single"].write_text("\n".join(singles) + "\n")
         files[protocol]["batch"].write_text(batch + "\n")

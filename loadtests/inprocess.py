@@ -2,9 +2,10 @@
 
     python -m loadtests.inprocess [--version v1.0.0]
 
-Needs the skill models in the model store ($BENTOML_HOME). Prints microseconds per call for the booster path
-(1 and 100 rows) and for the skills scorer (sequential single requests, and concurrent ones that the adaptive
-batcher coalesces).
+Needs the skill models in the model store ($BENTOML_HOME). Prints microseconds per call of one skill's scoring by
+rows per call, XGBoost (`Booster.inplace_predict`) against the compiled form (ONNX Runtime): where they cross is
+what `COMPILED_MAX_ROWS` is set from; then the skills scorer as served (sequential single requests, and
+concurrent ones that the adaptive batcher coalesces), with and without the compiled form.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from inference.families.skills.family import load_skill_models
 from inference.families.skills.scorer import SkillsScorer
-from inference.families.skills.scoring import score_rows
 from inference.schemas import SkillInferenceRequest
 from loadtests.latency import request_bodies
 from train.data.catalogue import SKILLS
@@ -52,18 +53,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = load_skill_models(dict.fromkeys(SKILLS, args.version))
     model = models["communication"]
-    one = model.imputation_defaults[None, :]
-    hundred = np.repeat(one, 100, axis=0)
+    if model.compiled is None or model.compiled.booster is None:
+        print(f"error: {model.store_name}:{model.version} has no compiled form: re-import it", file=sys.stderr)
+        return 2
+    booster = model.compiled.booster
+    print("| rows per call | XGBoost inplace_predict, µs | ONNX Runtime, µs | ratio |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for n in (1, 4, 16, 32, 64, 100, 256):
+        rows = (model.mean + rng.normal(size=(n, len(model.feature_names))) * model.scale).astype(np.float32)
+        repeat = max(50, 4000 // n)
+        # Minimum of 5 runs: the machine is shared, the least disturbed run is the figure.
+        xgb_us = min(per_call_us(lambda r=rows: model.booster.inplace_predict(r), repeat) for _ in range(5))
+        onnx_us = min(per_call_us(lambda r=rows: booster.probabilities(r), repeat) for _ in range(5))
+        print(f"| {n} | {xgb_us:.0f} | {onnx_us:.0f} | {xgb_us / onnx_us:.1f}x |")
     requests = [SkillInferenceRequest.model_validate(body) for body in request_bodies(200, seed=1)]
-    scorer = SkillsScorer(models)
-    sequential, concurrent = asyncio.run(scorer_us(scorer, requests, 2000))
-    scorer.close()
-    print("| path | µs per call |")
-    print("|---|---|")
-    print(f"| score_rows, 1 row | {per_call_us(lambda: score_rows(model, one), 2000):.0f} |")
-    print(f"| score_rows, 100 rows | {per_call_us(lambda: score_rows(model, hundred), 500):.0f} |")
-    print(f"| SkillsScorer.score_many, one request at a time | {sequential:.0f} |")
-    print(f"| SkillsScorer.score_many, 2000 concurrent (batched), per request | {concurrent:.0f} |")
+    print()
+    print("| skills scorer, µs per request | one at a time | 2000 concurrent (batched) |")
+    print("|---|---|---|")
+    for label, served in (
+        ("XGBoost", {skill: replace(m, compiled=None) for skill, m in models.items()}),
+        ("compiled (as served)", models),
+    ):
+        scorer = SkillsScorer(served)
+        sequential, concurrent = asyncio.run(scorer_us(scorer, requests, 2000))
+        scorer.close()
+        print(f"| {label} | {sequential:.0f} | {concurrent:.0f} |")
     return 0
 
 

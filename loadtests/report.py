@@ -7,12 +7,13 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from loadtests.text_bench import BATCH_CLASSIC, CLASSIC_1, CLASSIC_16, ENSEMBLE_1, PAIR_1
+
 Row = Mapping[str, float]  # one wrk run: qps, p50, p95, p99 (ms), errors
 Results = Mapping[str, Mapping[str, Sequence[Row]]]  # target key -> workload name -> one row per round
 
 SERVICE = "service"
 FULL = "full"  # the service with every family loaded, as shipped: text workloads, cold start, memory
-BATCH_CLASSIC = "classify/batch 100 texts, classic, 1 client"
 INFER_1, INFER_16, INFER_64, AFTER_BURST, BATCH_100, MIXED = (
     "infer, 1 client",
     "infer, 16 clients",
@@ -66,15 +67,48 @@ def ratio_text(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs > 0 else "n/a (the peer completed no request)"
 
 
-def _ratio(run: Run, peer: str, need: float) -> tuple[str, bool]:
-    ours, theirs = run.mean(SERVICE, INFER_64, "qps"), run.mean(peer, INFER_64, "qps")
-    return f"{ours:.0f} against {theirs:.0f} QPS = {ratio_text(ours, theirs)}", theirs > 0 and ours / theirs >= need
-
-
-def _at_most(workload: str, figure: str, limit: float) -> Callable[[Run], tuple[str, bool]]:
+def _ratio(peer: str, workload: str, need: float) -> Callable[[Run], tuple[str, bool]]:
     def measure(run: Run) -> tuple[str, bool]:
-        value = run.mean(SERVICE, workload, figure)
-        return f"{value:.2f} ms", value <= limit
+        ours, theirs = run.mean(SERVICE, workload, "qps"), run.mean(peer, workload, "qps")
+        return f"{ours:.0f} against {theirs:.0f} QPS = {ratio_text(ours, theirs)}", theirs > 0 and ours / theirs >= need
+
+    return measure
+
+
+def _ahead_of(peer: str) -> Callable[[Run], tuple[str, bool]]:
+    def measure(run: Run) -> tuple[str, bool]:
+        ratios = {
+            workload: run.mean(SERVICE, workload, "qps") / theirs
+            for workload in run.workloads
+            if (theirs := run.mean(peer, workload, "qps")) > 0
+        }
+        if not ratios:
+            return "the peer completed no request", False
+        behind = [f"{workload} {ratio:.2f}x" for workload, ratio in ratios.items() if ratio <= 1.0]
+        lowest = min(ratios, key=ratios.__getitem__)
+        if behind:
+            return "behind in " + "; ".join(behind), False
+        return f"ahead in all {len(ratios)} workloads, least in {lowest}: {ratios[lowest]:.2f}x", True
+
+    return measure
+
+
+def _at_most(
+    workload: str, figure: str, limit: float, target: str = SERVICE, *, under: bool = False
+) -> Callable[[Run], tuple[str, bool]]:
+    """`figure` at most `limit` ms, or strictly under it (`under`: the requirement says "< 5 ms")."""
+
+    def measure(run: Run) -> tuple[str, bool]:
+        value = run.mean(target, workload, figure)
+        return f"{value:.2f} ms", value < limit if under else value <= limit
+
+    return measure
+
+
+def _qps_at_least(workload: str, limit: float, target: str = FULL) -> Callable[[Run], tuple[str, bool]]:
+    def measure(run: Run) -> tuple[str, bool]:
+        value = run.mean(target, workload, "qps")
+        return f"{value:.0f} QPS", value >= limit
 
     return measure
 
@@ -83,7 +117,7 @@ def _after_burst(run: Run) -> tuple[str, bool]:
     idle, after = run.mean(SERVICE, INFER_1, "p50"), run.mean(SERVICE, AFTER_BURST, "p50")
     if idle <= 0 or after <= 0:
         return "no request completed in one of the two workloads", False
-    return f"{after:.2f} against {idle:.2f} ms = {after / idle:.2f}x", after / idle <= 1.5
+    return f"{after:.2f} against {idle:.2f} ms = {after / idle:.2f}x", after / idle <= 1.2
 
 
 def _no_errors(run: Run) -> tuple[str, bool]:
@@ -91,25 +125,20 @@ def _no_errors(run: Run) -> tuple[str, bool]:
     return f"{errors} errors or non-2xx answers in all workloads", errors == 0
 
 
-def _cold_start(target: str) -> Callable[[Run], tuple[str, bool]]:
+def _cold_start(target: str, limit: float) -> Callable[[Run], tuple[str, bool]]:
     def measure(run: Run) -> tuple[str, bool]:
         seconds = run.footprint(target, "cold_start_s")
-        return f"{seconds:.2f} s", seconds <= 5.0
+        return f"{seconds:.2f} s", seconds <= limit
 
     return measure
 
 
-def _memory(target: str) -> Callable[[Run], tuple[str, bool]]:
+def _memory(target: str, limit_mib: float) -> Callable[[Run], tuple[str, bool]]:
     def measure(run: Run) -> tuple[str, bool]:
         rss, pss = run.footprint(target, "rss_mib"), run.footprint(target, "pss_mib")
-        return f"RSS {rss:.0f} MiB summed over processes (PSS {pss:.0f} MiB)", rss <= 500
+        return f"PSS {pss:.0f} MiB summed over processes (RSS {rss:.0f} MiB)", pss <= limit_mib
 
     return measure
-
-
-def _text_batch(run: Run) -> tuple[str, bool]:
-    value = run.mean(FULL, BATCH_CLASSIC, "p95")
-    return f"P95 {value:.2f} ms (client side, loopback)", value <= 100.0
 
 
 def _text_errors(run: Run) -> tuple[str, bool]:
@@ -118,19 +147,45 @@ def _text_errors(run: Run) -> tuple[str, bool]:
 
 
 TARGETS = [
-    Target("single `infer` P95 ≤ 5 ms at 1 client", _at_most(INFER_1, "p95", 5.0)),
-    Target("64 clients: ≥ 3x FastAPI's QPS", lambda run: _ratio(run, "fastapi", 3.0), (SERVICE, "fastapi")),
-    Target("64 clients: ≥ 2x MLServer's QPS", lambda run: _ratio(run, "mlserver", 2.0), (SERVICE, "mlserver")),
-    Target("zero errors, no 503s", _no_errors),
-    Target("1-client P50 right after the burst within 1.5x of idle", _after_burst),
-    Target("`infer/batch` 100 items: P95 ≤ 20 ms at 1 client", _at_most(BATCH_100, "p95", 20.0)),
-    # Judged twice: the skills-only replica of the side-by-side table, and the replica as shipped (every family).
-    Target("cold start to `/readyz` 200 ≤ 5 s, skills only", _cold_start(SERVICE)),
-    Target("RSS of a serving replica ≤ 500 MiB, skills only", _memory(SERVICE)),
-    Target("cold start to `/readyz` 200 ≤ 5 s, every family (as shipped)", _cold_start(FULL), (FULL,)),
-    Target("RSS of a serving replica ≤ 500 MiB, every family (as shipped)", _memory(FULL), (FULL,)),
-    Target("intent: 100 texts in under 100 ms (`classify/batch`, classic)", _text_batch, (FULL,)),
+    # Skills: against the careful FastAPI app, MLServer and BentoML's own batching, in the same run.
+    Target(
+        "skills `infer`, 64 clients: ≥ 2x careful FastAPI's QPS", _ratio("fastapi", INFER_64, 2.0), (SERVICE, "fastapi")
+    ),
+    Target(
+        "skills `infer`, 1 client: ≥ 1.3x careful FastAPI's QPS", _ratio("fastapi", INFER_1, 1.3), (SERVICE, "fastapi")
+    ),
+    Target(
+        "skills `infer/batch` 100 items: ≥ 3x careful FastAPI's QPS",
+        _ratio("fastapi", BATCH_100, 3.0),
+        (SERVICE, "fastapi"),
+    ),
+    Target("skills: ahead of MLServer in every workload", _ahead_of("mlserver"), (SERVICE, "mlserver")),
+    Target(
+        "in-process batcher ≥ 1.5x BentoML's batchable API, 64 clients",
+        _ratio("batchable", INFER_64, 1.5),
+        (SERVICE, "batchable"),
+    ),
+    Target("skills: 1-client P50 right after the 64-client burst ≤ 1.2x idle", _after_burst),
+    Target("skills: zero errors, no 503s", _no_errors),
+    Target("skills `infer` P95 ≤ 5 ms at 1 client", _at_most(INFER_1, "p95", 5.0)),
+    Target("skills `infer/batch` 100 items: P95 ≤ 20 ms at 1 client", _at_most(BATCH_100, "p95", 20.0)),
+    # Intent and text pair: the requirement documents' own targets (< 5 ms P95, 1000+ QPS, 100 texts < 100 ms).
+    Target(
+        "intent classic, uncached: P95 < 5 ms at 1 client", _at_most(CLASSIC_1, "p95", 5.0, FULL, under=True), (FULL,)
+    ),
+    Target("intent classic, uncached: ≥ 1000 QPS at 16 clients", _qps_at_least(CLASSIC_16, 1000), (FULL,)),
+    Target("intent ensemble: P95 ≤ 25 ms at 1 client", _at_most(ENSEMBLE_1, "p95", 25.0, FULL), (FULL,)),
+    Target(
+        "intent: 100 texts in under 100 ms (`classify/batch`, classic, P95)",
+        _at_most(BATCH_CLASSIC, "p95", 100.0, FULL, under=True),
+        (FULL,),
+    ),
+    Target("text pair: P95 < 5 ms at 1 client", _at_most(PAIR_1, "p95", 5.0, FULL, under=True), (FULL,)),
     Target("text families: zero errors", _text_errors, (FULL,)),
+    # Footprint: the skills-only replica of the side-by-side table, and the replica as shipped (every family).
+    Target("cold start to `/readyz` 200 ≤ 3 s, skills only", _cold_start(SERVICE, 3.0)),
+    Target("cold start to `/readyz` 200 ≤ 5 s, every family (as shipped)", _cold_start(FULL, 5.0), (FULL,)),
+    Target("PSS of a replica with every family ≤ 400 MiB", _memory(FULL, 400.0), (FULL,)),
 ]
 
 

@@ -1,5 +1,6 @@
-"""The benchmark harness runs end to end (1-second workloads) against real servers of all three targets, with
-no request to this service failing, and judges the targets from its own figures."""
+"""The benchmark harness runs end to end (1-second workloads) against real servers of every target (this service,
+the careful and the naive FastAPI apps, BentoML's batchable API, MLServer), with no request to this service
+failing, and judges the targets from its own figures."""
 
 import os
 import re
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from loadtests.report import TARGETS
 from tests.utils.servers import PROJECT_ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -31,6 +33,8 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
             "--targets",
             "service",
             "fastapi",
+            "fastapi-naive",
+            "batchable",
             "mlserver",
         ],
         cwd=PROJECT_ROOT,
@@ -40,16 +44,17 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = re.findall(r"^  (.+?)\s+(\d+) QPS .* errors (\d+)$", run.stdout, flags=re.MULTILINE)
-    assert len(rows) == 26  # 6 workloads x 3 targets, and 8 text workloads
+    assert len(rows) == 38  # 6 workloads x 5 targets, and 8 text workloads
     # A peer may complete nothing, or time out, in a 1-second workload while it drains the 64-client burst: that
     # is its figure to print. This service must answer, without errors.
     ours = rows[:6] + rows[-8:]
     assert all(int(qps) > 0 for _, qps, _ in ours), run.stdout
     assert all(errors == "0" for _, _, errors in ours), run.stdout
     assert "| infer, 64 clients |" in run.stdout and "In-process limit" in run.stdout
-    assert "QPS of this service over FastAPI" in run.stdout and "QPS of this service over MLServer" in run.stdout
+    for peer in ("FastAPI done carefully", "FastAPI naive", "this service's scoring behind BentoML", "MLServer"):
+        assert f"QPS of this service over {peer}" in run.stdout
     judged = re.findall(r"^\| (.+?) \| (.+?) \| (yes|no) \|$", run.stdout, flags=re.MULTILINE)
-    assert len(judged) == 12, run.stdout[-3000:]  # every target judged, none left unmeasured
+    assert len(judged) == len(TARGETS), run.stdout[-3000:]  # every target judged, none left unmeasured
 
 
 def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_versions):

@@ -39,8 +39,16 @@ def semver_key(version: str) -> tuple[int, int, int, int, str]:
     return (int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
 
 
-def save_to_store(name: str, version: str, source: Path, metadata: Mapping[str, Any], labels: Mapping[str, str]) -> str:
-    """Copy an artifact directory into the store as `name:version`, with import-time metadata added."""
+def save_to_store(
+    name: str,
+    version: str,
+    source: Path,
+    metadata: Mapping[str, Any],
+    labels: Mapping[str, str],
+    extra_files: Mapping[str, bytes] | None = None,
+) -> str:
+    """Copy an artifact directory into the store as `name:version`, with import-time metadata added and
+    `extra_files` (file name: content, made by the import) written beside it."""
     metadata = {
         **metadata,
         "semver": version,
@@ -49,6 +57,8 @@ def save_to_store(name: str, version: str, source: Path, metadata: Mapping[str, 
     }
     with bentoml.models.create(f"{name}:{version}", labels=dict(labels), metadata=metadata) as stored:
         shutil.copytree(source, stored.path, dirs_exist_ok=True)
+        for file_name, content in (extra_files or {}).items():
+            (Path(stored.path) / file_name).write_bytes(content)
         # The store's copy of metadata.json carries the import-time additions too.
         write_metadata(Path(stored.path), metadata)
     return str(stored.tag)

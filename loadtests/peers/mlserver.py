@@ -21,7 +21,11 @@ from train.data.catalogue import SKILLS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 VENV = PROJECT_ROOT / ".bench" / "mlserver-venv"
-PACKAGES = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "xgboost-cpu==3.2.0"]
+# Its parallel inference workers die at start with uvloop newer than 0.21 ("There is no current event loop").
+PACKAGES = ["mlserver==1.7.1", "mlserver-xgboost==1.7.1", "xgboost-cpu==3.2.0", "uvloop==0.21.0"]
+PARALLEL_WORKERS = 2  # one per core, as this service's workers
+# Adaptive batching as a careful user would set it: batches of up to 64 rows, waiting at most 2 ms for them.
+MAX_BATCH_SIZE, MAX_BATCH_TIME_S = 64, 0.002
 EXECUTABLE = VENV / "bin" / "mlserver"
 
 
@@ -32,19 +36,20 @@ def free_port() -> int:
 
 
 def ensure_venv() -> None:
-    """Create MLServer's virtual environment once."""
-    if EXECUTABLE.exists():
+    """Create MLServer's virtual environment, or bring it to `PACKAGES` when they changed."""
+    marker = VENV / "packages.txt"
+    wanted = "\n".join(PACKAGES)
+    if EXECUTABLE.exists() and marker.exists() and marker.read_text() == wanted:
         return
-    print(f"creating {VENV} with {' '.join(PACKAGES)} ...", flush=True)
+    print(f"installing {' '.join(PACKAGES)} into {VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *PACKAGES], check=True)
+    marker.write_text(wanted)
 
 
 def write_repository(directory: Path, port: int) -> None:
-    """A model repository with the 7 pinned boosters, serving HTTP on `port`.
-
-    Parallel inference workers are off: here they die at start ('There is no current event loop').
-    """
+    """A model repository with the pinned skill boosters, serving HTTP on `port` with parallel inference workers
+    and adaptive batching on."""
     settings = Settings()
     directory.mkdir(parents=True)
     for skill in settings.skills or SKILLS:
@@ -55,10 +60,12 @@ def write_repository(directory: Path, port: int) -> None:
             "name": skill_model_name(skill),
             "implementation": "mlserver_xgboost.XGBoostModel",
             "parameters": {"uri": str(Path(stored.path) / "model.json"), "version": version},
+            "max_batch_size": MAX_BATCH_SIZE,
+            "max_batch_time": MAX_BATCH_TIME_S,
         }
         (directory / skill / "model-settings.json").write_text(json.dumps(model_settings))
     server_settings = {
-        "parallel_workers": 0,
+        "parallel_workers": PARALLEL_WORKERS,
         "http_port": port,
         "grpc_port": free_port(),
         "metrics_port": free_port(),

@@ -1,6 +1,6 @@
 """The on-disk format of a skill model, shared by training output, user-supplied models and the model store.
 
-A skill artifact is a directory holding three files, none of them a pickle:
+A skill artifact is a directory holding three files, none of them a pickle (and, in the store, a fourth):
 
 - `model.json`  an XGBoost booster (`Booster.save_model`, objective `binary:logistic`; `model.ubj` also works)
 - `scaler.json` `{"mean": [...], "scale": [...]}`, the fitted StandardScaler's `mean_` and `scale_`
@@ -8,6 +8,8 @@ A skill artifact is a directory holding three files, none of them a pickle:
   `features` (unit, range, description per feature: `inference.families.skills.schema`), `samples` (held-out
   rows and the scores they must get, checked at every load), `metrics`, `trained_at`, `training_data_hash`,
   `reference` (drift), `params`, `source` (what an importer converted)
+- `model.onnx` the booster compiled for ONNX Runtime, written by the import when the converter supports the
+  booster and its probabilities equal XGBoost's (`inference.families.skills.compiled`); optional
 
 `feature_names` is the model's column order; the booster must take exactly that many features (and, when it
 names its features, these names in this order).
@@ -24,6 +26,7 @@ import numpy as np
 import xgboost as xgb
 
 from inference.errors import ArtifactError
+from inference.families.skills.compiled import load_compiled
 from inference.families.skills.schema import schema_from_metadata
 from inference.families.skills.scoring import SkillModel, top_importances
 from inference.schemas import SKILL_NAME
@@ -58,6 +61,7 @@ def load_skill_model(directory: Path, *, version: str, metadata: Mapping[str, An
         raise ArtifactError(f"{directory / SCALER_FILE}: every scale must be positive")
 
     booster = _load_booster(directory, schema.names)
+    compiled = load_compiled(directory, booster, scaled_samples(metadata, schema.defaults(), mean, scale))
     return SkillModel(
         skill=skill,
         version=version,
@@ -67,7 +71,24 @@ def load_skill_model(directory: Path, *, version: str, metadata: Mapping[str, An
         scale=scale,
         metadata=metadata,
         feature_importance=top_importances(booster, schema.names),
+        compiled=compiled,
     )
+
+
+def scaled_samples(
+    metadata: Mapping[str, Any], defaults: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """The held-out sample rows stored with a model (its imputation defaults when it has none), scaled: what the
+    compiled form is compared with the booster on. Malformed samples fall back to the defaults here; the smoke
+    test (`check_skill_models`) refuses them with its own message."""
+    samples = metadata.get("samples") if isinstance(metadata.get("samples"), dict) else {}
+    try:
+        rows = np.array(samples.get("inputs") or [defaults], dtype=np.float64)
+    except (TypeError, ValueError):
+        rows = np.array([defaults], dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != len(mean) or not np.all(np.isfinite(rows)):
+        rows = np.array([defaults], dtype=np.float64)
+    return (rows - mean) / scale
 
 
 def check_skill_name(skill: object, *, where: Path | str) -> str:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from inference.errors import ArtifactError, InferenceError
 from inference.families.base import LoadContext
-from inference.families.skills.artifacts import METADATA_FILE, load_skill_model
+from inference.families.skills.artifacts import METADATA_FILE, load_skill_model, scaled_samples
+from inference.families.skills.compiled import ONNX_FILE, Compiled, compile_booster
 from inference.families.skills.scorer import FAMILY, SkillsScorer
 from inference.families.skills.scoring import SKILL_MODEL_PREFIX, SkillModel, score_rows, skill_model_name
 from inference.logs import LOGGER_NAME
@@ -80,6 +82,9 @@ class SkillsFamily:
                 )
             versions.update(settings.skill_versions)
         models = load_skill_models(versions)
+        if not settings.compiled_scoring:
+            off = Compiled(None, "xgboost", "compiled scoring is off (INFERENCE_COMPILED_SCORING=false)")
+            models = {skill: replace(model, compiled=off) for skill, model in models.items()}
         check_skill_models(models)
         return models
 
@@ -126,7 +131,10 @@ def load_skill_models(versions: Mapping[str, str]) -> dict[str, SkillModel]:
         if model.skill != skill:
             raise ArtifactError(f"{name}:{version}: its metadata says it is the model of skill {model.skill!r}")
         models[skill] = model
-        logger.info("loaded %s:%s", name, version)
+        compiled = model.compiled
+        if compiled is not None and compiled.booster is None and (path / ONNX_FILE).is_file():
+            logger.warning("%s:%s scores with XGBoost: %s", name, version, compiled.reason)
+        logger.info("loaded %s:%s (scoring: %s)", name, version, compiled.path if compiled else "xgboost")
     return models
 
 
@@ -165,10 +173,28 @@ def import_skill_artifacts(root: Path, *, version: str) -> list[str]:
             raise ArtifactError(f"{folder / METADATA_FILE}: skill {model.skill!r} is not its folder's name")
     check_skill_models({model.skill: model for model in models.values()})
     refuse_existing([model.store_name for model in models.values()], version)
+    compiled = {folder: compile_for_store(model) for folder, model in models.items()}
     return [
-        save_to_store(model.store_name, version, folder, model.metadata, {"family": FAMILY, "skill": model.skill})
+        save_to_store(
+            model.store_name,
+            version,
+            folder,
+            model.metadata,
+            {"family": FAMILY, "skill": model.skill},
+            compiled[folder],
+        )
         for folder, model in models.items()
     ]
+
+
+def compile_for_store(model: SkillModel) -> dict[str, bytes]:
+    """The model's ONNX form to store beside it, when the converter supports it and it equals the booster."""
+    rows = scaled_samples(model.metadata, model.imputation_defaults, model.mean, model.scale)
+    model_bytes, reason = compile_booster(model.booster, rows)
+    if model_bytes is None:
+        logger.warning("%s: stored without a compiled form, it will score with XGBoost: %s", model.store_name, reason)
+        return {}
+    return {ONNX_FILE: model_bytes}
 
 
 def _labelled_versions() -> list[str]:
@@ -191,6 +217,9 @@ def model_summary(model: SkillModel) -> dict[str, object]:
         "trained_at": metadata.get("trained_at"),
         "training_data_hash": metadata.get("training_data_hash"),
         "metrics": metadata.get("metrics", {}),
+        "scoring": {"path": model.compiled.path, "reason": model.compiled.reason}
+        if model.compiled is not None
+        else {"path": "xgboost", "reason": "no compiled form"},
         "feature_names": list(model.feature_names),
         "features": [
             {"name": spec.name, "imputation_default": spec.default, **spec.to_metadata()}

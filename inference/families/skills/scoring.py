@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from inference.families.skills.compiled import COMPILED_MAX_ROWS, Compiled
 from inference.families.skills.schema import FeatureSchema
 
 HIGH_SKILL_CLASS = 1
@@ -30,6 +31,7 @@ class SkillModel:
     scale: np.ndarray
     metadata: Mapping[str, Any] = field(default_factory=dict)
     feature_importance: tuple[tuple[str, float], ...] = ()
+    compiled: Compiled | None = None  # the ONNX Runtime form, when it loaded and equals the booster
     # From the schema, as arrays for the request path.
     feature_names: tuple[str, ...] = field(init=False)
     imputation_defaults: np.ndarray = field(init=False)
@@ -62,11 +64,18 @@ class Scores:
 def score_rows(model: SkillModel, rows: np.ndarray) -> Scores:
     """Score imputed rows (n, n_features) in the model's feature order.
 
-    Scaling is plain numpy (much cheaper per call than `StandardScaler.transform`), and the booster is asked
-    for margins with `inplace_predict`, the cheapest prediction path; the probability is the logistic of the
-    margin, exactly what `predict_proba` computes for a `binary:logistic` model.
+    Scaling is plain numpy (much cheaper per call than `StandardScaler.transform`). Up to `COMPILED_MAX_ROWS` rows
+    go through the model's compiled form when it has one (ONNX Runtime, checked equal to the booster at load);
+    otherwise the booster is asked for margins with `inplace_predict`, XGBoost's cheapest prediction path. Either
+    way the probability is what `predict_proba` computes for a `binary:logistic` model.
     """
     scaled = ((rows - model.mean) / model.scale).astype(np.float32, copy=False)
+    compiled = model.compiled.booster if model.compiled is not None else None
+    if compiled is not None and len(scaled) <= COMPILED_MAX_ROWS:
+        score = np.clip(compiled.probabilities(scaled), 0.0, 1.0)
+        with np.errstate(divide="ignore"):  # a probability of exactly 0 or 1 in float32 has an infinite margin
+            margin = np.log(score) - np.log1p(-score)
+        return Scores(score=score, confidence=np.abs(2.0 * score - 1.0), margin=margin)
     margin = np.asarray(model.booster.inplace_predict(scaled, predict_type="margin"), dtype=np.float64)
     score = np.clip(1.0 / (1.0 + np.exp(-margin)), 0.0, 1.0)
     return Scores(score=score, confidence=np.abs(2.0 * score - 1.0), margin=margin)
@@ -135,10 +144,10 @@ def score_skill_rows(rows: Sequence[SkillRow]) -> list[RowScore]:
         explained = [offset for offset, index in enumerate(indices) if rows[index].explain]
         explanation_of = dict(zip(explained, contributions(model, values[explained]), strict=True)) if explained else {}
         for offset, index in enumerate(indices):
+            explained_row = explanation_of.get(offset)
+            # An explained row's margin is its contributions' sum (the booster's margin), whichever path scored it.
+            margin = float(scores.margin[offset]) if explained_row is None else float(explained_row.sum())
             results[index] = RowScore(
-                float(scores.score[offset]),
-                float(scores.confidence[offset]),
-                float(scores.margin[offset]),
-                explanation_of.get(offset),
+                float(scores.score[offset]), float(scores.confidence[offset]), margin, explained_row
             )
     return [result for result in results if result is not None]
