@@ -16,7 +16,7 @@ names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,11 @@ class TextModel:
     estimator: Any  # has predict_proba(list[str], or list of pairs) -> (n, len(labels))
     labels: tuple[str, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # A faster predict_proba proven equal to the estimator's at load (`inference.families.text_compiled`).
+    fast_predict: Callable[[Sequence[Any]], np.ndarray] | None = field(default=None, compare=False)
+
+    def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
+        return (self.fast_predict or self.estimator.predict_proba)(inputs)
 
 
 def write_text_artifact(directory: Path, estimator: Any, metadata: Mapping[str, Any]) -> None:

@@ -86,8 +86,8 @@ def predict_intents(
     """One vectorised call per model: the intent with its probability, and the verticals over threshold."""
     # Inputs are our own validated texts: scikit-learn's finiteness and parameter checks are skipped.
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        intent_probabilities = model.estimator.predict_proba(list(texts))
-        vertical_scores = None if verticals is None else verticals.estimator.predict_proba(list(texts))
+        intent_probabilities = model.predict_proba(list(texts))
+        vertical_scores = None if verticals is None else verticals.predict_proba(list(texts))
     best = intent_probabilities.argmax(axis=1)
     results = []
     for row, column in enumerate(best):

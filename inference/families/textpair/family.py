@@ -8,6 +8,7 @@ from pathlib import Path
 
 from inference.errors import ArtifactError, InferenceError
 from inference.families.base import LoadContext
+from inference.families.text_compiled import with_fast_path
 from inference.families.textpair.scorer import FAMILY, TEXTPAIR_MODEL, TextPairScorer, positive_label
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, TextPairFailure, TextPairRequest
@@ -44,6 +45,7 @@ class TextPairFamily:
         check_pair_labels(model)
         check_text_model(model, NEUTRAL_PAIRS)
         logger.info("loaded %s:%s", model.name, model.version)
+        model = with_fast_path(model, NEUTRAL_PAIRS)
         return TextPairScorer(
             model,
             max_text_chars=settings.max_text_chars,

@@ -146,7 +146,7 @@ class TextPairScorer:
         """P(same meaning) for each pair."""
         self.faults.before_call(self.model.name)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            probabilities = self.model.estimator.predict_proba([list(pair) for pair in pairs])
+            probabilities = self.model.predict_proba([list(pair) for pair in pairs])
         return [float(p) for p in probabilities[:, self._same]]
 
 
