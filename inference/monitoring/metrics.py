@@ -178,40 +178,50 @@ class PrometheusMetrics:
             "Comparisons where primary and shadow give the same label; divided by the comparisons: the agreement.",
             shadow_labels,
         )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Each worker computes these from its own window; "mostrecent" exports the latest value set by any.
         self._gauges = {
             name: _metric("Gauge", name, documentation, labels, multiprocess_mode="mostrecent")
             for name, (documentation, labels) in GAUGES.items()
         }
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, kept: prometheus_client validates and locks on every `labels` call, which
+        py-spy put at ~4% of a worker's samples at 64 clients (several metrics per request). The label values
+        are few (families, versions, outcomes), so the children are kept for the worker's life."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def request(self, family: str, version: str, outcome: str, seconds: float) -> None:
-        self._requests.labels(family=family, model_version=version, outcome=outcome).inc()
-        self._duration.labels(family=family, model_version=version).observe(seconds)
+        self._child(self._requests, family, version, outcome).inc()
+        self._child(self._duration, family, version).observe(seconds)
 
     def error(self, family: str, code: str) -> None:
-        self._errors.labels(family=family, code=code).inc()
+        self._child(self._errors, family, code).inc()
 
     def limit(self, family: str, limit: str) -> None:
         count_limit_rejection(family, limit)
 
     def shadow(self, family: str, primary: str, shadow: str, compared: int, abs_diff: float, agreed: int) -> None:
-        labels = {"family": family, "model_version": primary, "shadow_version": shadow}
-        self._shadow_compared.labels(**labels).inc(compared)
-        self._shadow_abs_diff.labels(**labels).inc(abs_diff)
-        self._shadow_agreed.labels(**labels).inc(agreed)
+        self._child(self._shadow_compared, family, primary, shadow).inc(compared)
+        self._child(self._shadow_abs_diff, family, primary, shadow).inc(abs_diff)
+        self._child(self._shadow_agreed, family, primary, shadow).inc(agreed)
 
     def score(self, family: str, model: str, version: str, value: float) -> None:
-        self._scores.labels(family=family, model=model, model_version=version).observe(value)
+        self._child(self._scores, family, model, version).observe(value)
 
     def batch(self, family: str, version: str, size: int) -> None:
-        self._batches.labels(family=family, model_version=version).observe(size)
+        self._child(self._batches, family, version).observe(size)
 
     def fallback(self, family: str, version: str, reason: str) -> None:
-        self._fallbacks.labels(family=family, model_version=version, reason=reason).inc()
+        self._child(self._fallbacks, family, version, reason).inc()
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
         if count:
-            self._cache.labels(family=family, model_version=version, outcome=outcome).inc(count)
+            self._child(self._cache, family, version, outcome).inc(count)
 
     def gauge(self, name: str, value: float, **labels: str) -> None:
         self._gauges[name].labels(**labels).set(value)
