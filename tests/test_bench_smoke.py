@@ -70,3 +70,22 @@ def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_vers
     assert [keys for keys, _ in rows] == [f"{n:,}" for n in range(0, 20001, 2000)], run.stdout
     assert all(float(rss) > 0 for _, rss in rows)
     print(run.stdout[-1500:])
+
+
+def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(trained_versions, tmp_path):
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is missing in CI: .ci/run must install it")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    run = subprocess.run(
+        [sys.executable, "-m", "loadtests.profile", "--only", "skills-batch", "--seconds", "3", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (tmp_path / "skills-batch.svg").read_text().lstrip().startswith("<?xml")
+    shares = re.findall(r"^\s+([\d.]+)%  (.+)$", run.stdout, flags=re.MULTILINE)
+    assert len(shares) >= 10 and all(0 < float(share) <= 100 for share, _ in shares), run.stdout
+    assert "Inference.skills_infer_batch (service.py)" in run.stdout, run.stdout
