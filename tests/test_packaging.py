@@ -21,3 +21,12 @@ def test_the_bento_builds_on_the_base_image_the_containerize_script_makes():
 def test_packages_are_not_locked_online_and_models_are_pinned_to_exact_versions():
     assert BENTOFILE["python"]["lock_packages"] is False
     assert all(re.fullmatch(r"[a-z_-]+:v\d+\.\d+\.\d+", tag) for tag in BENTOFILE["models"])
+
+
+def test_the_bento_carries_every_runtime_dependency_and_not_the_import_time_converters():
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    import_time_only = {"onnxmltools", "onnx"}  # the ONNX conversion runs when a model is imported, not served
+    expected = {requirement for requirement in project if requirement.split("==")[0] not in import_time_only}
+    assert set(BENTOFILE["python"]["packages"]) == expected
