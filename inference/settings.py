@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     )
     compiled_scoring: bool = Field(
         True,
-        description="Score skill requests of up to 64 rows per model with the model's ONNX form (ONNX Runtime) when "
-        "it has one and it equals the booster on the held-out samples at load; false: always XGBoost.",
+        description="Score skill requests with each model's ONNX form (ONNX Runtime) when it has one and it equals "
+        "the booster on the held-out samples at load; false: always XGBoost. The batch scorer always uses XGBoost.",
     )
     request_timeout_s: float = Field(
         5.0, gt=0, le=300, description="A request not answered within this many seconds gets a 504."

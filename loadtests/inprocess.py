@@ -3,8 +3,8 @@
     python -m loadtests.inprocess [--version v1.0.0]
 
 Needs the skill models in the model store ($BENTOML_HOME). Prints microseconds per call of one skill's scoring by
-rows per call, XGBoost (`Booster.inplace_predict`) against the compiled form (ONNX Runtime): where they cross is
-what `COMPILED_MAX_ROWS` is set from; then the skills scorer as served (sequential single requests, and
+rows per call, XGBoost (`Booster.inplace_predict`) against the compiled form (ONNX Runtime): requests bring few rows
+per model, where the compiled form is faster; the batch scorer's chunks bring thousands; then the skills scorer as served (sequential single requests, and
 concurrent ones that the adaptive batcher coalesces), with and without the compiled form.
 """
 

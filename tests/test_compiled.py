@@ -9,7 +9,7 @@ import pytest
 
 from inference.families.skills import compiled as compiled_module
 from inference.families.skills.artifacts import load_skill_model
-from inference.families.skills.compiled import COMPILED_MAX_ROWS, ONNX_FILE, compile_booster
+from inference.families.skills.compiled import ONNX_FILE, compile_booster
 from inference.families.skills.family import SkillsFamily, model_summary
 from inference.families.skills.scoring import score_rows
 from inference.settings import Settings
@@ -20,9 +20,9 @@ STABLE = "v1.0.0"
 
 
 def rows_for(model, n: int, seed: int = 0) -> np.ndarray:
-    """Rows spread around the model's training distribution (its scaler's mean and scale)."""
+    """Rows spread around the model's training distribution (its scaler's mean and scale), within its ranges."""
     noise = np.random.default_rng(seed).normal(size=(n, len(model.feature_names)))
-    return model.mean + 1.5 * noise * model.scale
+    return np.clip(model.mean + 1.5 * noise * model.scale, model.minimum, model.maximum)
 
 
 def xgboost_only(model):
@@ -35,7 +35,7 @@ def test_every_imported_model_has_a_compiled_form_equal_to_xgboost(trained_versi
     models = SkillsFamily().load_models(Settings(), STABLE)
     for skill, model in models.items():
         assert model.compiled is not None and model.compiled.path == "onnxruntime", (skill, model.compiled)
-        for n in (1, 7, COMPILED_MAX_ROWS):
+        for n in (1, 7, 64, 300):
             rows = rows_for(model, n, seed=n)
             compiled, reference = score_rows(model, rows), score_rows(xgboost_only(model), rows)
             assert np.max(np.abs(compiled.score - reference.score)) <= 1e-5, (skill, n)
@@ -43,16 +43,31 @@ def test_every_imported_model_has_a_compiled_form_equal_to_xgboost(trained_versi
         assert model_summary(model)["scoring"]["path"] == "onnxruntime"
 
 
-def test_batches_above_the_limit_score_with_xgboost(trained_versions, monkeypatch):
+def test_a_row_scores_the_same_alone_and_in_a_batch_of_any_size(trained_versions):
     model = SkillsFamily().load_models(Settings(), STABLE)["communication"]
-    assert model.compiled is not None and model.compiled.booster is not None
+    rows = rows_for(model, 300, seed=9)
+    together = score_rows(model, rows).score
+    alone = np.array([score_rows(model, rows[i : i + 1]).score[0] for i in range(0, 300, 25)])
+    assert np.array_equal(alone, together[::25])
+
+
+def test_the_batch_scorer_scores_with_xgboost_for_every_chunk_size(trained_versions, monkeypatch):
+    from inference.batch.chunks import FeatureChunk, score_chunk
+
+    models = SkillsFamily().load_models(Settings(), STABLE)
+    model = models["communication"]
 
     def refuse(_rows):
-        raise AssertionError("the compiled form was asked for a batch above its limit")
+        raise AssertionError("the batch scorer asked the compiled form")
 
-    monkeypatch.setattr(model.compiled.booster, "probabilities", refuse)
-    rows = rows_for(model, COMPILED_MAX_ROWS + 1)
-    assert np.array_equal(score_rows(model, rows).score, score_rows(xgboost_only(model), rows).score)
+    for other in models.values():
+        monkeypatch.setattr(other.compiled.booster, "probabilities", refuse)
+    rows = rows_for(model, 3)
+    names = list(model.feature_names)
+    chunk = FeatureChunk.from_rows([(f"s{i}", None, *row) for i, row in enumerate(rows.tolist())], names)
+    scored = score_chunk(chunk, {"communication": model})
+    assert scored.scored[:, 0].all()
+    assert np.array_equal(scored.scores[:, 0], score_rows(xgboost_only(model), rows).score)
 
 
 def copy_of(skill: str, tmp_path):

@@ -11,8 +11,10 @@ it on every load:
   changed), and a model whose compiled form disagrees or cannot load is served by XGBoost, said in the log and
   in `GET /api/v1/skills/models`.
 
-Which path scores a batch is chosen by its number of rows (`COMPILED_MAX_ROWS`); TreeSHAP explanations always
-come from XGBoost.
+The two paths agree to float32 precision (~1e-7), not to the bit, so a model scores every request with one path:
+the compiled one whenever it has it, whatever the batch's size, so that a row scores the same alone or batched
+with others. The nightly batch scorer, whose chunks of thousands of rows XGBoost scores faster, always uses
+XGBoost, so its scores do not depend on the chunk size either. TreeSHAP explanations come from XGBoost.
 """
 
 from __future__ import annotations
@@ -30,9 +32,6 @@ logger = logging.getLogger(LOGGER_NAME)
 
 ONNX_FILE = "model.onnx"
 TOLERANCE = 1e-5  # largest difference in P(high skill) on the held-out samples that still counts as equal
-# Above this many rows in one call XGBoost's own prediction is as fast or faster (measured by
-# `python -m loadtests.inprocess`: about equal at 100 rows on the demo boosters).
-COMPILED_MAX_ROWS = 64
 INPUT = "input"
 
 

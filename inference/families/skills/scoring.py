@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from inference.families.skills.compiled import COMPILED_MAX_ROWS, Compiled
+from inference.families.skills.compiled import Compiled
 from inference.families.skills.schema import FeatureSchema
 
 HIGH_SKILL_CLASS = 1
@@ -61,18 +61,19 @@ class Scores:
     margin: np.ndarray  # log-odds from the booster
 
 
-def score_rows(model: SkillModel, rows: np.ndarray) -> Scores:
+def score_rows(model: SkillModel, rows: np.ndarray, *, compiled: bool = True) -> Scores:
     """Score imputed rows (n, n_features) in the model's feature order.
 
-    Scaling is plain numpy (much cheaper per call than `StandardScaler.transform`). Up to `COMPILED_MAX_ROWS` rows
-    go through the model's compiled form when it has one (ONNX Runtime, checked equal to the booster at load);
+    Scaling is plain numpy (much cheaper per call than `StandardScaler.transform`). The rows go through the model's
+    compiled form when it has one (ONNX Runtime, checked equal to the booster at load) and `compiled` is true;
     otherwise the booster is asked for margins with `inplace_predict`, XGBoost's cheapest prediction path. Either
-    way the probability is what `predict_proba` computes for a `binary:logistic` model.
+    way the probability is what `predict_proba` computes for a `binary:logistic` model; the two paths agree to
+    float32 precision, so a caller sticks to one (`inference.families.skills.compiled`).
     """
     scaled = ((rows - model.mean) / model.scale).astype(np.float32, copy=False)
-    compiled = model.compiled.booster if model.compiled is not None else None
-    if compiled is not None and len(scaled) <= COMPILED_MAX_ROWS:
-        score = np.clip(compiled.probabilities(scaled), 0.0, 1.0)
+    runtime = model.compiled.booster if compiled and model.compiled is not None else None
+    if runtime is not None:
+        score = np.clip(runtime.probabilities(scaled), 0.0, 1.0)
         with np.errstate(divide="ignore"):  # a probability of exactly 0 or 1 in float32 has an infinite margin
             margin = np.log(score) - np.log1p(-score)
         return Scores(score=score, confidence=np.abs(2.0 * score - 1.0), margin=margin)
