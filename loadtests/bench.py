@@ -40,6 +40,7 @@ from loadtests.report import (
     INFER_16,
     INFER_64,
     MIXED,
+    TEXT_FASTAPI,
     Footprint,
     Run,
     render,
@@ -69,6 +70,19 @@ SERVE = [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.
 FULL_SERVICE = Target("this service, all families, cache off", SERVE, "/readyz", env=(("CACHE_URL", "none://"),))
 
 
+def uvicorn(app: str, workers: int = 1) -> list[str]:
+    command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+    return [*command, "--workers", str(workers), "--no-access-log"] if workers > 1 else command
+
+
+# The text families' peer: the same stored scikit-learn pipelines behind a careful FastAPI app.
+TEXT_PEER = Target(
+    f"FastAPI done carefully, text families ({WORKERS} uvicorn workers, scikit-learn predict_proba, orjson)",
+    uvicorn("loadtests.peers.fastapi_text:app", WORKERS),
+    "/readyz",
+)
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
@@ -88,33 +102,12 @@ TARGETS = {
     ),
     "fastapi": Target(
         f"FastAPI done carefully ({WORKERS} uvicorn workers, inplace_predict, orjson)",
-        [
-            str(BIN / "uvicorn"),
-            "loadtests.peers.fastapi_careful:app",
-            "--workers",
-            str(WORKERS),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
+        uvicorn("loadtests.peers.fastapi_careful:app", WORKERS),
         "/readyz",
     ),
     "fastapi-naive": Target(
         "FastAPI naive (1 uvicorn worker, predict_proba per request)",
-        [
-            str(BIN / "uvicorn"),
-            "loadtests.peers.fastapi_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-        ],
+        uvicorn("loadtests.peers.fastapi_app:app"),
         "/readyz",
     ),
     "batchable": Target(
@@ -288,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     request_files = write_request_files(work)
     text_files = write_text_request_files(work) if args.text else {}
     started = datetime.now(UTC).isoformat(timespec="minutes")
-    results: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key in [*args.targets, FULL]}
-    footprints: dict[str, list[Footprint]] = {key: [] for key in [*args.targets, FULL]}
+    keys = [*args.targets, FULL, TEXT_FASTAPI]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key in keys}
+    footprints: dict[str, list[Footprint]] = {key: [] for key in keys}
 
     def drive(key: str, target: Target, workloads: list[tuple[Workload, dict[str, Path]]]) -> None:
         with running(target, work) as (url, process, cold_start):
@@ -311,15 +305,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_index + 1}/{args.rounds}: {target.name}", flush=True)
             drive(key, target, [(workload, request_files[target.protocol]) for workload in WORKLOADS])
         if args.text:
-            print(f"round {round_index + 1}/{args.rounds}: {FULL_SERVICE.name}", flush=True)
-            drive(
-                FULL,
-                FULL_SERVICE,
-                [
-                    (Workload(text.name, text.connections, text.batch_every), {"single": text_files[text.lines]})
-                    for text in TEXT_WORKLOADS
-                ],
-            )
+            text_workloads = [
+                (Workload(text.name, text.connections, text.batch_every), {"single": text_files[text.lines]})
+                for text in TEXT_WORKLOADS
+            ]
+            for key, target in ((FULL, FULL_SERVICE), (TEXT_FASTAPI, TEXT_PEER)):
+                print(f"round {round_index + 1}/{args.rounds}: {target.name}", flush=True)
+                drive(key, target, text_workloads)
     command = " ".join(["python -m loadtests.bench", *(argv if argv is not None else sys.argv[1:])])
     run = Run(
         command=command,
@@ -329,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         names={key: TARGETS[key].name for key in args.targets},
         workloads=[workload.name for workload in WORKLOADS],
         text_workloads=[workload.name for workload in TEXT_WORKLOADS] if args.text else [],
+        text_peer=TEXT_PEER.name if args.text else "",
         results=results,
         footprints=footprints,
         in_process=in_process_limit(),

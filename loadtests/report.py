@@ -14,6 +14,7 @@ Results = Mapping[str, Mapping[str, Sequence[Row]]]  # target key -> workload na
 
 SERVICE = "service"
 FULL = "full"  # the service with every family loaded, as shipped: text workloads, cold start, memory
+TEXT_FASTAPI = "fastapi-text"  # the careful FastAPI app serving the text families' pipelines
 INFER_1, INFER_16, INFER_64, AFTER_BURST, BATCH_100, MIXED = (
     "infer, 1 client",
     "infer, 16 clients",
@@ -43,12 +44,14 @@ class Run:
     footprints: Mapping[str, Sequence[Footprint]]
     in_process: Mapping[str, float]
     text_workloads: Sequence[str] = ()
+    text_peer: str = ""  # the text workloads' peer's name; its results under TEXT_FASTAPI
 
     def mean(self, target: str, workload: str, figure: str) -> float:
         return statistics.fmean(row[figure] for row in self.results[target][workload])
 
     def errors(self, target: str, workload: str | None = None) -> int:
-        workloads = [workload] if workload else (self.text_workloads if target == FULL else self.workloads)
+        text = target in (FULL, TEXT_FASTAPI)
+        workloads = [workload] if workload else (self.text_workloads if text else self.workloads)
         return int(sum(row["errors"] for name in workloads for row in self.results[target][name]))
 
     def footprint(self, target: str, figure: str) -> float:
@@ -230,23 +233,45 @@ def render(run: Run) -> str:
             "",
         ]
     if run.text_workloads:
-        lines += [
-            f"Text families, against the full service (all families loaded, result cache off): cold start "
-            f"{run.footprint(FULL, 'cold_start_s'):.2f} s, RSS {run.footprint(FULL, 'rss_mib'):.0f} MiB "
-            f"(PSS {run.footprint(FULL, 'pss_mib'):.0f} MiB) summed over its processes after load.",
-            "",
-            "| workload | QPS / P50 / P95 / P99 ms / errors |",
-            "|---|---|",
-        ]
-        for workload in run.text_workloads:
-            lines.append(
-                f"| {workload} | {run.mean(FULL, workload, 'qps'):.0f} / {run.mean(FULL, workload, 'p50'):.2f} / "
-                f"{run.mean(FULL, workload, 'p95'):.2f} / {run.mean(FULL, workload, 'p99'):.2f} / "
-                f"{run.errors(FULL, workload)} |"
-            )
-        lines.append("")
+        lines += render_text(run)
     lines += render_targets(run)
     return "\n".join(lines).rstrip()
+
+
+def render_text(run: Run) -> list[str]:
+    """The text workloads against the full service, beside the careful FastAPI app when it ran."""
+    keys = [FULL, *([TEXT_FASTAPI] if run.text_peer else [])]
+    lines = [
+        f"Text families, against the full service (all families loaded, result cache off): cold start "
+        f"{run.footprint(FULL, 'cold_start_s'):.2f} s, RSS {run.footprint(FULL, 'rss_mib'):.0f} MiB "
+        f"(PSS {run.footprint(FULL, 'pss_mib'):.0f} MiB) summed over its processes after load.",
+        "",
+    ]
+    if run.text_peer:
+        lines += [
+            f"Beside it, {run.text_peer}: cold start {run.footprint(TEXT_FASTAPI, 'cold_start_s'):.2f} s, RSS "
+            f"{run.footprint(TEXT_FASTAPI, 'rss_mib'):.0f} MiB (PSS {run.footprint(TEXT_FASTAPI, 'pss_mib'):.0f} "
+            "MiB).",
+            "",
+        ]
+    headers = ["this service", "careful FastAPI"][: len(keys)]
+    lines += [
+        "| workload | "
+        + " | ".join(f"{header}: QPS / P50 / P95 / P99 ms / errors" for header in headers)
+        + (" | QPS, this service over careful FastAPI |" if run.text_peer else " |"),
+        "|---|" + "---|" * (len(keys) + (1 if run.text_peer else 0)),
+    ]
+    for workload in run.text_workloads:
+        cells = [
+            f"{run.mean(key, workload, 'qps'):.0f} / {run.mean(key, workload, 'p50'):.2f} / "
+            f"{run.mean(key, workload, 'p95'):.2f} / {run.mean(key, workload, 'p99'):.2f} / "
+            f"{run.errors(key, workload)}"
+            for key in keys
+        ]
+        if run.text_peer:
+            cells.append(ratio_text(run.mean(FULL, workload, "qps"), run.mean(TEXT_FASTAPI, workload, "qps")))
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def render_targets(run: Run) -> list[str]:

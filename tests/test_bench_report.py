@@ -9,6 +9,7 @@ from loadtests.report import (
     INFER_64,
     MIXED,
     TARGETS,
+    TEXT_FASTAPI,
     Footprint,
     Run,
     render,
@@ -113,3 +114,13 @@ def test_start_is_judged_for_the_skills_only_replica_and_memory_for_the_replica_
     assert judged["cold start to `/readyz` 200 ≤ 3 s, skills only"] == "yes"
     assert judged["cold start to `/readyz` 200 ≤ 5 s, every family (as shipped)"] == "no"
     assert judged["PSS of a replica with every family ≤ 400 MiB"] == "no"
+
+
+def test_the_text_peer_is_shown_beside_the_service_with_its_ratio():
+    run = make_run({})
+    run.results[TEXT_FASTAPI] = {workload: [row(600)] for workload in TEXT_WORKLOADS}
+    run.footprints[TEXT_FASTAPI] = [Footprint(cold_start_s=1.9, rss_mib=300.0, pss_mib=250.0)]
+    with_peer = render(Run(**{**run.__dict__, "text_peer": "careful FastAPI (text)"}))
+    assert f"| {CLASSIC_1} | 1200 / 1.00 / 2.00 / 4.00 / 0 | 600 / 1.00 / 2.00 / 4.00 / 0 | 2.00x |" in with_peer
+    assert "Beside it, careful FastAPI (text): cold start 1.90 s" in with_peer
+    assert "careful FastAPI" not in render(run).split("Text families")[1].split("| target |")[0]
