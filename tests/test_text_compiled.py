@@ -115,3 +115,63 @@ def test_a_fast_path_that_differs_is_not_used(text_reports, monkeypatch):
     model = load_stored_text_model("intent-classic", "v1.0.0")
     monkeypatch.setattr(text_compiled, "TOLERANCE", -1.0)  # no difference is small enough
     assert with_fast_path(model, QUERIES[:3]).fast_predict is None
+
+
+def test_a_version_of_the_intent_models_featurises_a_query_once_for_all_its_models(text_reports):
+    """The trainer fits the vertical detectors over the ensemble's features (whose word n-grams are the
+    classic's): loaded together, the three models share two vectorizers, not five."""
+    shared = text_compiled.SharedVectorizers()
+    models = {
+        name: with_fast_path(load_stored_text_model(name, "v1.0.0"), QUERIES[:2], shared)
+        for name in ("intent-classic", "intent-ensemble", "intent-verticals")
+    }
+    assert len(shared) == 2
+    words, chars = shared
+    for model in models.values():
+        assert model.fast_predict is not None
+        assert np.allclose(model.predict_proba(QUERIES[:9]), model.estimator.predict_proba(QUERIES[:9]), atol=1e-9)
+    # One query through the classic and then the verticals: the second finds it featurised.
+    models["intent-classic"].predict_proba([QUERIES[50]])
+    first = words.rows([QUERIES[50]])
+    models["intent-verticals"].predict_proba([QUERIES[50]])
+    assert words.rows([QUERIES[50]]) is first
+    assert chars.rows([QUERIES[50]]) is chars.rows((QUERIES[50],))
+
+
+def test_shared_features_are_read_only_and_kept_per_thread():
+    import threading
+
+    fast = FastTfidf(TfidfVectorizer().fit(TRAIN.texts))
+    rows = fast.rows(QUERIES[:3])
+    with pytest.raises(ValueError, match="read-only"):
+        rows.data[0] = 0.0
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(fast.rows(QUERIES[:3])))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not rows and np.array_equal(elsewhere[0].data, rows.data)
+    assert fast.rows(QUERIES[:3]) is rows and fast.rows(QUERIES[:4]) is not rows
+
+
+def test_vectorizers_fitted_apart_are_not_taken_for_one():
+    shared = text_compiled.SharedVectorizers()
+    one = shared.fast(TfidfVectorizer().fit(TRAIN.texts))
+    assert shared.fast(TfidfVectorizer().fit(TRAIN.texts)) is one  # fitted alike: the same featurisation
+    assert shared.fast(TfidfVectorizer().fit(TRAIN.texts[:300])) is not one  # another vocabulary
+    assert shared.fast(TfidfVectorizer(sublinear_tf=True).fit(TRAIN.texts)) is not one  # another weighting
+    assert len(shared) == 3
+
+
+def test_sparse_rows_stack_and_multiply_as_scipy_does():
+    words = FastTfidf(TfidfVectorizer().fit(TRAIN.texts))
+    chars = FastTfidf(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 3)).fit(TRAIN.texts))
+    weights = np.random.default_rng(3).normal(size=(words.n_features + chars.n_features, 4))
+    for texts in (QUERIES[:1], QUERIES[:40], ["", *QUERIES[:2], "", "!!!"]):  # rows without a known token too
+        blocks = [words.rows(texts), chars.rows(texts)]
+        stacked = text_compiled.SparseRows.hstack(blocks)
+        expected = sp.hstack([block.matrix() for block in blocks], format="csr")
+        assert (stacked.matrix() != expected).nnz == 0 and stacked.matrix().shape == expected.shape
+        assert np.allclose(stacked.dot(weights), expected @ weights, atol=1e-12, rtol=0)
+    alone = text_compiled.SparseRows.hstack([words.rows(QUERIES[5:6]), chars.rows(QUERIES[5:6])]).dot(weights)
+    batched = text_compiled.SparseRows.hstack([words.rows(QUERIES[:9]), chars.rows(QUERIES[:9])]).dot(weights)
+    assert np.array_equal(alone[0], batched[5])  # a text scores the same alone or in a batch, to the bit

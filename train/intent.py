@@ -117,13 +117,11 @@ def _store_svd_column_major(ensemble: Pipeline) -> None:
     svd.components_ = np.asfortranarray(svd.components_)
 
 
-def verticals_pipeline() -> Pipeline:
-    return Pipeline(
-        [
-            ("features", word_and_char_features()),
-            ("model", OneVsRestClassifier(LogisticRegression(C=10.0, max_iter=2000))),
-        ]
-    )
+def verticals_pipeline(features: FeatureUnion, texts: list[str], truth: np.ndarray) -> Pipeline:
+    """The vertical detectors over the ensemble's fitted features (its word n-grams are the classic's too), only
+    their classifiers fitted here: served, a query is featurised once for the intent and all its verticals."""
+    model = OneVsRestClassifier(LogisticRegression(C=10.0, max_iter=2000)).fit(features.transform(texts), truth)
+    return Pipeline([("features", features), ("model", model)])
 
 
 def best_thresholds(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -168,8 +166,9 @@ def train_intent(
     }
     report: dict[str, Any] = {**common, "n_train": int(fit_rows.size), "n_test": int(test.size), "models": {}}
     confusion: dict[str, tuple[list[str], list[str]]] = {}
+    fitted: dict[str, Pipeline] = {}
     for name, pipeline in ((CLASSIC_MODEL, classic_pipeline()), (ENSEMBLE_MODEL, ensemble_pipeline(params))):
-        pipeline.fit(texts(fit_rows), intents(fit_rows))
+        fitted[name] = pipeline.fit(texts(fit_rows), intents(fit_rows))
         if name == ENSEMBLE_MODEL:
             _store_svd_column_major(pipeline)
         predicted = pipeline.predict(texts(test))
@@ -191,7 +190,8 @@ def train_intent(
         report["models"][name] = metrics
     if table.verticals is not None:
         described = dict(VERTICALS) if data is None else {}
-        metadata = train_verticals(table, train, validation, test, common, out_dir, descriptions=described)
+        features = fitted[ENSEMBLE_MODEL].named_steps["features"]
+        metadata = train_verticals(table, features, (train, validation, test), common, out_dir, descriptions=described)
         report["models"][VERTICALS_MODEL] = metadata["metrics"]
         report["thresholds"] = metadata["thresholds"]
     classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
@@ -205,24 +205,26 @@ def train_intent(
 
 def train_verticals(
     table: QueryTable,
-    train: np.ndarray,
-    validation: np.ndarray,
-    test: np.ndarray,
+    features: FeatureUnion,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     common: dict[str, Any],
     out_dir: Path,
     *,
     descriptions: dict[str, str],
 ) -> dict[str, Any]:
-    """The vertical detectors: fitted on the training rows, one threshold per vertical chosen on the validation
-    rows, evaluated on the held-out rows; written beside the classifiers. Returns their metadata."""
+    """The vertical detectors over the intent models' fitted `features`: their classifiers fitted on the training
+    rows, one threshold per vertical chosen on the validation rows (whose texts the features' vocabulary has seen,
+    their verticals unseen), evaluated on the held-out rows; written beside the classifiers. Returns their
+    metadata."""
     assert table.verticals is not None
+    train, validation, test = rows
     names = list(table.vertical_names)
     truth = MultiLabelBinarizer(classes=names).fit_transform(table.verticals)
 
     def texts(rows: np.ndarray) -> list[str]:
         return [table.texts[i] for i in rows]
 
-    verticals = verticals_pipeline().fit(texts(train), truth[train])
+    verticals = verticals_pipeline(features, texts(train), truth[train])
     thresholds = best_thresholds(verticals.predict_proba(texts(validation)), truth[validation])
     predicted = verticals.predict_proba(texts(test)) >= thresholds
     per_vertical = {

@@ -13,7 +13,7 @@ from inference.errors import ArtifactError, InferenceError
 from inference.families.base import LoadContext
 from inference.families.intent.scorer import FAMILY, IntentModels, IntentPolicy, IntentQuery, IntentScorer
 from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
-from inference.families.text_compiled import with_fast_path
+from inference.families.text_compiled import SharedVectorizers, with_fast_path
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, IntentFailure
 from inference.settings import Settings
@@ -59,8 +59,11 @@ class IntentFamily:
             if model is not None:
                 check_text_model(model, NEUTRAL_TEXTS)
                 logger.info("loaded %s:%s", model.name, model.version)
-        classic, ensemble = with_fast_path(classic, NEUTRAL_TEXTS), with_fast_path(ensemble, NEUTRAL_TEXTS)
-        verticals = None if verticals is None else with_fast_path(verticals, NEUTRAL_TEXTS)
+        # The models of a version answer the same texts: a vectorizer they share featurises a query once.
+        shared = SharedVectorizers()
+        classic, ensemble = (with_fast_path(model, NEUTRAL_TEXTS, shared) for model in (classic, ensemble))
+        verticals = None if verticals is None else with_fast_path(verticals, NEUTRAL_TEXTS, shared)
+        logger.info("intent %s: %d distinct vectorizers across its models", version, len(shared))
         return IntentScorer(
             IntentModels(classic, ensemble, verticals),
             IntentPolicy(
