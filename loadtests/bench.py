@@ -1,6 +1,6 @@
 """Side-by-side benchmark: this service against the peers a user would otherwise pick, in one run.
 
-    python -m loadtests.bench                       # ~7 minutes; prints the table
+    python -m loadtests.bench                       # ~20 minutes; prints the table
     python -m loadtests.bench --write-doc           # ...and regenerates the results section of docs/performance.md
     python -m loadtests.bench --duration 2 --rounds 1 --targets service   # a quick look
 

@@ -1,6 +1,7 @@
 """The text families' workloads for the benchmark harness: intent (classic, ensemble, the default split, batches
-of 100 texts) and the text pair, against the full service with its result cache off (so the models answer).
-No peer serves these models, so they are measured against their own targets rather than side by side."""
+of 100 texts) and the text pair, against the full service with its result cache off (so the models answer) and
+the careful FastAPI app serving the same pipelines (`loadtests/peers/fastapi_text.py`); judged against the
+requirements' own targets, with the peer's QPS beside them."""
 
 from __future__ import annotations
 

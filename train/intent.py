@@ -264,7 +264,7 @@ def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Intent models {report['version']}",
         "",
-        f"Trained {report['trained_at']} on {report['n_train']} queries of {report['data']['source']}, evaluated on "
+        f"Trained {report['trained_at']} on {report['n_train']} queries from {report['data']['source']}, evaluated on "
         f"{report['n_test']} held out (data hash `{report['training_data_hash'][:12]}`).",
         "",
         "| model | accuracy | macro F1 |",

@@ -204,7 +204,7 @@ def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"# Skills models {report['version']}",
         "",
-        f"Trained {report['trained_at']} on {report['n_train']} students of {report['data']['source']}, evaluated "
+        f"Trained {report['trained_at']} on {report['n_train']} students from {report['data']['source']}, evaluated "
         f"on {report['n_test']} held out (label: {report['data']['label']}; data hash "
         f"`{report['training_data_hash'][:12]}`).",
         "",

@@ -102,7 +102,7 @@ def train_textpair(
     write_text_artifact(out_dir / TEXTPAIR_MODEL, pipeline, report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(
-        f"# Text-pair model {version}\n\nTrained {report['trained_at']} on {report['n_train']} pairs of "
+        f"# Text-pair model {version}\n\nTrained {report['trained_at']} on {report['n_train']} pairs from "
         f"{table.source}, evaluated on {report['n_test']} held out (data hash `{table.data_hash[:12]}`).\n\n"
         f"| F1 (label {positive_label}) | accuracy | AUC |\n|---|---|---|\n"
         f"| {metrics['f1']} | {metrics['accuracy']} | {metrics['auc']} |\n\n"
