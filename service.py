@@ -71,10 +71,12 @@ def current() -> App:
 
 
 def _admin_routes() -> list[Route]:
-    from inference.http.admin import admin_routes
+    from inference.http.admin import admin_routes, admin_tokens
 
-    token = get_settings().admin_token
-    return admin_routes(token.get_secret_value() if token else None, lambda: current().manager)
+    settings = get_settings()
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    named = {name: secret.get_secret_value() for name, secret in settings.admin_tokens.items()}
+    return admin_routes(admin_tokens(token, named), lambda: current().manager)
 
 
 def _oip_routes() -> list[Route]:

@@ -21,10 +21,10 @@ from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.monitoring.observer import Monitoring, Observer
 from inference.schemas import FamilyModels
 from inference.serving.cache import cache_from_url
+from inference.serving.control import control_store
 from inference.serving.manager import ModelManager
 from inference.serving.pipeline import Serving
 from inference.serving.shadow import Shadow, load_shadows
-from inference.serving.state import SharedState
 from inference.settings import Settings
 from inference.storage import DeferredEngine
 
@@ -115,11 +115,13 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
     manager = ModelManager(
         families,
         loader,
-        SharedState(state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])),
+        control_store(settings.control_url, state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])),
         cache,
         retire_after_s=2 * settings.request_timeout_s,
         watch_store_s=settings.reload_watch_s,
+        metrics=metrics,
     )
+    manager.adopt_shared_state()
     app = App(settings, serving, monitoring, manager, load_shadows(settings, metrics))
     if app.ready():
         logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})

@@ -243,10 +243,22 @@ class ModelsResponse(BaseModel):
     families: list[FamilyModels]
 
 
+class ControlStatus(BaseModel):
+    store: str = Field(description="Where the admin changes live: file (this server), postgresql or sqlite.")
+    revision: int | None = Field(description="Revision of the control state this worker applied last.")
+    reachable: bool = Field(description="False when the store did not answer the last look (about once a second).")
+    unreachable_for_s: float | None = Field(description="Seconds since the store last answered; null when it does.")
+    error: str | None = Field(description="Why the store did not answer; null when it does.")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="ok when every enabled family is loaded, else unavailable.")
     timestamp: str
     families: list[FamilyModels]
+    control: ControlStatus = Field(
+        description="The control state (routes) this worker follows; a worker that cannot reach its store keeps "
+        "the revision it applied last and keeps serving (status stays ok)."
+    )
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------

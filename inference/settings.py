@@ -162,13 +162,32 @@ class Settings(BaseSettings):
     )
     admin_token: SecretStr | None = Field(
         None,
-        description="Bearer token of the admin API (/admin/..., cache invalidation). Unset: the admin API is off.",
+        description="Bearer token of the admin API (/admin/..., cache invalidation), recorded as `admin` in the "
+        "audit of changes. Unset, and no INFERENCE_ADMIN_TOKENS: the admin API is off.",
+    )
+    admin_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Named bearer tokens of the admin API as JSON, e.g. {"alice": "...", "deploy-bot": "..."}: '
+        "each works as INFERENCE_ADMIN_TOKEN does, and the audit of changes records which name made each one.",
+    )
+    control_url: str | None = Field(
+        None,
+        description="Where the admin changes (routes, rollbacks, reloads) live for the whole deployment: a "
+        "SQLAlchemy URL, `postgresql+psycopg://user@host/db` in production (every replica follows it within "
+        "about a second; versioned, audited, concurrent changes refused), or `sqlite:///path` for servers on one "
+        "host. Unset: the server's INFERENCE_STATE_DIR, shared by its workers only.",
+    )
+    model_source: str | None = Field(
+        None,
+        description="A folder every replica mounts (a shared volume) holding `bentoml models export` files "
+        "(`<name>-<version>.bentomodel`): a version the local model store lacks (not baked into the image) is "
+        "imported from there when a route, a reload or a weight change names it. Unset: the local store only.",
     )
     state_dir: Path | None = Field(
         None,
-        description="Where the workers of one server share admin changes (routes, reloads). Default: a fresh "
-        "directory per server start, so admin changes last until the server restarts; a lasting directory keeps "
-        "them across restarts (they win over INFERENCE_ROUTES for the families they name).",
+        description="Where the workers of one server share admin changes when INFERENCE_CONTROL_URL is unset. "
+        "Default: a fresh directory per server start, so admin changes last until the server restarts; a lasting "
+        "directory keeps them across restarts (they win over INFERENCE_ROUTES for the families they name).",
     )
     reload_watch_s: float = Field(
         0.0,

@@ -134,7 +134,13 @@ def test_the_service_pods_probe_health_and_shut_down_gracefully():
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert {"/tmp", "/home/bentoml/prometheus_multiproc_dir"} <= mounts  # the writable places of a read-only root
     secrets = {item["name"] for item in container["env"] if "secretKeyRef" in item.get("valueFrom", {})}
-    assert secrets == {"INFERENCE_ADMIN_TOKEN", "CACHE_URL", "DATABASE_URL"}
+    assert secrets == {
+        "INFERENCE_ADMIN_TOKEN",
+        "INFERENCE_ADMIN_TOKENS",
+        "INFERENCE_CONTROL_URL",
+        "CACHE_URL",
+        "DATABASE_URL",
+    }
     assert container["envFrom"][0]["configMapRef"]["name"].startswith("inference-settings")
     kinds = {doc["kind"] for doc in render("k8s/base")}
     assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}

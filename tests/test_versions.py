@@ -14,8 +14,8 @@ from inference.families.skills.family import import_skill_artifacts
 from inference.families.skills.scoring import skill_model_name
 from inference.schemas import SkillInferenceRequest
 from inference.serving.cache import CacheKey, MemoryCache
+from inference.serving.control import FileControl
 from inference.serving.manager import ModelManager, ReloadFailed
-from inference.serving.state import SharedState
 from inference.serving.versions import Route, VersionedFamily
 from inference.settings import Settings
 from inference.store.files import read_metadata, write_metadata
@@ -70,12 +70,15 @@ def test_a_routes_file_wins_over_inference_routes(tmp_path, monkeypatch, name, c
 
 
 def start_worker(state_dir):
-    """One worker of a server pinned to v1.0.0 (skills only), sharing admin changes through `state_dir`."""
+    """One worker of a server pinned to v1.0.0 (skills only), sharing admin changes through `state_dir`, started
+    as `inference.app.build` starts one (taking on the shared routes before it serves)."""
     settings = Settings(skills_version="v1.0.0", families=["skills"])
     loader = FamilyLoader(settings)
     families = load_families(settings, loader)
     assert families.ready(), families.errors
-    return ModelManager(families, loader, SharedState(state_dir), MemoryCache(ttl_s=60), retire_after_s=0)
+    manager = ModelManager(families, loader, FileControl(state_dir), MemoryCache(ttl_s=60), retire_after_s=0)
+    manager.adopt_shared_state()
+    return manager
 
 
 @pytest.fixture
@@ -101,7 +104,9 @@ def test_new_weights_load_the_canary_beside_stable_and_the_other_worker_follows(
 
 
 def test_weights_naming_a_version_not_in_the_store_are_refused(managers):
-    with pytest.raises(InvalidRequest, match=r"versions not in the model store for skills: \['v7.0.0'\]"):
+    with pytest.raises(
+        InvalidRequest, match=r"versions neither in the model store nor in the model source for skills: \['v7.0.0'\]"
+    ):
         asyncio.run(managers[0].set_weights("skills", {"v1.0.0": 50, "v7.0.0": 50}))
 
 
@@ -132,9 +137,7 @@ def test_a_restarted_server_over_a_lasting_state_dir_takes_on_the_saved_route(ma
     asyncio.run(managers[0].set_weights("skills", {"v1.0.0": 80, "v1.1.0": 20}))
     restarted = start_worker(tmp_path / "state")  # INFERENCE_STATE_DIR kept across the restart
     try:
-        assert restarted.routes()["skills"]["weights"] == {"v1.0.0": 100.0}  # starts on the configured route
-        asyncio.run(restarted.apply_shared_state())  # the first pass of `follow`
-        assert restarted.routes() == managers[0].routes()
+        assert restarted.routes() == managers[0].routes()  # before it serves, not a poll later
         assert restarted.routes()["skills"]["weights"] == {"v1.0.0": 80.0, "v1.1.0": 20.0}
     finally:
         restarted.families.close()

@@ -20,7 +20,8 @@ from inference.logs import LOGGER_NAME
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import FamilyModels, ServedModel
 from inference.serving.versions import Route, VersionedFamily
-from inference.settings import Settings
+from inference.settings import LATEST, Settings
+from inference.store.registry import pull_from_source
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -54,7 +55,16 @@ class FamilyLoader:
         self.faults = FaultInjector(settings.inject_faults)
 
     def resolve(self, family: str, version: str) -> str:
+        if version != LATEST:
+            self.pull(family, version)
         return get_family(family).resolve(self.settings, version)
+
+    def pull(self, family: str, version: str) -> None:
+        """The family's models at `version` into the local store from INFERENCE_MODEL_SOURCE, when it lacks them
+        (a version not baked into the image); nothing without a source."""
+        pulled = pull_from_source(self.model_names(family, version), version, self.settings.model_source)
+        if pulled:
+            logger.info("%s %s: pulled %s from %s", family, version, ", ".join(pulled), self.settings.model_source)
 
     def versions(self, family: str) -> list[str]:
         """The versions of `family` in the model store, oldest first."""
@@ -79,6 +89,7 @@ class FamilyLoader:
         """The family under `route`: the versions of `loaded` it names, and the others loaded now."""
         scorers = {version: scorer for version, scorer in (loaded or {}).items() if version in route.versions()}
         for version in sorted(route.versions() - set(scorers)):
+            self.pull(family, version)
             scorers[version] = self.load(family, version)
             logger.info("%s %s loaded and validated", family, version)
         self.report_route(family, route)

@@ -1,11 +1,17 @@
-"""The admin API: read and change the version routes, roll back, hot-reload a version, drop a student's cached
-answers. Every call needs `Authorization: Bearer <INFERENCE_ADMIN_TOKEN>`; with no token configured the admin
-API answers 403 to everyone."""
+"""The admin API: read and change the version routes, roll back, hot-reload a version, read the audit of changes,
+drop a student's cached answers. Every call needs `Authorization: Bearer <token>`, one of INFERENCE_ADMIN_TOKEN
+(recorded as `admin`) or the named INFERENCE_ADMIN_TOKENS; with none configured the admin API answers 403.
+
+Changes are committed to the control store (every replica follows it) and refused with 409 when another change
+came first. `GET /admin/routes` gives the control state's revision (also as its `ETag`); a change sent with
+`If-Match: <revision>` is refused with 409 unless the state is still at that revision.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -13,13 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from inference.errors import InferenceError, InvalidRequest
+from inference.errors import InferenceError, InvalidHeader, InvalidRequest
 
 if TYPE_CHECKING:
     # Only for types: this module is imported by the supervising process, which must stay free of model libraries.
     from inference.serving.manager import ModelManager
 
 TOKEN_SETTING = "INFERENCE_ADMIN_TOKEN"
+TOKENS_SETTING = "INFERENCE_ADMIN_TOKENS"
+DEFAULT_TOKEN_NAME = "admin"  # how the audit names INFERENCE_ADMIN_TOKEN
 
 
 class WeightsRequest(BaseModel):
@@ -31,30 +39,60 @@ class ReloadRequest(BaseModel):
     version: str = Field("latest", description="A version in the store, or `latest` (the highest semver).")
 
 
-def token_matches(expected: str | None, authorization: str | None) -> bool:
-    if not expected or not authorization or not authorization.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), expected.encode())
+def token_name(tokens: Mapping[str, str], authorization: str | None) -> str | None:
+    """The name of the token the request carries, or None. Every token is compared, in constant time each."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    given = authorization.removeprefix("Bearer ").encode()
+    found = None
+    for name, token in tokens.items():
+        if token and hmac.compare_digest(given, token.encode()):
+            found = name
+    return found
+
+
+def admin_tokens(token: str | None, named: Mapping[str, str]) -> dict[str, str]:
+    """INFERENCE_ADMIN_TOKEN as `admin` beside the named tokens."""
+    return {**({DEFAULT_TOKEN_NAME: token} if token else {}), **{name: value for name, value in named.items() if value}}
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
 
-Handler = Callable[[Request, "ModelManager"], Awaitable[Any]]
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    try:
+        return int(value.strip().strip('"'))
+    except ValueError as err:
+        raise InvalidHeader(f"If-Match: expected a revision number from GET /admin/routes, got {value!r}") from err
 
 
-def admin_routes(token: str | None, manager: Callable[[], ModelManager]) -> list[Route]:
+Handler = Callable[[Request, "ModelManager", str], Awaitable[Any]]
+
+
+def admin_routes(tokens: Mapping[str, str], manager: Callable[[], ModelManager]) -> list[Route]:
     """The admin routes; `manager` is called per request (the service builds its manager at startup)."""
 
     def guarded(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def endpoint(request: Request) -> JSONResponse:
-            if not token:
-                return _error(403, "admin_disabled", f"the admin API is off; set {TOKEN_SETTING} to turn it on")
-            if not token_matches(token, request.headers.get("authorization")):
+            if not tokens:
+                return _error(
+                    403,
+                    "admin_disabled",
+                    f"the admin API is off; set {TOKEN_SETTING} or {TOKENS_SETTING} to turn it on",
+                )
+            name = token_name(tokens, request.headers.get("authorization"))
+            if name is None:
                 return _error(401, "unauthorized", "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
             try:
-                return JSONResponse(await handler(request, manager()))
+                models = manager()
+                body = await handler(request, models, name)
+                revision = models.revision()
+                headers = {"ETag": f'"{revision}"'} if revision is not None else None
+                return JSONResponse(body, headers=headers)
             except InferenceError as err:
                 return _error(int(err.status), err.code, err.message)
             except ValidationError as err:
@@ -64,21 +102,31 @@ def admin_routes(token: str | None, manager: Callable[[], ModelManager]) -> list
 
         return endpoint
 
-    async def read_routes(request: Request, models: ModelManager) -> Any:
-        return {"routes": models.routes()}
+    async def read_routes(request: Request, models: ModelManager, actor: str) -> Any:
+        return {"routes": models.routes(), "revision": models.revision(), "control": models.control_status()}
 
-    async def set_weights(request: Request, models: ModelManager) -> Any:
+    async def set_weights(request: Request, models: ModelManager, actor: str) -> Any:
         body = WeightsRequest.model_validate(await _json(request))
-        return {"route": await models.set_weights(request.path_params["family"], body.weights)}
+        family = request.path_params["family"]
+        route = await models.set_weights(family, body.weights, actor=actor, based_on=_if_match(request))
+        return {"route": route, "revision": models.revision()}
 
-    async def rollback(request: Request, models: ModelManager) -> Any:
-        return {"route": await models.rollback(request.path_params["family"])}
+    async def rollback(request: Request, models: ModelManager, actor: str) -> Any:
+        route = await models.rollback(request.path_params["family"], actor=actor, based_on=_if_match(request))
+        return {"route": route, "revision": models.revision()}
 
-    async def reload(request: Request, models: ModelManager) -> Any:
+    async def reload(request: Request, models: ModelManager, actor: str) -> Any:
         body = ReloadRequest.model_validate(await _json(request))
-        return {"route": await models.reload(body.family, body.version)}
+        route = await models.reload(body.family, body.version, actor=actor, based_on=_if_match(request))
+        return {"route": route, "revision": models.revision()}
 
-    async def forget_student(request: Request, models: ModelManager) -> Any:
+    async def audit(request: Request, models: ModelManager, actor: str) -> Any:
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise InvalidRequest(f"limit: expected a whole number from 1 to 1000, got {raw!r}")
+        return {"changes": await asyncio.to_thread(models.audit, int(raw))}
+
+    async def forget_student(request: Request, models: ModelManager, actor: str) -> Any:
         student_id = request.path_params["student_id"]
         return {"student_id": student_id, "deleted": await models.cache.invalidate_student(student_id)}
 
@@ -87,6 +135,7 @@ def admin_routes(token: str | None, manager: Callable[[], ModelManager]) -> list
         Route("/admin/routes/{family}", guarded(set_weights), methods=["PUT"]),
         Route("/admin/routes/{family}/rollback", guarded(rollback), methods=["POST"]),
         Route("/admin/models/reload", guarded(reload), methods=["POST"]),
+        Route("/admin/audit", guarded(audit), methods=["GET"]),
         Route("/api/v1/cache/students/{student_id}", guarded(forget_student), methods=["DELETE"]),
     ]
 

@@ -66,6 +66,7 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
             status="ok" if ready else "unavailable",
             timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
             families=app.served(),
+            control=app.manager.control_status(),
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 

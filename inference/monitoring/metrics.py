@@ -90,6 +90,12 @@ GAUGES = {
         "Share of traffic routed to a model version; role is stable or canary.",
         ["family", "model_version", "role"],
     ),
+    "inference_control_revision": ("Revision of the control state (routes) this replica applied last.", []),
+    "inference_control_store_up": (
+        "1 when the control store answered this replica's last look, 0 when it did not (the replica keeps the "
+        "revision it applied last).",
+        [],
+    ),
 }
 
 _lock = threading.Lock()
@@ -224,4 +230,5 @@ class PrometheusMetrics:
             self._child(self._cache, family, version, outcome).inc(count)
 
     def gauge(self, name: str, value: float, **labels: str) -> None:
-        self._gauges[name].labels(**labels).set(value)
+        gauge = self._gauges[name]
+        (gauge.labels(**labels) if labels else gauge).set(value)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import NotFound
+from bentoml.exceptions import BentoMLException, NotFound
 
 from inference.errors import ArtifactError, ModelVersionExists
 from inference.settings import LATEST
@@ -77,6 +77,27 @@ def available_model_versions(name: str) -> list[str]:
     except NotFound:
         return []
     return sorted((str(model.tag.version) for model in stored), key=semver_key)
+
+
+def pull_from_source(names: Sequence[str], version: str, source: str | None) -> list[str]:
+    """Import into the local model store the models of `names` at `version` it lacks, from `source`: a folder (a
+    volume every replica mounts) of `bentoml models export` files, `<name>-<version>.bentomodel`. Returns the tags
+    imported; `ArtifactError` naming the file when one is in neither place. No source: nothing is imported."""
+    missing = [name for name in names if version not in available_model_versions(name)]
+    if not missing or not source:
+        return []
+    imported = []
+    for name in missing:
+        path = Path(source) / f"{name}-{version}.bentomodel"
+        if not path.is_file():
+            raise ArtifactError(f"model {name}:{version} is neither in the model store nor at {path}")
+        try:
+            bentoml.models.import_model(str(path))
+        except BentoMLException:
+            if version not in available_model_versions(name):  # another worker imported it meanwhile: fine
+                raise
+        imported.append(f"{name}:{version}")
+    return imported
 
 
 def resolve_model_version(name: str, requested: str) -> str:

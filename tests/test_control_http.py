@@ -1,0 +1,102 @@
+"""Two real `bentoml serve` replicas sharing one PostgreSQL control store: one admin call changes both, of two
+changes from the same revision one is refused, a restarted replica starts from the shared state, and a replica
+that loses the store keeps serving what it applied last and says so."""
+
+import json
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from tests.utils.postgres import ADMIN_URL, throwaway_database
+from tests.utils.requests import student_items
+from tests.utils.servers import start_server
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+ALICE, BOB = ({"Authorization": f"Bearer {TOKENS[name]}"} for name in ("alice", "bob"))
+
+
+def wait_until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def routes(http):
+    body = http.get("/admin/routes", headers=ALICE).json()
+    return body["revision"], {family: route["weights"] for family, route in body["routes"].items()}
+
+
+def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
+    with throwaway_database() as url:
+        env = {
+            "INFERENCE_SKILLS_VERSION": "v1.0.0",
+            "INFERENCE_FAMILIES": '["skills"]',
+            "INFERENCE_ADMIN_TOKENS": json.dumps(TOKENS),
+            "INFERENCE_CONTROL_URL": url,
+        }
+        logs = session_dir / "logs-control"
+        with (
+            start_server(logs, env=env) as first,
+            start_server(logs, env=env) as second,
+            httpx.Client(base_url=first.url, timeout=30) as a,
+            httpx.Client(base_url=second.url, timeout=30) as b,
+        ):
+            assert routes(a) == routes(b) == (0, {"skills": {"v1.0.0": 100.0}})
+            # One call on one replica: the other follows within seconds (it polls the store once a second).
+            changed = a.put("/admin/routes/skills", json={"weights": {"v1.0.0": 80, "v1.1.0": 20}}, headers=ALICE)
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["revision"] == 1 and changed.headers["etag"] == '"1"'
+            canary = (1, {"skills": {"v1.0.0": 80.0, "v1.1.0": 20.0}})
+            assert wait_until(lambda: routes(b) == canary), routes(b)
+            # The rollback through the other replica reaches the first.
+            assert b.post("/admin/routes/skills/rollback", headers=BOB).status_code == 200
+            assert wait_until(lambda: routes(a) == (2, {"skills": {"v1.0.0": 100.0}})), routes(a)
+
+            # Two changes based on the same revision, one per replica: the second is refused and changes nothing.
+            won = a.put(
+                "/admin/routes/skills",
+                json={"weights": {"v1.0.0": 90, "v1.1.0": 10}},
+                headers={**ALICE, "If-Match": '"2"'},
+            )
+            lost = b.put(
+                "/admin/routes/skills",
+                json={"weights": {"v1.0.0": 50, "v1.1.0": 50}},
+                headers={**BOB, "If-Match": '"2"'},
+            )
+            assert won.status_code == 200, won.text
+            assert lost.status_code == 409 and lost.json()["code"] == "conflict", lost.text
+            assert "revision 3" in lost.json()["error"] and "alice" in lost.json()["error"]
+            assert wait_until(lambda: routes(b) == (3, {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}})), routes(b)
+
+            audit = a.get("/admin/audit", headers=BOB).json()["changes"]
+            assert [(entry["revision"], entry["changed_by"]) for entry in audit] == [
+                (3, "alice"),
+                (2, "bob"),
+                (1, "alice"),
+            ]
+            assert audit[1]["action"] == "skills: rollback to v1.0.0"
+
+            # A replica started now serves the shared route from its first request, not after a poll.
+            with start_server(logs, env=env) as third, httpx.Client(base_url=third.url, timeout=30) as c:
+                assert routes(c) == (3, {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}})
+                assert c.get("/health").json()["control"]["store"] == "postgresql"
+
+            # The store goes away: both keep serving revision 3, and say so on /health and in /metrics.
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            assert wait_until(lambda: a.get("/health").json()["control"]["reachable"] is False)
+            health = a.get("/health")
+            assert health.status_code == 200 and health.json()["control"]["revision"] == 3
+            assert health.json()["control"]["error"]
+            assert a.post("/api/v1/skills/infer", json=student_items(1)[0]).status_code == 200
+            assert routes(a)[1] == {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}}
+            assert "inference_control_store_up 0.0" in a.get("/metrics").text
+            refused = a.post("/admin/routes/skills/rollback", headers=ALICE)
+            assert refused.status_code == 503 and refused.json()["code"] == "control_store_unavailable"
