@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     intent_split: dict[str, float] = Field(
         default_factory=lambda: {"classic": 90.0, "ensemble": 10.0},
         description="Weights of the intent variants for callers that do not ask for one (header "
-        "X-Model-Preference), as JSON; sticky per user_id when the request carries one.",
+        "X-Model-Preference), as JSON; sticky per user_id when the request carries one. The starting point of the "
+        "ensemble flag, which the admin API changes at runtime (PUT /admin/intent/ensemble).",
     )
     routing_salt: str = Field(
         "variants-v1",

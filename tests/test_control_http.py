@@ -100,3 +100,55 @@ def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
             assert "inference_control_store_up 0.0" in a.get("/metrics").text
             refused = a.post("/admin/routes/skills/rollback", headers=ALICE)
             assert refused.status_code == 503 and refused.json()["code"] == "control_store_unavailable"
+
+
+def test_the_ensemble_flag_reaches_every_replica_header_callers_included(text_reports, session_dir):
+    with throwaway_database() as url:
+        env = {
+            "INFERENCE_FAMILIES": '["intent"]',
+            "INFERENCE_ADMIN_TOKENS": json.dumps(TOKENS),
+            "INFERENCE_CONTROL_URL": url,
+            "CACHE_URL": "none://",
+        }
+        logs = session_dir / "logs-control-intent"
+        ensemble = {"X-Model-Preference": "ensemble"}
+
+        def variant(http, headers=None, user_id=None):
+            body = {"text": "cheap flights to paris", **({"user_id": user_id} if user_id else {})}
+            return http.post("/api/classify", json=body, headers=headers or {}).json()["variant"]
+
+        with (
+            start_server(logs, env=env) as first,
+            start_server(logs, env=env) as second,
+            httpx.Client(base_url=first.url, timeout=30) as a,
+            httpx.Client(base_url=second.url, timeout=30) as b,
+        ):
+            assert variant(b, ensemble) == "ensemble"
+            off = a.put("/admin/intent/ensemble", json={"enabled": False}, headers=ALICE)
+            assert off.status_code == 200, off.text
+            assert off.json()["ensemble"] == {
+                "enabled": False,
+                "rollout_percentage": 10.0,
+                "allowed_users": [],
+                "fallback": "classic",
+            }
+            # The kill switch: on the other replica too, and for callers who ask for the ensemble by header.
+            assert wait_until(lambda: variant(b, ensemble) == "classic")
+            assert "ensemble_disabled" in b.get("/metrics").text
+            beta = {"enabled": True, "rollout_percentage": 0, "allowed_users": ["beta-1"]}
+            assert b.put("/admin/intent/ensemble", json=beta, headers=BOB).status_code == 200
+            assert wait_until(lambda: variant(a, user_id="beta-1") == "ensemble")
+            assert {variant(a, user_id=f"user-{i}") for i in range(20)} == {"classic"}
+            assert routes_controls(a) == {**beta, "rollout_percentage": 0.0, "fallback": "classic"}
+            bad = a.put("/admin/intent/ensemble", json={"rollout_percentage": 150}, headers=ALICE)
+            assert bad.status_code == 400 and "rollout_percentage" in bad.json()["error"]
+            assert a.put("/admin/intent/ensemble", json={"speed": 1}, headers=ALICE).status_code == 400
+            # A replica started now applies the flag before its first answer.
+            with start_server(logs, env=env) as third, httpx.Client(base_url=third.url, timeout=30) as c:
+                assert variant(c, user_id="beta-1") == "ensemble" and variant(c, user_id="user-3") == "classic"
+            actions = [entry["action"] for entry in a.get("/admin/audit", headers=ALICE).json()["changes"]]
+            assert actions[0].startswith("intent: ensemble {'enabled': True, 'rollout_percentage': 0")
+
+
+def routes_controls(http):
+    return http.get("/admin/routes", headers=ALICE).json()["controls"]["intent"]["ensemble"]

@@ -6,7 +6,7 @@ import pytest
 
 from inference.errors import ArtifactError, InvalidHeader, InvalidRequest, InvalidText
 from inference.families.intent.family import check_intent_models
-from inference.families.intent.scorer import IntentModels, IntentPolicy, IntentQuery, IntentScorer
+from inference.families.intent.scorer import EnsembleFlag, IntentModels, IntentPolicy, IntentQuery, IntentScorer
 from inference.families.intent.variants import CLASSIC_MODEL, DEFAULT_VARIANT, ENSEMBLE_MODEL, VERTICALS_MODEL
 from inference.faults import FaultInjector
 from inference.serving.pipeline import BatchLimit
@@ -151,6 +151,31 @@ def test_the_header_chooses_the_variant_and_a_wrong_one_is_refused(intent_models
     with pytest.raises(InvalidHeader, match="X-Model-Preference: expected one of classic, ensemble, got 'fast'"):
         scorer.choose_variant("fast", None)
     scorer.close()
+
+
+def test_the_ensemble_flag_turns_it_off_for_everyone_lets_beta_users_in_and_sets_the_share(intent_models):
+    metrics = CountingMetrics()
+    scorer = IntentScorer(intent_models, IntentPolicy(split={"classic": 90.0, "ensemble": 10.0}), metrics=metrics)
+    users = [f"u-{i}" for i in range(2000)]
+    try:
+        assert scorer.ensemble == EnsembleFlag(rollout_percentage=10.0)  # the configured split until changed
+        share = sum(scorer.choose_variant(None, user) == "ensemble" for user in users) / len(users)
+        assert 0.07 < share < 0.13
+        scorer.apply_control({"ensemble": {"enabled": False, "rollout_percentage": 100, "allowed_users": ["b"]}})
+        assert {scorer.choose_variant(None, user) for user in [*users[:50], "b"]} == {"classic"}
+        assert scorer.choose_variant("ensemble", "u-1") == "classic"  # header callers too, and counted
+        assert metrics.fallbacks == [("intent", "ensemble_disabled")]
+        scorer.apply_control({"ensemble": {"enabled": True, "rollout_percentage": 0, "allowed_users": ["beta-7"]}})
+        assert scorer.choose_variant(None, "beta-7") == "ensemble"
+        assert {scorer.choose_variant(None, user) for user in users} == {"classic"}
+        assert scorer.choose_variant("ensemble", "u-1") == "ensemble"
+        scorer.apply_control({"ensemble": {"enabled": True, "rollout_percentage": 100, "allowed_users": []}})
+        assert {scorer.choose_variant(None, user) for user in users[:200]} == {"ensemble"}
+        assert scorer.controls() == {
+            "ensemble": {"enabled": True, "rollout_percentage": 100.0, "allowed_users": [], "fallback": "classic"}
+        }
+    finally:
+        scorer.close()
 
 
 def test_a_batch_answers_in_order_with_bad_texts_reported_in_place(intent_models):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -32,6 +32,21 @@ DEFAULT_TOKEN_NAME = "admin"  # how the audit names INFERENCE_ADMIN_TOKEN
 
 class WeightsRequest(BaseModel):
     weights: dict[str, float] = Field(description='Version to weight, e.g. {"v1.0.0": 90, "v1.1.0": 10}.')
+
+
+class EnsembleFlagRequest(BaseModel):
+    """The intent ensemble's dual-mode flag; the fields given replace the current ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = Field(None, description="false: classic answers everyone, header callers included.")
+    rollout_percentage: float | None = Field(
+        None, ge=0, le=100, description="Share of callers (sticky per user_id) the ensemble answers."
+    )
+    allowed_users: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = Field(
+        None, max_length=10_000, description="user_ids the ensemble always answers while enabled (beta users)."
+    )
+    fallback: Literal["classic"] | None = Field(None, description="What answers when the ensemble cannot: classic.")
 
 
 class ReloadRequest(BaseModel):
@@ -103,7 +118,20 @@ def admin_routes(tokens: Mapping[str, str], manager: Callable[[], ModelManager])
         return endpoint
 
     async def read_routes(request: Request, models: ModelManager, actor: str) -> Any:
-        return {"routes": models.routes(), "revision": models.revision(), "control": models.control_status()}
+        return {
+            "routes": models.routes(),
+            "controls": models.controls(),
+            "revision": models.revision(),
+            "control": models.control_status(),
+        }
+
+    async def set_ensemble(request: Request, models: ModelManager, actor: str) -> Any:
+        body = EnsembleFlagRequest.model_validate(await _json(request))
+        changes = body.model_dump(exclude_none=True)
+        if not changes:
+            raise InvalidRequest("body: give at least one of enabled, rollout_percentage, allowed_users, fallback")
+        flag = await models.set_control("intent", "ensemble", changes, actor=actor, based_on=_if_match(request))
+        return {"ensemble": flag, "revision": models.revision()}
 
     async def set_weights(request: Request, models: ModelManager, actor: str) -> Any:
         body = WeightsRequest.model_validate(await _json(request))
@@ -135,6 +163,7 @@ def admin_routes(tokens: Mapping[str, str], manager: Callable[[], ModelManager])
         Route("/admin/routes/{family}", guarded(set_weights), methods=["PUT"]),
         Route("/admin/routes/{family}/rollback", guarded(rollback), methods=["POST"]),
         Route("/admin/models/reload", guarded(reload), methods=["POST"]),
+        Route("/admin/intent/ensemble", guarded(set_ensemble), methods=["PUT"]),
         Route("/admin/audit", guarded(audit), methods=["GET"]),
         Route("/api/v1/cache/students/{student_id}", guarded(forget_student), methods=["DELETE"]),
     ]

@@ -75,6 +75,7 @@ class ModelManager:
         self.metrics = metrics or NoMetrics()
         self._lock = asyncio.Lock()
         self._seen_revision: int | None = None
+        self._state: State = {}  # the control state of `_seen_revision`
         self._unreachable_since: float | None = None  # monotonic; None while the store answers
         self._last_error: str | None = None
         self._retiring: set[asyncio.Task[None]] = set()
@@ -126,6 +127,55 @@ class ModelManager:
         route = Route(stable=resolved, weights={resolved: 100.0})
         await self._change(family, route, Change(snapshot.revision, actor, f"{family}: reload {resolved}"))
         return route.to_dict()
+
+    async def set_control(
+        self, family: str, name: str, changes: dict[str, Any], *, actor: str = "admin", based_on: int | None = None
+    ) -> dict[str, Any]:
+        """Change a family's runtime control (intent: `ensemble`, the dual-mode flag) for every replica: the
+        fields given replace the current ones."""
+        versioned = self._current(family)
+        current = _control_of(versioned.scorers[versioned.route.stable], family, name)
+        snapshot = await self._snapshot(based_on)
+        merged = {**current, **_stored_control(snapshot.state, family, name), **changes}
+
+        def change(state: State) -> State:
+            controls = state.get("controls", {})
+            family_controls = {**controls.get(family, {}), name: merged}
+            return {**state, "controls": {**controls, family: family_controls}}
+
+        async with self._lock:
+            try:
+                committed = await asyncio.to_thread(
+                    self.state.commit, snapshot.revision, change, actor=actor, action=f"{family}: {name} {merged}"
+                )
+            except ControlConflict:
+                raise
+            except Exception as err:
+                raise _unavailable(self.state.kind, err) from err
+            self._seen_revision, self._state = committed.revision, committed.state
+            self.metrics.gauge("inference_control_revision", committed.revision)
+            self._apply_controls()
+        logger.info("%s %s now %s", family, name, merged)
+        return merged
+
+    def controls(self) -> dict[str, dict[str, Any]]:
+        """Each family's runtime controls as its stable version applies them."""
+        found: dict[str, dict[str, Any]] = {}
+        for family, versioned in self.families.versions.items():
+            scorer = versioned.scorers[versioned.route.stable]
+            if hasattr(scorer, "controls"):
+                found[family] = scorer.controls()
+        return found
+
+    def _apply_controls(self) -> None:
+        """The control state's runtime controls onto every loaded scorer that has them."""
+        for family, versioned in self.families.versions.items():
+            controls = self._state.get("controls", {}).get(family)
+            if not controls:
+                continue
+            for scorer in versioned.scorers.values():
+                if hasattr(scorer, "apply_control"):
+                    scorer.apply_control(controls)
 
     def revision(self) -> int | None:
         """The control state's revision this worker applied last (None: none read yet)."""
@@ -190,8 +240,9 @@ class ModelManager:
             self._store_unreachable(err)
             return
         self._store_reachable()
-        self._seen_revision = snapshot.revision
+        self._seen_revision, self._state = snapshot.revision, snapshot.state
         self.metrics.gauge("inference_control_revision", snapshot.revision)
+        self._apply_controls()
         for family, wanted in snapshot.routes().items():
             versioned = self.families.get(family)
             route = Route(stable=wanted["stable"], weights=wanted["weights"])
@@ -204,6 +255,7 @@ class ModelManager:
                 self._seen_revision = None
                 continue
             self.families.versions[family] = updated
+            self._apply_controls()
             dropped = [version for version in versioned.scorers if version not in updated.scorers]
             for version in dropped:  # nothing holds them yet: the worker has not served
                 versioned.scorers[version].close()
@@ -219,8 +271,9 @@ class ModelManager:
         self._store_reachable()
         if snapshot.revision == self._seen_revision:
             return
-        self._seen_revision = snapshot.revision
+        self._seen_revision, self._state = snapshot.revision, snapshot.state
         self.metrics.gauge("inference_control_revision", snapshot.revision)
+        self._apply_controls()
         for family, wanted in snapshot.routes().items():
             versioned = self.families.get(family)
             if versioned is None:
@@ -302,9 +355,10 @@ class ModelManager:
                     if isinstance(err, ControlConflict):
                         raise
                     raise _unavailable(self.state.kind, err) from err
-                self._seen_revision = committed.revision
+                self._seen_revision, self._state = committed.revision, committed.state
                 self.metrics.gauge("inference_control_revision", committed.revision)
             self.families.versions[family] = updated  # the swap: new requests see the new family from here
+            self._apply_controls()  # a version loaded now takes the deployment's controls, not its defaults
             dropped = {version: scorer for version, scorer in current.scorers.items() if version not in updated.scorers}
             self.loader.report_route(family, route, dropped=list(dropped))
             logger.info("%s now %s (dropped %s)", family, route.to_dict(), sorted(dropped) or "nothing")
@@ -337,3 +391,13 @@ def _unavailable(kind: str, err: Exception) -> ControlUnavailable:
     return ControlUnavailable(
         f"the control store ({kind}) could not be reached ({type(err).__name__}: {first_line}); nothing was changed"
     )
+
+
+def _control_of(scorer: Any, family: str, name: str) -> dict[str, Any]:
+    if not hasattr(scorer, "control"):
+        raise InvalidRequest(f"control: {family} has no runtime controls")
+    return dict(scorer.control(name))
+
+
+def _stored_control(state: State, family: str, name: str) -> dict[str, Any]:
+    return dict(state.get("controls", {}).get(family, {}).get(name, {}))

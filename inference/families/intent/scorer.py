@@ -72,6 +72,41 @@ class IntentModels:
 
 
 @dataclass(frozen=True)
+class EnsembleFlag:
+    """The dual-mode flag of the ensemble, changed at runtime for the whole deployment (the admin API, through the
+    control store): off, every caller is answered by classic, those asking for the ensemble by header included;
+    on, the users listed always get it and the others by `rollout_percentage` (sticky per user id)."""
+
+    enabled: bool = True
+    rollout_percentage: float = 10.0
+    allowed_users: frozenset[str] = frozenset()
+    fallback: str = CLASSIC  # what answers when the ensemble is off, fails or is slow
+
+    @classmethod
+    def from_split(cls, split: Mapping[str, float]) -> EnsembleFlag:
+        total = sum(split.values())
+        return cls(rollout_percentage=100.0 * split.get(ENSEMBLE, 0.0) / total)
+
+    @classmethod
+    def from_dict(cls, stored: Mapping[str, object]) -> EnsembleFlag:
+        users = stored.get("allowed_users", [])
+        return cls(
+            enabled=bool(stored.get("enabled", True)),
+            rollout_percentage=float(stored.get("rollout_percentage", 0.0)),  # type: ignore[arg-type]
+            allowed_users=frozenset(str(user) for user in users),  # type: ignore[attr-defined]
+            fallback=str(stored.get("fallback", CLASSIC)),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "rollout_percentage": self.rollout_percentage,
+            "allowed_users": sorted(self.allowed_users),
+            "fallback": self.fallback,
+        }
+
+
+@dataclass(frozen=True)
 class IntentPolicy:
     split: Mapping[str, float] = field(default_factory=lambda: {CLASSIC: 90.0, ENSEMBLE: 10.0})
     salt: str = "variants-v1"
@@ -134,6 +169,7 @@ class IntentScorer:
         self.faults = faults or FaultInjector()
         self.metrics = metrics or NoMetrics()
         self._thresholds = models.thresholds()
+        self.ensemble = EnsembleFlag.from_split(policy.split)  # the admin API's flag replaces it at runtime
         self._rng = rng or random.Random()
         self._fallback_log = EveryInterval(10.0)
         self.batchers = {
@@ -200,15 +236,39 @@ class IntentScorer:
         for batcher in self.batchers.values():
             batcher.close()
 
+    # --- runtime controls (the admin API, through the control store) -----------------------------------------
+
+    def controls(self) -> dict[str, dict[str, object]]:
+        return {"ensemble": self.ensemble.to_dict()}
+
+    def control(self, name: str) -> dict[str, object]:
+        if name != "ensemble":
+            raise InvalidRequest(f"control: intent has one, `ensemble`, not {name!r}")
+        return self.ensemble.to_dict()
+
+    def apply_control(self, controls: Mapping[str, Mapping[str, object]]) -> None:
+        if "ensemble" in controls:
+            self.ensemble = EnsembleFlag.from_dict(controls["ensemble"])
+
     # --- the variants --------------------------------------------------------------------------------------------
 
     def choose_variant(self, preference: str | None, user_id: str | None) -> str:
-        """The header's variant when given, else the configured split (sticky per user id when there is one)."""
+        """The header's variant when given, else the ensemble flag: its allowed users, then its rollout share
+        (sticky per user id when there is one). With the flag off, classic for everyone, header callers too."""
+        if preference is not None and preference not in VARIANTS:
+            raise InvalidHeader(f"{PREFERENCE_HEADER}: expected one of {', '.join(VARIANTS)}, got {preference!r}")
+        flag = self.ensemble
+        if not flag.enabled:
+            if preference == ENSEMBLE:
+                self.metrics.fallback(FAMILY, self.version, "ensemble_disabled")
+            return CLASSIC
         if preference is not None:
-            if preference not in VARIANTS:
-                raise InvalidHeader(f"{PREFERENCE_HEADER}: expected one of {', '.join(VARIANTS)}, got {preference!r}")
             return preference
-        return choose_variant(self.policy.split, caller_id=user_id, salt=self.policy.salt, rng=self._rng)
+        if user_id is not None and user_id in flag.allowed_users:
+            return ENSEMBLE
+        share = min(max(flag.rollout_percentage, 0.0), 100.0)
+        weights = {CLASSIC: 100.0 - share, ENSEMBLE: share}
+        return choose_variant(weights, caller_id=user_id, salt=self.policy.salt, rng=self._rng)
 
     def _predict(self, variant: str, texts: Sequence[str]) -> list[IntentResult]:
         model = self.models.variant(variant)
