@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from inference.errors import InferenceError
+from inference.errors import InferenceError, Unauthorized, WriterDisabled
 from inference.http import paths
 from inference.http.middleware import RequestLimits, UniformErrors
 from inference.http.reads import read_routes
+from inference.http.tokens import named_tokens, token_name
 from inference.monitoring.metrics import count_limit_rejection
 from inference.schemas import (
     IntentBatchRequest,
@@ -53,6 +54,9 @@ SCORING_ROUTES = [
     "/v2/models/",
 ]
 
+# The ratings writers' tokens, by name (a role apart from the admin's).
+RATINGS_TOKENS = named_tokens("ratings", get_settings().ratings_token, get_settings().ratings_tokens)
+
 # The workers of one server share admin changes through this directory. `bentoml serve` imports this module in
 # its supervising process first and the workers inherit its environment, so one directory per server start.
 if get_settings().state_dir is None and "INFERENCE_STATE_DIR" not in os.environ:
@@ -63,7 +67,10 @@ def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
     """The one error shape of this API: `{"error": message, "code": code}` (BentoML's own errors use "error" too).
     BentoML sets an `@api` route's status from its context, even when the route returns a response of its own."""
     ctx.response.status_code = error.status
-    return JSONResponse({"error": error.message, "code": error.code}, status_code=error.status)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    if headers:
+        ctx.response.headers.update(headers)
+    return JSONResponse({"error": error.message, "code": error.code}, status_code=error.status, headers=headers)
 
 
 def current() -> App:
@@ -71,12 +78,12 @@ def current() -> App:
 
 
 def _admin_routes() -> list[Route]:
-    from inference.http.admin import admin_routes, admin_tokens
+    from inference.http.admin import DEFAULT_TOKEN_NAME, admin_routes
 
     settings = get_settings()
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    named = {name: secret.get_secret_value() for name, secret in settings.admin_tokens.items()}
-    return admin_routes(admin_tokens(token, named), lambda: current().manager)
+    return admin_routes(
+        named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens), lambda: current().manager
+    )
 
 
 def _oip_routes() -> list[Route]:
@@ -236,10 +243,12 @@ class Inference:
 
     @bentoml.api(route=paths.RATINGS_ROUTE)
     async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
-        """Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with."""
+        """Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with. Needs
+        `Authorization: Bearer <token>` with a ratings writer's token (INFERENCE_RATINGS_TOKEN(S))."""
         from inference.monitoring.observer import check_ratings, store_ratings_async
 
         try:
+            _check_writer(RATINGS_TOKENS, _header(ctx, "authorization"))
             rows = check_ratings(request, self.app.served_skills())
             return RatingsResponse(stored=await store_ratings_async(self.app.monitoring.engine, rows))
         except InferenceError as err:
@@ -272,6 +281,18 @@ Inference.add_asgi_middleware(
     max_json_depth=get_settings().max_json_depth,
     count=count_limit_rejection,
 )
+
+
+def _check_writer(tokens: dict[str, str], authorization: str | None) -> str:
+    """The name of the ratings writer whose token the request carries."""
+    if not tokens:
+        raise WriterDisabled(
+            "ratings are off: set INFERENCE_RATINGS_TOKEN (or INFERENCE_RATINGS_TOKENS) and send it as a bearer token"
+        )
+    name = token_name(tokens, authorization)
+    if name is None:
+        raise Unauthorized("a ratings writer's bearer token is required (the admin token is not one)")
+    return name
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

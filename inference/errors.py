@@ -98,6 +98,20 @@ class JsonTooDeep(InvalidRequest):
     limit = "json_depth"
 
 
+class Unauthorized(InferenceError):
+    """A route that needs a bearer token got none, or one that is not its own."""
+
+    code = "unauthorized"
+    status = HTTPStatus.UNAUTHORIZED
+
+
+class WriterDisabled(InferenceError):
+    """A writing route whose tokens are not configured: it refuses everyone."""
+
+    code = "ratings_disabled"
+    status = HTTPStatus.FORBIDDEN
+
+
 class ModelsNotReady(InferenceError):
     """The family's models are not loaded (see /readyz and the log); retry later or elsewhere."""
 

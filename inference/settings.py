@@ -171,6 +171,16 @@ class Settings(BaseSettings):
         description='Named bearer tokens of the admin API as JSON, e.g. {"alice": "...", "deploy-bot": "..."}: '
         "each works as INFERENCE_ADMIN_TOKEN does, and the audit of changes records which name made each one.",
     )
+    ratings_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the ratings writers (POST /api/v1/monitoring/ratings), a role apart from the "
+        "admin's. Unset, and no INFERENCE_RATINGS_TOKENS: ratings are refused (403), so nobody can fake the "
+        "ground truth.",
+    )
+    ratings_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Named ratings writer tokens as JSON, e.g. {"school-a": "...", "lms-sync": "..."}.',
+    )
     control_url: str | None = Field(
         None,
         description="Where the admin changes (routes, rollbacks, reloads) live for the whole deployment: a "

@@ -48,6 +48,8 @@ def test_no_request_gets_a_5xx_or_an_answer_off_the_documented_schema(server, tm
         str(EXAMPLES),
         "--seed",
         "20261124",
+        "--header",  # a ratings writer's token: without it every ratings case would stop at the 401
+        "Authorization: Bearer test-ratings-token",
         "--request-timeout",
         "30",
         "--no-color",

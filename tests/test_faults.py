@@ -20,7 +20,7 @@ from inference.families.skills.scoring import skill_model_name
 from inference.store.registry import save_to_store
 from tests.utils.clock import iso_ago
 from tests.utils.prometheus import metric_total, sample_sum
-from tests.utils.requests import delete_from_store, student_items
+from tests.utils.requests import RATINGS_AUTH, delete_from_store, student_items
 from tests.utils.servers import PROJECT_ROOT, start_server
 from train.data.catalogue import SKILLS
 
@@ -57,7 +57,9 @@ def test_a_database_away_at_start_costs_ratings_and_correlations_but_not_scoring
         item = student_items(1, seed=5)[0]
         assert httpx.post(server.url + INFER, json=item, timeout=30).status_code == 200
         rating = {"student_id": "s-1", "skill": "leadership", "rating": 4, "rated_at": iso_ago(hours=2)}
-        stored = httpx.post(server.url + "/api/v1/monitoring/ratings", json={"ratings": [rating]}, timeout=30)
+        stored = httpx.post(
+            server.url + "/api/v1/monitoring/ratings", json={"ratings": [rating]}, headers=RATINGS_AUTH, timeout=30
+        )
         assert stored.status_code == 503 and stored.json()["code"] == "storage_unavailable", stored.text
         correlation = httpx.get(server.url + "/api/v1/monitoring/correlation", timeout=30)
         assert correlation.status_code == 503 and correlation.json()["code"] == "storage_unavailable"

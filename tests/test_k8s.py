@@ -137,6 +137,7 @@ def test_the_service_pods_probe_health_and_shut_down_gracefully():
     assert secrets == {
         "INFERENCE_ADMIN_TOKEN",
         "INFERENCE_ADMIN_TOKENS",
+        "INFERENCE_RATINGS_TOKEN",
         "INFERENCE_CONTROL_URL",
         "CACHE_URL",
         "DATABASE_URL",
@@ -325,3 +326,16 @@ def selector_of(document: dict) -> dict | None:
     if kind == "Service":
         return spec["selector"]
     return None
+
+
+def test_the_ingresses_take_the_bodies_the_service_takes():
+    """nginx's default body limit (1 MiB) would answer a 1000-text batch with an HTML 413 the service never saw."""
+    from inference.settings import Settings
+
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    for track in ("stable", "canary"):
+        objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in render(f"k8s/overlays/{track}")}
+        size = objects["Ingress", f"inference-{track}"]["metadata"]["annotations"][
+            "nginx.ingress.kubernetes.io/proxy-body-size"
+        ]
+        assert int(size[:-1]) * units[size[-1].lower()] == Settings().max_body_bytes

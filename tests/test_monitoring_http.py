@@ -15,7 +15,7 @@ from inference.families.skills.scoring import skill_model_name
 from inference.storage import engine_for, teacher_ratings
 from tests.utils.clock import iso_ago, iso_ahead
 from tests.utils.prometheus import metric_total
-from tests.utils.requests import delete_from_store
+from tests.utils.requests import RATINGS_AUTH, delete_from_store
 from tests.utils.servers import start_server
 from train.data.catalogue import SKILLS
 from train.data.students import generate_students
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.server
 BROKEN = "v0.9.0-broken"
 SKILL = "leadership"
 RATINGS = "/api/v1/monitoring/ratings"
+ADMIN_TOKEN = "monitoring-admin-token"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def monitored(trained_versions, session_dir, database_url):
         "DATABASE_URL": database_url,
         "CACHE_URL": "none://",
         "INFERENCE_DRIFT_MIN_OBSERVATIONS": "200",
+        "INFERENCE_ADMIN_TOKEN": ADMIN_TOKEN,  # on, to show it is not a ratings writer's token
     }
     try:
         with start_server(session_dir / "logs-monitoring", env=env) as server:
@@ -136,7 +138,7 @@ def test_ratings_correlate_with_the_real_model_and_alert_on_the_broken_one(monit
         {"student_id": student_id, "skill": SKILL, "rating": float(rating), "rated_at": iso_ago(days=1)}
         for student_id, rating in zip(sample.student_ids, sample.ratings[:, SKILLS.index(SKILL)], strict=True)
     ]
-    stored = post(url, RATINGS, {"ratings": ratings})
+    stored = post(url, RATINGS, {"ratings": ratings}, **RATINGS_AUTH)
     assert stored.status_code == 200 and stored.json() == {"stored": 120}
 
     def correlations() -> dict[str, dict]:
@@ -175,12 +177,29 @@ def ratings_stored(database_url, student_id):
 def test_bad_ratings_get_a_400_naming_the_field_and_nothing_is_stored(monitored, database_url, rating, fragment):
     student_id = f"s-{uuid.uuid4().hex[:12]}"
     good = {"student_id": student_id, "skill": SKILL, "rating": 3, "rated_at": iso_ago(days=10)}
-    response = post(monitored.url, RATINGS, {"ratings": [good, rating]})
+    response = post(monitored.url, RATINGS, {"ratings": [good, rating]}, **RATINGS_AUTH)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["error"]
     assert ratings_stored(database_url, student_id) == 0  # not even the good rating before the bad one
-    assert post(monitored.url, RATINGS, {"ratings": [good]}).status_code == 200
+    assert post(monitored.url, RATINGS, {"ratings": [good]}, **RATINGS_AUTH).status_code == 200
     assert ratings_stored(database_url, student_id) == 1  # what the count above would have seen
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong", "Bearer " + ADMIN_TOKEN, "test-ratings-token"],
+    ids=["none", "wrong", "the admin token", "no Bearer"],
+)
+def test_ratings_need_a_writers_token_and_nothing_else_will_do(monitored, database_url, authorization):
+    rating = {"student_id": f"s-auth-{len(authorization or '')}", "skill": SKILL, "rating": 4}
+    rating["rated_at"] = iso_ago(days=1)
+    headers = {"Authorization": authorization} if authorization else {}
+    response = post(monitored.url, RATINGS, {"ratings": [rating]}, **headers)
+    assert response.status_code == 401 and response.json()["code"] == "unauthorized", response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert ratings_stored(database_url, rating["student_id"]) == 0
+    # The writer's token opens nothing else: the admin API refuses it.
+    assert httpx.get(monitored.url + "/admin/routes", headers=RATINGS_AUTH).status_code == 401
 
 
 def chromium_binary():

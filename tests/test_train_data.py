@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from inference.families.skills.artifacts import read_metadata
 from tests.conftest import STABLE
 from tests.utils.postgres import throwaway_database
+from tests.utils.requests import RATINGS_AUTH
 from tests.utils.servers import PROJECT_ROOT, start_server
 from train.__main__ import main as train_main
 from train.data.catalogue import FEATURES, SKILLS
@@ -282,7 +283,8 @@ def test_textpair_trains_on_a_pair_table_with_its_own_labels_and_imports(tmp_pat
 
 def post_ratings(url: str, ratings: list[dict]) -> None:
     for start in range(0, len(ratings), 1000):
-        answer = httpx.post(f"{url}/api/v1/monitoring/ratings", json={"ratings": ratings[start : start + 1000]})
+        chunk = {"ratings": ratings[start : start + 1000]}
+        answer = httpx.post(f"{url}/api/v1/monitoring/ratings", json=chunk, headers=RATINGS_AUTH)
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"stored": len(ratings[start : start + 1000])}
 

@@ -10,7 +10,6 @@ came first. `GET /admin/routes` gives the control state's revision (also as its 
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from inference.errors import InferenceError, InvalidHeader, InvalidRequest
+from inference.http.tokens import token_name
 
 if TYPE_CHECKING:
     # Only for types: this module is imported by the supervising process, which must stay free of model libraries.
@@ -52,23 +52,6 @@ class EnsembleFlagRequest(BaseModel):
 class ReloadRequest(BaseModel):
     family: str
     version: str = Field("latest", description="A version in the store, or `latest` (the highest semver).")
-
-
-def token_name(tokens: Mapping[str, str], authorization: str | None) -> str | None:
-    """The name of the token the request carries, or None. Every token is compared, in constant time each."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    given = authorization.removeprefix("Bearer ").encode()
-    found = None
-    for name, token in tokens.items():
-        if token and hmac.compare_digest(given, token.encode()):
-            found = name
-    return found
-
-
-def admin_tokens(token: str | None, named: Mapping[str, str]) -> dict[str, str]:
-    """INFERENCE_ADMIN_TOKEN as `admin` beside the named tokens."""
-    return {**({DEFAULT_TOKEN_NAME: token} if token else {}), **{name: value for name, value in named.items() if value}}
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

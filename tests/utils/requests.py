@@ -6,6 +6,8 @@ from typing import Any
 
 from train.data.students import generate_students
 
+RATINGS_AUTH = {"Authorization": "Bearer test-ratings-token"}  # INFERENCE_RATINGS_TOKEN of the test session
+
 
 def student_items(n: int, *, seed: int = 123, skills: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """`n` batch items for generated students, cycling through `skills` (all 7 by default)."""
