@@ -269,7 +269,9 @@ class ModelManager:
             self._store_unreachable(err)
             return
         self._store_reachable()
-        if snapshot.revision == self._seen_revision:
+        # Equal: nothing new. Older: read before a change this worker committed meanwhile (applying it would undo
+        # that change here for a second). Revisions only grow; a store emptied by hand needs the replicas restarted.
+        if self._seen_revision is not None and snapshot.revision <= self._seen_revision:
             return
         self._seen_revision, self._state = snapshot.revision, snapshot.state
         self.metrics.gauge("inference_control_revision", snapshot.revision)
