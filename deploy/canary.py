@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from inference.settings import Settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = PROJECT_ROOT / ".canary"
 TRACKS = ("stable", "canary")
@@ -113,6 +115,12 @@ def render_nginx_config(run_dir: Path, state: State) -> str:
     else:
         split = f"{state.weight}% canary; * stable;"
     temp = run_dir / "nginx-temp"
+    # The service's own body limit (nginx's default, 1 MiB, would stop a 1000-text batch with an HTML 413); what
+    # goes over it gets the service's JSON error.
+    max_body = Settings().max_body_bytes
+    too_large = json.dumps(
+        {"error": f"request body: at most {max_body} bytes (at the proxy)", "code": "body_too_large"}
+    )
     return f"""# Written by deploy/canary.py; changes are made with its commands.
 worker_processes 1;
 pid "{run_dir}/nginx.pid";
@@ -134,8 +142,18 @@ http {{
         never stable;
         default $weighted_track;
     }}
+    client_max_body_size {max_body};
+    # Bodies and answers are streamed, never spooled to the temp paths (nginx's workers may not be able to write
+    # there when it runs as root, and a batch over 16 KiB would fail with a 500).
+    proxy_request_buffering off;
+    proxy_max_temp_file_size 0;
     server {{
         listen 127.0.0.1:{state.listen_port};
+        error_page 413 = @too_large;
+        location @too_large {{
+            default_type application/json;
+            return 413 '{too_large}';
+        }}
         location / {{
             proxy_pass http://$track;
             proxy_http_version 1.1;

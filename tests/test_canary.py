@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inference.settings import Settings
 from tests.utils.requests import student_items
 from tests.utils.servers import BENTOML, PROJECT_ROOT
 
@@ -165,6 +166,24 @@ class Background:
         self.stop.set()
         for thread in self.threads:
             thread.join()
+
+
+def test_the_proxy_takes_the_bodies_the_service_takes_and_answers_larger_ones_as_the_service_does(split):
+    _, url = split
+    # 1000 texts of 2000 characters (the item and text limits): a 2 MB body, over nginx's default of 1 MiB.
+    texts = [(f"cheap flights to paris number {i} and hotels near the old town " * 40)[:2000] for i in range(1000)]
+    batch = httpx.post(
+        url + "/api/classify/batch", json={"texts": texts}, headers={"X-Model-Preference": "classic"}, timeout=300
+    )
+    assert batch.status_code == 200, batch.text[:500]
+    assert batch.json()["succeeded"] == 1000
+    too_large = httpx.post(
+        url + "/api/classify/batch",
+        content=b" " * (Settings().max_body_bytes + 1),
+        headers={"Content-Type": "application/json"},
+        timeout=120,
+    )
+    assert too_large.status_code == 413 and too_large.json()["code"] == "body_too_large", too_large.text[:300]
 
 
 def test_the_observed_split_follows_the_weight_and_each_side_answers_with_its_own_version(split):

@@ -339,3 +339,50 @@ def test_the_ingresses_take_the_bodies_the_service_takes():
             "nginx.ingress.kubernetes.io/proxy-body-size"
         ]
         assert int(size[:-1]) * units[size[-1].lower()] == Settings().max_body_bytes
+
+
+PUBLIC = [
+    "/api/v1/skills/infer",
+    "/api/classify/batch",
+    "/api/v1/monitoring/ratings",
+    "/predict",
+    "/health",
+    "/v2/models/skill-communication/infer",
+    "/api/v1/models",
+]
+INTERNAL = [
+    "/admin/routes",
+    "/admin/audit",
+    "/metrics",
+    "/dashboard",
+    "/docs.json",
+    "/",
+    "/readyz",
+    "/livez",
+    "/apix",
+    "/predict/x",
+]
+
+
+def _exposes(rules: list[tuple[str, str]], path: str) -> bool:
+    """Kubernetes path matching: Exact is the whole path, Prefix whole path elements."""
+    for kind, value in rules:
+        if kind == "Exact" and path == value:
+            return True
+        if kind in ("Prefix", "PathPrefix") and (path == value or path.startswith(value.rstrip("/") + "/")):
+            return True
+    return False
+
+
+def test_the_public_edge_routes_the_api_and_nothing_else():
+    for track in ("stable", "canary"):
+        objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in render(f"k8s/overlays/{track}")}
+        (rule,) = objects["Ingress", f"inference-{track}"]["spec"]["rules"]
+        paths = [(entry["pathType"], entry["path"]) for entry in rule["http"]["paths"]]
+        assert [path for path in PUBLIC if not _exposes(paths, path)] == [], track
+        assert [path for path in INTERNAL if _exposes(paths, path)] == [], track
+    (route,) = render("k8s/gateway")
+    for rule in route["spec"]["rules"]:
+        matches = [(match["path"]["type"], match["path"]["value"]) for match in rule["matches"]]
+        assert [path for path in PUBLIC if not _exposes(matches, path)] == []
+        assert [path for path in INTERNAL if _exposes(matches, path)] == []
