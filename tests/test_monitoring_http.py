@@ -73,6 +73,10 @@ def test_request_metrics_add_up_across_workers(monitored):
     before_scores = metric_total(url, "inference_prediction_score_count", family="skills")
     before_errors = metric_total(url, "inference_errors_total", family="skills", code="unknown_skill")
     before_batches = metric_total(url, "inference_batch_size_count", family="skills")
+    count = "inference_request_duration_seconds_count"
+    before_single = metric_total(url, count, family="skills", endpoint="single", segment=SKILL)
+    before_batch = metric_total(url, count, family="skills", endpoint="batch", segment="creativity")
+    before_unknown = metric_total(url, "inference_requests_total", endpoint="single", segment="unknown")
     for item in items_for(generate_students(30, seed=701), SKILL):
         assert post(url, "/api/v1/skills/infer", item).status_code == 200
     batch = post(url, "/api/v1/skills/infer/batch", {"items": items_for(generate_students(20, seed=702), "creativity")})
@@ -88,6 +92,12 @@ def test_request_metrics_add_up_across_workers(monitored):
     assert metric_total(url, "inference_prediction_score_count", family="skills") - before_scores == 50
     assert metric_total(url, "inference_errors_total", family="skills", code="unknown_skill") - before_errors == 4
     assert metric_total(url, "inference_batch_size_count", family="skills") - before_batches >= 2
+    # Per endpoint and segment: what the latency objectives read (a batch of one skill is that skill's segment).
+    assert metric_total(url, count, family="skills", endpoint="single", segment=SKILL) - before_single == 30
+    assert metric_total(url, count, family="skills", endpoint="batch", segment="creativity") - before_batch == 1
+    # An unknown skill is counted under "unknown": a caller's text never becomes a label value.
+    assert metric_total(url, "inference_requests_total", endpoint="single", segment="unknown") - before_unknown == 4
+    assert 'segment="cooking"' not in httpx.get(url + "/metrics").text
     text = httpx.get(url + "/metrics").text
     assert re.search(r'inference_route_weight\{family="skills",model_version="v1\.0\.0",role="stable"\} 1\.0', text)
     assert "student-" not in text  # never a student id in a label

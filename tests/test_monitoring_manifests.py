@@ -62,8 +62,10 @@ def test_every_query_of_the_rules_and_the_dashboard_names_an_exported_metric_or_
     assert {
         "InferenceRatingCorrelationLow",
         "InferenceDriftHigh",
-        "InferenceLatencyP95High",
+        "InferenceLatencyAboveObjective",
+        "InferenceErrorBudgetBurn",
         "InferenceErrorRatioHigh",
+        "InferenceControlStoreUnreachable",
         "InferenceCacheHitRatioLow",
         "InferenceCanaryErrorsWorseThanStable",
     } <= alerts
@@ -98,6 +100,17 @@ def test_the_dashboard_json_is_current_and_well_formed():
         "correlation",
     ):
         assert topic in titles, topic
+
+
+def test_the_rules_are_generated_from_the_settings_and_objectives_and_current():
+    generated = subprocess.run(
+        [sys.executable, "-c", "import k8s.monitoring.rules as r; print(r.render(), end='')"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (MONITORING / "prometheusrule.yaml").read_text() == generated, "stale: run python k8s/monitoring/rules.py"
 
 
 def test_promtool_accepts_the_rules(tmp_path):

@@ -25,7 +25,7 @@ class CountingMetrics:
         if count:
             self.cache_calls.append((family, version, outcome, count))
 
-    def request(self, family, version, outcome, seconds):
+    def request(self, family, version, outcome, seconds, endpoint="single", segment=""):
         pass
 
     def error(self, family, code):

@@ -67,6 +67,11 @@ class Scorer(Protocol, Generic[Request, Answer]):
         `InferenceError` that refuses the whole request (a bad header)."""
         ...
 
+    def segment(self, request: Request) -> str:
+        """Which part of the family a prepared request goes to, for the request metrics (skills: the skill;
+        intent: the variant); from a small fixed set, never the caller's free text."""
+        ...
+
     def cache_key(self, request: Request) -> CacheKey:
         """The key of this request's answer: model, version and a hash of the normalised input."""
         ...

@@ -95,10 +95,10 @@ def oip_routes(serving: Callable[[], Serving]) -> list[Route]:
         return JSONResponse({"name": name, "version": version, "ready": True})
 
     async def infer(request: Request, service: Serving) -> Response:
-        with service.observer.request("skills") as observed:
+        with service.observer.request("skills", "oip") as observed:
             name, skill, version, family = _resolve(request, service)
             scorer = family.scorers[version]
-            observed.version = version
+            observed.version, observed.segment = version, skill
             header, binary = _split(await request.body(), request.headers.get(HEADER_LENGTH))
             values = _input_matrix(header, binary, len(scorer.models[skill].feature_names))
             scores = await _score(scorer, skill, values)

@@ -17,7 +17,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics(Protocol):
-    def request(self, family: str, version: str, outcome: str, seconds: float) -> None: ...
+    def request(
+        self, family: str, version: str, outcome: str, seconds: float, endpoint: str = "single", segment: str = ""
+    ) -> None: ...
 
     def error(self, family: str, code: str) -> None: ...
 
@@ -37,7 +39,9 @@ class Metrics(Protocol):
 
 
 class NoMetrics:
-    def request(self, family: str, version: str, outcome: str, seconds: float) -> None:
+    def request(
+        self, family: str, version: str, outcome: str, seconds: float, endpoint: str = "single", segment: str = ""
+    ) -> None:
         pass
 
     def error(self, family: str, code: str) -> None:
@@ -129,14 +133,15 @@ class PrometheusMetrics:
         self._requests = _metric(
             "Counter",
             "inference_requests",
-            "Scoring requests by outcome (ok, client_error, server_error).",
-            ["family", "model_version", "outcome"],
+            "Scoring requests by outcome (ok, client_error, server_error); endpoint: single, batch or oip; "
+            "segment: the skill (skills) or the variant (intent) the request went to, mixed for a batch of several.",
+            ["family", "endpoint", "segment", "model_version", "outcome"],
         )
         self._duration = _metric(
             "Histogram",
             "inference_request_duration_seconds",
-            "Time to answer a scoring request, in seconds.",
-            ["family", "model_version"],
+            "Time to answer a scoring request, in seconds, by endpoint and segment (as inference_requests).",
+            ["family", "endpoint", "segment", "model_version"],
             buckets=LATENCY_BUCKETS,
         )
         self._errors = _metric(
@@ -201,9 +206,11 @@ class PrometheusMetrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    def request(self, family: str, version: str, outcome: str, seconds: float) -> None:
-        self._child(self._requests, family, version, outcome).inc()
-        self._child(self._duration, family, version).observe(seconds)
+    def request(
+        self, family: str, version: str, outcome: str, seconds: float, endpoint: str = "single", segment: str = ""
+    ) -> None:
+        self._child(self._requests, family, endpoint, segment, version, outcome).inc()
+        self._child(self._duration, family, endpoint, segment, version).observe(seconds)
 
     def error(self, family: str, code: str) -> None:
         self._child(self._errors, family, code).inc()

@@ -38,6 +38,8 @@ class Observed:
 
     family: str
     version: str = "none"
+    endpoint: str = "single"  # single, batch or oip: the alerts hold each to its own latency target
+    segment: str = ""  # the skill (skills) or variant (intent) the request went to; "mixed" for several
 
 
 @dataclass
@@ -50,9 +52,9 @@ class Observer:
     cache_counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
     @contextmanager
-    def request(self, family: str) -> Iterator[Observed]:
+    def request(self, family: str, endpoint: str = "single") -> Iterator[Observed]:
         """Times the request and counts its outcome; an error is also counted by its code."""
-        observed = Observed(family)
+        observed = Observed(family, endpoint=endpoint)
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -69,7 +71,7 @@ class Observer:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.request(family, observed.version, outcome, elapsed)
+            self.metrics.request(family, observed.version, outcome, elapsed, observed.endpoint, observed.segment)
             if outcome == "ok":
                 window = self.latencies.get((family, observed.version))
                 if window is None:

@@ -103,7 +103,7 @@ class Serving:
         single: bool = False,
         limit: BatchLimit | None = None,
     ) -> Outcome:
-        with self.observer.request(family) as observed:
+        with self.observer.request(family, "single" if single else "batch") as observed:
             if limit is not None:
                 limit.check(len(requests))
             versioned = self.family(family)
@@ -115,8 +115,11 @@ class Serving:
             observed.version = versions[0] if len(versions) == 1 else "mixed"
             prepared: list[Any] = list(requests)
             answers: list[Any] = [None] * len(requests)
+            segments: set[str] = set()
             for version, (scorer, indices) in groups.items():
                 group = list(scorer.prepare([requests[i] for i in indices]))
+                segments.update(scorer.segment(request) for request in group)
+                observed.segment = next(iter(segments)) if len(segments) == 1 else "mixed"
                 found = await self._answer_version(family, version, scorer, group)
                 for index, request, answer in zip(indices, group, found, strict=True):
                     prepared[index], answers[index] = request, answer

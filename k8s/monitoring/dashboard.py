@@ -14,6 +14,12 @@ PANELS = [
         ["sum by (family, model_version) (rate(inference_requests_total[1m]))"],
     ),
     ("P95 latency by version", "timeseries", "s", ["inference:request_duration_seconds:p95_5m"]),
+    (
+        "P95 latency by endpoint, skill and intent variant",
+        "timeseries",
+        "s",
+        ["inference:request_duration_seconds_by_endpoint:p95_5m"],
+    ),
     ("Errors by code", "timeseries", "reqps", ["sum by (family, code) (rate(inference_errors_total[5m]))"]),
     ("Server error ratio by version", "timeseries", "percentunit", ["inference:error_ratio:rate5m"]),
     ("Cache hit ratio", "timeseries", "percentunit", ["inference:cache_hit_ratio:rate5m"]),

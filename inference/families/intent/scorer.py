@@ -198,6 +198,9 @@ class IntentScorer:
         variant = self.choose_variant(first.preference, first.user_id)
         return [replace(query, variant=variant) for query in requests]
 
+    def segment(self, request: IntentQuery) -> str:
+        return request.variant or CLASSIC
+
     def cache_key(self, request: IntentQuery) -> CacheKey:
         return CacheKey(FAMILY, VARIANT_MODELS[request.variant or CLASSIC], self.version, input_hash(request.text))
 

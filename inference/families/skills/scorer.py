@@ -66,6 +66,9 @@ class SkillsScorer:
     def prepare(self, requests: Sequence[SkillInferenceRequest]) -> Sequence[SkillInferenceRequest]:
         return requests
 
+    def segment(self, request: SkillInferenceRequest) -> str:
+        return request.skill if request.skill in self.models else "unknown"  # a label: never the caller's text
+
     def cache_key(self, request: SkillInferenceRequest) -> CacheKey:
         # Numbers are canonicalised (140 and 140.0 are the same feature value); anything else hashes as given and
         # is refused by feature preparation before an answer could be stored.

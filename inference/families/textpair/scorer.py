@@ -79,6 +79,9 @@ class TextPairScorer:
     def prepare(self, requests: Sequence[TextPairRequest]) -> Sequence[TextPairRequest]:
         return requests
 
+    def segment(self, request: TextPairRequest) -> str:
+        return ""
+
     def cache_key(self, request: TextPairRequest) -> CacheKey:
         return CacheKey(FAMILY, self.model.name, self.version, input_hash([request.text1, request.text2]))
 

@@ -1,0 +1,318 @@
+"""Every alert of k8s/monitoring/prometheusrule.yaml, unit-tested with `promtool test rules` on synthetic series:
+it fires when it should (with the labels an on-call needs) and stays silent when it should not. The thresholds
+are read from the objectives and settings the rules are generated from, not copied here."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inference.monitoring.objectives import AVAILABILITY, CACHE_HIT_RATIO, LATENCY
+from inference.settings import Settings
+from tests.utils.servers import PROJECT_ROOT
+
+RULES = PROJECT_ROOT / "k8s" / "monitoring" / "prometheusrule.yaml"
+LE = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf"]
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing in CI: .ci/run must install Debian's prometheus package")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return found
+
+
+def run_promtool(tmp_path: Path, tests: list[dict]) -> subprocess.CompletedProcess[str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": yaml.safe_load(RULES.read_text())["spec"]["groups"]}))
+    spec = tmp_path / "test.yaml"
+    spec.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "30s", "tests": tests}))
+    return subprocess.run([promtool(), "test", "rules", str(spec)], capture_output=True, text=True)
+
+
+def histogram(labels: str, seconds: float, per_minute: int = 600) -> list[dict]:
+    """Requests that all took `seconds`: cumulative bucket counters growing by `per_minute` a minute."""
+    series = []
+    for le in LE:
+        inside = le == "+Inf" or float(le) >= seconds
+        series.append(
+            {
+                "series": f'inference_request_duration_seconds_bucket{{{labels},le="{le}"}}',
+                "values": f"0+{per_minute if inside else 0}x60",
+            }
+        )
+    return series
+
+
+def requests(labels: str, ok_per_minute: int, errors_per_minute: int) -> list[dict]:
+    return [
+        {"series": f'inference_requests_total{{{labels},outcome="ok"}}', "values": f"0+{ok_per_minute}x480"},
+        {
+            "series": f'inference_requests_total{{{labels},outcome="server_error"}}',
+            "values": f"0+{errors_per_minute}x480",
+        },
+    ]
+
+
+def firing(alertname: str, at: str, *alerts: dict[str, str]) -> dict:
+    """At `at`, exactly these alerts of `alertname` are firing, each with exactly these labels (read from the
+    ALERTS series, so the annotations' rendered values need not be spelled out here)."""
+    samples = []
+    for labels in alerts:
+        every = {"alertname": alertname, "alertstate": "firing", **labels}
+        text = ",".join(f'{name}="{value}"' for name, value in sorted(every.items()) if value != "")
+        samples.append({"labels": f"ALERTS{{{text}}}", "value": 1})
+    return {"expr": f'ALERTS{{alertname="{alertname}",alertstate="firing"}}', "eval_time": at, "exp_samples": samples}
+
+
+def fires(alertname: str, at: str, labels: dict[str, str]) -> dict:
+    return firing(alertname, at, labels)
+
+
+def silent(alertname: str, at: str) -> dict:
+    return firing(alertname, at)
+
+
+def check(tmp_path: Path, tests: list[dict]) -> None:
+    result = run_promtool(tmp_path, tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_each_latency_objective_fires_over_its_own_target_and_not_over_another(tmp_path):
+    """Single and batch requests no longer share one histogram: a 50 ms batch does not fire the 5 ms alert."""
+    tests = []
+    for objective in LATENCY:
+        target = objective.p95_ms / 1000
+        segment = objective.segment or ("communication" if objective.family == "skills" else "")
+        labels = f'family="{objective.family}",endpoint="{objective.endpoint}",segment="{segment}",model_version="v1"'
+        expected = {
+            "severity": "warning",
+            "objective": objective.name,
+            "family": objective.family,
+            "endpoint": objective.endpoint,
+            "segment": segment,
+        }
+        slow = next(float(le) for le in LE[:-1] if float(le) > target)  # the next bucket above the target
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": histogram(labels, slow),
+                "promql_expr_test": [fires("InferenceLatencyAboveObjective", "20m", expected)],
+            }
+        )
+        fast = max(float(le) for le in LE[:-1] if float(le) <= target / 2)
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": histogram(labels, fast),
+                "promql_expr_test": [silent("InferenceLatencyAboveObjective", "20m")],
+            }
+        )
+    # A batch at 50 ms fires the batch objective (20 ms) and nothing else: each objective reads its own endpoint.
+    batch = 'family="skills",endpoint="batch",segment="mixed",model_version="v1"'
+    tests.append(
+        {
+            "interval": "1m",
+            "input_series": histogram(batch, 0.05),
+            "promql_expr_test": [
+                fires(
+                    "InferenceLatencyAboveObjective",
+                    "20m",
+                    {
+                        "severity": "warning",
+                        "objective": "skills/batch",
+                        "family": "skills",
+                        "endpoint": "batch",
+                        "segment": "mixed",
+                    },
+                )
+            ],
+        }
+    )
+    check(tmp_path, tests)
+
+
+def test_the_error_budget_burn_alerts_fire_on_a_fast_burn_and_not_within_the_budget(tmp_path):
+    budget = 1 - AVAILABILITY
+    labels = 'family="skills",endpoint="single",segment="communication",model_version="v1"'
+    burning = round(20 * budget * 1000)  # 20x the budget: past both burn rates (14.4x, 6x)
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": requests(labels, 1000 - burning, burning),
+            "promql_expr_test": [
+                firing(
+                    "InferenceErrorBudgetBurn",
+                    "2h",
+                    {"severity": "critical", "window": "1h"},
+                    {"severity": "warning", "window": "6h"},
+                ),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": requests(labels, 1000, round(0.5 * budget * 1000)),  # half the budget's rate
+            "promql_expr_test": [silent("InferenceErrorBudgetBurn", "7h")],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_the_cache_hit_ratio_alert_holds_each_family_to_its_own_requirement(tmp_path):
+    tests = []
+    for family, ratio in CACHE_HIT_RATIO.items():
+        below, above = ratio - 0.1, min(ratio + 0.1, 0.99)
+        for share, alerting in ((below, True), (above, False)):
+            hits = round(share * 100)
+            series = [
+                {
+                    "series": f'inference_cache_requests_total{{family="{family}",model_version="v1",outcome="hit"}}',
+                    "values": f"0+{hits}x90",
+                },
+                {
+                    "series": f'inference_cache_requests_total{{family="{family}",model_version="v1",outcome="miss"}}',
+                    "values": f"0+{100 - hits}x90",
+                },
+            ]
+            expected = {"severity": "info", "objective": f"cache/{family}", "family": family}
+            rule = fires("InferenceCacheHitRatioLow", "45m", expected) if alerting else None
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": series,
+                    "promql_expr_test": [rule or silent("InferenceCacheHitRatioLow", "45m")],
+                }
+            )
+    # 70% is fine for intent (>= 60%) and an alert for skills (> 80%).
+    check(tmp_path, tests)
+
+
+def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
+    settings = Settings()
+    low, high = settings.correlation_alert_below - 0.1, settings.correlation_alert_below + 0.1
+    drifted, steady = settings.drift_psi_alert + 0.1, settings.drift_psi_alert / 2
+    model = 'model="skill-creativity",model_version="v1"'
+    pairs = settings.correlation_min_pairs
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"inference_rating_correlation{{{model}}}", "values": f"{low}x90"},
+                {"series": f"inference_rating_pairs{{{model}}}", "values": f"{pairs}x90"},
+                {"series": f'inference_drift_psi{{{model},feature="novel_idea_count"}}', "values": f"{drifted}x60"},
+                {"series": "inference_control_store_up", "values": "0x20"},
+            ],
+            "promql_expr_test": [
+                fires(
+                    "InferenceRatingCorrelationLow",
+                    "70m",
+                    {"severity": "critical", "model": "skill-creativity", "model_version": "v1"},
+                ),
+                fires(
+                    "InferenceDriftHigh",
+                    "40m",
+                    {
+                        "severity": "warning",
+                        "model": "skill-creativity",
+                        "model_version": "v1",
+                        "feature": "novel_idea_count",
+                    },
+                ),
+                fires("InferenceControlStoreUnreachable", "10m", {"severity": "warning"}),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"inference_rating_correlation{{{model}}}", "values": f"{high}x90"},
+                {"series": f"inference_rating_pairs{{{model}}}", "values": f"{pairs}x90"},
+                # A low r on too few pairs is not evidence.
+                {"series": 'inference_rating_correlation{model="skill-x",model_version="v1"}', "values": f"{low}x90"},
+                {"series": 'inference_rating_pairs{model="skill-x",model_version="v1"}', "values": f"{pairs - 1}x90"},
+                {"series": f'inference_drift_psi{{{model},feature="novel_idea_count"}}', "values": f"{steady}x60"},
+                {"series": "inference_control_store_up", "values": "1x20"},
+            ],
+            "promql_expr_test": [
+                silent("InferenceRatingCorrelationLow", "70m"),
+                silent("InferenceDriftHigh", "40m"),
+                silent("InferenceControlStoreUnreachable", "10m"),
+            ],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_the_error_ratio_and_canary_alerts(tmp_path):
+    stable = 'family="skills",endpoint="single",segment="communication",model_version="v1"'
+    canary = 'family="skills",endpoint="single",segment="communication",model_version="v2"'
+    weights = [
+        {"series": 'inference_route_weight{family="skills",model_version="v1",role="stable"}', "values": "0.9x40"},
+        {"series": 'inference_route_weight{family="skills",model_version="v2",role="canary"}', "values": "0.1x40"},
+    ]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                *requests(stable, 1000, 0),
+                *requests(canary, 80, 20),  # 20% server errors on the canary: 1.8% of the endpoint
+                *weights,
+                *histogram(stable, 0.0025),
+                *histogram(canary, 0.01),  # 4x stable's P95
+            ],
+            "promql_expr_test": [
+                fires(
+                    "InferenceErrorRatioHigh",
+                    "20m",
+                    {
+                        "severity": "critical",
+                        "family": "skills",
+                        "endpoint": "single",
+                        "segment": "communication",
+                    },
+                ),
+                fires(
+                    "InferenceCanaryErrorsWorseThanStable",
+                    "20m",
+                    {"severity": "critical", "family": "skills", "model_version": "v2"},
+                ),
+                fires(
+                    "InferenceCanarySlowerThanStable",
+                    "25m",
+                    {"severity": "warning", "family": "skills", "model_version": "v2"},
+                ),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                *requests(stable, 1000, 0),
+                *requests(canary, 100, 0),
+                *weights,
+                *histogram(stable, 0.0025),
+                *histogram(canary, 0.0025),
+            ],
+            "promql_expr_test": [
+                silent("InferenceErrorRatioHigh", "20m"),
+                silent("InferenceCanaryErrorsWorseThanStable", "20m"),
+                silent("InferenceCanarySlowerThanStable", "25m"),
+            ],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_every_alert_of_the_rules_is_tested_here():
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(RULES.read_text())["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    source = Path(__file__).read_text()
+    assert alerts and all(f'"{alert}"' in source for alert in alerts), alerts
