@@ -31,3 +31,11 @@ LATENCY = [
 ]
 AVAILABILITY = 0.999  # of scoring requests answered without a server error, over 30 days
 CACHE_HIT_RATIO = {"skills": 0.80, "intent": 0.60}  # the caching requirement: skills > 80%, intent >= 60%
+
+
+def latency_ms(family: str, endpoint: str, segment: str | None = None) -> float:
+    """The P95 objective of an endpoint, in milliseconds."""
+    for objective in LATENCY:
+        if (objective.family, objective.endpoint, objective.segment) == (family, endpoint, segment):
+            return objective.p95_ms
+    raise KeyError(f"no latency objective for {family} {endpoint} {segment or ''}".rstrip())
