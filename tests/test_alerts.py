@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inference.monitoring.objectives import AVAILABILITY, CACHE_HIT_RATIO, LATENCY
+from inference.monitoring.objectives import (
+    AVAILABILITY,
+    BATCH_LATE_AFTER_H,
+    BATCH_SLOWER_THAN_USUAL,
+    CACHE_HIT_RATIO,
+    LATENCY,
+)
 from inference.settings import Settings
 from tests.utils.servers import PROJECT_ROOT
 
@@ -242,6 +248,49 @@ def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
                 silent("InferenceRatingCorrelationLow", "70m"),
                 silent("InferenceDriftHigh", "40m"),
                 silent("InferenceControlStoreUnreachable", "10m"),
+            ],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_the_nightly_batch_alerts_fire_when_it_failed_is_late_or_slow(tmp_path):
+    # promtool's clock starts at 0 (1970): a success at t=0 is "late" once evaluated past the limit.
+    late_after_s = BATCH_LATE_AFTER_H * 3600
+    usual = 600
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'inference_batch_last_run_failed{mode="incremental"}', "values": "1x60"},
+                {"series": 'inference_batch_last_success_timestamp_seconds{mode="incremental"}', "values": "0x1800"},
+                {"series": 'inference_batch_last_duration_seconds{mode="incremental"}', "values": f"{usual * 2}x60"},
+                {"series": 'inference_batch_usual_duration_seconds{mode="incremental"}', "values": f"{usual}x60"},
+            ],
+            "promql_expr_test": [
+                fires("InferenceNightlyBatchFailed", "20m", {"severity": "critical", "mode": "incremental"}),
+                fires("InferenceNightlyBatchSlow", "20m", {"severity": "warning", "mode": "incremental"}),
+                silent("InferenceNightlyBatchLate", f"{int(late_after_s // 3600) - 1}h"),
+                fires(
+                    "InferenceNightlyBatchLate",
+                    f"{int(late_after_s // 3600) + 1}h",
+                    {"severity": "warning", "mode": "incremental"},
+                ),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'inference_batch_last_run_failed{mode="incremental"}', "values": "0x60"},
+                {
+                    "series": 'inference_batch_last_duration_seconds{mode="incremental"}',
+                    "values": f"{usual * BATCH_SLOWER_THAN_USUAL - 1:g}x60",
+                },
+                {"series": 'inference_batch_usual_duration_seconds{mode="incremental"}', "values": f"{usual}x60"},
+            ],
+            "promql_expr_test": [
+                silent("InferenceNightlyBatchFailed", "20m"),
+                silent("InferenceNightlyBatchSlow", "20m"),
             ],
         },
     ]

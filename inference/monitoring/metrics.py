@@ -94,6 +94,16 @@ GAUGES = {
         "Share of traffic routed to a model version; role is stable or canary.",
         ["family", "model_version", "role"],
     ),
+    "inference_batch_last_success_timestamp_seconds": (
+        "When the batch scorer's latest successful run of a mode finished (Unix time; from scoring_runs).",
+        ["mode"],
+    ),
+    "inference_batch_last_run_failed": ("1 when the batch scorer's latest finished run of a mode failed.", ["mode"]),
+    "inference_batch_last_duration_seconds": ("How long its latest successful run of a mode took.", ["mode"]),
+    "inference_batch_usual_duration_seconds": (
+        "The median duration of the 7 successful runs of a mode before the latest (from 3 runs on).",
+        ["mode"],
+    ),
     "inference_control_revision": ("Revision of the control state (routes) this replica applied last.", []),
     "inference_control_store_up": (
         "1 when the control store answered this replica's last look, 0 when it did not (the replica keeps the "

@@ -31,6 +31,10 @@ LATENCY = [
 ]
 AVAILABILITY = 0.999  # of scoring requests answered without a server error, over 30 days
 CACHE_HIT_RATIO = {"skills": 0.80, "intent": 0.60}  # the caching requirement: skills > 80%, intent >= 60%
+# The nightly batch scorer (k8s/batch/nightly.yaml, 02:00 every day): late when no incremental run has succeeded for
+# a day and two hours; slow when its latest success took this many times its usual duration.
+BATCH_LATE_AFTER_H = 26.0
+BATCH_SLOWER_THAN_USUAL = 1.5
 
 
 def latency_ms(family: str, endpoint: str, segment: str | None = None) -> float:

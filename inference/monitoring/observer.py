@@ -22,6 +22,7 @@ import numpy as np
 
 from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, StorageUnavailable, UnknownSkill
 from inference.logs import LOGGER_NAME
+from inference.monitoring.batch_runs import BatchHealth, batch_health
 from inference.monitoring.drift import DriftMonitor, DriftReport
 from inference.monitoring.ground_truth import Correlation, PredictionLog, correlations, store_ratings
 from inference.monitoring.metrics import Metrics, NoMetrics
@@ -163,6 +164,24 @@ class Monitoring:
                 self.observer.metrics.gauge("inference_rating_correlation", entry.pearson_r, **labels)
         return found
 
+    def batch_runs(self) -> list[BatchHealth]:
+        """The nightly batch scorer's last runs, as gauges for its alerts."""
+        found = batch_health(self.engine)
+        metrics = self.observer.metrics
+        for health in found:
+            if health.last_success_at is not None:
+                metrics.gauge(
+                    "inference_batch_last_success_timestamp_seconds",
+                    health.last_success_at.timestamp(),
+                    mode=health.mode,
+                )
+            metrics.gauge("inference_batch_last_run_failed", float(health.last_run_failed), mode=health.mode)
+            if health.last_duration_s is not None:
+                metrics.gauge("inference_batch_last_duration_seconds", health.last_duration_s, mode=health.mode)
+            if health.usual_duration_s is not None:
+                metrics.gauge("inference_batch_usual_duration_seconds", health.usual_duration_s, mode=health.mode)
+        return found
+
     async def run(self) -> None:
         """Runs for the worker's life; a failing step is logged and tried again next time."""
         since_statistics = 0.0
@@ -187,6 +206,8 @@ class Monitoring:
             self.drift_reports()  # on the event loop, which also appends to the windows: never mid-append
         with _tried_again_next_time("correlations"):
             await asyncio.to_thread(self.correlations)
+        with _tried_again_next_time("batch runs"):
+            await asyncio.to_thread(self.batch_runs)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.observer.predictions.flush)

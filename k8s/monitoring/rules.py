@@ -14,7 +14,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from inference.monitoring.objectives import AVAILABILITY, CACHE_HIT_RATIO, LATENCY
+from inference.monitoring.objectives import (
+    AVAILABILITY,
+    BATCH_LATE_AFTER_H,
+    BATCH_SLOWER_THAN_USUAL,
+    CACHE_HIT_RATIO,
+    LATENCY,
+)
 from inference.settings import Settings
 
 OUT = Path(__file__).with_name("prometheusrule.yaml")
@@ -187,6 +193,48 @@ def model_alerts(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def batch_alerts() -> list[dict[str, Any]]:
+    """The nightly batch scorer, from the gauges the service exports for it (inference/monitoring/batch_runs.py)."""
+    return [
+        {
+            "alert": "InferenceNightlyBatchFailed",
+            "expr": "inference_batch_last_run_failed == 1",
+            "for": "5m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "The latest {{ $labels.mode }} batch scoring run failed",
+                "description": "See `python -m inference.batch runs` and the job's log; a rerun resumes where it "
+                "stopped (docs/batch.md).",
+            },
+        },
+        {
+            "alert": "InferenceNightlyBatchLate",
+            "expr": f'time() - inference_batch_last_success_timestamp_seconds{{mode="incremental"}} '
+            f"> {BATCH_LATE_AFTER_H * 3600:g}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"No nightly batch run has succeeded for over {BATCH_LATE_AFTER_H:g} hours",
+                "description": "The last success was {{ $value | humanizeDuration }} ago; check the CronJob "
+                "skill-scoring-nightly and its pods.",
+            },
+        },
+        {
+            "alert": "InferenceNightlyBatchSlow",
+            "expr": f"inference_batch_last_duration_seconds > {BATCH_SLOWER_THAN_USUAL:g} "
+            "* inference_batch_usual_duration_seconds",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"The latest {{{{ $labels.mode }}}} batch run took over {BATCH_SLOWER_THAN_USUAL:g}x its "
+                "usual time",
+                "description": "It took {{ $value | humanizeDuration }}; compare students/s in "
+                "`python -m inference.batch runs` (docs/batch.md).",
+            },
+        },
+    ]
+
+
 def canary_alerts() -> list[dict[str, Any]]:
     canary = 'and on (family, model_version) (inference_route_weight{role="canary"} > 0)'
     stable = 'and on (family, model_version) (inference_route_weight{role="stable"} > 0)'
@@ -228,6 +276,7 @@ def rule_groups(settings: Settings | None = None) -> list[dict[str, Any]]:
                 *latency_alerts(),
                 *availability_alerts(),
                 *cache_alerts(),
+                *batch_alerts(),
                 *canary_alerts(),
             ],
         },
