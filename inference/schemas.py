@@ -302,6 +302,9 @@ class SkillCorrelation(BaseModel):
     pairs: int
     pearson_r: float | None = Field(description="Null with too few pairs or no variance.")
     alert: bool
+    source: str = Field(
+        "served", description="served: the scores the API gave; nightly: the batch scorer's skill_assessments."
+    )
 
 
 class CorrelationResponse(BaseModel):

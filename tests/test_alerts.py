@@ -203,7 +203,7 @@ def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
     settings = Settings()
     low, high = settings.correlation_alert_below - 0.1, settings.correlation_alert_below + 0.1
     drifted, steady = settings.drift_psi_alert + 0.1, settings.drift_psi_alert / 2
-    model = 'model="skill-creativity",model_version="v1"'
+    model = 'model="skill-creativity",model_version="v1",source="served"'
     pairs = settings.correlation_min_pairs
     tests = [
         {
@@ -218,7 +218,7 @@ def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
                 fires(
                     "InferenceRatingCorrelationLow",
                     "70m",
-                    {"severity": "critical", "model": "skill-creativity", "model_version": "v1"},
+                    {"severity": "critical", "model": "skill-creativity", "model_version": "v1", "source": "served"},
                 ),
                 fires(
                     "InferenceDriftHigh",
@@ -239,8 +239,19 @@ def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
                 {"series": f"inference_rating_correlation{{{model}}}", "values": f"{high}x90"},
                 {"series": f"inference_rating_pairs{{{model}}}", "values": f"{pairs}x90"},
                 # A low r on too few pairs is not evidence.
-                {"series": 'inference_rating_correlation{model="skill-x",model_version="v1"}', "values": f"{low}x90"},
-                {"series": 'inference_rating_pairs{model="skill-x",model_version="v1"}', "values": f"{pairs - 1}x90"},
+                {
+                    "series": 'inference_rating_correlation{model="skill-x",model_version="v1",source="nightly"}',
+                    "values": f"{low}x90",
+                },
+                {
+                    "series": 'inference_rating_pairs{model="skill-x",model_version="v1",source="nightly"}',
+                    "values": f"{pairs - 1}x90",
+                },
+                # ...nor beside another source's many pairs: each source is judged on its own pairs.
+                {
+                    "series": 'inference_rating_pairs{model="skill-x",model_version="v1",source="served"}',
+                    "values": "500x90",
+                },
                 {"series": f'inference_drift_psi{{{model},feature="novel_idea_count"}}', "values": f"{steady}x60"},
                 {"series": "inference_control_store_up", "values": "1x20"},
             ],

@@ -203,3 +203,49 @@ def test_a_rating_names_a_skill_the_server_serves_or_any_when_it_serves_none():
     with pytest.raises(UnknownSkill, match="expected one of leadership, digital_literacy"):
         check_ratings(rated(datetime.now(UTC).isoformat()), ["leadership", "digital_literacy"])
     assert check_ratings(rated(datetime.now(UTC).isoformat()), None)  # no skills family here: nothing to check
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_nightly_assessments_are_correlated_with_the_ratings_too(database, tmp_path, request):
+    """The batch scorer's scores (skill_assessments) get a correlation of their own, per version, beside the served
+    ones: its latest assessment of each rated student in the window."""
+    from sqlalchemy import insert
+
+    from inference.storage import skill_assessments, teacher_ratings
+
+    url = f"sqlite:///{tmp_path / 'nightly.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = engine_for(url)
+    rng = np.random.default_rng(8)
+    now = datetime.now(UTC)
+    run = uuid.uuid4().hex[:8]
+    students = [f"nightly-{run}-{index}" for index in range(60)]
+    ratings = rng.uniform(1, 5, len(students))
+    rows, rating_rows = [], []
+    for student, rating in zip(students, ratings, strict=True):
+        rating_rows.append({"student_id": student, "skill": SKILL, "rating": float(rating), "rated_at": now})
+        for version, score in (("v7.0.0", rating / 5 + rng.normal(0, 0.05)), ("v7.1.0", rng.uniform())):
+            # An older assessment of the same student: only the latest counts.
+            for days_ago, value in ((3, float(rng.uniform())), (1, float(score))):
+                rows.append(
+                    {
+                        "student_id": student,
+                        "skill": SKILL,
+                        "features_hash": hash((version, days_ago)) & 0x7FFFFFFF,
+                        "score": value,
+                        "confidence": abs(2 * value - 1),
+                        "model_version": version,
+                        "features_updated_at": now - timedelta(days=days_ago),
+                        "scored_at": now - timedelta(days=days_ago),
+                        "run_id": 1,
+                    }
+                )
+    with engine.begin() as connection:
+        connection.execute(insert(teacher_ratings), [{**row, "received_at": now} for row in rating_rows])
+        connection.execute(insert(skill_assessments), rows)
+    found = {
+        entry.model_version: entry
+        for entry in correlations(engine, window_days=30, threshold=0.5, min_pairs=20)
+        if entry.source == "nightly" and entry.model_version.startswith("v7.")
+    }
+    assert found["v7.0.0"].pairs == 60 and found["v7.0.0"].pearson_r > 0.9 and not found["v7.0.0"].alert
+    assert found["v7.1.0"].pairs == 60 and found["v7.1.0"].pearson_r < 0.5 and found["v7.1.0"].alert

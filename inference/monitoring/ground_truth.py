@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import Engine, func, insert, select
 
 from inference.logs import LOGGER_NAME, EveryInterval
-from inference.storage import predictions, teacher_ratings
+from inference.storage import predictions, skill_assessments, teacher_ratings
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -25,6 +25,7 @@ class Correlation:
     pairs: int
     pearson_r: float | None  # None below `min_pairs`, or when either side has no variance
     alert: bool
+    source: str = "served"  # served: the scores the API gave; nightly: the batch scorer's skill_assessments
 
 
 def store_ratings(engine: Engine, rows: Sequence[dict[str, object]]) -> int:
@@ -38,8 +39,9 @@ def store_ratings(engine: Engine, rows: Sequence[dict[str, object]]) -> int:
 def correlations(
     engine: Engine, *, window_days: float, threshold: float, min_pairs: int, now: datetime | None = None
 ) -> list[Correlation]:
-    """Per skill and model version: the latest score each student got from that version in the window against
-    the student's latest teacher rating in the window (the one rated last, whenever it was received)."""
+    """Per skill and model version, for the scores the API served and for the nightly batch's assessments: the
+    latest score each student got from that version in the window against the student's latest teacher rating in
+    the window (the one rated last, whenever it was received)."""
     since = (now or datetime.now(UTC)) - timedelta(days=window_days)
     # Ratings may arrive in any order (a school sends last term's after this week's): the latest is by rated_at.
     ranked_ratings = (
@@ -77,19 +79,56 @@ def correlations(
         .where(predictions.c.predicted_at >= since)
         .group_by(predictions.c.student_id, predictions.c.skill, predictions.c.model_version)
     )
-    query = (
+    served = (
         select(predictions.c.skill, predictions.c.model_version, predictions.c.score, latest_rating.c.rating)
         .select_from(rated)
         .where(predictions.c.id.in_(latest_prediction))
     )
-    grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    # The nightly scores: each rated student's latest assessment per skill and version in the window.
+    ranked_assessments = (
+        select(
+            skill_assessments.c.skill,
+            skill_assessments.c.model_version,
+            skill_assessments.c.score,
+            latest_rating.c.rating,
+            func.row_number()
+            .over(
+                partition_by=(
+                    skill_assessments.c.student_id,
+                    skill_assessments.c.skill,
+                    skill_assessments.c.model_version,
+                ),
+                order_by=skill_assessments.c.scored_at.desc(),
+            )
+            .label("newest_first"),
+        )
+        .select_from(
+            skill_assessments.join(
+                latest_rating,
+                (skill_assessments.c.student_id == latest_rating.c.student_id)
+                & (skill_assessments.c.skill == latest_rating.c.skill),
+            )
+        )
+        .where(skill_assessments.c.scored_at >= since)
+        .subquery()
+    )
+    nightly = select(
+        ranked_assessments.c.skill,
+        ranked_assessments.c.model_version,
+        ranked_assessments.c.score,
+        ranked_assessments.c.rating,
+    ).where(ranked_assessments.c.newest_first == 1)
+    grouped: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     with engine.connect() as connection:
-        for skill, version, score, rating in connection.execute(query):
-            grouped.setdefault((skill, version), []).append((score, rating))
+        for source, query in (("served", served), ("nightly", nightly)):
+            for skill, version, score, rating in connection.execute(query):
+                grouped.setdefault((source, skill, version), []).append((score, rating))
     results = []
-    for (skill, version), pairs in sorted(grouped.items()):
+    for (source, skill, version), pairs in sorted(
+        grouped.items(), key=lambda item: (item[0][1], item[0][2], item[0][0] != "served")
+    ):
         r = pearson(np.array(pairs)) if len(pairs) >= min_pairs else None
-        results.append(Correlation(skill, version, len(pairs), r, alert=r is not None and r < threshold))
+        results.append(Correlation(skill, version, len(pairs), r, alert=r is not None and r < threshold, source=source))
     return results
 
 

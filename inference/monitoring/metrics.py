@@ -83,12 +83,13 @@ GAUGES = {
         ["family", "model", "model_version"],
     ),
     "inference_rating_correlation": (
-        "Pearson r between predicted scores and teacher ratings over the correlation window.",
-        ["model", "model_version"],
+        "Pearson r between predicted scores and teacher ratings over the correlation window; source: served (the "
+        "API's scores) or nightly (the batch scorer's assessments).",
+        ["model", "model_version", "source"],
     ),
     "inference_rating_pairs": (
         "Prediction and teacher-rating pairs behind inference_rating_correlation.",
-        ["model", "model_version"],
+        ["model", "model_version", "source"],
     ),
     "inference_route_weight": (
         "Share of traffic routed to a model version; role is stable or canary.",

@@ -158,7 +158,7 @@ class Monitoring:
             min_pairs=self.correlation_min_pairs,
         )
         for entry in found:
-            labels = {"model": f"skill-{entry.skill}", "model_version": entry.model_version}
+            labels = {"model": f"skill-{entry.skill}", "model_version": entry.model_version, "source": entry.source}
             self.observer.metrics.gauge("inference_rating_pairs", entry.pairs, **labels)
             if entry.pearson_r is not None:
                 self.observer.metrics.gauge("inference_rating_correlation", entry.pearson_r, **labels)

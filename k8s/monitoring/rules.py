@@ -143,13 +143,13 @@ def model_alerts(settings: Settings) -> list[dict[str, Any]]:
     return [
         {
             "alert": "InferenceRatingCorrelationLow",
-            "expr": f"inference_rating_correlation < {settings.correlation_alert_below:g} and on (model, model_version) "
-            f"inference_rating_pairs >= {settings.correlation_min_pairs}",
+            "expr": f"inference_rating_correlation < {settings.correlation_alert_below:g} "
+            f"and on (model, model_version, source) inference_rating_pairs >= {settings.correlation_min_pairs}",
             "for": "1h",
             "labels": {"severity": "critical"},
             "annotations": {
-                "summary": "Scores of {{ $labels.model }} {{ $labels.model_version }} correlate poorly with teacher "
-                "ratings",
+                "summary": "Scores of {{ $labels.model }} {{ $labels.model_version }} ({{ $labels.source }}) correlate "
+                "poorly with teacher ratings",
                 "description": 'Pearson r is {{ $value | printf "%.2f" }} (alert below '
                 f"{settings.correlation_alert_below:.2f}). Compare versions with GET /api/v1/monitoring/correlation; "
                 "roll back with POST /admin/routes/skills/rollback.",
