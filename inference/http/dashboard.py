@@ -49,20 +49,25 @@ def render_dashboard(
     worker: str,
     shadow: Sequence[Agreement] | None = None,
 ) -> str:
-    r_by_model = {(f"skill-{c.skill}", c.model_version): c for c in correlations}
+    r_by_model: dict[tuple[str, str], list[Correlation]] = {}
+    for entry in correlations:  # served first, then nightly (the batch scorer's assessments)
+        r_by_model.setdefault((f"skill-{entry.skill}", entry.model_version), []).append(entry)
     sections = []
     for report in drift:
         key = (report.model, report.version)
         chart = score_chart(f"{report.model} {report.version}", *histograms[key]) if key in histograms else ""
-        correlation = r_by_model.get(key)
         r_text = (
-            "no ratings yet"
-            if correlation is None
-            else (
-                f"r = {correlation.pearson_r} over {correlation.pairs} pairs"
-                if correlation.pearson_r is not None
-                else f"{correlation.pairs} pairs (too few)"
+            "; ".join(
+                f"{entry.source}: "
+                + (
+                    f"r = {entry.pearson_r} over {entry.pairs} pairs"
+                    if entry.pearson_r is not None
+                    else f"{entry.pairs} pairs (too few)"
+                )
+                for entry in r_by_model[key]
             )
+            if key in r_by_model
+            else "no ratings yet"
         )
         worst = report.worst_psi()
         psi_text = (
