@@ -3,6 +3,7 @@ every route takes its family's generic path (`inference.serving.pipeline.Serving
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -14,15 +15,17 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from inference.errors import InferenceError, Unauthorized, WriterDisabled
+from inference.errors import InferenceError, StorageUnavailable, Unauthorized, WriterDisabled
 from inference.http import paths
 from inference.http.middleware import RequestLimits, UniformErrors
 from inference.http.reads import read_routes
 from inference.http.tokens import named_tokens, token_name
 from inference.monitoring.metrics import count_limit_rejection
 from inference.schemas import (
+    FeedbackResponse,
     IntentBatchRequest,
     IntentBatchResponse,
+    IntentFeedbackRequest,
     IntentRequest,
     IntentResult,
     RatingsRequest,
@@ -31,6 +34,7 @@ from inference.schemas import (
     SkillBatchResponse,
     SkillInferenceRequest,
     SkillInferenceResult,
+    TextPairFeedbackRequest,
     TextPairRequest,
     TextPairResult,
 )
@@ -253,6 +257,54 @@ class Inference:
             return RatingsResponse(stored=await store_ratings_async(self.app.monitoring.engine, rows))
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
+
+    @bentoml.api(route=paths.INTENT_FEEDBACK_ROUTE)
+    async def post_intent_feedback(self, request: IntentFeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
+        """Labelled queries (their true intent): answered by every loaded version and variant on arrival, stored as
+        right or wrong, for live accuracy and the ensemble's go/no-go (GET /api/v1/monitoring/accuracy). Needs a
+        ratings writer's bearer token."""
+        from inference.monitoring.feedback import intent_feedback_rows
+
+        return await self._feedback(
+            ctx,
+            "intent",
+            len(request.items),
+            lambda scorers, chars: intent_feedback_rows(request, scorers, max_text_chars=chars),
+        )  # type: ignore[return-value]
+
+    @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
+    async def post_textpair_feedback(
+        self, request: TextPairFeedbackRequest, /, ctx: bentoml.Context
+    ) -> FeedbackResponse:
+        """Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings writer's
+        bearer token."""
+        from inference.monitoring.feedback import textpair_feedback_rows
+
+        return await self._feedback(
+            ctx,
+            "textpair",
+            len(request.items),
+            lambda scorers, chars: textpair_feedback_rows(request, scorers, max_text_chars=chars),
+        )  # type: ignore[return-value]
+
+    async def _feedback(self, ctx: bentoml.Context, family: str, items: int, rows_of: Any) -> Any:
+        from inference.monitoring.feedback import store_feedback
+
+        try:
+            _check_writer(RATINGS_TOKENS, _header(ctx, "authorization"))
+            versioned = self.app.serving.family(family)
+            scorers = dict(versioned.scorers)
+            rows = await asyncio.to_thread(rows_of, scorers, self.app.settings.max_text_chars)
+            try:
+                await asyncio.to_thread(store_feedback, self.app.monitoring.engine, rows)
+            except Exception as err:  # the database is away: nothing was stored, the caller retries
+                raise StorageUnavailable(
+                    f"the feedback was not stored (database unavailable: {type(err).__name__}); retry"
+                ) from err
+        except InferenceError as err:
+            return error_response(err, ctx)
+        answered = sorted({f"{row['model_version']}/{row['variant']}".rstrip("/") for row in rows})
+        return FeedbackResponse(stored=items, scored_by=answered)
 
     @bentoml.on_shutdown
     async def close(self) -> None:

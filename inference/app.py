@@ -111,6 +111,8 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
         correlation_alert_below=settings.correlation_alert_below,
         correlation_window_days=settings.correlation_window_days,
         correlation_min_pairs=settings.correlation_min_pairs,
+        feedback_window_days=settings.feedback_window_days,
+        feedback_min_items=settings.feedback_min_items,
     )
     manager = ModelManager(
         families,

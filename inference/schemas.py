@@ -281,6 +281,60 @@ class RatingsResponse(BaseModel):
     stored: int
 
 
+class LabelledQuery(BaseModel):
+    text: str = Field(description="A query the service may have classified.", json_schema_extra=TEXT_SCHEMA)
+    intent: str = Field(description="Its true intent: one of the intents the served models answer.")
+
+
+class LabelledPair(BaseModel):
+    text1: str = Field(json_schema_extra=TEXT_SCHEMA)
+    text2: str = Field(json_schema_extra=TEXT_SCHEMA)
+    same: bool = Field(description="Whether the two texts truly mean the same.")
+
+
+class IntentFeedbackRequest(BaseModel):
+    items: list[LabelledQuery] = Field(
+        description=f"1 to {MAX_RATINGS} labelled queries.", json_schema_extra={"minItems": 1, "maxItems": MAX_RATINGS}
+    )
+
+
+class TextPairFeedbackRequest(BaseModel):
+    items: list[LabelledPair] = Field(
+        description=f"1 to {MAX_RATINGS} labelled pairs.", json_schema_extra={"minItems": 1, "maxItems": MAX_RATINGS}
+    )
+
+
+class FeedbackResponse(BaseModel):
+    stored: int = Field(description="Labelled items stored.")
+    scored_by: list[str] = Field(
+        description="The versions (and intent variants) that answered them, as version/variant."
+    )
+
+
+class VariantAccuracy(BaseModel):
+    family: str
+    model_version: str
+    variant: str = Field(description="classic or ensemble (intent); empty for the text pair.")
+    items: int = Field(description="Labelled items in the window this version and variant answered.")
+    accuracy: float | None = Field(description="Share answered right; null below the minimum of items.")
+
+
+class EnsembleDecision(BaseModel):
+    model_version: str
+    classic_accuracy: float | None
+    ensemble_accuracy: float | None
+    improvement: float | None = Field(description="(ensemble - classic) / classic accuracy on the same items.")
+    required: float = Field(description="The dual-mode requirement's minimum improvement for going ahead.")
+    decision: str = Field(description="go, no-go, or not enough feedback (fewer than the minimum of items).")
+
+
+class AccuracyResponse(BaseModel):
+    window_days: float
+    min_items: int
+    accuracy: list[VariantAccuracy]
+    ensemble: list[EnsembleDecision] = Field(description="The go/no-go rule of the ensemble, per intent version.")
+
+
 class ModelDrift(BaseModel):
     model: str
     model_version: str

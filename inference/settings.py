@@ -229,6 +229,12 @@ class Settings(BaseSettings):
     correlation_alert_below: float = Field(
         0.5, ge=-1, le=1, description="A Pearson r between scores and teacher ratings below this raises the alert."
     )
+    feedback_window_days: float = Field(
+        30.0, gt=0, description="Labelled feedback (intent, text pair) received within this many days counts."
+    )
+    feedback_min_items: int = Field(
+        100, ge=1, description="Fewest labelled items of a version and variant before its accuracy is given."
+    )
     correlation_min_pairs: int = Field(20, ge=3, description="Fewest score-rating pairs before r is computed.")
     batch_chunk_size: int = Field(
         20_000,

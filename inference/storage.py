@@ -83,6 +83,24 @@ predictions = Table(
 )
 
 
+# Labelled feedback of the text families (the truth of a query's intent, of a pair's meaning), one row per item and
+# version and variant that answered it when it arrived: live accuracy per version and variant. The texts are not
+# kept.
+labelled_feedback = Table(
+    "labelled_feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("family", String(32), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("variant", String(32), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("predicted", String(128), nullable=False),
+    Column("correct", Integer, nullable=False),  # 1 or 0: summed as the count of right answers
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_labelled_feedback_received_at", "received_at"),
+)
+
+
 # The batch scorer's output, "pre-fusion": one row per student, skill and distinct feature values of that skill
 # (`features_hash`), holding the latest model's score of them. The primary key is the only index, which keeps
 # the bulk upsert of millions of rows cheap; `features_updated_at` is the `updated_at` of the features scored,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from html import escape
 
 from inference.monitoring.drift import DriftReport
+from inference.monitoring.feedback import Accuracy, Decision
 from inference.monitoring.ground_truth import Correlation
 from inference.serving.shadow import Agreement
 
@@ -48,6 +49,8 @@ def render_dashboard(
     min_observations: int,
     worker: str,
     shadow: Sequence[Agreement] | None = None,
+    accuracy: Sequence[Accuracy] = (),
+    decisions: Sequence[Decision] = (),
 ) -> str:
     r_by_model: dict[tuple[str, str], list[Correlation]] = {}
     for entry in correlations:  # served first, then nightly (the batch scorer's assessments)
@@ -106,6 +109,30 @@ def render_dashboard(
         if shadow is not None
         else ""
     )
+    accuracy_rows = "".join(
+        f"<tr><td>{escape(entry.family)}</td><td>{escape(entry.model_version)}</td><td>{escape(entry.variant)}</td>"
+        f"<td>{entry.items}</td><td>{'too few' if entry.accuracy is None else f'{entry.accuracy:.1%}'}</td></tr>"
+        for entry in accuracy
+    )
+    decision_rows = "".join(
+        f"<tr><td>{escape(entry.model_version)}</td>"
+        f"<td>{'-' if entry.improvement is None else f'{entry.improvement:+.1%}'}</td>"
+        f'<td class="{"ok" if entry.decision == "go" else "alert"}">{escape(entry.decision)}</td></tr>'
+        for entry in decisions
+    )
+    accuracy_table = (
+        "<h2>Accuracy on labelled feedback</h2><table><tr><th>family</th><th>version</th><th>variant</th>"
+        f"<th>items</th><th>accuracy</th></tr>{accuracy_rows}</table>"
+        + (
+            "<p>The ensemble goes to full production when it beats classic by more than "
+            f"{decisions[0].required:.0%} on the same items:</p><table><tr><th>version</th><th>ensemble over classic"
+            f"</th><th>decision</th></tr>{decision_rows}</table>"
+            if decisions
+            else ""
+        )
+        if accuracy
+        else "<h2>Accuracy on labelled feedback</h2><p>No labelled feedback in the window yet.</p>"
+    )
     empty = "" if sections else "<p>No skill scores observed by this worker yet.</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>inference dashboard</title>
@@ -120,5 +147,6 @@ PSI alert above {psi_alert}</p>
 <th>requests</th></tr>{latency_rows}</table>
 <h2>Result cache</h2><table><tr><th>family</th><th>hits</th><th>misses</th><th>hit ratio</th></tr>{cache_rows}</table>
 {shadow_table}
+{accuracy_table}
 <h2>Scores against the reference, per skill and version</h2>{empty}{"".join(sections)}
 </body></html>"""

@@ -33,6 +33,8 @@ FAMILY_BY_ROUTE = {
     routes.ENSEMBLE_ROUTE: "intent",
     routes.TEXTPAIR_ROUTE: "textpair",
     routes.RATINGS_ROUTE: "ratings",
+    routes.INTENT_FEEDBACK_ROUTE: "feedback",
+    routes.TEXTPAIR_FEEDBACK_ROUTE: "feedback",
 }
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 OIP_PREFIX = "/v2/"

@@ -19,13 +19,16 @@ from inference.errors import InferenceError, StorageUnavailable
 from inference.http import paths
 from inference.logs import LOGGER_NAME
 from inference.schemas import (
+    AccuracyResponse,
     CorrelationResponse,
     DriftResponse,
+    EnsembleDecision,
     HealthResponse,
     ModelDrift,
     ModelsResponse,
     SkillCorrelation,
     SkillModelsResponse,
+    VariantAccuracy,
 )
 
 if TYPE_CHECKING:
@@ -116,6 +119,25 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         )
         return JSONResponse(body.model_dump(mode="json"))
 
+    async def accuracy(request: Request) -> Response:
+        """Live accuracy of the intent and text-pair versions and variants on labelled feedback, and the ensemble's
+        go/no-go (it must beat classic by more than 10%)."""
+        from inference.monitoring.feedback import ensemble_decisions
+
+        app = current()
+        try:
+            found = await asyncio.to_thread(app.monitoring.accuracy)
+        except Exception as err:
+            logger.error("accuracy unavailable: %s: %s", type(err).__name__, err)
+            return error_response(StorageUnavailable(f"accuracy unavailable: database error {type(err).__name__}"))
+        body = AccuracyResponse(
+            window_days=app.settings.feedback_window_days,
+            min_items=app.settings.feedback_min_items,
+            accuracy=[VariantAccuracy(**vars(entry)) for entry in found],
+            ensemble=[EnsembleDecision(**vars(entry)) for entry in ensemble_decisions(found)],
+        )
+        return JSONResponse(body.model_dump(mode="json"))
+
     async def dashboard(request: Request) -> Response:
         """The monitoring dashboard (HTML): drift, score histograms, correlations, latency, cache."""
         from inference.http.dashboard import render_dashboard
@@ -128,6 +150,13 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         except Exception as err:  # the page still shows what this worker knows
             logger.warning("dashboard: correlations unavailable: %s", err)
             found = []
+        from inference.monitoring.feedback import ensemble_decisions
+
+        try:
+            accuracy = await asyncio.to_thread(app.monitoring.accuracy)
+        except Exception as err:  # as for the correlations
+            logger.warning("dashboard: accuracy unavailable: %s", err)
+            accuracy = []
         page = render_dashboard(
             drift=app.monitoring.drift_reports(),
             histograms=score_histograms(observer.drift),
@@ -138,6 +167,8 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
             min_observations=app.settings.drift_min_observations,
             worker=str(os.getpid()),
             shadow=[pair for shadow in app.shadows.values() for pair in shadow.pairs.values()] if app.shadows else None,
+            accuracy=accuracy,
+            decisions=ensemble_decisions(accuracy),
         )
         return HTMLResponse(page)
 
@@ -148,5 +179,6 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         Route(paths.HEALTH_ROUTE, health, methods=["GET"]),
         Route(paths.DRIFT_ROUTE, drift, methods=["GET"]),
         Route(paths.CORRELATION_ROUTE, correlation, methods=["GET"]),
+        Route(paths.ACCURACY_ROUTE, accuracy, methods=["GET"]),
         Route(paths.DASHBOARD_ROUTE, dashboard, methods=["GET"]),
     ]

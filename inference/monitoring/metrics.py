@@ -105,6 +105,14 @@ GAUGES = {
         "The median duration of the 7 successful runs of a mode before the latest (from 3 runs on).",
         ["mode"],
     ),
+    "inference_feedback_accuracy": (
+        "Share of the labelled feedback in the window a text-family version and variant answered right.",
+        ["family", "model_version", "variant"],
+    ),
+    "inference_feedback_items": (
+        "Labelled feedback items behind inference_feedback_accuracy.",
+        ["family", "model_version", "variant"],
+    ),
     "inference_control_revision": ("Revision of the control state (routes) this replica applied last.", []),
     "inference_control_store_up": (
         "1 when the control store answered this replica's last look, 0 when it did not (the replica keeps the "

@@ -34,6 +34,9 @@ CACHE_HIT_RATIO = {"skills": 0.80, "intent": 0.60}  # the caching requirement: s
 # The nightly batch scorer (k8s/batch/nightly.yaml, 02:00 every day): late when no incremental run has succeeded for
 # a day and two hours; slow when its latest success took this many times its usual duration.
 BATCH_LATE_AFTER_H = 26.0
+# The dual-mode requirement's go/no-go rule: the ensemble goes to full production when its accuracy beats classic's
+# by more than 10% (relative), on labelled feedback.
+ENSEMBLE_GO_IMPROVEMENT = 0.10
 BATCH_SLOWER_THAN_USUAL = 1.5
 
 

@@ -24,6 +24,7 @@ from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, Stor
 from inference.logs import LOGGER_NAME
 from inference.monitoring.batch_runs import BatchHealth, batch_health
 from inference.monitoring.drift import DriftMonitor, DriftReport
+from inference.monitoring.feedback import Accuracy, feedback_accuracy
 from inference.monitoring.ground_truth import Correlation, PredictionLog, correlations, store_ratings
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import MAX_RATINGS, RatingsRequest
@@ -129,7 +130,11 @@ class Monitoring:
         correlation_min_pairs: int,
         flush_every_s: float = 1.0,
         statistics_every_s: float = 15.0,
+        feedback_window_days: float = 30.0,
+        feedback_min_items: int = 100,
     ) -> None:
+        self.feedback_window_days = feedback_window_days
+        self.feedback_min_items = feedback_min_items
         self.observer = observer
         self.engine = engine
         self.psi_alert = psi_alert
@@ -162,6 +167,16 @@ class Monitoring:
             self.observer.metrics.gauge("inference_rating_pairs", entry.pairs, **labels)
             if entry.pearson_r is not None:
                 self.observer.metrics.gauge("inference_rating_correlation", entry.pearson_r, **labels)
+        return found
+
+    def accuracy(self) -> list[Accuracy]:
+        """Live accuracy of the text families per version and variant, from the labelled feedback; as gauges."""
+        found = feedback_accuracy(self.engine, window_days=self.feedback_window_days, min_items=self.feedback_min_items)
+        for entry in found:
+            labels = {"family": entry.family, "model_version": entry.model_version, "variant": entry.variant}
+            self.observer.metrics.gauge("inference_feedback_items", entry.items, **labels)
+            if entry.accuracy is not None:
+                self.observer.metrics.gauge("inference_feedback_accuracy", entry.accuracy, **labels)
         return found
 
     def batch_runs(self) -> list[BatchHealth]:
@@ -208,6 +223,8 @@ class Monitoring:
             await asyncio.to_thread(self.correlations)
         with _tried_again_next_time("batch runs"):
             await asyncio.to_thread(self.batch_runs)
+        with _tried_again_next_time("feedback accuracy"):
+            await asyncio.to_thread(self.accuracy)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.observer.predictions.flush)

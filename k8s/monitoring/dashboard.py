@@ -15,6 +15,12 @@ PANELS = [
     ),
     ("P95 latency by version", "timeseries", "s", ["inference:request_duration_seconds:p95_5m"]),
     (
+        "Accuracy on labelled feedback by version and variant (intent, text pair)",
+        "timeseries",
+        "percentunit",
+        ["inference_feedback_accuracy"],
+    ),
+    (
         "P95 latency by endpoint, skill and intent variant",
         "timeseries",
         "s",

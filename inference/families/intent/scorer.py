@@ -239,6 +239,20 @@ class IntentScorer:
         for batcher in self.batchers.values():
             batcher.close()
 
+    def intents_by_variant(self, texts: Sequence[str]) -> dict[str, list[str]]:
+        """The intent each variant gives each text, straight from the models (no cache, batcher or fallback): what
+        labelled feedback is scored with."""
+        found = {}
+        for variant in VARIANTS:
+            model = self.models.variant(variant)
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                probabilities = model.predict_proba(list(texts))
+            found[variant] = [model.labels[column] for column in probabilities.argmax(axis=1)]
+        return found
+
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.models.classic.labels)
+
     # --- runtime controls (the admin API, through the control store) -----------------------------------------
 
     def controls(self) -> dict[str, dict[str, object]]:

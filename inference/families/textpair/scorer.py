@@ -145,6 +145,10 @@ class TextPairScorer:
             timestamp=_now(),
         )
 
+    def same_meaning_of(self, pairs: Sequence[Pair]) -> list[bool]:
+        """Whether the model takes each pair to mean the same, straight from the model (no cache or batcher)."""
+        return [probability >= 0.5 for probability in self._probabilities(pairs)]
+
     def _probabilities(self, pairs: Sequence[Pair]) -> list[float]:
         """P(same meaning) for each pair."""
         self.faults.before_call(self.model.name)

@@ -1,0 +1,144 @@
+"""Ground truth for the text families: labelled feedback (a query's true intent, whether two texts truly mean the
+same), answered on arrival by every loaded version and intent variant and stored as right or wrong, so that live
+accuracy is known per version and variant, on the same items for all of them, and the dual-mode requirement's
+go/no-go rule can be read off it: the ensemble goes ahead when it beats classic by more than 10%."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from inference.errors import InvalidRequest
+from inference.families.intent.variants import CLASSIC, ENSEMBLE
+from inference.families.texts import check_text
+from inference.monitoring.objectives import ENSEMBLE_GO_IMPROVEMENT
+from inference.schemas import IntentFeedbackRequest, TextPairFeedbackRequest
+from inference.storage import labelled_feedback
+
+NO_VARIANT = ""  # the text pair has one
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    family: str
+    model_version: str
+    variant: str
+    items: int
+    accuracy: float | None  # None below the minimum of items
+
+
+@dataclass(frozen=True)
+class Decision:
+    model_version: str
+    classic_accuracy: float | None
+    ensemble_accuracy: float | None
+    improvement: float | None
+    required: float
+    decision: str
+
+
+def intent_feedback_rows(
+    request: IntentFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
+) -> list[dict[str, object]]:
+    """One row per labelled query and version and variant; `InvalidRequest` naming the item when a text is unusable
+    or its intent is not one the served models answer (nothing is stored then)."""
+    texts = [item.text for item in request.items]
+    for index, item in enumerate(request.items):
+        check_text(item.text, field_name=f"items[{index}].text", max_chars=max_text_chars)
+        for version, scorer in scorers.items():
+            if item.intent not in scorer.labels():
+                raise InvalidRequest(
+                    f"items[{index}].intent: {item.intent!r} is not an intent of {version}; expected one of "
+                    f"{', '.join(scorer.labels())}"
+                )
+    received = datetime.now(UTC)
+    rows = []
+    for version, scorer in scorers.items():
+        for variant, answers in scorer.intents_by_variant(texts).items():
+            for item, predicted in zip(request.items, answers, strict=True):
+                rows.append(_row("intent", version, variant, item.intent, predicted, received))
+    return rows
+
+
+def textpair_feedback_rows(
+    request: TextPairFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
+) -> list[dict[str, object]]:
+    for index, item in enumerate(request.items):
+        check_text(item.text1, field_name=f"items[{index}].text1", max_chars=max_text_chars)
+        check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
+    pairs = [(item.text1, item.text2) for item in request.items]
+    received = datetime.now(UTC)
+    rows = []
+    for version, scorer in scorers.items():
+        for item, same in zip(request.items, scorer.same_meaning_of(pairs), strict=True):
+            rows.append(_row("textpair", version, NO_VARIANT, _same(item.same), _same(same), received))
+    return rows
+
+
+def store_feedback(engine: Engine, rows: Sequence[dict[str, object]]) -> None:
+    with engine.begin() as connection:
+        connection.execute(insert(labelled_feedback), list(rows))
+
+
+def feedback_accuracy(engine: Engine, *, window_days: float, min_items: int) -> list[Accuracy]:
+    """Per family, version and variant: the share of the labelled items received in the window it answered right."""
+    since = datetime.now(UTC) - timedelta(days=window_days)
+    query = (
+        select(
+            labelled_feedback.c.family,
+            labelled_feedback.c.model_version,
+            labelled_feedback.c.variant,
+            func.count(),
+            func.sum(labelled_feedback.c.correct),
+        )
+        .where(labelled_feedback.c.received_at >= since)
+        .group_by(labelled_feedback.c.family, labelled_feedback.c.model_version, labelled_feedback.c.variant)
+        .order_by(labelled_feedback.c.family, labelled_feedback.c.model_version, labelled_feedback.c.variant)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        Accuracy(
+            family, version, variant, int(items), round(int(right) / int(items), 4) if items >= min_items else None
+        )
+        for family, version, variant, items, right in rows
+    ]
+
+
+def ensemble_decisions(accuracies: Sequence[Accuracy], *, required: float = ENSEMBLE_GO_IMPROVEMENT) -> list[Decision]:
+    """The dual-mode requirement's rule per intent version: go when the ensemble's accuracy beats classic's by more
+    than `required` (relative), no-go otherwise; not enough feedback while either has too few items."""
+    by_version: dict[str, dict[str, float | None]] = {}
+    for entry in accuracies:
+        if entry.family == "intent":
+            by_version.setdefault(entry.model_version, {})[entry.variant] = entry.accuracy
+    decisions = []
+    for version, found in sorted(by_version.items()):
+        classic, ensemble = found.get(CLASSIC), found.get(ENSEMBLE)
+        if classic is None or ensemble is None:
+            decisions.append(Decision(version, classic, ensemble, None, required, "not enough feedback"))
+            continue
+        improvement = round((ensemble - classic) / classic, 4) if classic > 0 else None
+        go = improvement is not None and improvement > required
+        decisions.append(Decision(version, classic, ensemble, improvement, required, "go" if go else "no-go"))
+    return decisions
+
+
+def _row(family: str, version: str, variant: str, label: str, predicted: str, received: datetime) -> dict[str, object]:
+    return {
+        "family": family,
+        "model_version": version,
+        "variant": variant,
+        "label": label,
+        "predicted": predicted,
+        "correct": int(label == predicted),
+        "received_at": received,
+    }
+
+
+def _same(same: bool) -> str:
+    return "same" if same else "different"
