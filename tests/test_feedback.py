@@ -71,6 +71,9 @@ def test_labelled_feedback_gives_live_accuracy_per_version_and_variant(server):
         timeout=60,
     )
     assert bad.status_code == 400 and "items[1].intent" in bad.json()["error"], bad.text
+    for path in (INTENT, PAIRS):  # nothing to store is a 400, not a failure of the database
+        empty = httpx.post(url + path, json={"items": []}, headers=RATINGS_AUTH, timeout=60)
+        assert empty.status_code == 400 and empty.json()["error"] == "items: must hold at least 1 item", empty.text
     posted = httpx.post(url + INTENT, json={"items": items}, headers=RATINGS_AUTH, timeout=120)
     assert posted.status_code == 200, posted.text
     assert posted.json() == {"stored": 300, "scored_by": ["v1.0.0/classic", "v1.0.0/ensemble"]}

@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
-from inference.errors import InvalidRequest
+from inference.errors import BatchTooLarge, InvalidRequest
 from inference.families.intent.variants import CLASSIC, ENSEMBLE
 from inference.families.texts import check_text
 from inference.monitoring.objectives import ENSEMBLE_GO_IMPROVEMENT
-from inference.schemas import IntentFeedbackRequest, TextPairFeedbackRequest
+from inference.schemas import MAX_RATINGS, IntentFeedbackRequest, TextPairFeedbackRequest
 from inference.storage import labelled_feedback
 
 NO_VARIANT = ""  # the text pair has one
@@ -46,6 +46,7 @@ def intent_feedback_rows(
 ) -> list[dict[str, object]]:
     """One row per labelled query and version and variant; `InvalidRequest` naming the item when a text is unusable
     or its intent is not one the served models answer (nothing is stored then)."""
+    _check_count(len(request.items))
     texts = [item.text for item in request.items]
     for index, item in enumerate(request.items):
         check_text(item.text, field_name=f"items[{index}].text", max_chars=max_text_chars)
@@ -67,6 +68,7 @@ def intent_feedback_rows(
 def textpair_feedback_rows(
     request: TextPairFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
 ) -> list[dict[str, object]]:
+    _check_count(len(request.items))
     for index, item in enumerate(request.items):
         check_text(item.text1, field_name=f"items[{index}].text1", max_chars=max_text_chars)
         check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
@@ -126,6 +128,13 @@ def ensemble_decisions(accuracies: Sequence[Accuracy], *, required: float = ENSE
         go = improvement is not None and improvement > required
         decisions.append(Decision(version, classic, ensemble, improvement, required, "go" if go else "no-go"))
     return decisions
+
+
+def _check_count(count: int) -> None:
+    if count < 1:
+        raise InvalidRequest("items: must hold at least 1 item")
+    if count > MAX_RATINGS:
+        raise BatchTooLarge(f"items: at most {MAX_RATINGS} items per request, got {count}")
 
 
 def _row(family: str, version: str, variant: str, label: str, predicted: str, received: datetime) -> dict[str, object]:
