@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,16 +145,7 @@ class ModelManager:
             return {**state, "controls": {**controls, family: family_controls}}
 
         async with self._lock:
-            try:
-                committed = await asyncio.to_thread(
-                    self.state.commit, snapshot.revision, change, actor=actor, action=f"{family}: {name} {merged}"
-                )
-            except ControlConflict:
-                raise
-            except Exception as err:
-                raise _unavailable(self.state.kind, err) from err
-            self._seen_revision, self._state = committed.revision, committed.state
-            self.metrics.gauge("inference_control_revision", committed.revision)
+            await self._commit(Change(snapshot.revision, actor, f"{family}: {name} {merged}"), change)
             self._apply_controls()
         logger.info("%s %s now %s", family, name, merged)
         return merged
@@ -240,8 +232,7 @@ class ModelManager:
             self._store_unreachable(err)
             return
         self._store_reachable()
-        self._seen_revision, self._state = snapshot.revision, snapshot.state
-        self.metrics.gauge("inference_control_revision", snapshot.revision)
+        self._record(snapshot)
         self._apply_controls()
         for family, wanted in snapshot.routes().items():
             versioned = self.families.get(family)
@@ -273,8 +264,7 @@ class ModelManager:
         # that change here for a second). Revisions only grow; a store emptied by hand needs the replicas restarted.
         if self._seen_revision is not None and snapshot.revision <= self._seen_revision:
             return
-        self._seen_revision, self._state = snapshot.revision, snapshot.state
-        self.metrics.gauge("inference_control_revision", snapshot.revision)
+        self._record(snapshot)
         self._apply_controls()
         for family, wanted in snapshot.routes().items():
             versioned = self.families.get(family)
@@ -286,6 +276,24 @@ class ModelManager:
                     await self._change(family, route, None)
                 except ReloadFailed as err:
                     logger.error("%s: could not follow the shared route %s: %s", family, route.to_dict(), err.message)
+
+    async def _commit(self, change: Change, mutate: Callable[[State], State]) -> None:
+        """Commit an admin change based on its revision (`ControlConflict` when another came first,
+        `ControlUnavailable` when the store cannot be reached) and record it as applied here."""
+        try:
+            committed = await asyncio.to_thread(
+                self.state.commit, change.based_on, mutate, actor=change.actor, action=change.action
+            )
+        except ControlConflict:
+            raise
+        except Exception as err:
+            raise _unavailable(self.state.kind, err) from err
+        self._record(committed)
+
+    def _record(self, snapshot: Snapshot) -> None:
+        """The control state this worker applies from now on."""
+        self._seen_revision, self._state = snapshot.revision, snapshot.state
+        self.metrics.gauge("inference_control_revision", snapshot.revision)
 
     def _store_unreachable(self, err: Exception) -> None:
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -343,22 +351,12 @@ class ModelManager:
                 ) from err
             if change is not None:
                 try:
-                    committed = await asyncio.to_thread(
-                        self.state.commit,
-                        change.based_on,
-                        _with_route(family, route),
-                        actor=change.actor,
-                        action=change.action,
-                    )
-                except Exception as err:  # refused or unreachable: nothing changes here either
+                    await self._commit(change, _with_route(family, route))
+                except InferenceError:  # refused or unreachable: nothing changes here either
                     for version, scorer in updated.scorers.items():
                         if current.scorers.get(version) is not scorer:
                             scorer.close()
-                    if isinstance(err, ControlConflict):
-                        raise
-                    raise _unavailable(self.state.kind, err) from err
-                self._seen_revision, self._state = committed.revision, committed.state
-                self.metrics.gauge("inference_control_revision", committed.revision)
+                    raise
             self.families.versions[family] = updated  # the swap: new requests see the new family from here
             self._apply_controls()  # a version loaded now takes the deployment's controls, not its defaults
             dropped = {version: scorer for version, scorer in current.scorers.items() if version not in updated.scorers}
