@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.utils.requests import student_items
-from tests.utils.servers import start_server
+from tests.utils.servers import start_server, wait_until
 
 pytestmark = pytest.mark.server
 
@@ -32,15 +32,6 @@ def routed(trained_versions, session_dir):
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         yield server, http
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def versions_seen(http, items):

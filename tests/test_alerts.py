@@ -2,12 +2,9 @@
 it fires when it should (with the labels an on-call needs) and stays silent when it should not. The thresholds
 are read from the objectives and settings the rules are generated from, not copied here."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from inference.monitoring.objectives import (
@@ -18,19 +15,11 @@ from inference.monitoring.objectives import (
     LATENCY,
 )
 from inference.settings import Settings
+from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
 
 RULES = PROJECT_ROOT / "k8s" / "monitoring" / "prometheusrule.yaml"
 LE = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf"]
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing in CI: .ci/run must install Debian's prometheus package")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return found
 
 
 def run_promtool(tmp_path: Path, tests: list[dict]) -> subprocess.CompletedProcess[str]:

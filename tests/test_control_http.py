@@ -3,7 +3,6 @@ changes from the same revision one is refused, a restarted replica starts from t
 that loses the store keeps serving what it applied last and says so."""
 
 import json
-import time
 
 import httpx
 import psycopg
@@ -11,21 +10,13 @@ import pytest
 
 from tests.utils.postgres import ADMIN_URL, throwaway_database
 from tests.utils.requests import student_items
-from tests.utils.servers import start_server
+from tests.utils.servers import start_server, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+CONVERGES_S = 15.0  # a change reaches the other replica within this (each polls the store once a second)
 ALICE, BOB = ({"Authorization": f"Bearer {TOKENS[name]}"} for name in ("alice", "bob"))
-
-
-def wait_until(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def routes(http):
@@ -54,10 +45,10 @@ def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
             assert changed.status_code == 200, changed.text
             assert changed.json()["revision"] == 1 and changed.headers["etag"] == '"1"'
             canary = (1, {"skills": {"v1.0.0": 80.0, "v1.1.0": 20.0}})
-            assert wait_until(lambda: routes(b) == canary), routes(b)
+            assert wait_until(lambda: routes(b) == canary, timeout=CONVERGES_S), routes(b)
             # The rollback through the other replica reaches the first.
             assert b.post("/admin/routes/skills/rollback", headers=BOB).status_code == 200
-            assert wait_until(lambda: routes(a) == (2, {"skills": {"v1.0.0": 100.0}})), routes(a)
+            assert wait_until(lambda: routes(a) == (2, {"skills": {"v1.0.0": 100.0}}), timeout=CONVERGES_S), routes(a)
 
             # Two changes based on the same revision, one per replica: the second is refused and changes nothing.
             won = a.put(
@@ -73,7 +64,9 @@ def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
             assert won.status_code == 200, won.text
             assert lost.status_code == 409 and lost.json()["code"] == "conflict", lost.text
             assert "revision 3" in lost.json()["error"] and "alice" in lost.json()["error"]
-            assert wait_until(lambda: routes(b) == (3, {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}})), routes(b)
+            assert wait_until(
+                lambda: routes(b) == (3, {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}}), timeout=CONVERGES_S
+            ), routes(b)
 
             audit = a.get("/admin/audit", headers=BOB).json()["changes"]
             assert [(entry["revision"], entry["changed_by"]) for entry in audit] == [
@@ -91,7 +84,7 @@ def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
             # The store goes away: both keep serving revision 3, and say so on /health and in /metrics.
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-            assert wait_until(lambda: a.get("/health").json()["control"]["reachable"] is False)
+            assert wait_until(lambda: a.get("/health").json()["control"]["reachable"] is False, timeout=CONVERGES_S)
             health = a.get("/health")
             assert health.status_code == 200 and health.json()["control"]["revision"] == 3
             assert health.json()["control"]["error"]
@@ -133,11 +126,11 @@ def test_the_ensemble_flag_reaches_every_replica_header_callers_included(text_re
                 "fallback": "classic",
             }
             # The kill switch: on the other replica too, and for callers who ask for the ensemble by header.
-            assert wait_until(lambda: variant(b, ensemble) == "classic")
+            assert wait_until(lambda: variant(b, ensemble) == "classic", timeout=CONVERGES_S)
             assert "ensemble_disabled" in b.get("/metrics").text
             beta = {"enabled": True, "rollout_percentage": 0, "allowed_users": ["beta-1"]}
             assert b.put("/admin/intent/ensemble", json=beta, headers=BOB).status_code == 200
-            assert wait_until(lambda: variant(a, user_id="beta-1") == "ensemble")
+            assert wait_until(lambda: variant(a, user_id="beta-1") == "ensemble", timeout=CONVERGES_S)
             assert {variant(a, user_id=f"user-{i}") for i in range(20)} == {"classic"}
             assert routes_controls(a) == {**beta, "rollout_percentage": 0.0, "fallback": "classic"}
             bad = a.put("/admin/intent/ensemble", json={"rollout_percentage": 150}, headers=ALICE)

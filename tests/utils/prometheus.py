@@ -1,8 +1,22 @@
-"""Reading a server's /metrics in tests."""
+"""Reading a server's /metrics in tests, and Prometheus's own `promtool`."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import httpx
+import pytest
+
+
+def promtool() -> str:
+    """The path of `promtool`; a skip on a laptop without it, a failure in CI (which must install it)."""
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("promtool is missing in CI: .ci/run must install Debian's prometheus package")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return found
 
 
 def sample_sum(metrics_text: str, name: str, **labels: str) -> float:
