@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from inference.errors import InferenceError, StorageUnavailable, Unauthorized, WriterDisabled
+from inference.errors import InferenceError, Unauthorized, WriterDisabled
 from inference.http import paths
 from inference.http.middleware import RequestLimits, UniformErrors
 from inference.http.reads import read_routes
@@ -289,18 +289,14 @@ class Inference:
 
     async def _feedback(self, ctx: bentoml.Context, family: str, items: int, rows_of: Any) -> Any:
         from inference.monitoring.feedback import store_feedback
+        from inference.monitoring.observer import store_async
 
         try:
             _check_writer(RATINGS_TOKENS, _header(ctx, "authorization"))
             versioned = self.app.serving.family(family)
             scorers = dict(versioned.scorers)
             rows = await asyncio.to_thread(rows_of, scorers, self.app.settings.max_text_chars)
-            try:
-                await asyncio.to_thread(store_feedback, self.app.monitoring.engine, rows)
-            except Exception as err:  # the database is away: nothing was stored, the caller retries
-                raise StorageUnavailable(
-                    f"the feedback was not stored (database unavailable: {type(err).__name__}); retry"
-                ) from err
+            await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
         except InferenceError as err:
             return error_response(err, ctx)
         answered = sorted({f"{row['model_version']}/{row['variant']}".rstrip("/") for row in rows})

@@ -12,11 +12,11 @@ import logging
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import MAX_RATINGS, RatingsRequest
 
 logger = logging.getLogger(LOGGER_NAME)
+T = TypeVar("T")
 
 LATENCY_WINDOW = 2000
 
@@ -265,11 +266,19 @@ def check_ratings(request: RatingsRequest, served_skills: Sequence[str] | None) 
     return rows
 
 
-async def store_ratings_async(engine: Any, rows: list[dict[str, object]]) -> int:
+async def store_async(
+    what: str, store: Callable[[Any, list[dict[str, object]]], T], engine: Any, rows: list[dict[str, object]]
+) -> T:
+    """`store(engine, rows)` off the event loop; `StorageUnavailable` (503, retry) when the database is away, with
+    nothing of `what` stored (each store writes its rows in one transaction)."""
     try:
-        return await asyncio.to_thread(store_ratings, engine, rows)
+        return await asyncio.to_thread(store, engine, rows)
     except Exception as err:  # the database is away: the caller must retry, nothing was stored
-        logger.error("storing %d teacher ratings failed: %s", len(rows), err)
+        logger.error("storing %d %s failed: %s", len(rows), what, err)
         raise StorageUnavailable(
-            f"the ratings were not stored (database unavailable: {type(err).__name__}); retry"
+            f"the {what} were not stored (database unavailable: {type(err).__name__}); retry"
         ) from err
+
+
+async def store_ratings_async(engine: Any, rows: list[dict[str, object]]) -> int:
+    return await store_async("ratings", store_ratings, engine, rows)
