@@ -7,7 +7,7 @@ PORT ?= 3000
 BENTO_VERSION ?= 0.1.0
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: install serve test test-fast lint docs reports bento audit clean
+.PHONY: install serve test test-fast lint docs reports bento audit lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ docs: install
 reports: install
 	rm -rf .reports && for family in skills intent textpair; do $(BIN)/python -m train $$family --version v1.0.0 --out .reports || exit 1; done
 	$(BIN)/python -m train.publish --artifacts .reports
+
+## The image's Python packages: requirements/runtime.in locked into requirements/runtime.txt, every transitive
+## package pinned, at the versions of requirements.lock (needs PyPI; bentofile.yaml installs the result).
+lock: install
+	$(BIN)/uv pip compile requirements/runtime.in --constraint requirements.lock --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --annotation-style line -o requirements/runtime.txt
 
 ## A versioned Bento with the models pinned in bentofile.yaml.
 bento: install

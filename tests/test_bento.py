@@ -6,6 +6,7 @@ import httpx
 import pytest
 import yaml
 
+from deploy.locks import RUNTIME_LOCK, read_pins
 from tests.utils.requests import student_items
 from tests.utils.servers import BENTOML, PROJECT_ROOT, start_server
 
@@ -36,6 +37,14 @@ def test_the_bento_pins_exact_model_versions(bento, session_dir):
     src = session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "src"
     assert (src / "models.env").is_file() and (src / "service.py").is_file()
     assert not (src / "tests").exists()
+
+
+def test_the_bento_installs_exactly_the_runtime_lock(bento, session_dir):
+    requirements = (
+        session_dir / "bentoml" / "bentos" / "inference" / BENTO_VERSION / "env" / "python" / "requirements.txt"
+    )
+    assert read_pins(requirements) == read_pins(RUNTIME_LOCK)  # every transitive package pinned, none floats
+    assert not requirements.with_name("requirements.lock.txt").exists()  # BentoML did not re-lock it at build time
 
 
 def test_the_bento_serves_the_same_answers_as_the_project(bento, server, session_dir):
