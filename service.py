@@ -93,7 +93,7 @@ def _admin_routes() -> list[Route]:
 def _oip_routes() -> list[Route]:
     from inference.http.oip import oip_routes
 
-    return oip_routes(lambda: current().serving)
+    return oip_routes(current)
 
 
 # Routes outside BentoML's @api (which are POST only): reads, the admin API, the Open Inference Protocol.

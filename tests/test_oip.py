@@ -85,9 +85,10 @@ def test_errors_come_in_the_protocols_shape(client, server):
         "error": "row 0: features.words_per_response: 1e+09 is outside the valid range [0, 2000] (words)"
     }
     for body, fragment in (
-        ({"inputs": []}, "exactly one tensor"),
-        ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1, 7], "data": [0] * 7}]}, "FP32 or FP64"),
-        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 7], "data": [0] * 6}]}, "6 values for shape"),
+        ({"inputs": []}, "expected a list of tensors"),
+        ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1, 7], "data": [0] * 7}]}, "unsupported datatype"),
+        ({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, "FP32 or FP64 tensor"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 7], "data": [0] * 6}]}, "6 values for 7"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 7], "data": ["a"] * 7}]}, "must be numbers"),
         (
             {
@@ -113,3 +114,113 @@ def test_the_doc_example_runs_with_tritonclient(server):
     assert lines[0] == "True True"
     match = re.fullmatch(r"req-42 \[(0\.\d+), (0\.\d+)\]", lines[1])
     assert match and float(match.group(1)) < float(match.group(2))
+
+
+def test_server_metadata_names_the_server_its_version_and_extensions(client, server):
+    metadata = client.get_server_metadata()  # what KServe's and Triton's clients check before anything else
+    assert metadata["name"] == "inference"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", metadata["version"])
+    assert metadata["extensions"] == ["binary_tensor_data"]
+    assert httpx.get(server.url + "/v2").json() == metadata
+
+
+def strings(result, output):
+    """A BYTES output as strings: tritonclient gives bytes for binary data, str for JSON data."""
+    return [value.decode() if isinstance(value, bytes) else value for value in result.as_numpy(output)]
+
+
+def text_tensor(name, texts, binary):
+    tensor = triton.InferInput(name, [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=np.object_), binary_data=binary)
+    return tensor
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("variant", ["classic", "ensemble"])
+def test_intent_over_the_protocol_answers_as_the_json_api_does(client, server, variant, binary):
+    texts = ["dentist near me", "cheap flights to lisbon", "how do I reset my password", "pizza delivery open now"]
+    name = f"intent-{variant}"
+    metadata = client.get_model_metadata(name)
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert [output["name"] for output in metadata["outputs"]] == ["intent", "confidence", "verticals", "variant"]
+    assert client.is_model_ready(name, "v1.0.0")
+    outputs = [
+        triton.InferRequestedOutput(output, binary_data=binary)
+        for output in ("intent", "confidence", "variant", "verticals")
+    ]
+    result = client.infer(name, [text_tensor("text", texts, binary)], outputs=outputs, request_id="q-1")
+    assert result.get_response()["id"] == "q-1" and result.get_response()["model_version"] == "v1.0.0"
+    expected = httpx.post(
+        server.url + "/api/classify/batch", json={"texts": texts}, headers={"X-Model-Preference": variant}, timeout=30
+    ).json()["results"]
+    assert strings(result, "intent") == [answer["intent"] for answer in expected]
+    assert np.allclose(result.as_numpy("confidence"), [answer["confidence"] for answer in expected], atol=1e-9)
+    assert strings(result, "variant") == [answer["variant"] for answer in expected]
+    assert strings(result, "verticals") == [
+        ",".join(vertical["vertical"] for vertical in answer["verticals"]) for answer in expected
+    ]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_text_pairs_over_the_protocol_answer_as_the_json_api_does(client, server, binary):
+    pairs = [("a cat sat on the mat", "a cat was sitting on the mat"), ("the stock market fell", "I like tea")]
+    inputs = [text_tensor(name, [pair[i] for pair in pairs], binary) for i, name in enumerate(("text1", "text2"))]
+    result = client.infer(
+        "textpair",
+        inputs,
+        outputs=[
+            triton.InferRequestedOutput(output, binary_data=binary) for output in ("prediction", "label", "confidence")
+        ],
+    )
+    for index, (text1, text2) in enumerate(pairs):
+        expected = httpx.post(server.url + "/predict", json={"text1": text1, "text2": text2}, timeout=30).json()
+        assert int(result.as_numpy("prediction")[index]) == expected["prediction"]
+        assert strings(result, "label")[index] == expected["label"]
+        assert abs(float(result.as_numpy("confidence")[index]) - expected["confidence"]) < 1e-9
+
+
+def test_text_models_refuse_bad_tensors_naming_the_input_and_row(server):
+    url = server.url + "/v2/models/textpair/infer"
+    for body, fragment in (
+        ({"inputs": [{"name": "text1", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, "named text1, text2"),
+        (
+            {
+                "inputs": [
+                    {"name": "text1", "datatype": "BYTES", "shape": [1], "data": ["a"]},
+                    {"name": "text2", "datatype": "FP32", "shape": [1], "data": [1.0]},
+                ]
+            },
+            "text2: expected BYTES",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "text1", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]},
+                    {"name": "text2", "datatype": "BYTES", "shape": [1], "data": ["a"]},
+                ]
+            },
+            "the same number of texts",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "text1", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]},
+                    {"name": "text2", "datatype": "BYTES", "shape": [2], "data": ["a", "   "]},
+                ]
+            },
+            "row 1: text2",
+        ),
+        ({"inputs": [{"name": "text1", "datatype": "BYTES", "shape": [1], "data": [3]}]}, "list of strings"),
+    ):
+        answer = httpx.post(url, json=body)
+        assert answer.status_code == 400 and fragment in answer.json()["error"], (body, answer.text)
+    missing = httpx.post(server.url + "/v2/models/intent-nope/infer", json={"inputs": []})
+    assert missing.status_code == 404 and "intent-classic" in missing.json()["error"]
+    # A truncated binary element: the length prefix announces more bytes than were sent.
+    header = b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]}'
+    answer = httpx.post(
+        server.url + "/v2/models/intent-classic/infer",
+        content=header + b"\x09\x00\x00\x00ab",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert answer.status_code == 400 and "9 bytes announced" in answer.json()["error"], answer.text

@@ -83,7 +83,7 @@ class RequestLimits:
             return
         family = FAMILY_BY_ROUTE.get(scope["path"], "other")
         # The Open Inference Protocol's binary extension sends tensors after a JSON header: only its size is checked
-        # here (inference/http/oip.py reads the rest).
+        # here (inference/http/oip/tensors.py reads the rest).
         tensors = scope["path"].startswith(OIP_PREFIX)
         media_type = _header(scope, b"content-type").split(b";")[0].strip().lower()
         if media_type and media_type != b"application/json" and not tensors:

@@ -89,9 +89,11 @@ class Serving:
         caller_ids: Sequence[str | None],
         forced_version: str | None,
         limit: BatchLimit,
+        endpoint: str = "batch",
     ) -> Outcome:
-        """Answers to a batch, in order; an item that cannot be answered gets its error in its place."""
-        return await self._answer(family, requests, caller_ids, forced_version, limit=limit)
+        """Answers to a batch, in order; an item that cannot be answered gets its error in its place. `endpoint`
+        labels the request in the metrics (`batch`, or `oip` for the Open Inference Protocol)."""
+        return await self._answer(family, requests, caller_ids, forced_version, limit=limit, endpoint=endpoint)
 
     async def _answer(
         self,
@@ -102,8 +104,9 @@ class Serving:
         *,
         single: bool = False,
         limit: BatchLimit | None = None,
+        endpoint: str = "batch",
     ) -> Outcome:
-        with self.observer.request(family, "single" if single else "batch") as observed:
+        with self.observer.request(family, "single" if single else endpoint) as observed:
             if limit is not None:
                 limit.check(len(requests))
             versioned = self.family(family)
