@@ -1,11 +1,14 @@
 """Every Kubernetes kustomization renders offline, validates strictly against a stated Kubernetes version, and
 follows the policy: probes, non-root, read-only root filesystem, resources, images pinned by version, canary
-weights within 0-100, stable and canary side by side without overlap; and the settings docs/deployment.md and
-docs/batch.md state (replicas left to the HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model
-pins) are the rendered ones."""
+weights within 0-100, stable and canary side by side without overlap; the custom resources hold together (the
+Gateway API route's weights and X-Canary rules, the Rollout's plugin and the route it edits, the KServe predictor
+against the base Deployment); and the settings docs/deployment.md and docs/batch.md state (replicas left to the
+HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model pins) are the rendered ones."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
@@ -24,13 +27,18 @@ KUSTOMIZATIONS = [
     "k8s/overlays/stable",
     "k8s/overlays/canary",
     "k8s/gateway",
+    "k8s/legacy-nginx",
     "k8s/rollouts",
+    "k8s/kserve",
     "k8s/batch",
     "k8s/dev",
     "k8s/monitoring",
 ]
 # Custom resources: kubernetes-validate has no schema for them; the tests below check what matters in them.
-CUSTOM_KINDS = {"HTTPRoute", "Rollout", "AnalysisTemplate", "PodMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"HTTPRoute", "Rollout", "AnalysisTemplate", "PodMonitor", "PrometheusRule", "InferenceService"}
+# Applied by hand in the Argo Rollouts controller's namespace, not by a kustomization.
+ROLLOUTS_CONTROLLER_CONFIG = "k8s/rollouts/argo-rollouts-config.yaml"
+GATEWAY_PLUGIN = "argoproj-labs/gatewayAPI"
 VALIDATOR = Path(sys.executable).parent / "kubernetes-validate"
 
 
@@ -59,13 +67,12 @@ def pod_spec(document: dict) -> dict | None:
         return document["spec"]["template"]["spec"]
     if kind == "CronJob":
         return document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind == "InferenceService":  # KServe's predictor is a pod spec with its own extension fields beside
+        return document["spec"]["predictor"]
     return None
 
 
-@pytest.mark.parametrize("path", KUSTOMIZATIONS)
-def test_each_kustomization_renders_and_validates_strictly(path, tmp_path):
-    documents = render(path)
-    assert documents, f"{path} renders nothing"
+def validate_strictly(documents: list[dict], tmp_path: Path) -> None:
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(yaml.safe_dump_all(documents))
     run = subprocess.run(
@@ -79,13 +86,24 @@ def test_each_kustomization_renders_and_validates_strictly(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_each_kustomization_renders_and_validates_strictly(path, tmp_path):
+    documents = render(path)
+    assert documents, f"{path} renders nothing"
+    validate_strictly(documents, tmp_path)
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
 def test_every_workload_follows_the_policy(path):
     workloads = [doc for doc in render(path) if pod_spec(doc) is not None]
     for workload in workloads:
         where = f"{path}: {workload['kind']} {workload['metadata']['name']}"
         pod = pod_spec(workload)
-        assert pod["securityContext"]["runAsNonRoot"] is True, where
         for container in pod["containers"]:
+            # A container's own securityContext overrides the pod's.
+            non_root = container.get("securityContext", {}).get("runAsNonRoot")
+            if non_root is None:
+                non_root = pod.get("securityContext", {}).get("runAsNonRoot")
+            assert non_root is True, where
             image = container["image"]
             assert re.search(r":\d+\.\d+\.\d+[\w.-]*$|@sha256:", image), f"{where}: image {image} not pinned"
             assert container["resources"]["requests"] and container["resources"]["limits"], where
@@ -93,7 +111,7 @@ def test_every_workload_follows_the_policy(path):
             assert security["allowPrivilegeEscalation"] is False, where
             assert security["readOnlyRootFilesystem"] is True, where
             assert security["capabilities"]["drop"] == ["ALL"], where
-            if workload["kind"] == "Deployment":  # long-running: probed
+            if workload["kind"] in ("Deployment", "InferenceService"):  # long-running: probed
                 assert container.get("readinessProbe") and container.get("livenessProbe"), where
 
 
@@ -147,7 +165,7 @@ def test_the_service_pods_probe_health_and_shut_down_gracefully():
     assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}
 
 
-def test_stable_and_canary_run_side_by_side_with_distinct_versions_and_a_weighted_canary_ingress():
+def test_stable_and_canary_run_side_by_side_with_distinct_versions():
     stable, canary = named(render("k8s/overlays/stable")), named(render("k8s/overlays/canary"))
     assert not set(stable) & set(canary), "the overlays' object names collide"
     images = []
@@ -159,50 +177,215 @@ def test_stable_and_canary_run_side_by_side_with_distinct_versions_and_a_weighte
         assert objects["HorizontalPodAutoscaler", f"inference-{track}"]["spec"]["scaleTargetRef"]["name"] == (
             f"inference-{track}"
         )
-        ingress = objects["Ingress", f"inference-{track}"]
-        backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
-        assert backend == f"inference-{track}"
         images.append(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
     assert images[0] != images[1]
-    hosts = {
-        objects["Ingress", f"inference-{track}"]["spec"]["rules"][0]["host"]
-        for objects, track in ((stable, "stable"), (canary, "canary"))
-    }
-    assert len(hosts) == 1  # the canary Ingress shadows the stable one
-    annotations = canary["Ingress", "inference-canary"]["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
-    assert 0 <= int(annotations["nginx.ingress.kubernetes.io/canary-weight"]) <= 100
-    assert annotations["nginx.ingress.kubernetes.io/canary-by-header"] == "X-Canary"
-    assert "nginx.ingress.kubernetes.io/canary" not in stable["Ingress", "inference-stable"]["metadata"].get(
-        "annotations", {}
-    )
+    # The public edge is gateway/ (or legacy-nginx/), applied beside the overlays, not in them.
+    assert not {kind for kind, _ in [*stable, *canary]} & {"Ingress", "HTTPRoute"}
 
 
-def test_the_gateway_route_weights_and_the_rollout_steps_stay_within_0_and_100():
-    (route,) = render("k8s/gateway")
-    weighted = route["spec"]["rules"][-1]["backendRefs"]
-    assert {ref["name"] for ref in weighted} == {"inference-stable", "inference-canary"}
+# The public API paths, as Gateway API and Ingress path matches: every rule of a route matches exactly these.
+API_PATHS = {("PathPrefix", "/api"), ("PathPrefix", "/v2"), ("Exact", "/predict"), ("Exact", "/health")}
+
+
+def canary_rules(route: dict) -> dict[str | None, dict]:
+    """The route's rules by the X-Canary value they match (None: the weighted rule, which matches no header)."""
+    rules = {}
+    for rule in route["spec"]["rules"]:
+        headers = {
+            tuple(sorted((h["name"], h["value"], h.get("type", "Exact")) for h in m.get("headers", [])))
+            for m in rule["matches"]
+        }
+        assert len(headers) == 1, f"a rule's matches differ in headers: {headers}"  # or a path escapes the header
+        (header,) = headers
+        assert header in ((), (("X-Canary", "always", "Exact"),), (("X-Canary", "never", "Exact"),)), header
+        value = header[0][1] if header else None
+        assert value not in rules, f"two rules for X-Canary {value}"
+        paths = [(match["path"]["type"], match["path"]["value"]) for match in rule["matches"]]
+        assert sorted(paths) == sorted(API_PATHS), f"X-Canary {value}: {paths}"
+        rules[value] = rule
+    assert set(rules) == {None, "always", "never"}
+    return rules
+
+
+@pytest.mark.parametrize("path", ["k8s/gateway", "k8s/rollouts"])
+def test_the_gateway_route_splits_by_weight_and_forces_a_side_by_header(path):
+    """Gateway API precedence picks the match with more header matches, so the X-Canary rules beat the weighted
+    one on the same paths whatever their order; each names one side only, at any weight."""
+    (route,) = [doc for doc in render(path) if doc["kind"] == "HTTPRoute"]
+    rules = canary_rules(route)
+    weighted = rules[None]["backendRefs"]
+    assert sorted(ref["name"] for ref in weighted) == ["inference-canary", "inference-stable"]
     assert all(0 <= ref["weight"] <= 100 for ref in weighted) and sum(ref["weight"] for ref in weighted) == 100
-    forced = route["spec"]["rules"][0]
-    assert forced["matches"][0]["headers"][0] == {"name": "X-Canary", "value": "always"}
-    assert [ref["name"] for ref in forced["backendRefs"]] == ["inference-canary"]
+    assert [ref["name"] for ref in rules["always"]["backendRefs"]] == ["inference-canary"]
+    assert [ref["name"] for ref in rules["never"]["backendRefs"]] == ["inference-stable"]
+    ports = {ref["port"] for rule in rules.values() for ref in rule["backendRefs"]}
+    service_ports = {
+        port["port"]
+        for overlay in ("k8s/overlays/stable", "k8s/overlays/canary")
+        for doc in render(overlay)
+        if doc["kind"] == "Service"
+        for port in doc["spec"]["ports"]
+    }
+    assert ports <= service_ports
+
+
+def apply_json_patch(document: dict, operations: list[dict]) -> dict:
+    """The RFC 6902 operations the runbook's `kubectl patch --type=json` commands use: `test` and `replace`."""
+    document = copy.deepcopy(document)
+    for operation in operations:
+        *parents, last = [int(part) if part.isdigit() else part for part in operation["path"].split("/")[1:]]
+        target = document
+        for part in parents:
+            target = target[part]
+        assert operation["op"] in ("test", "replace"), operation
+        if operation["op"] == "test":
+            assert target[last] == operation["value"], f"the patch would be refused: {operation}"
+        else:
+            target[last]  # replace needs the value to exist
+            target[last] = operation["value"]
+    return document
+
+
+def test_the_runbooks_route_patches_shift_the_weighted_rule_and_keep_the_route_valid():
+    """docs/deployment.md, sections 4, 6 and 7: each `kubectl patch httproute` applied to the rendered route."""
+    runbook = (PROJECT_ROOT / "docs" / "deployment.md").read_text()
+    patches = re.findall(r"kubectl patch httproute inference --type=json -p '(\[.*?\])'", runbook)
+    (route,) = render("k8s/gateway")
+    canary_weights = set()
+    for patch in patches:
+        rules = canary_rules(apply_json_patch(route, json.loads(patch)))
+        weights = {ref["name"]: ref["weight"] for ref in rules[None]["backendRefs"]}
+        assert all(0 <= weight <= 100 for weight in weights.values()) and sum(weights.values()) == 100, patch
+        canary_weights.add(weights["inference-canary"])
+    assert canary_weights == {10, 50, 0}  # start, shift, promote or roll back
+
+
+def test_the_rollout_moves_the_route_weights_through_the_gateway_api_plugin():
     objects = named(render("k8s/rollouts"))
-    strategy = objects["Rollout", "inference"]["spec"]["strategy"]["canary"]
+    rollout = objects["Rollout", "inference"]
+    strategy = rollout["spec"]["strategy"]["canary"]
     weights = [step["setWeight"] for step in strategy["steps"] if "setWeight" in step]
     assert weights == [10, 50, 100]
     template = objects["AnalysisTemplate", strategy["analysis"]["templates"][0]["templateName"]]
     required = {arg["name"] for arg in template["spec"]["args"] if "value" not in arg}
     assert required == {arg["name"] for arg in strategy["analysis"]["args"]}  # the Rollout passes what it needs
     assert all(metric["failureLimit"] == 0 for metric in template["spec"]["metrics"])
-    for name in ("stableService", "canaryService"):
-        assert ("Service", strategy[name]) in objects
-    assert ("Ingress", strategy["trafficRouting"]["nginx"]["stableIngress"]) in objects
-    assert ("Deployment", objects["Rollout", "inference"]["spec"]["workloadRef"]["name"]) in objects
+    stable, canary = strategy["stableService"], strategy["canaryService"]
+    assert ("Service", stable) in objects and ("Service", canary) in objects
+    assert ("Deployment", rollout["spec"]["workloadRef"]["name"]) in objects
+    # The plugin edits an HTTPRoute of this same rendering (no namespace: the Rollout's own).
+    assert set(strategy["trafficRouting"]) == {"plugins"}
+    assert set(strategy["trafficRouting"]["plugins"]) == {GATEWAY_PLUGIN}
+    plugin = strategy["trafficRouting"]["plugins"][GATEWAY_PLUGIN]
+    assert set(plugin) == {"httpRoute"}
+    route = objects["HTTPRoute", plugin["httpRoute"]]
+    rules = canary_rules(route)
+    # The plugin sets the weights of the rules naming both Services: the weighted rule only, 100/0 at rest.
+    managed = [
+        rule for rule in route["spec"]["rules"] if {ref["name"] for ref in rule["backendRefs"]} >= {stable, canary}
+    ]
+    assert managed == [rules[None]]
+    assert {ref["name"]: ref["weight"] for ref in rules[None]["backendRefs"]} == {stable: 100, canary: 0}
+    assert [ref["name"] for ref in rules["always"]["backendRefs"]] == [canary]
+    assert [ref["name"] for ref in rules["never"]["backendRefs"]] == [stable]
     queries = " ".join(metric["provider"]["prometheus"]["query"] for metric in template["spec"]["metrics"])
     exported = (PROJECT_ROOT / "inference" / "monitoring" / "metrics.py").read_text()
     for metric in ("inference_requests", "inference_request_duration_seconds"):
         assert metric in queries and f'"{metric}"' in exported  # the analysis reads metrics the service exports
     assert objects["HorizontalPodAutoscaler", "inference"]["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+
+
+def test_the_rollouts_controller_loads_the_plugin_the_rollout_names_with_the_rights_it_needs(tmp_path):
+    documents = [doc for doc in yaml.safe_load_all((PROJECT_ROOT / ROLLOUTS_CONTROLLER_CONFIG).read_text()) if doc]
+    validate_strictly(documents, tmp_path)
+    objects = named(documents)
+    config = objects["ConfigMap", "argo-rollouts-config"]  # the name and namespace the controller reads
+    assert config["metadata"]["namespace"] == "argo-rollouts"
+    plugins = {plugin["name"]: plugin for plugin in yaml.safe_load(config["data"]["trafficRouterPlugins"])}
+    assert re.search(r"/releases/download/v\d+\.\d+\.\d+/", plugins[GATEWAY_PLUGIN]["location"])  # pinned
+    (rule,) = [
+        rule
+        for rule in objects["ClusterRole", "argo-rollouts-gateway-api-plugin"]["rules"]
+        if "httproutes" in rule["resources"]
+    ]
+    assert {"get", "update", "patch"} <= set(rule["verbs"])
+    binding = objects["ClusterRoleBinding", "argo-rollouts-gateway-api-plugin"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "argo-rollouts", "namespace": "argo-rollouts"}]
+    # Not part of the kustomization: it lives in the controller's namespace.
+    assert not {name for _, name in named(render("k8s/rollouts"))} & {"argo-rollouts-config"}
+
+
+def test_the_legacy_nginx_ingresses_split_the_overlays_services():
+    objects = named(render("k8s/legacy-nginx"))
+    assert {kind for kind, _ in objects} == {"Ingress"}
+    hosts = set()
+    for track in ("stable", "canary"):
+        (rule,) = objects["Ingress", f"inference-{track}"]["spec"]["rules"]
+        hosts.add(rule["host"])
+        services = {path["backend"]["service"]["name"] for path in rule["http"]["paths"]}
+        assert services == {f"inference-{track}"}
+        assert ("Service", f"inference-{track}") in named(render(f"k8s/overlays/{track}"))
+        assert {(path["pathType"].replace("Prefix", "PathPrefix"), path["path"]) for path in rule["http"]["paths"]} == (
+            API_PATHS
+        )
+    assert len(hosts) == 1  # the canary Ingress shadows the stable one
+    annotations = objects["Ingress", "inference-canary"]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert 0 <= int(annotations["nginx.ingress.kubernetes.io/canary-weight"]) <= 100
+    assert annotations["nginx.ingress.kubernetes.io/canary-by-header"] == "X-Canary"
+    assert "nginx.ingress.kubernetes.io/canary" not in objects["Ingress", "inference-stable"]["metadata"].get(
+        "annotations", {}
+    )
+
+
+def test_the_kserve_predictor_runs_the_base_deployments_container_as_knative_accepts_it():
+    """The InferenceService repeats the base Deployment's pod: compared here field by field, so they cannot
+    drift. What Knative refuses or sets itself is left out: the lifecycle hook, named ports, pod-level security."""
+    base = named(render("k8s/base"))
+    deployment = base["Deployment", "inference"]
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    objects = named(render("k8s/kserve"))
+    assert {kind for kind, _ in objects} == {"InferenceService", "ConfigMap"}  # no second Deployment, Service, HPA
+    service = objects["InferenceService", "inference"]
+    assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"  # for the canary
+    # KServe's ingress routes every path: /admin and /metrics must not be published.
+    assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    predictor = service["spec"]["predictor"]
+    assert 0 <= predictor["canaryTrafficPercent"] <= 100
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container"
+    image, server_image = container["image"], server["image"]
+    assert re.search(r":\d+\.\d+\.\d+[\w.-]*$|@sha256:", image), image
+    assert image.rsplit(":", 1)[0] == server_image.rsplit(":", 1)[0]
+    # One unnamed port, the server's.
+    (port,) = container["ports"]
+    (server_port,) = server["ports"]
+    assert port["containerPort"] == server_port["containerPort"] == 3000 and port.get("name", "") in ("", "http1")
+    # The same settings and secrets: the same generated ConfigMap, with the same data.
+    assert container["env"] == server["env"]
+    assert container["envFrom"] == server["envFrom"]
+    settings = server["envFrom"][0]["configMapRef"]["name"]
+    assert objects["ConfigMap", settings]["data"] == base["ConfigMap", settings]["data"]
+    assert container["resources"] == server["resources"]
+    # The same probes, on Knative's one port.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        expected = {**server[probe], "httpGet": {k: v for k, v in server[probe]["httpGet"].items() if k != "port"}}
+        assert container[probe] == expected, probe
+    # The same security, the pod's settings carried by the container; the same writable volumes.
+    security = container["securityContext"]
+    assert security.items() >= server["securityContext"].items()
+    for name in ("runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile"):
+        assert security[name] == pod["securityContext"][name], name
+    assert container["volumeMounts"] == server["volumeMounts"]
+    assert predictor["volumes"] == pod["volumes"]
+    assert predictor["annotations"] == deployment["spec"]["template"]["metadata"]["annotations"]  # scraped alike
+    assert "lifecycle" not in container and "securityContext" not in predictor
+    autoscaler = base["HorizontalPodAutoscaler", "inference"]["spec"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
+        autoscaler["minReplicas"],
+        autoscaler["maxReplicas"],
+    )
 
 
 def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cli_accepts():
@@ -328,13 +511,13 @@ def selector_of(document: dict) -> dict | None:
     return None
 
 
-def test_the_ingresses_take_the_bodies_the_service_takes():
+def test_the_legacy_ingresses_take_the_bodies_the_service_takes():
     """nginx's default body limit (1 MiB) would answer a 1000-text batch with an HTML 413 the service never saw."""
     from inference.settings import Settings
 
     units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    objects = named(render("k8s/legacy-nginx"))
     for track in ("stable", "canary"):
-        objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in render(f"k8s/overlays/{track}")}
         size = objects["Ingress", f"inference-{track}"]["metadata"]["annotations"][
             "nginx.ingress.kubernetes.io/proxy-body-size"
         ]
@@ -375,14 +558,15 @@ def _exposes(rules: list[tuple[str, str]], path: str) -> bool:
 
 
 def test_the_public_edge_routes_the_api_and_nothing_else():
+    objects = named(render("k8s/legacy-nginx"))
     for track in ("stable", "canary"):
-        objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in render(f"k8s/overlays/{track}")}
         (rule,) = objects["Ingress", f"inference-{track}"]["spec"]["rules"]
         paths = [(entry["pathType"], entry["path"]) for entry in rule["http"]["paths"]]
         assert [path for path in PUBLIC if not _exposes(paths, path)] == [], track
         assert [path for path in INTERNAL if _exposes(paths, path)] == [], track
-    (route,) = render("k8s/gateway")
-    for rule in route["spec"]["rules"]:
-        matches = [(match["path"]["type"], match["path"]["value"]) for match in rule["matches"]]
-        assert [path for path in PUBLIC if not _exposes(matches, path)] == []
-        assert [path for path in INTERNAL if _exposes(matches, path)] == []
+    for kustomization in ("k8s/gateway", "k8s/rollouts"):
+        (route,) = [doc for doc in render(kustomization) if doc["kind"] == "HTTPRoute"]
+        for rule in route["spec"]["rules"]:
+            matches = [(match["path"]["type"], match["path"]["value"]) for match in rule["matches"]]
+            assert [path for path in PUBLIC if not _exposes(matches, path)] == [], kustomization
+            assert [path for path in INTERNAL if _exposes(matches, path)] == [], kustomization
