@@ -1,9 +1,11 @@
-"""The container image, built for real: deploy/containerize.sh makes the Bento and the image with podman, the image
-runs as it would in Kubernetes (read-only root filesystem, non-root, no capabilities) and serves every family with
-the pinned model versions; the batch scorer runs from the same image."""
+"""The container image, built for real: deploy/containerize.sh makes the Bento and the image with podman on the local
+base, the image runs as it would in Kubernetes (read-only root filesystem, non-root, no capabilities) and serves every
+family with the pinned model versions; the batch scorer runs from the same image. The Containerfile of either base
+(local, slim) is rendered without an engine."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -15,9 +17,8 @@ import httpx
 import pytest
 import yaml
 
+from deploy.bases import base_images, bentofile_for
 from tests.utils.servers import PROJECT_ROOT, free_port
-
-pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 VERSION = "0.0.0-test"
 IMAGE = f"localhost/inference:{VERSION}"
@@ -98,6 +99,8 @@ def container(image) -> Iterator[str]:
         podman("rm", "--force", name, check=False)
 
 
+@pytest.mark.container
+@pytest.mark.slow
 def test_the_image_runs_as_a_non_root_user_and_holds_no_compiler(image):
     assert podman("image", "inspect", image, "--format", "{{.Config.User}}").stdout.strip() == "bentoml"
     # uid 1034 (docs/deployment.md), the uid the manifests run the service and the batch scorer as.
@@ -111,12 +114,16 @@ def test_the_image_runs_as_a_non_root_user_and_holds_no_compiler(image):
     assert podman("run", "--rm", image, "sh", "-c", "command -v python3").stdout.strip()  # the check can see
 
 
+@pytest.mark.container
+@pytest.mark.slow
 def test_the_image_stays_under_its_size_bound(image):
     size_mib = int(podman("image", "inspect", image, "--format", "{{.Size}}").stdout.strip()) / 2**20
     print(f"{image}: {size_mib:.0f} MiB")
     assert 0 < size_mib < MAX_IMAGE_MIB
 
 
+@pytest.mark.container
+@pytest.mark.slow
 def test_the_container_serves_every_family_with_the_pinned_versions(container):
     with httpx.Client(base_url=container, timeout=30) as http:
         skills = http.post(
@@ -138,6 +145,8 @@ def test_the_container_serves_every_family_with_the_pinned_versions(container):
         assert http.get("/metrics").status_code == 200
 
 
+@pytest.mark.container
+@pytest.mark.slow
 def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image, tmp_path):
     # The image carries no demo data generator (train/ stays out of the Bento): the students are written on the
     # host into a database the container reads and writes, as a team's own feature table would be.
@@ -178,3 +187,31 @@ def test_the_batch_scorer_runs_from_the_image_as_the_cronjob_runs_it(image, tmp_
     assert run.returncode == 0, run.stderr[-3000:]
     assert "300 students read, 2,100 assessments written" in run.stderr
     assert f"; models {model_pins()['INFERENCE_SKILLS_VERSION']}\n" in run.stderr
+
+
+@pytest.mark.parametrize("base", ["local", "slim"])
+def test_the_containerfile_builds_on_either_base_without_a_toolchain(base, tmp_path):
+    """What `bentoml containerize` renders for a Bento of each base, through deploy/containerfile.j2."""
+    from bentoml._internal.bento.build_config import BentoBuildConfig
+    from bentoml._internal.container.generate import generate_containerfile
+
+    config = BentoBuildConfig.from_yaml(io.StringIO(bentofile_for(base))).with_defaults()
+    containerfile = generate_containerfile(config.docker, str(PROJECT_ROOT), conda=config.conda, bento_fs=tmp_path)
+    containerfile = [line for line in containerfile.splitlines() if line.strip()]
+    assert f"FROM {base_images()[base]} as base-container" in containerfile
+    # The local base carries uv; on the slim one BentoML's own step installs it before the packages.
+    assert "RUN command -v uv >/dev/null || pip install uv" in containerfile
+    assert any(line.startswith("RUN mkdir -p /home/bentoml/bentos") for line in containerfile)  # read-only root
+    assert containerfile[-2:] == ["USER bentoml", 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]']
+    assert not [line for line in containerfile if "apt-get" in line or "build-essential" in line]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [(["--base", "alpine"], "--base is local or slim"), (["--engine", "nerdctl"], "--engine is podman or docker")],
+)
+def test_containerize_refuses_an_unknown_base_or_engine(arguments, complaint):
+    run = subprocess.run(
+        ["deploy/containerize.sh", *arguments, VERSION], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 2 and complaint in run.stderr
