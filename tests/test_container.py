@@ -37,9 +37,10 @@ RUN_LIKE_KUBERNETES = [
 ]
 
 
-# The image was 636 MiB when measured by hand (docs/deployment.md, 2026-11-24): well over this means something big
-# slipped in (a toolchain, a second copy of the models, the NCCL wheel of `xgboost`).
-MAX_IMAGE_MIB = 700
+# The image was 708 MiB with the demo models when measured by hand (docs/deployment.md, 2026-12-01; 636 MiB before
+# ONNX Runtime): well over this means something big slipped in (a toolchain, a second copy of the models, the NCCL
+# wheel of `xgboost`).
+MAX_IMAGE_MIB = 780
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
