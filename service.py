@@ -4,6 +4,7 @@ every route takes its family's generic path (`inference.serving.pipeline.Serving
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import bentoml
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -96,8 +98,29 @@ def _oip_routes() -> list[Route]:
     return oip_routes(current)
 
 
-# Routes outside BentoML's @api (which are POST only): reads, the admin API, the Open Inference Protocol.
-extra_routes = Starlette(routes=[*read_routes(current), *_admin_routes(), *_oip_routes()])
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """Every route's description (inference/http/openapi.py), built once per process."""
+    from inference.http.oip import server_version
+    from inference.http.openapi import full_document
+
+    return full_document(Inference.openapi_spec.asdict(), title=Inference.name, version=server_version())
+
+
+async def _docs_json(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())
+
+
+# Routes outside BentoML's @api (which are POST only): reads, the admin API, the Open Inference Protocol; and the
+# OpenAPI document of them all, which takes the place of BentoML's (mounted routes come before BentoML's own).
+extra_routes = Starlette(
+    routes=[
+        Route("/docs.json", _docs_json, methods=["GET"]),
+        *read_routes(current),
+        *_admin_routes(),
+        *_oip_routes(),
+    ]
+)
 
 
 def _cors() -> dict[str, object]:

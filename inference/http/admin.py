@@ -54,6 +54,34 @@ class ReloadRequest(BaseModel):
     version: str = Field("latest", description="A version in the store, or `latest` (the highest semver).")
 
 
+class RoutesState(BaseModel):
+    """GET /admin/routes: every family's route, the runtime controls, the control state's revision."""
+
+    routes: dict[str, Any] = Field(description="Per family: stable version, weights, versions loaded.")
+    controls: dict[str, Any] = Field(description="Per family: its runtime controls (the intent ensemble flag).")
+    revision: int | None = Field(description="The control state's revision (also the ETag); null without a store.")
+    control: dict[str, Any] = Field(description="The control store: kind, reachable, last revision applied.")
+
+
+class RouteChange(BaseModel):
+    route: dict[str, Any] = Field(description="The family's route after the change.")
+    revision: int | None
+
+
+class EnsembleChange(BaseModel):
+    ensemble: dict[str, Any] = Field(description="The ensemble flag after the change.")
+    revision: int | None
+
+
+class AuditLog(BaseModel):
+    changes: list[dict[str, Any]] = Field(description="The latest changes first: when, who, what, revision.")
+
+
+class ForgottenStudent(BaseModel):
+    student_id: str
+    deleted: int = Field(description="Cached answers removed.")
+
+
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
