@@ -82,6 +82,6 @@ def test_the_api_doc_lists_every_operation_of_the_live_document_and_every_other_
     for path, operations in httpx.get(server.url + "/docs.json").json()["paths"].items():
         for method in operations:
             assert f"### `{method.upper()} {path}`" in document, (method, path)
-    for path in ("/api/v1/models", "/health", "/admin/routes", "/api/v1/monitoring/drift", "/dashboard"):
+    for path in ("/api/v1/models", "/health", "/admin/routes", "/api/v1/monitoring/drift", "/dashboard", "/v2"):
         assert httpx.get(server.url + path).status_code != 404
-        assert f"`{path}`" in document
+        assert f"### `GET {path}`" in document
