@@ -131,6 +131,16 @@ if [[ "$ENGINE" == podman ]]; then
     # the build only; the image keeps Debian's). docker build cannot mount host files: with docker the image's own
     # CA bundle is used.
     containerize+=(--opt "volume=/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro")
+else
+    # A dockerd started with --bridge=none (where no bridge can be made) gives build steps no network: the
+    # package downloads then use the host's.
+    docker network inspect bridge >/dev/null 2>&1 || containerize+=(--opt network=host)
+    # BentoML asks for BuildKit, which a docker CLI of 23 or newer runs through the buildx plugin only; without
+    # it, the classic builder (BentoML then renders no cache mounts). DOCKER_BUILDKIT set by the caller wins.
+    if [[ -z "${DOCKER_BUILDKIT:-}" ]] && ! docker buildx version >/dev/null 2>&1; then
+        log "docker has no buildx plugin: building with the classic builder (DOCKER_BUILDKIT=0)"
+        export DOCKER_BUILDKIT=0
+    fi
 fi
 # From / : BentoML refuses a Containerfile template outside the working directory, and containerize copies the
 # Bento to a temporary directory first.
