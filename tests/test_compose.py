@@ -62,6 +62,7 @@ def test_compose_renders_the_service_its_stores_and_the_scorer_on_the_image_cont
     assert set(services) == {"inference", "redis", "postgres", "batch-scorer"}
     assert services["inference"]["image"] == services["batch-scorer"]["image"] == "localhost/inference:0.1.0"
     assert services["redis"]["image"] == "redis:7.4-bookworm"
+    assert services["redis"]["command"][-2:] == ["--protected-mode", "no"]  # reached from the service's container
     assert services["postgres"]["image"] == "postgres:16-bookworm"
     assert services["inference"]["ports"][0]["host_ip"] == "127.0.0.1"  # loopback only
 
@@ -95,6 +96,8 @@ def test_the_containers_run_with_the_kubernetes_security_context(services, servi
     assert rendered["security_opt"] == ["no-new-privileges:true"]
     # The pod's writable emptyDir volumes are the container's tmpfs mounts.
     assert {mount.split(":")[0] for mount in rendered["tmpfs"]} == {m["mountPath"] for m in container["volumeMounts"]}
+    metrics = [mount for mount in rendered["tmpfs"] if mount.startswith("/home/bentoml/prometheus_multiproc_dir")]
+    assert all(mount.endswith(f":uid={rendered['user'].replace(':', ',gid=')}") for mount in metrics)
     assert seconds(rendered["stop_grace_period"]) == pod["terminationGracePeriodSeconds"]
 
 
