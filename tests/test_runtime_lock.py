@@ -97,6 +97,7 @@ def pypi_reachable() -> bool:
         return False
 
 
+@pytest.mark.network
 def test_uv_pip_compile_reproduces_the_lock(tmp_path):
     """Needs PyPI: skipped on a machine without it, a failure in CI."""
     missing = "uv is not installed in the virtual environment" if not UV.exists() else None
