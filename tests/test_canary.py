@@ -38,6 +38,7 @@ def build_bento(tag: str, *, skills_version: str, context: Path) -> str:
     (context / "deploy").mkdir()
     shutil.copy(PROJECT_ROOT / "deploy" / "containerfile.j2", context / "deploy")
     shutil.copy(PROJECT_ROOT / "service.py", context)
+    shutil.copytree(PROJECT_ROOT / "requirements", context / "requirements")  # the runtime lock bentofile.yaml installs
     models_env = (PROJECT_ROOT / "models.env").read_text()
     bentofile = (PROJECT_ROOT / "bentofile.yaml").read_text()
     pinned = models_env.split("INFERENCE_SKILLS_VERSION=")[1].split()[0]
