@@ -1,5 +1,5 @@
-"""The Bento's build settings: the base image the containerize script makes, a template that exists, unlocked
-packages, exact model versions."""
+"""The Bento's build settings: the base image the containerize script makes, a template that exists, packages
+from the runtime lock (not locked again online), exact model versions."""
 
 import re
 
@@ -29,4 +29,8 @@ def test_the_bento_carries_every_runtime_dependency_and_not_the_import_time_conv
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     import_time_only = {"onnxmltools", "onnx"}  # the ONNX conversion runs when a model is imported, not served
     expected = {requirement for requirement in project if requirement.split("==")[0] not in import_time_only}
-    assert set(BENTOFILE["python"]["packages"]) == expected
+    # The image installs requirements/runtime.txt, the lock of these direct pins (tests/test_runtime_lock.py).
+    assert BENTOFILE["python"]["requirements_txt"] == "requirements/runtime.txt"
+    lines = (PROJECT_ROOT / "requirements" / "runtime.in").read_text().splitlines()
+    direct = {line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()}
+    assert direct == expected

@@ -86,7 +86,16 @@ def test_make_lock_runs_the_command_in_the_locks_header():
     command = lock_command()
     assert command[:3] == ["uv", "pip", "compile"]
     assert "--constraint" in command and command[command.index("--constraint") + 1] == "requirements.lock"
-    recipe = subprocess.run(["make", "-n", "lock"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    # Without the variables of a make this test may run under (`make test`), which would print directory lines.
+    env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lock"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert shlex.split(recipe.stdout.strip().splitlines()[-1])[1:] == command[1:]
 
 
