@@ -2,25 +2,21 @@
 the careful and the naive FastAPI apps, BentoML's batchable API, MLServer; the careful FastAPI app of the text
 families), with no request to this service failing, and judges the targets from its own figures."""
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from loadtests.report import TARGETS
+from tests.utils.needs import tool
 from tests.utils.servers import PROJECT_ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
 def test_the_harness_compares_the_service_with_both_peers(trained_versions, text_reports):
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is missing in CI: .ci/run must install it")
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+    tool("wrk", "apt-get install wrk")
     run = subprocess.run(
         [
             sys.executable,
@@ -75,10 +71,7 @@ def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_vers
 
 
 def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(trained_versions, tmp_path):
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is missing in CI: .ci/run must install it")
-        pytest.skip("wrk is not installed (apt-get install wrk)")
+    tool("wrk", "apt-get install wrk")
     run = subprocess.run(
         [sys.executable, "-m", "loadtests.profile", "--only", "skills-batch", "--seconds", "3", "--out", str(tmp_path)],
         cwd=PROJECT_ROOT,

