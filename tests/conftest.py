@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 from inference.families import get_family  # noqa: E402
 from inference.families.skills.family import import_skill_artifacts, load_skill_models  # noqa: E402
 from inference.families.skills.scoring import SkillModel  # noqa: E402
+from tests.utils.needs import unavailable  # noqa: E402
 from tests.utils.redis_server import RedisServer  # noqa: E402
 from tests.utils.servers import RunningServer, start_server  # noqa: E402
 from train.data.catalogue import SKILLS  # noqa: E402
@@ -88,6 +89,16 @@ def server(trained_versions: dict[str, Path], text_reports: dict, session_dir: P
 
 
 @pytest.fixture(scope="session")
+def service_image(trained_versions: dict[str, Path], text_reports: dict) -> Iterator[str]:
+    """The service's container image, built once for the session (tests/test_container.py, test_compose_up.py)."""
+    from tests.utils.containers import build_service_image, podman
+
+    image = build_service_image()
+    yield image
+    podman("rmi", "--force", image, check=False)
+
+
+@pytest.fixture(scope="session")
 def redis_server(session_dir: Path) -> Iterator[RedisServer]:
     """A redis-server process of the tests' own (database 1 is used); tests may stop and restart it."""
     server = RedisServer(session_dir / "redis")
@@ -139,9 +150,7 @@ def cpp_build(session_dir: Path) -> Path:
     missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
     missing += [header for header in CPP_HEADERS if not Path(header).exists()]
     if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing in CI: {missing}; .ci/run must install them")
-        pytest.skip(
+        unavailable(
             f"missing {missing} (apt-get install cmake g++ libcurl4-openssl-dev nlohmann-json3-dev libgtest-dev)"
         )
     build = session_dir / "cpp-build"

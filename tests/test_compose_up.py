@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ import pytest
 import yaml
 
 from deploy.bases import base_images
-from tests.utils.compose import DockerEngine, build_stand_in_images, docker_compose, docker_engine, unavailable
+from tests.utils.compose import DockerEngine, build_stand_in_images, docker_compose, docker_engine
+from tests.utils.containers import PODMAN_ENV
+from tests.utils.needs import unavailable
 from tests.utils.servers import PROJECT_ROOT, free_port
 from train.data.population import DEMO_FEATURE_NAMES
 from train.data.students import generate_students
@@ -33,8 +34,6 @@ from train.data.students import generate_students
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 COMPOSE_FILE = PROJECT_ROOT / "deploy" / "compose.yaml"
-VERSION = "0.0.0-compose"
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(PROJECT_ROOT / "deploy" / "containers.conf")}
 SECRETS = {
     "POSTGRES_PASSWORD": "compose-test-database",
     "INFERENCE_RATINGS_TOKEN": "compose-test-ratings",
@@ -97,20 +96,9 @@ def engine() -> Iterator[DockerEngine]:
 
 
 @pytest.fixture(scope="module")
-def images(engine: DockerEngine, trained_versions, text_reports) -> Iterator[dict[str, str]]:
-    """The service's image and the stand-ins, built with podman and loaded into the engine; the compose variables."""
-    started = time.monotonic()
-    build = subprocess.run(
-        ["deploy/containerize.sh", VERSION],
-        cwd=PROJECT_ROOT,
-        env={**PODMAN_ENV, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert build.returncode == 0, build.stderr[-4000:]
-    service_image = build.stdout.strip()
-    timed("service image built", started)
+def images(engine: DockerEngine, service_image: str) -> Iterator[dict[str, str]]:
+    """The service's image (the session's) and the stand-ins, built with podman and loaded into the engine; the
+    compose variables."""
     started = time.monotonic()
     variables = {"INFERENCE_IMAGE": service_image, **build_stand_in_images(base_images()["local"], PODMAN_ENV)}
     timed("stand-in Redis and PostgreSQL images built", started)
@@ -125,7 +113,6 @@ def images(engine: DockerEngine, trained_versions, text_reports) -> Iterator[dic
         if not engine.started:  # an engine of the tests' own goes with its data
             engine.docker("rmi", "--force", *variables.values(), check=False)
         # The stand-ins stay in podman's store: the next run builds them from its layer cache in a second.
-        subprocess.run(["podman", "rmi", "--force", service_image], env=PODMAN_ENV, capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")

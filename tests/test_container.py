@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,11 +17,10 @@ import pytest
 import yaml
 
 from deploy.bases import base_images, bentofile_for
+from tests.utils.containers import TEST_VERSION, podman
 from tests.utils.servers import PROJECT_ROOT, free_port
 
-VERSION = "0.0.0-test"
-IMAGE = f"localhost/inference:{VERSION}"
-ENV = {**os.environ, "CONTAINERS_CONF": str(PROJECT_ROOT / "deploy" / "containers.conf")}
+IMAGE = f"localhost/inference:{TEST_VERSION}"
 # What Kubernetes gives the pod (k8s/base/deployment.yaml): a read-only root, writable /tmp and metrics directory.
 RUN_LIKE_KUBERNETES = [
     "--read-only",
@@ -43,10 +41,6 @@ RUN_LIKE_KUBERNETES = [
 MAX_IMAGE_MIB = 780
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, check=check, timeout=timeout)
-
-
 def model_pins() -> dict[str, str]:
     lines = (PROJECT_ROOT / "models.env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
@@ -60,22 +54,9 @@ def manifest_pod(path: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def image(trained_versions, text_reports) -> Iterator[str]:
-    if shutil.which("podman") is None and os.environ.get("CI") != "true":
-        pytest.skip("podman is not installed (deploy/containerize.sh installs it when run as root)")
-    build = subprocess.run(
-        ["deploy/containerize.sh", VERSION],
-        cwd=PROJECT_ROOT,
-        env={**ENV, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert build.returncode == 0, build.stderr[-4000:]
-    assert build.stdout.strip() == IMAGE
-    print(build.stderr.strip().splitlines()[-1])  # "built ... in N s, M MiB"
-    yield IMAGE
-    podman("rmi", "--force", IMAGE, check=False)
+def image(service_image) -> str:
+    assert service_image == IMAGE  # the name containerize.sh promises for the version
+    return service_image
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +194,10 @@ def test_the_containerfile_builds_on_either_base_without_a_toolchain(base, tmp_p
 )
 def test_containerize_refuses_an_unknown_base_or_engine(arguments, complaint):
     run = subprocess.run(
-        ["deploy/containerize.sh", *arguments, VERSION], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30
+        ["deploy/containerize.sh", *arguments, TEST_VERSION],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert run.returncode == 2 and complaint in run.stderr
