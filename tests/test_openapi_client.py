@@ -20,6 +20,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from tests.utils.clock import iso_ago
 from tests.utils.requests import RATINGS_AUTH, student_items
 from tests.utils.servers import RunningServer, start_server
 
@@ -136,9 +137,7 @@ def test_a_generated_client_calls_every_route_of_a_real_server(generated, server
             writer,
             {
                 "body": {
-                    "ratings": [
-                        {"student_id": "s-1", "skill": "creativity", "rating": 4, "rated_at": "2026-01-01T00:00:00Z"}
-                    ]
+                    "ratings": [{"student_id": "s-1", "skill": "creativity", "rating": 4, "rated_at": iso_ago(hours=1)}]
                 }
             },
         ),
