@@ -7,16 +7,20 @@
 //   // p.intent == "local"; p.from_client_fallback is true when the service could not answer in time
 //
 // Thread-safe: share one predictor between threads. Connections are kept alive in a pool of reusable curl
-// handles; connection failures and 502/503/504 are retried with jittered exponential backoff; a 4xx answer
-// throws RequestRejected at once; when the service cannot answer (unreachable, 5xx, or too slow) predict()
-// returns the configured default intent flagged as a fallback, or throws ServiceUnavailable if none is set.
-// With a batch window, predict() calls made at about the same time from several threads travel as one batch
-// request. See docs/clients.md.
+// handles; connection failures and 502/503/504 are retried with jittered exponential backoff. A 502/503/504 that
+// carries Retry-After (seconds, or an HTTP-date read against the answer's own Date) makes the next attempt wait
+// the longer of the jitter and the Retry-After, at most max_retry_after (10 s): a server asking for longer gets
+// max_retry_after and another attempt, not an immediate failure, since the header may come from a proxy or a
+// clock that is off, and max_retries still bounds the attempts. A 4xx answer throws RequestRejected at once; when
+// the service cannot answer (unreachable, 5xx, or too slow) predict() returns the configured default intent
+// flagged as a fallback, or throws ServiceUnavailable if none is set. With a batch window, predict() calls made at
+// about the same time from several threads travel as one batch request. See docs/clients.md.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +83,7 @@ struct ClientConfig {
     int max_retries = 3;                              // after the first attempt
     std::chrono::milliseconds retry_backoff{50};      // the first retry waits up to this, doubling, jittered
     std::chrono::milliseconds max_retry_backoff{1000};
+    std::chrono::milliseconds max_retry_after{10000};  // the longest Retry-After honoured; 0: ignore the header
     std::size_t pool_size = 8;                        // reusable connections (curl handles)
     std::optional<std::string> default_intent = std::string("informational");  // none: throw instead
     std::optional<std::string> variant;               // X-Model-Preference: classic or ensemble
@@ -93,6 +98,7 @@ struct HttpResult {
     int transport_error = 0;  // 0: none; else a CURLcode
     std::string transport_message;
     bool timed_out = false;
+    std::optional<std::chrono::milliseconds> retry_after;  // the answer's Retry-After header, when it had one
 };
 
 // The HTTP layer, replaceable in tests. post() must be safe to call from several threads.
@@ -139,6 +145,14 @@ std::vector<BatchOutcome> parse_batch(const std::string& json_body, std::size_t 
 std::pair<std::string, std::string> parse_error(const std::string& body);  // (code, message)
 bool is_retryable(const HttpResult& result);
 std::chrono::milliseconds backoff_limit(const ClientConfig& config, int retry);  // the jitter's upper bound
+// The wait before the next attempt after `result`: the jitter, or the answer's Retry-After (at most
+// config.max_retry_after) when that is longer.
+std::chrono::milliseconds retry_wait(const ClientConfig& config, const HttpResult& result,
+                                     std::chrono::milliseconds jitter);
+// The Retry-After of an answer's header block as curl hands it over (a status line, then "Name: value" lines):
+// delay-seconds, or an HTTP-date read against the block's own Date header when it has one (the server's clock
+// on both), else against `now`; a date already past is 0. None without a readable Retry-After.
+std::optional<std::chrono::milliseconds> parse_retry_after(const std::string& header_block, std::time_t now);
 // What an attempt has left until its deadline, whole milliseconds rounded down, 0 once spent.
 std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline,
                                     std::chrono::steady_clock::time_point now);

@@ -41,9 +41,10 @@ class InferenceClient:
       is bounded per read only. `AsyncInferenceClient` bounds the attempt as a whole. Every call can pass its own
       `timeout_s`. A timeout is not retried.
     - A refused or dropped connection and 502/503/504 are retried (`retry`: 3 times by default, jittered
-      exponential backoff); a 4xx raises `RequestRejected` at once, anything that leaves no usable answer
-      raises `ServiceUnavailable` (`ServiceTimeout` when the time ran out); input that cannot be sent raises
-      `InvalidInput` before anything is sent.
+      exponential backoff, and at least an answer's `Retry-After`, at most `RetryPolicy.max_retry_after_s`);
+      a 4xx raises `RequestRejected` at once, anything that leaves no usable answer raises `ServiceUnavailable`
+      (`ServiceTimeout` when the time ran out); input that cannot be sent raises `InvalidInput` before anything
+      is sent.
     - `intent_fallback`: `classify*` answer this default intent, flagged (`fallback=True`, variant
       `client_default`), instead of raising `ServiceUnavailable`; a 4xx still raises.
     - `batch_window_ms`: single `infer_skill` and `classify` calls made within this window from several threads

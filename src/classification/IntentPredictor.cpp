@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -23,6 +26,8 @@ constexpr const char* kClassifyPath = "/api/classify";
 constexpr const char* kClassifyBatchPath = "/api/classify/batch";
 constexpr const char* kPreferenceHeader = "X-Model-Preference";
 constexpr const char* kClientDefaultVariant = "client_default";
+// Delay-seconds beyond this are read as this (about 31 years): any cap is shorter, and the arithmetic cannot overflow.
+constexpr long long kLongestRetryAfterSeconds = 1'000'000'000;
 
 IntentPrediction client_fallback(const std::string& intent) {
     IntentPrediction prediction;
@@ -36,6 +41,29 @@ IntentPrediction client_fallback(const std::string& intent) {
 std::size_t append_body(char* data, std::size_t size, std::size_t count, void* target) {
     static_cast<std::string*>(target)->append(data, size * count);
     return size * count;
+}
+
+// Keeps the header block of the last answer only: a status line starts a new block (a 100 Continue or a
+// redirect's headers come before the final answer's).
+std::size_t append_header(char* data, std::size_t size, std::size_t count, void* target) {
+    auto* block = static_cast<std::string*>(target);
+    const std::size_t length = size * count;
+    if (length >= 5 && std::memcmp(data, "HTTP/", 5) == 0) block->clear();
+    block->append(data, length);
+    return length;
+}
+
+// The value of `line` when it is the header `name` (matched regardless of case), spaces and line end trimmed.
+std::optional<std::string_view> header_value(std::string_view line, std::string_view name) {
+    if (line.size() <= name.size() || line[name.size()] != ':') return std::nullopt;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return std::nullopt;
+    }
+    std::string_view value = line.substr(name.size() + 1);
+    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (!value.empty() && blank(value.front())) value.remove_prefix(1);
+    while (!value.empty() && blank(value.back())) value.remove_suffix(1);
+    return value;
 }
 
 // A pool of curl easy handles: a handle keeps its connection open between requests, so reusing handles
@@ -89,6 +117,9 @@ public:
         curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header_list.get());
         curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, append_body);
         curl_easy_setopt(handle, CURLOPT_WRITEDATA, &result.body);
+        std::string header_block;
+        curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, append_header);
+        curl_easy_setopt(handle, CURLOPT_HEADERDATA, &header_block);
         const std::chrono::milliseconds connect_left = std::min(config_.connect_timeout, left);
         curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_left.count()));
         curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
@@ -98,6 +129,7 @@ public:
         const CURLcode code = curl_easy_perform(handle);
         if (code == CURLE_OK) {
             curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &result.status);
+            result.retry_after = detail::parse_retry_after(header_block, std::time(nullptr));
         } else {
             result.transport_error = static_cast<int>(code);
             result.transport_message = curl_easy_strerror(code);
@@ -245,6 +277,42 @@ std::chrono::milliseconds backoff_limit(const ClientConfig& config, int retry) {
     return std::min<std::chrono::milliseconds>(doubled, config.max_retry_backoff);
 }
 
+std::chrono::milliseconds retry_wait(const ClientConfig& config, const HttpResult& result,
+                                     std::chrono::milliseconds jitter) {
+    if (!result.retry_after) return jitter;
+    return std::max(jitter, std::min(*result.retry_after, config.max_retry_after));
+}
+
+std::optional<std::chrono::milliseconds> parse_retry_after(const std::string& header_block, std::time_t now) {
+    std::optional<std::string> retry_after;
+    std::optional<std::string> date;
+    for (std::size_t start = 0; start < header_block.size();) {
+        const std::size_t end = std::min(header_block.find('\n', start), header_block.size());
+        const std::string_view line(header_block.data() + start, end - start);
+        start = end + 1;
+        if (const auto value = header_value(line, "retry-after")) retry_after = std::string(*value);
+        else if (const auto value = header_value(line, "date")) date = std::string(*value);
+    }
+    if (!retry_after || retry_after->empty()) return std::nullopt;
+    if (std::all_of(retry_after->begin(), retry_after->end(), [](unsigned char c) { return std::isdigit(c); })) {
+        long long seconds = 0;
+        for (const char digit : *retry_after) {
+            seconds = std::min(seconds * 10 + (digit - '0'), kLongestRetryAfterSeconds);
+        }
+        return std::chrono::seconds(seconds);
+    }
+    // curl_getdate reads the three HTTP-date forms (and more); -1 when it cannot.
+    const std::time_t asked = curl_getdate(retry_after->c_str(), nullptr);
+    if (asked == -1) return std::nullopt;
+    std::time_t reference = now;
+    if (date) {
+        const std::time_t server_now = curl_getdate(date->c_str(), nullptr);
+        if (server_now != -1) reference = server_now;
+    }
+    const long long seconds = static_cast<long long>(asked) - static_cast<long long>(reference);
+    return std::chrono::seconds(std::clamp(seconds, 0LL, kLongestRetryAfterSeconds));
+}
+
 std::string request_body(const std::string& text, const std::optional<std::string>& user_id) {
     json body = {{"text", text}};
     if (user_id) body["user_id"] = *user_id;
@@ -264,6 +332,7 @@ public:
     Impl(ClientConfig config, std::unique_ptr<HttpTransport> transport)
         : config_(std::move(config)), transport_(std::move(transport)) {
         if (config_.max_retries < 0) throw std::invalid_argument("max_retries: expected 0 or more");
+        if (config_.max_retry_after.count() < 0) throw std::invalid_argument("max_retry_after: expected 0 or more");
         if (config_.max_batch_size == 0) throw std::invalid_argument("max_batch_size: expected at least 1");
         if (config_.variant) headers_[kPreferenceHeader] = *config_.variant;
         if (config_.batch_window.count() > 0) {
@@ -338,8 +407,8 @@ private:
         }
     }
 
-    // One call: retried while the failure is worth another attempt; a 4xx throws RequestRejected at once, any
-    // other failure ServiceUnavailable.
+    // One call: retried while the failure is worth another attempt, after the jitter or the answer's Retry-After
+    // (detail::retry_wait); a 4xx throws RequestRejected at once, any other failure ServiceUnavailable.
     HttpResult send(const std::string& path, const std::string& body) {
         for (int attempt = 0;; ++attempt) {
             ++stats_requests_;
@@ -347,7 +416,7 @@ private:
             if (result.transport_error == 0 && result.status < 400) return result;
             if (detail::is_retryable(result) && attempt < config_.max_retries) {
                 ++stats_retries_;
-                std::this_thread::sleep_for(jitter(attempt));
+                std::this_thread::sleep_for(detail::retry_wait(config_, result, jitter(attempt)));
                 continue;
             }
             if (result.transport_error == 0 && result.status < 500) {

@@ -1,6 +1,7 @@
 // An HTTP/1.1 server of the test's own on 127.0.0.1 for the curl transport's tests: it keeps connections alive,
-// answers every request with the same intent prediction after a delay chosen per request, and counts the
-// connections it accepted and the requests it read.
+// answers every request with the same intent prediction after a delay chosen per request (or, for the first few
+// requests, 503 `overloaded` with a Retry-After header, as a worker past its bound does), and counts the
+// connections it accepted and the requests it read, noting when it read each.
 #pragma once
 
 #include <arpa/inet.h>
@@ -27,8 +28,16 @@ public:
     // How long to hold the answer to the n-th request (0-based, in the order the requests were read).
     using Delay = std::function<std::chrono::milliseconds(std::size_t request)>;
 
-    explicit LoopbackServer(Delay delay = [](std::size_t) { return std::chrono::milliseconds(0); })
-        : delay_(std::move(delay)) {
+    // The first `count` requests are answered 503 `overloaded` with `Retry-After: <retry_after>` at once.
+    struct Refusals {
+        std::size_t count = 0;
+        std::string retry_after;
+    };
+
+    explicit LoopbackServer(Delay delay = no_delay()) : LoopbackServer(std::move(delay), Refusals{}) {}
+    explicit LoopbackServer(Refusals refusals) : LoopbackServer(no_delay(), std::move(refusals)) {}
+
+    LoopbackServer(Delay delay, Refusals refusals) : delay_(std::move(delay)), refusals_(std::move(refusals)) {
         listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
         if (listener_ < 0) throw std::runtime_error("socket() failed");
         sockaddr_in address{};
@@ -72,6 +81,12 @@ public:
         return requests_;
     }
 
+    // When each request was read, in order.
+    std::vector<std::chrono::steady_clock::time_point> read_at() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return read_at_;
+    }
+
     // True once `count` requests have been read, false if that did not happen within `timeout`.
     bool wait_for_requests(std::size_t count, std::chrono::milliseconds timeout) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -81,8 +96,13 @@ public:
     static constexpr const char* kAnswer =
         R"({"intent":"local","confidence":0.9,"verticals":[],"variant":"classic","model_version":"v1.0.0",)"
         R"("fallback":false,"cached":false})";
+    static constexpr const char* kOverloaded = R"({"error":"the worker is at its bound","code":"overloaded"})";
 
 private:
+    static Delay no_delay() {
+        return [](std::size_t) { return std::chrono::milliseconds(0); };
+    }
+
     bool stopping() {
         std::lock_guard<std::mutex> lock(mutex_);
         return stopping_;
@@ -128,13 +148,17 @@ private:
     bool answer(int fd) {
         std::unique_lock<std::mutex> lock(mutex_);
         const std::size_t index = requests_++;
+        read_at_.push_back(std::chrono::steady_clock::now());
         changed_.notify_all();
-        const std::chrono::milliseconds delay = delay_(index);
+        const bool refused = index < refusals_.count;
+        const std::chrono::milliseconds delay = refused ? std::chrono::milliseconds(0) : delay_(index);
         if (changed_.wait_for(lock, delay, [this] { return stopping_; })) return false;
         lock.unlock();
-        const std::string body = kAnswer;
-        const std::string response = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                                     std::to_string(body.size()) + "\r\n\r\n" + body;
+        const std::string body = refused ? kOverloaded : kAnswer;
+        const std::string status = refused ? "503 Service Unavailable" : "200 OK";
+        const std::string retry_after = refused ? "Retry-After: " + refusals_.retry_after + "\r\n" : "";
+        const std::string response = "HTTP/1.1 " + status + "\r\nContent-Type: application/json\r\n" + retry_after +
+                                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
         // MSG_NOSIGNAL: a client that gave up and closed the connection must not kill the test with SIGPIPE.
         return ::send(fd, response.data(), response.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(response.size());
     }
@@ -147,6 +171,7 @@ private:
     }
 
     Delay delay_;
+    Refusals refusals_;
     int listener_ = -1;
     unsigned short port_ = 0;
     std::mutex mutex_;
@@ -154,6 +179,7 @@ private:
     bool stopping_ = false;
     std::size_t accepted_ = 0;
     std::size_t requests_ = 0;
+    std::vector<std::chrono::steady_clock::time_point> read_at_;
     std::thread acceptor_;
     std::vector<std::thread> connections_;
 };

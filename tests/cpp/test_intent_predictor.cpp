@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "classification/IntentPredictor.h"
+#include "http_date.h"
 #include "starting_gate.h"
 
 using classification::BatchOutcome;
@@ -43,9 +44,26 @@ json answer(const std::string& intent = "local", const std::string& variant = "c
             {"cached", false}};
 }
 
-HttpResult ok(const json& body) { return {200, body.dump(), 0, "", false}; }
-HttpResult status(long code, const json& body = json::object()) { return {code, body.dump(), 0, "", false}; }
-HttpResult failure(int curl_code, bool timed_out = false) { return {0, "", curl_code, "transport failure", timed_out}; }
+HttpResult answered(long code, std::string body) {
+    HttpResult result;
+    result.status = code;
+    result.body = std::move(body);
+    return result;
+}
+HttpResult ok(const json& body) { return answered(200, body.dump()); }
+HttpResult status(long code, const json& body = json::object()) { return answered(code, body.dump()); }
+HttpResult failure(int curl_code, bool timed_out = false) {
+    HttpResult result;
+    result.transport_error = curl_code;
+    result.transport_message = "transport failure";
+    result.timed_out = timed_out;
+    return result;
+}
+HttpResult asking_to_wait(long code, std::chrono::milliseconds retry_after) {
+    HttpResult result = status(code, {{"error", "the worker is at its bound"}, {"code", "overloaded"}});
+    result.retry_after = retry_after;
+    return result;
+}
 
 // Answers from a script (the last one repeats), or from a function; records every request.
 class ScriptedTransport : public HttpTransport {
@@ -229,6 +247,65 @@ TEST(RetryPolicy, TheBackoffDoublesUpToItsCeiling) {
     EXPECT_EQ(classification::detail::backoff_limit(config, 60), 300ms);
 }
 
+TEST(RetryPolicy, TheWaitIsTheLongerOfTheJitterAndTheRetryAfterAtMostTheCap) {
+    using classification::detail::retry_wait;
+    ClientConfig config;
+    config.max_retry_after = 10s;
+    EXPECT_EQ(retry_wait(config, status(503), 30ms), 30ms);  // no header: the jitter as before
+    EXPECT_EQ(retry_wait(config, asking_to_wait(503, 1s), 30ms), 1s);
+    EXPECT_EQ(retry_wait(config, asking_to_wait(502, 500ms), 800ms), 800ms);  // the jitter is longer
+    EXPECT_EQ(retry_wait(config, asking_to_wait(503, 3600s), 30ms), 10s);
+    config.max_retry_after = 0ms;  // the header ignored
+    EXPECT_EQ(retry_wait(config, asking_to_wait(503, 5s), 30ms), 30ms);
+}
+
+TEST(RetryAfter, DelaySecondsAreReadWhateverTheCaseOfTheHeaderName) {
+    using classification::detail::parse_retry_after;
+    const std::time_t now = std::time(nullptr);
+    EXPECT_EQ(parse_retry_after("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n", now), 1s);
+    EXPECT_EQ(parse_retry_after("HTTP/1.1 503 Service Unavailable\r\nretry-after:  120 \r\n", now), 120s);
+    EXPECT_EQ(parse_retry_after("HTTP/1.1 503 x\r\nRETRY-AFTER: 0\r\n", now), 0s);
+    // Too many digits for any clock: read as a very long wait, which the cap then bounds.
+    EXPECT_GE(parse_retry_after("HTTP/1.1 503 x\r\nRetry-After: " + std::string(400, '9') + "\r\n", now).value(),
+              std::chrono::hours(24 * 365));
+}
+
+TEST(RetryAfter, AnHttpDateIsReadAgainstTheAnswersDateElseTheLocalClock) {
+    using classification::detail::parse_retry_after;
+    const std::time_t now = std::time(nullptr);
+    EXPECT_EQ(parse_retry_after("HTTP/1.1 503 x\r\nRetry-After: " + http_date(now + 90) + "\r\n", now), 90s);
+    // A server clock an hour behind: against our clock the date is long past, against its own Date it is 5 s.
+    const std::time_t server_now = now - 3600;
+    const std::string skewed = "HTTP/1.1 503 x\r\nDate: " + http_date(server_now) +
+                               "\r\nRetry-After: " + http_date(server_now + 5) + "\r\n";
+    EXPECT_EQ(parse_retry_after(skewed, now), 5s);
+    EXPECT_EQ(parse_retry_after("HTTP/1.1 503 x\r\nRetry-After: " + http_date(now - 60) + "\r\n", now), 0s);
+}
+
+TEST(RetryAfter, AnAnswerWithoutAReadableRetryAfterHasNone) {
+    using classification::detail::parse_retry_after;
+    const std::time_t now = std::time(nullptr);
+    EXPECT_FALSE(parse_retry_after("HTTP/1.1 503 x\r\nContent-Length: 2\r\n\r\n", now).has_value());
+    EXPECT_FALSE(parse_retry_after("", now).has_value());
+    for (const std::string value : {"", "soon", "1.5", "-1"}) {
+        EXPECT_FALSE(parse_retry_after("HTTP/1.1 503 x\r\nRetry-After: " + value + "\r\n", now).has_value())
+            << value;
+    }
+    // Only the header of that name: one whose name merely starts the same is another header.
+    EXPECT_FALSE(parse_retry_after("HTTP/1.1 503 x\r\nRetry-After-Ms: 5\r\n", now).has_value());
+}
+
+TEST(RetryPolicy, A503WithARetryAfterWaitsThatLongThenTheRetryAnswers) {
+    auto client = scripted({asking_to_wait(503, 300ms), ok(answer("local"))});
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_EQ(client.predictor->predict("dentist near me").intent, "local");
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms);  // the jitter alone is at most 2 ms
+    EXPECT_EQ(client.transport->paths.size(), 2u);
+    EXPECT_EQ(client.predictor->stats().requests, 2u);
+    EXPECT_EQ(client.predictor->stats().retries, 1u);
+    EXPECT_EQ(client.predictor->stats().fallbacks, 0u);
+}
+
 TEST(RetryPolicy, A503IsRetriedUntilTheServiceAnswers) {
     auto client = scripted({status(503), status(502), ok(answer("local"))});
     EXPECT_EQ(client.predictor->predict("dentist near me").intent, "local");
@@ -325,7 +402,7 @@ TEST(Fallback, A500IsAnOutageForTheCallerNotARejection) {
 }
 
 TEST(Fallback, AMalformedAnswerIsAnOutageNotACrash) {
-    auto client = scripted({{200, "<html>proxy login</html>", 0, "", false}});
+    auto client = scripted({answered(200, "<html>proxy login</html>")});
     IntentPrediction p = client.predictor->predict("x");
     EXPECT_TRUE(p.from_client_fallback);
     EXPECT_EQ(client.transport->paths.size(), 1u);  // not retried: the service did answer, wrongly
@@ -411,6 +488,13 @@ TEST(Config, AnEmptyPoolIsRefused) {
     ClientConfig config;
     config.pool_size = 0;
     EXPECT_THROW(IntentPredictor{config}, std::invalid_argument);
+}
+
+TEST(Config, ANegativeRetryAfterCapIsRefused) {
+    ClientConfig config = fast_config();
+    config.max_retry_after = -1ms;
+    EXPECT_THROW(IntentPredictor(config, std::make_unique<ScriptedTransport>(std::deque<HttpResult>{ok(answer())})),
+                 std::invalid_argument);
 }
 
 TEST(Config, NegativeRetriesAreRefused) {
