@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import string
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -192,13 +193,39 @@ def _shard_key_sqlite(element: shard_key_of, compiler: Any, **kw: Any) -> str:
 SCHEMA_LOCK_KEY = 7_302_114_907_551_019  # PostgreSQL advisory lock taken while the schema is created
 
 
+# Rows a writer could not store because the database refused the row itself (a value it cannot hold), set aside
+# with the reason instead of blocking the rows around them: one per row, the row as JSON (text made printable).
+rejected_rows = Table(
+    "rejected_rows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("table_name", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("row", Text, nullable=False),
+    Column("rejected_at", DateTime(timezone=True), nullable=False),
+    Index("ix_rejected_rows_rejected_at", "rejected_at"),
+)
+
+DEFAULT_TIMEOUT_S = 5.0  # INFERENCE_DATABASE_TIMEOUT_S's default
+
+
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """One engine per URL and process, with the schema created or brought up to date (idempotent)."""
-    options: dict[str, Any] = {"pool_pre_ping": True}
+def engine_for(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, statement_timeout_s: float | None = None) -> Engine:
+    """One engine per URL, timeouts and process, with the schema created or brought up to date (idempotent).
+
+    `timeout_s` bounds the wait for a connection to open (PostgreSQL: `connect_timeout`; SQLite: the wait for a
+    writer's lock) and, on PostgreSQL, every statement (`statement_timeout`) unless `statement_timeout_s` says
+    otherwise: a database that answers nothing (a black-holed host) fails a call in seconds, never hangs it."""
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_timeout": timeout_s}
     if url.startswith("sqlite"):
         # Several worker processes write one file: wait for the lock instead of failing at once.
-        options["connect_args"] = {"timeout": 30}
+        options["connect_args"] = {"timeout": max(timeout_s, 30.0)}
+    elif url.startswith("postgresql"):
+        statement_ms = round(1000 * (statement_timeout_s if statement_timeout_s is not None else timeout_s))
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(timeout_s)),
+            "options": f"-c statement_timeout={statement_ms}",
+        }
     engine = create_engine(url, **options)
     if url.startswith("sqlite"):
 
@@ -224,11 +251,12 @@ class DeferredEngine:
     workers failing to start in a loop.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.url = url
+        self.timeout_s = timeout_s
 
     def open(self) -> Engine:
-        return engine_for(self.url)  # cached once it succeeds; a failure is not cached
+        return engine_for(self.url, timeout_s=self.timeout_s)  # cached once it succeeds; a failure is not cached
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.open(), name)
@@ -248,11 +276,18 @@ def _schema_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.begin() as connection:
             yield connection
         return
-    # flock on the database file itself: on Linux it is independent of SQLite's own (fcntl) locks.
-    with open(database, "a") as handle:
+    # flock on a file beside the database, never on the database itself: closing any descriptor of the database
+    # file releases every POSIX lock this process holds on it, SQLite's own included (SQLite's documentation,
+    # "How To Corrupt An SQLite Database File", 2.2), which let another process remove the write-ahead log under it.
+    # Read-only is enough for flock: a lock file another user created (a tool run as root on the same volume) can
+    # still be locked by the service's user.
+    handle = os.open(f"{database}.schema-lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         with engine.begin() as connection:
             yield connection
+    finally:
+        os.close(handle)  # releases the flock
 
 
 def migrate(connection: Connection, tables: Iterable[Table] | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """Batch scoring against a real PostgreSQL (a throwaway database per test), as real processes: the CLI end to
 end, runs killed midway and resumed, four shards at once, a connection dropped mid-run, and bad stored values."""
 
+import json
 import logging
 import math
 import signal
@@ -9,12 +10,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import func, literal, select, text, update
 
 from inference.batch.database import INTERRUPTED, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.sharding import Shard, shard_key
-from inference.storage import scoring_failures, scoring_runs, shard_key_of, skill_assessments
+from inference.storage import rejected_rows, scoring_failures, scoring_runs, shard_key_of, skill_assessments
 from tests.utils.batch import (
     batch_command,
     demo_database,
@@ -26,6 +27,7 @@ from tests.utils.batch import (
     stored_assessments,
 )
 from tests.utils.postgres import own_cluster, throwaway_database
+from tests.utils.prometheus import rows_dropped
 from train.data.catalogue import SKILL_FEATURES, SKILLS
 from train.data.population import DEMO_FEATURE_NAMES
 from train.data.students import generate_students
@@ -293,6 +295,57 @@ def test_ids_of_any_length_and_alphabet_survive_the_binary_copy(database, stable
     summary = BatchScorer(database, stable_models, RunOptions(chunk_size=4, retry_backoff_s=0)).run()
     assert summary.assessments_written == len(ids) * 7
     assert_every_student_scored_once(database, ids, stable_models)
+
+
+def test_student_ids_longer_than_the_assessments_column_are_set_aside_and_every_other_student_is_scored(
+    database, stable_models
+):
+    """A team's own student_features may hold ids of any length; skill_assessments and scoring_failures hold 128
+    characters. Such a student is kept in rejected_rows, counted, and read again by later runs; the others are
+    scored. One is mid-chunk, the other alone in the last chunk: the run's checkpoint is its prefix."""
+    with database.engine.begin() as connection:
+        connection.execute(text('ALTER TABLE student_features ALTER COLUMN student_id TYPE text COLLATE "C"'))
+    students = load_students(database, generate_students(199, seed=83).feature_dicts())
+    long_ids = [students[50] + "x" * 200, students[198] + "y" * 200]  # each sorts right after its prefix
+    database.upsert_students(
+        long_ids, feature_matrix(generate_students(2, seed=84).feature_dicts()), updated_at=datetime.now(UTC)
+    )
+    before = rows_dropped("skill_assessments", "invalid_row")
+    summary = BatchScorer(database, stable_models, RunOptions(chunk_size=100, retry_backoff_s=0)).run()
+    assert summary.status == SUCCEEDED and summary.students_read == 201
+    assert (summary.assessments_written, summary.items_refused, summary.items_failed) == (199 * 7, 14, 14)
+    assert set(stored_assessments(database.engine)) == {(student, skill) for student in students for skill in SKILLS}
+    with database.engine.connect() as connection:
+        kept = connection.execute(select(rejected_rows).order_by(rejected_rows.c.id)).all()
+        failures = connection.execute(select(func.count()).select_from(scoring_failures)).scalar_one()
+    assert failures == 0  # scoring_failures cannot hold the id either
+    assert [json.loads(row.row)["student_id"] for row in kept] == long_ids
+    assert {row.table_name for row in kept} == {"skill_assessments"}
+    assert "StringDataRightTruncation" in kept[0].reason
+    assert {entry["skill"] for entry in json.loads(kept[0].row)["assessments"]} == set(SKILLS)
+    assert rows_dropped("skill_assessments", "invalid_row") == before + 14
+    (run,) = runs_of(database)
+    assert run.last_student_id == long_ids[1][:128]
+    # Resumed from that checkpoint, a run reads the last student again, and only it.
+    with database.engine.begin() as connection:
+        connection.execute(update(scoring_runs).values(status=INTERRUPTED))
+    resumed = BatchScorer(database, stable_models, RunOptions(retry_backoff_s=0)).run()
+    assert (resumed.resumed_from, resumed.students_read, resumed.items_refused) == (run.run_id, 1, 7)
+    incremental = BatchScorer(database, stable_models, RunOptions(mode="incremental", retry_backoff_s=0)).run()
+    assert incremental.students_read == 2 and incremental.items_refused == 14
+
+
+def test_loading_a_student_id_postgresql_cannot_hold_sets_it_aside_and_loads_the_others(database):
+    ids = ["s-1", "s-\x00-2", "s-3", "x" * 129]
+    result = database.upsert_students(
+        ids, feature_matrix(generate_students(4, seed=85).feature_dicts()), updated_at=datetime.now(UTC)
+    )
+    assert result.stored == 2 and [row.index for row in result.rejected] == [1, 3]
+    with database.engine.connect() as connection:
+        kept = connection.execute(select(rejected_rows.c.table_name, rejected_rows.c.row)).all()
+    assert {table for table, _ in kept} == {"student_features"}
+    assert sorted(json.loads(row)["student_id"] for _, row in kept) == sorted([ids[1], ids[3]])
+    assert database.count_students() == 2
 
 
 def test_a_student_whose_updated_at_python_cannot_read_is_reported_and_does_not_block_the_shard(

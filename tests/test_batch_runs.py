@@ -3,19 +3,20 @@ transient database errors, interruption and resume, model version changes, and t
 statuses (docs/batch.md), as a real process."""
 
 import logging
+import math
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from inference.batch.database import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.errors import RunInProgress
 from inference.families.skills.family import load_skill_models
 from inference.sharding import EVERYONE
-from inference.storage import scoring_failures, scoring_runs
+from inference.storage import rejected_rows, scoring_failures, scoring_runs
 from tests.conftest import CANDIDATE
 from tests.utils.batch import (
     count_rows,
@@ -26,6 +27,7 @@ from tests.utils.batch import (
     run_population,
     stored_assessments,
 )
+from tests.utils.prometheus import rows_dropped
 from tests.utils.servers import free_port
 from train.data.catalogue import SKILL_FEATURES, SKILLS
 from train.data.population import DEMO_FEATURE_NAMES
@@ -160,6 +162,42 @@ def test_bad_rows_are_recorded_as_failed_items_and_the_rest_is_scored(database, 
     rerun = score(database, stable_models)
     assert (rerun.items_failed, rerun.failures_recorded, rerun.assessments_written) == (len(failures), 0, 0)
     assert count_rows(database.engine, scoring_failures) == len(failures)
+
+
+def test_a_student_the_database_refuses_is_recorded_as_unstorable_and_the_rest_is_scored(
+    database, population, stable_models
+):
+    """A rule of the database (here a trigger) refuses one student's assessments: that chunk is written around the
+    student, found by bisection in a few savepoints, not one per student; its items are failures `unstorable`."""
+    (refused,) = load_students(database, generate_students(1, seed=5).feature_dicts(), prefix="refused")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_assessment BEFORE INSERT ON skill_assessments "
+            "WHEN NEW.student_id LIKE 'refused-%' BEGIN SELECT RAISE(ABORT, 'refused by a rule'); END"
+        )
+    savepoints = []
+    event.listen(database.engine, "savepoint", lambda *arguments: savepoints.append(arguments[1]))
+    before = rows_dropped("skill_assessments", "invalid_row")
+    summary = score(database, stable_models, chunk_size=2048)  # one chunk of 1,001 students
+    assert summary.status == SUCCEEDED
+    assert (summary.students_read, summary.assessments_written) == (1001, 7000)
+    assert (summary.items_failed, summary.items_refused) == (7, 7)
+    assert 0 < len(savepoints) <= 2 * math.ceil(math.log2(1001)) + 2
+    with database.engine.connect() as connection:
+        failures = connection.execute(select(scoring_failures)).all()
+    assert {(failure.student_id, failure.code) for failure in failures} == {(refused, "unstorable")}
+    assert len(failures) == 7 and "refused by a rule" in failures[0].message
+    assert count_rows(database.engine, rejected_rows) == 0
+    assert rows_dropped("skill_assessments", "invalid_row") == before + 7
+    assert set(stored_assessments(database.engine)) == {(student, skill) for student in population for skill in SKILLS}
+    # Not read again until its features change, like any failed item; good chunks take the path without savepoints.
+    assert score(database, stable_models, mode="incremental").students_read == 0
+    savepoints.clear()
+    assert score(database, stable_models).items_refused == 7 and len(savepoints) > 0
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER refuse_assessment")
+    savepoints.clear()
+    assert score(database, stable_models).assessments_written == 7 and savepoints == []
 
 
 class FlakyDatabase(BatchDatabase):

@@ -19,6 +19,7 @@ from inference.monitoring.ground_truth import PredictionLog, correlations, store
 from inference.monitoring.observer import FUTURE_TOLERANCE, check_ratings
 from inference.schemas import RatingsRequest
 from inference.storage import DeferredEngine, engine_for, predictions
+from tests.utils.prometheus import rows_dropped
 from train.data.catalogue import SKILLS
 from train.data.students import generate_students
 from train.skills import SkillTrainingParams, train_skills
@@ -85,11 +86,17 @@ def test_ratings_outside_the_window_and_too_few_pairs_give_no_r(stable_models, t
     assert entry.pairs == 10 and entry.pearson_r is None and not entry.alert
 
 
+def buffer_full_drops():
+    return rows_dropped("predictions", "buffer_full")
+
+
 def test_a_full_prediction_log_drops_and_counts_instead_of_growing(tmp_path):
     log = PredictionLog(engine_for(f"sqlite:///{tmp_path / 'full.db'}"), capacity=5)
+    before = buffer_full_drops()
     for index in range(8):
         log.add(f"s{index}", SKILL, "v1", 0.5)
     assert log.dropped == 3 and log.flush() == 5
+    assert buffer_full_drops() == before + 3  # in /metrics too, not only in the log
 
 
 class HeldThenFailingEngine:
@@ -176,7 +183,7 @@ def test_ratings_and_the_prediction_log_reach_a_database_that_comes_back_without
         with pytest.raises(FileNotFoundError):  # the folder of the SQLite file is missing
             use()
     folder.mkdir()  # the database is reachable from now on: the same objects use it at their next call
-    assert store_ratings(engine, [rating]) == 1
+    assert store_ratings(engine, [rating]).stored == 1
     assert log.flush() == 1 and log.dropped == 0
     (found,) = correlations(engine, window_days=30, threshold=0.5, min_pairs=20)
     assert (found.skill, found.model_version, found.pairs) == (SKILL, "v1", 1)

@@ -26,6 +26,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine
 
 from inference.batch.database import INTERRUPTED, BatchDatabase
+from inference.cli import positive_int
 from inference.errors import InferenceError, RunInProgress
 from inference.settings import Settings
 from inference.sharding import EVERYONE, Shard
@@ -110,7 +111,10 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 def _engine(args: argparse.Namespace, settings: Settings) -> Engine:
     from inference.storage import engine_for
 
-    return engine_for(args.database_url or settings.database_url)
+    # Its own statement timeout: a chunk's bulk upsert takes seconds, far beyond the service's bound on a call.
+    return engine_for(
+        args.database_url or settings.database_url, statement_timeout_s=settings.batch_statement_timeout_s
+    )
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -131,16 +135,6 @@ def _shard(text: str) -> Shard:
         return Shard.parse(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -168,7 +162,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     scoring.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=settings.batch_chunk_size,
         help=f"students per read, score and commit (INFERENCE_BATCH_CHUNK_SIZE, {settings.batch_chunk_size})",
     )
@@ -178,7 +172,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     scoring.set_defaults(command=score)
 
     listing = with_database(commands.add_parser("runs", help="list the latest scoring runs"))
-    listing.add_argument("--limit", type=_positive_int, default=10, help="how many runs (10)")
+    listing.add_argument("--limit", type=positive_int, default=10, help="how many runs (10)")
     listing.set_defaults(command=runs)
     return parser
 

@@ -134,6 +134,31 @@ class ScoredChunk:
     def assessment_count(self) -> int:
         return int(self.scored.sum())
 
+    def students(self, rows: Sequence[int]) -> ScoredChunk:
+        """The chunk's students at positions `rows` (in that order), with their scores and failures."""
+        index = np.asarray(rows, dtype=np.intp)
+        chunk = self.chunk
+        part = FeatureChunk(
+            chunk.feature_names,
+            [chunk.student_ids[row] for row in rows],
+            [chunk.updated_at[row] for row in rows],
+            chunk.values[index],
+            chunk.missing[index],
+            chunk.raw[index],
+        )
+        kept = set(part.student_ids)
+        failures = [failure for failure in self.failures if failure.student_id in kept]
+        return ScoredChunk(
+            part,
+            self.skills,
+            self.versions,
+            self.scores[index],
+            self.confidences[index],
+            self.hashes[index],
+            self.scored[index],
+            failures,
+        )
+
     def assessment_columns(self) -> dict[str, np.ndarray]:
         """The assessments as columns, student-major (each student's skills together, students in id order),
         the order that keeps the primary key's index writes local."""

@@ -4,7 +4,9 @@ Two dialects, each on its fastest path: PostgreSQL copies a chunk into a tempora
 from it in one statement; SQLite upserts with `executemany` in one transaction. Either way a chunk's assessments,
 its failed items and the run's progress (`last_student_id`, counts) commit together, so a run killed at any
 point leaves the database at a chunk boundary, and the upsert on (student_id, skill, features_hash) makes
-writing a chunk twice harmless.
+writing a chunk twice harmless. A chunk the database refuses for a student's data (an id longer than the
+assessments' column, in a team's own `student_features`) is written again around that student, whose items are
+set aside (`inference.monitoring.writes`): one bad row never stops a run.
 
 `student_features` has a column per feature of the served models: a `BatchDatabase` is made for a list of feature
 names, reads and writes those columns, and creates the table or adds the columns it lacks. Feature names are any
@@ -16,11 +18,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,17 +34,33 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, String, exists, func, insert, select, type_coerce, update
 from sqlalchemy.engine import Row
 
-from inference.batch.chunks import FeatureChunk, ScoredChunk
+from inference.batch.chunks import FeatureChunk, ItemFailure, ScoredChunk
 from inference.batch.pgcopy import encode_rows, timestamp_micros
 from inference.errors import RunInProgress, RunSuperseded, UnsupportedDatabase
+from inference.logs import LOGGER_NAME
+from inference.monitoring.metrics import count_rows_dropped
+from inference.monitoring.writes import (
+    INVALID_ROW,
+    UNSTORABLE,
+    WriteResult,
+    is_refused_row,
+    printable,
+    quarantine,
+    refusal_reason,
+    write_around_refusals,
+    write_isolating,
+)
 from inference.sharding import Shard
 from inference.storage import (
+    STUDENT_FEATURES,
     ensure_student_features,
     scoring_failures,
     scoring_runs,
     shard_key_of,
     skill_assessments,
 )
+
+logger = logging.getLogger(LOGGER_NAME)
 
 Mode = Literal["full", "incremental"]
 MODES: tuple[Mode, ...] = ("full", "incremental")
@@ -86,14 +105,65 @@ _SQLITE_UPSERT = f"INSERT INTO skill_assessments ({_ASSESSMENT_COLUMNS}) VALUES 
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 # The updated_at values Python's datetime can hold, with a day's margin for the session's time zone.
 _READABLE_TIMES = (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC))
+# The run's checkpoint is a student_id, in a column of this many characters. A longer id (a team's own
+# student_features may hold one) is checkpointed as its prefix, which sorts before it: a resumed run reads that
+# student again, where storing the whole id would fail the chunk.
+_CHECKPOINT_CHARS = scoring_runs.c.last_student_id.type.length
 
 
 @dataclass(frozen=True)
 class ChunkWrite:
     written: int  # assessments inserted or changed
     unchanged: int  # assessments already stored as they are
-    failed: int  # items that could not be scored
+    failed: int  # items that could not be scored, or whose student the database refused
     failures_recorded: int  # of those, the ones new to scoring_failures
+    refused: int = 0  # items of students the database refused (their rows set aside, see `_RefusedStudent`)
+
+
+@dataclass(frozen=True)
+class _RefusedStudent:
+    """A student whose rows the database refused: its items become failures (`unstorable` for the scored ones),
+    recorded in scoring_failures, or, when that table refuses them too, the student is kept in rejected_rows."""
+
+    student_id: str
+    reason: str
+    items: list[ItemFailure]  # one per skill
+    assessments: list[dict[str, object]]  # the scores that were not stored
+    recorded: bool = True  # in scoring_failures
+    quarantined: bool = False  # in rejected_rows, scoring_failures having refused it too
+
+    @classmethod
+    def of(cls, scored: ScoredChunk, row: int, reason: str) -> _RefusedStudent:
+        student = scored.students([row])
+        student_id, updated_at = student.chunk.student_ids[0], student.chunk.updated_at[0]
+        message = f"the database refused the student's assessments: {reason}"
+        items, assessments = list(student.failures), []
+        for column, skill in enumerate(student.skills):
+            if student.scored[0, column]:
+                items.append(ItemFailure(student_id, skill, UNSTORABLE, message, updated_at))
+                assessments.append(
+                    {
+                        "skill": skill,
+                        "score": float(student.scores[0, column]),
+                        "confidence": float(student.confidences[0, column]),
+                        "features_hash": int(student.hashes[0, column]),
+                        "model_version": student.versions[column],
+                    }
+                )
+        return cls(student_id, reason, items, assessments)
+
+    def quarantine_row(self, run_id: int) -> dict[str, object]:
+        return {
+            "student_id": self.student_id,
+            "features_updated_at": self.items[0].features_updated_at if self.items else None,
+            "run_id": run_id,
+            "assessments": self.assessments,
+            "failures": [
+                {"skill": item.skill, "code": item.code, "message": item.message}
+                for item in self.items
+                if item.code != UNSTORABLE
+            ],
+        }
 
 
 class _AlreadyCommitted(Exception):
@@ -247,27 +317,62 @@ class BatchDatabase:
         recognised and not counted twice. `before_commit` runs after the bulk work and before the checkpoint is
         written: concurrent writers wait there for the chunk before theirs, so chunks commit in order (an
         exception from it rolls this chunk back).
+
+        When the database refuses the chunk for a student's data, the chunk is written again in a new transaction,
+        in parts that find the refused students by bisection (`write_around_refusals`, in savepoints): their items
+        are set aside (`_RefusedStudent`) and counted in inference_rows_dropped_total{table="skill_assessments"},
+        the other students are written as usual. Good chunks take the fast path alone: no extra statement.
         """
         now = datetime.now(UTC)
         try:
+            return self._commit_chunk(scored, run_id, after, before_commit, now, around_refusals=False)
+        except Exception as err:
+            if not is_refused_row(err):
+                raise
+            logger.warning(
+                "%s: the database refused a row (%s); writing the chunk around it",
+                _describe(scored),
+                refusal_reason(err),
+            )
+        return self._commit_chunk(scored, run_id, after, before_commit, now, around_refusals=True)
+
+    def _commit_chunk(
+        self,
+        scored: ScoredChunk,
+        run_id: int,
+        after: str | None,
+        before_commit: Callable[[], None] | None,
+        now: datetime,
+        *,
+        around_refusals: bool,
+    ) -> ChunkWrite:
+        refused: list[_RefusedStudent] = []
+        try:
             with self.engine.begin() as connection:
-                if self.is_postgres:
-                    written = self._upsert_postgres(connection, scored, run_id, now)
+                if around_refusals:
+                    written, recorded, refused = self._write_around_refusals(connection, scored, run_id, now)
                 else:
-                    written = self._upsert_sqlite(connection, scored, run_id, now)
-                recorded = self._record_failures(connection, scored, run_id, now) if scored.failures else 0
+                    written, recorded = self._write_students(connection, scored, run_id, now)
                 if before_commit is not None:
                     before_commit()
-                result = ChunkWrite(written, scored.assessment_count - written, len(scored.failures), recorded)
+                refused_items = sum(len(student.items) for student in refused)
+                refused_assessments = sum(len(student.assessments) for student in refused)
+                result = ChunkWrite(
+                    written,
+                    scored.assessment_count - refused_assessments - written,
+                    len(scored.failures) + refused_assessments,
+                    recorded,
+                    refused_items,
+                )
                 advanced = connection.execute(
                     update(scoring_runs)
                     .where(
                         scoring_runs.c.run_id == run_id,
                         scoring_runs.c.status == RUNNING,
-                        scoring_runs.c.last_student_id.is_not_distinct_from(after),
+                        scoring_runs.c.last_student_id.is_not_distinct_from(_checkpoint(after)),
                     )
                     .values(
-                        last_student_id=scored.last_student_id,
+                        last_student_id=_checkpoint(scored.last_student_id),
                         heartbeat_at=now,
                         students_read=scoring_runs.c.students_read + len(scored.chunk),
                         assessments_written=scoring_runs.c.assessments_written + result.written,
@@ -278,23 +383,68 @@ class BatchDatabase:
                 if advanced.rowcount != 1:
                     self._not_advanced(connection, run_id, scored)
         except _AlreadyCommitted:
-            return ChunkWrite(0, scored.assessment_count, len(scored.failures), 0)
+            result = replace(result, written=0, unchanged=result.written + result.unchanged, failures_recorded=0)
+        _report_refused(run_id, refused)
         return result
+
+    def _write_students(
+        self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime, *, fresh_stage: bool = False
+    ) -> tuple[int, int]:
+        """Upsert the assessments of `scored` and record its failed items: (assessments written, failures recorded).
+        `fresh_stage`: empty PostgreSQL's stage first (an earlier part of the transaction left its rows there)."""
+        if self.is_postgres:
+            written = self._upsert_postgres(connection, scored, run_id, now, fresh_stage=fresh_stage)
+        else:
+            written = self._upsert_sqlite(connection, scored, run_id, now)
+        return written, self._record_failures(connection, scored.failures, run_id, now)
+
+    def _write_around_refusals(
+        self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime
+    ) -> tuple[int, int, list[_RefusedStudent]]:
+        """The chunk's students written in parts, around those the database refuses; each of those set aside: its
+        items recorded in scoring_failures, or, when that table refuses them too, the student in rejected_rows."""
+        parts, refusals = write_around_refusals(
+            connection,
+            len(scored.chunk),
+            lambda rows: self._write_students(connection, scored.students(rows), run_id, now, fresh_stage=True),
+            refused_whole=True,
+        )
+        refused = [_RefusedStudent.of(scored, row, reason) for row, reason in refusals.items()]
+        recorded, unrecorded = write_around_refusals(
+            connection,
+            len(refused),
+            lambda positions: self._record_failures(
+                connection, [item for position in positions for item in refused[position].items], run_id, now
+            ),
+        )
+        kept = quarantine(
+            connection,
+            skill_assessments.name,
+            [(refused[position].quarantine_row(run_id), reason) for position, reason in unrecorded.items()],
+        )
+        for position, quarantined in zip(unrecorded, kept, strict=True):
+            refused[position] = replace(refused[position], recorded=False, quarantined=quarantined)
+        written = sum(part_written for part_written, _ in parts)
+        return written, sum(part_recorded for _, part_recorded in parts) + sum(recorded), refused
 
     def _not_advanced(self, connection: Connection, run_id: int, scored: ScoredChunk) -> None:
         run = connection.execute(select(scoring_runs).where(scoring_runs.c.run_id == run_id)).one()
-        if run.status == RUNNING and run.last_student_id == scored.last_student_id:
+        if run.status == RUNNING and run.last_student_id == _checkpoint(scored.last_student_id):
             raise _AlreadyCommitted  # rolls this attempt back; the first one is what counts
         raise RunSuperseded(
             f"run {run_id} is {run.status} at {run.last_student_id!r} in the database: another run of its shard "
             "took over (was the database connection holding the shard's lock lost?); stopping"
         )
 
-    def _record_failures(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
-        """Insert the chunk's failed items not recorded before (same student, skill and features); how many."""
+    def _record_failures(
+        self, connection: Connection, failures: Sequence[ItemFailure], run_id: int, now: datetime
+    ) -> int:
+        """Insert the failed items not recorded before (same student, skill and features); how many."""
+        if not failures:
+            return 0
         rows = [
             (run_id, failure.student_id, failure.skill, failure.code, failure.message, failure.features_updated_at)
-            for failure in scored.failures
+            for failure in failures
         ]
         columns = "run_id, student_id, skill, code, message, features_updated_at, failed_at"
         driver = connection.connection.driver_connection
@@ -318,7 +468,9 @@ class BatchDatabase:
         finally:
             cursor.close()
 
-    def _upsert_postgres(self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime) -> int:
+    def _upsert_postgres(
+        self, connection: Connection, scored: ScoredChunk, run_id: int, now: datetime, *, fresh_stage: bool = False
+    ) -> int:
         columns = scored.assessment_columns()
         rows = columns["row"]
         data = encode_rows(
@@ -336,6 +488,8 @@ class BatchDatabase:
         assert driver is not None
         with driver.cursor() as cursor:
             cursor.execute(_POSTGRES_STAGE)
+            if fresh_stage:
+                cursor.execute("TRUNCATE assessment_stage")
             with cursor.copy(
                 "COPY assessment_stage (student_id, skill, features_hash, score, confidence, features_updated_at) "
                 "FROM STDIN (FORMAT BINARY)"
@@ -382,53 +536,90 @@ class BatchDatabase:
 
     # --- loading students (the demo population, tests)
 
-    def upsert_students(self, student_ids: list[str], values: np.ndarray, *, updated_at: datetime) -> None:
-        """Insert or replace students' features: `values` is (n, len(feature_names)), NaN for not measured."""
+    def upsert_students(self, student_ids: list[str], values: np.ndarray, *, updated_at: datetime) -> WriteResult:
+        """Insert or replace students' features: `values` is (n, len(feature_names)), NaN for not measured. A
+        student the database refuses (an id it cannot hold) is kept in rejected_rows and the others are written
+        (`inference.monitoring.writes.write_isolating`); `stored` counts the students written."""
         if values.shape != (len(student_ids), len(self.feature_names)):
             raise ValueError(
                 f"values: expected {len(student_ids)} rows of {len(self.feature_names)} features, got {values.shape}"
             )
         columns = ("student_id", *self.feature_names, "updated_at")
-        with self.engine.begin() as connection:
-            driver = connection.connection.driver_connection
-            assert driver is not None
+
+        def write(connection: Connection, rows: range) -> int:
+            ids, part = student_ids[rows.start : rows.stop], values[rows.start : rows.stop]
             if self.is_postgres:
-                names = sql.SQL(", ").join(map(sql.Identifier, columns))
-                on_conflict = sql.SQL(" ON CONFLICT (student_id) DO UPDATE SET {}").format(
-                    sql.SQL(", ").join(
-                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name)) for name in columns[1:]
+                self._upsert_students_postgres(
+                    connection, columns, ids, part, updated_at, whole=len(rows) == len(student_ids)
+                )
+            else:
+                self._upsert_students_sqlite(connection, columns, ids, part, updated_at)
+            return len(rows)
+
+        def row_of(index: int) -> dict[str, object]:
+            features = (None if value != value else value for value in values[index].tolist())
+            return dict(zip(columns, (student_ids[index], *features, updated_at), strict=True))
+
+        written, rejected = write_isolating(self.engine, STUDENT_FEATURES, len(student_ids), write, row_of)
+        return WriteResult(sum(written), rejected)
+
+    def _upsert_students_postgres(
+        self,
+        connection: Connection,
+        columns: Sequence[str],
+        student_ids: Sequence[str],
+        values: np.ndarray,
+        updated_at: datetime,
+        *,
+        whole: bool,
+    ) -> None:
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        on_conflict = sql.SQL(" ON CONFLICT (student_id) DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name)) for name in columns[1:])
+        )
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            if not whole:  # a part of the students: an earlier part of this transaction may have left its stage
+                cursor.execute("DROP TABLE IF EXISTS student_stage")
+            # Dropped at commit: a stage kept on the pooled connection would miss columns added since.
+            cursor.execute(
+                "CREATE TEMPORARY TABLE student_stage (LIKE student_features INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            stamp = updated_at.isoformat()
+            with cursor.copy(sql.SQL("COPY student_stage ({}) FROM STDIN").format(names)) as copy:
+                copy.write(
+                    "".join(
+                        _copy_line(student_id, row, stamp)
+                        for student_id, row in zip(student_ids, values.tolist(), strict=True)
                     )
                 )
-                with driver.cursor() as cursor:
-                    # Dropped at commit: a stage kept on the pooled connection would miss columns added since.
-                    cursor.execute(
-                        "CREATE TEMPORARY TABLE student_stage (LIKE student_features INCLUDING DEFAULTS) ON COMMIT DROP"
-                    )
-                    stamp = updated_at.isoformat()
-                    with cursor.copy(sql.SQL("COPY student_stage ({}) FROM STDIN").format(names)) as copy:
-                        copy.write(
-                            "".join(
-                                _copy_line(student_id, row, stamp)
-                                for student_id, row in zip(student_ids, values.tolist(), strict=True)
-                            )
-                        )
-                    cursor.execute(
-                        sql.SQL("INSERT INTO student_features ({0}) SELECT {0} FROM student_stage").format(names)
-                        + on_conflict
-                    )
-                return
-            quote = self.engine.dialect.identifier_preparer.quote
-            assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in columns[1:])
-            placeholders = ", ".join("?" * len(columns))
-            stamp = updated_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
-            driver.executemany(
-                f"INSERT INTO student_features ({', '.join(map(quote, columns))}) VALUES ({placeholders}) "
-                f"ON CONFLICT (student_id) DO UPDATE SET {assignments}",
-                [
-                    (student_id, *(None if value != value else value for value in row), stamp)
-                    for student_id, row in zip(student_ids, values.tolist(), strict=True)
-                ],
+            cursor.execute(
+                sql.SQL("INSERT INTO student_features ({0}) SELECT {0} FROM student_stage").format(names) + on_conflict
             )
+
+    def _upsert_students_sqlite(
+        self,
+        connection: Connection,
+        columns: Sequence[str],
+        student_ids: Sequence[str],
+        values: np.ndarray,
+        updated_at: datetime,
+    ) -> None:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        quote = self.engine.dialect.identifier_preparer.quote
+        assignments = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in columns[1:])
+        placeholders = ", ".join("?" * len(columns))
+        stamp = updated_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
+        driver.executemany(
+            f"INSERT INTO student_features ({', '.join(map(quote, columns))}) VALUES ({placeholders}) "
+            f"ON CONFLICT (student_id) DO UPDATE SET {assignments}",
+            [
+                (student_id, *(None if value != value else value for value in row), stamp)
+                for student_id, row in zip(student_ids, values.tolist(), strict=True)
+            ],
+        )
 
     def count_students(self) -> int:
         with self.engine.connect() as connection:
@@ -544,6 +735,39 @@ class BatchDatabase:
             except BlockingIOError as err:
                 raise RunInProgress(f"another run of shard {shard} holds its lock ({lock_path})") from err
             yield
+
+
+def _checkpoint(student_id: str | None) -> str | None:
+    return student_id[:_CHECKPOINT_CHARS] if student_id is not None else None
+
+
+def _describe(scored: ScoredChunk) -> str:
+    ids = scored.chunk.student_ids
+    return f"writing {len(ids):,} students ({printable(str(ids[0]))[:200]} .. {printable(str(ids[-1]))[:200]})"
+
+
+def _report_refused(run_id: int, refused: Sequence[_RefusedStudent]) -> None:
+    """Once committed: count the items of refused students (lost ones apart) and name each student in the log."""
+    if not refused:
+        return
+    kept = sum(len(student.items) for student in refused if student.recorded or student.quarantined)
+    count_rows_dropped(skill_assessments.name, INVALID_ROW, kept)
+    count_rows_dropped(skill_assessments.name, UNSTORABLE, sum(len(student.items) for student in refused) - kept)
+    for student in refused:
+        where = (
+            "its items are in scoring_failures (unstorable)"
+            if student.recorded
+            else "it is kept in rejected_rows"
+            if student.quarantined
+            else "it could not be kept anywhere (see the error above)"
+        )
+        logger.warning(
+            "run %d: student %s: the database refused its rows (%s); %s",
+            run_id,
+            printable(str(student.student_id))[:200],
+            student.reason,
+            where,
+        )
 
 
 def _copy_line(student_id: str, values: list[float], stamp: str) -> str:

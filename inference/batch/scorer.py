@@ -3,7 +3,8 @@
 The run reads students in chunks (student_id order), scores a chunk in-process while the previous one is being
 written (one writer thread: PostgreSQL works on the write while Python scores), and commits each chunk with the
 run's progress. Transient database errors are retried with backoff; an item the service would reject is recorded
-as a failure and the rest go on. A run that stops early (killed, SIGTERM, a database that stays down) is resumed
+as a failure and the rest go on, and so is a student whose rows the database refuses (set aside, see
+`BatchDatabase.write_chunk`). A run that stops early (killed, SIGTERM, a database that stays down) is resumed
 by the next run of the same mode and shard, from the last chunk it committed.
 """
 
@@ -40,6 +41,7 @@ from inference.batch.progress import Progress, format_duration
 from inference.errors import InferenceError
 from inference.families.skills.scoring import SkillModel
 from inference.logs import LOGGER_NAME
+from inference.monitoring.writes import is_refused_row
 from inference.sharding import EVERYONE, Shard
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -71,6 +73,7 @@ class RunSummary:
     assessments_unchanged: int = 0
     items_failed: int = 0
     failures_recorded: int = 0  # failed items new to scoring_failures
+    items_refused: int = 0  # of the failed items, those of students whose rows the database refused
     duration_s: float = 0.0
     scoring_s: float = 0.0  # preparing and scoring in-process, the pure compute part of the run
     error: str | None = None
@@ -86,10 +89,11 @@ class RunSummary:
     def describe(self) -> str:
         ratio = f", {self.duration_s / self.scoring_s:.1f}x the scoring time" if self.scoring_s else ""
         took = f"{self.duration_s:.1f} s" + (f" ({format_duration(self.duration_s)})" if self.duration_s >= 60 else "")
+        refused = f" ({self.items_refused:,} refused by the database)" if self.items_refused else ""
         return (
             f"run {self.run_id} {self.status} in {took}: "
             f"{self.students_read:,} students read, {self.assessments_written:,} assessments written, "
-            f"{self.assessments_unchanged:,} unchanged, {self.items_failed:,} items failed; "
+            f"{self.assessments_unchanged:,} unchanged, {self.items_failed:,} items failed{refused}; "
             f"{self.students_per_s:,.0f} students/s, {self.assessments_per_s:,.0f} assessments/s; "
             f"in-process scoring {self.scoring_s:.1f} s{ratio}"
         )
@@ -132,7 +136,10 @@ def _expected(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Worth retrying: the connection went away, the server is restarting, a lock or serialisation conflict."""
+    """Worth retrying: the connection went away, the server is restarting, a lock or serialisation conflict. Never
+    a row the database refuses for its data (`is_refused_row`): that would be refused again."""
+    if is_refused_row(error):
+        return False
     if isinstance(error, sqlalchemy.exc.DBAPIError):
         if error.connection_invalidated:
             return True
@@ -199,9 +206,10 @@ class BatchScorer:
             logger.info("%s", summary.describe())
             if summary.items_failed:
                 logger.warning(
-                    "run %d: %d items could not be scored; see scoring_failures",
+                    "run %d: %d items could not be scored; see scoring_failures%s",
                     summary.run_id,
                     summary.items_failed,
+                    " (and rejected_rows for students the database refused)" if summary.items_refused else "",
                 )
             return summary
 
@@ -324,6 +332,7 @@ class BatchScorer:
         summary.assessments_unchanged += write.unchanged
         summary.items_failed += write.failed
         summary.failures_recorded += write.failures_recorded
+        summary.items_refused += write.refused
         progress.advance(len(scored.chunk), extra=f"{summary.assessments_written:,} assessments written")
 
     def _finish(self, summary: RunSummary) -> None:

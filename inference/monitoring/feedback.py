@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 
 from inference.errors import BatchTooLarge, InvalidRequest
 from inference.families.intent.variants import CLASSIC, ENSEMBLE
 from inference.families.texts import check_text
 from inference.monitoring.objectives import ENSEMBLE_GO_IMPROVEMENT
+from inference.monitoring.writes import WriteResult, insert_rows
 from inference.schemas import MAX_RATINGS, IntentFeedbackRequest, TextPairFeedbackRequest
 from inference.storage import labelled_feedback
 
@@ -81,9 +82,11 @@ def textpair_feedback_rows(
     return rows
 
 
-def store_feedback(engine: Engine, rows: Sequence[dict[str, object]]) -> None:
-    with engine.begin() as connection:
-        connection.execute(insert(labelled_feedback), list(rows))
+def store_feedback(engine: Engine, rows: Sequence[dict[str, object]]) -> WriteResult:
+    """Insert labelled feedback rows in one transaction: how many were stored, and the ones the database refused
+    for their data (kept in rejected_rows; the others are stored all the same). Any other database error is raised
+    with nothing stored."""
+    return insert_rows(engine, labelled_feedback, rows)
 
 
 def feedback_accuracy(engine: Engine, *, window_days: float, min_items: int) -> list[Accuracy]:

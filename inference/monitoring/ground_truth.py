@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 
 from inference.logs import LOGGER_NAME, EveryInterval
+from inference.monitoring.metrics import count_rows_dropped
+from inference.monitoring.writes import WriteResult, insert_rows
 from inference.storage import predictions, skill_assessments, teacher_ratings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -28,12 +30,12 @@ class Correlation:
     source: str = "served"  # served: the scores the API gave; nightly: the batch scorer's skill_assessments
 
 
-def store_ratings(engine: Engine, rows: Sequence[dict[str, object]]) -> int:
-    """Insert teacher ratings (student_id, skill, rating, rated_at); returns how many."""
+def store_ratings(engine: Engine, rows: Sequence[dict[str, object]]) -> WriteResult:
+    """Insert teacher ratings (student_id, skill, rating, rated_at) in one transaction: how many were stored, and
+    the ones the database refused for their data (kept in rejected_rows; the others are stored all the same). Any
+    other database error is raised with nothing stored."""
     received = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(insert(teacher_ratings), [{**row, "received_at": received} for row in rows])
-    return len(rows)
+    return insert_rows(engine, teacher_ratings, [{**row, "received_at": received} for row in rows])
 
 
 def correlations(
@@ -142,7 +144,9 @@ def pearson(pairs: np.ndarray) -> float | None:
 class PredictionLog:
     """Scores to remember, buffered on the request path and written in batches by `flush` (called on a timer,
     off the event loop). It holds at most `capacity` rows, those being written included; a row that does not fit
-    is dropped, counted in `dropped` and reported in the log (at most once a minute)."""
+    is dropped, counted in `dropped` and in inference_rows_dropped_total{reason="buffer_full"}, and reported in the
+    log (at most once a minute). A row the database refuses for its data is set aside (`insert_rows`), never
+    retried: it would hold up every row after it."""
 
     def __init__(self, engine: Engine | None, *, capacity: int = 50_000) -> None:
         self.engine = engine
@@ -171,7 +175,8 @@ class PredictionLog:
             )
 
     def flush(self) -> int:
-        """Write the rows held; returns how many. On failure they are held again, before the newer ones."""
+        """Write the rows held; returns how many were stored. Rows the database refuses for their data are set
+        aside and the others stored; on any other failure all of them are held again, before the newer ones."""
         if self.engine is None:
             return 0
         with self._lock:
@@ -180,8 +185,7 @@ class PredictionLog:
         if not rows:
             return 0
         try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(predictions), rows)
+            result = insert_rows(self.engine, predictions, rows)
         except Exception:
             with self._lock:  # they were counted against the capacity while written, so they fit again
                 self._rows = rows + self._rows
@@ -189,9 +193,10 @@ class PredictionLog:
             raise
         with self._lock:
             self._writing -= len(rows)
-        return len(rows)
+        return result.stored
 
     def _count_dropped(self) -> None:
         self.dropped += 1
+        count_rows_dropped(predictions.name, "buffer_full")
         if self._log.allow() is not None:
             logger.warning("prediction log full (%d rows): %d predictions dropped so far", self.capacity, self.dropped)

@@ -24,3 +24,10 @@ def sample_sum(metrics_text: str, name: str, **labels: str) -> float:
 def metric_total(url: str, name: str, **labels: str) -> float:
     """The sum of every sample of `name` whose labels include `labels` (samples of all workers add up)."""
     return sample_sum(httpx.get(url + "/metrics").text, name, **labels)
+
+
+def rows_dropped(table: str, reason: str) -> float:
+    """inference_rows_dropped_total{table, reason} in this process (the writers run in process in these tests)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("inference_rows_dropped_total", {"table": table, "reason": reason}) or 0.0

@@ -20,6 +20,7 @@ import numpy as np
 
 from inference.batch.database import BatchDatabase
 from inference.batch.progress import Progress
+from inference.cli import positive_int
 from inference.settings import Settings
 from inference.storage import engine_for
 from train.data.catalogue import FEATURES
@@ -70,16 +71,6 @@ def load_demo_students(
     return written
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -97,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--students", type=_positive_int, required=True, help="population size, e.g. 1000000")
+    parser.add_argument("--students", type=positive_int, required=True, help="population size, e.g. 1000000")
     parser.add_argument("--seed", type=int, default=7, help="feature values are a function of the seed (7)")
     parser.add_argument(
         "--share", type=_share, default=1.0, help="rewrite only this random share of the students (1.0: all)"
