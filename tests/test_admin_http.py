@@ -1,4 +1,5 @@
-"""Versions, admin API and cache over HTTP, against a real server with two skill versions routed 90/10."""
+"""Versions, admin API and cache over HTTP, against a real server with two skill versions routed 90/10: route
+changes run as operations any worker can report on, and what an admin call names is checked before use."""
 
 import concurrent.futures
 import json
@@ -14,7 +15,7 @@ from tests.utils.servers import start_server, wait_until
 
 pytestmark = pytest.mark.server
 
-TOKEN = "test-admin-token"
+TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 INFER, BATCH = "/api/v1/skills/infer", "/api/v1/skills/infer/batch"
 
@@ -43,6 +44,26 @@ def versions_seen(http, items):
 def settled(http, items, expected):
     """Admin changes reach the other workers within about a second (they poll the shared state)."""
     return wait_until(lambda: all(set(versions_seen(http, items)) == expected for _ in range(2)))
+
+
+def operation(http, location):
+    """An operation's record as a worker reads it from the control store (a new connection: any worker)."""
+    answer = http.get(location, headers={**AUTH, "Connection": "close"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["operation"]
+
+
+def outcome(http, answer, timeout=120.0):
+    """A route change's answer, or, when it answered 202 (its load outlasted INFERENCE_ADMIN_WAIT_S), its
+    operation's outcome once it finished, in the same shape: (status, body)."""
+    if answer.status_code != 202:
+        return answer.status_code, answer.json()
+    location = answer.headers["location"]
+    assert wait_until(lambda: operation(http, location)["status"] != "running", timeout=timeout)
+    record = operation(http, location)
+    if record["error"]:
+        return record["error"]["status"], {"error": record["error"]["message"], "code": record["error"]["code"]}
+    return 200, {**record["result"], "operation": record}
 
 
 def test_the_admin_api_needs_the_bearer_token(routed, client_without_admin):
@@ -130,8 +151,9 @@ def test_a_reload_under_load_drops_no_request_and_mixes_no_answer(routed):
             stop.set()
             for future in running:
                 future.result()
-    assert reloaded.status_code == 200, reloaded.text
-    assert reloaded.json()["route"] == {"stable": "v1.1.0", "weights": {"v1.1.0": 100.0}}
+    status, body = outcome(http, reloaded)  # on a busy machine the load may outlast the wait: then 202
+    assert status == 200, body
+    assert body["route"] == {"stable": "v1.1.0", "weights": {"v1.1.0": 100.0}}
     assert outcomes and all(status == 200 for status, _ in outcomes)
     assert all(len(versions) == 1 for _, versions in outcomes), "a batch answered by two versions"
     assert {"v1.0.0"} in [v for _, v in outcomes] and {"v1.1.0"} in [v for _, v in outcomes]
@@ -139,6 +161,61 @@ def test_a_reload_under_load_drops_no_request_and_mixes_no_answer(routed):
     assert failed.status_code == 409 and "still serving" in failed.json()["error"]
     assert settled(http, items[:10], {"v1.1.0"})
     http.post("/admin/models/reload", json={"family": "skills", "version": "v1.0.0"}, headers=AUTH)
+
+
+def test_a_route_change_is_an_operation_any_worker_reports_on(routed):
+    _, http = routed
+    changed = http.put("/admin/routes/skills", json={"weights": {"v1.0.0": 100}}, headers=AUTH)
+    assert changed.status_code == 200, changed.text  # nothing to load: it ends within the wait
+    record = changed.json()["operation"]
+    assert changed.headers["location"] == f"/admin/operations/{record['id']}"
+    assert record["status"] == "succeeded" and record["result"]["route"] == changed.json()["route"]
+    assert changed.headers["etag"] == f'"{changed.json()["revision"]}"'
+    for _ in range(4):  # whichever worker reads it
+        assert operation(http, changed.headers["location"]) == {**record, "updated_s_ago": pytest.approx(0, abs=60)}
+
+    failed = http.post("/admin/models/reload", json={"family": "skills", "version": "v6.6.6"}, headers=AUTH)
+    assert failed.status_code == 409 and failed.json()["code"] == "reload_failed", failed.text
+    record = operation(http, failed.headers["location"])
+    assert record["status"] == "failed" and record["result"] is None and record["finished_at"]
+    assert record["error"]["code"] == "reload_failed" and record["error"]["status"] == 409
+    assert "v6.6.6" in record["error"]["message"] and "still serving" in record["error"]["message"]
+    assert record["action"] == "skills: reload v6.6.6" and record["started_by"] == "admin"
+
+    malformed = http.get("/admin/operations/admin-state", headers=AUTH)
+    assert malformed.status_code == 400 and malformed.json()["code"] == "invalid_request", malformed.text
+    unknown = http.get(f"/admin/operations/{'0' * 32}", headers=AUTH)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_operation"
+    assert http.get(f"/admin/operations/{'0' * 32}").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PUT", "/admin/routes/skills", {"weights": {"../../../tmp/x": 100}}, "weights"),
+        ("PUT", "/admin/routes/skills", {"weights": {"v1.0.0": 50, "1.1.0": 50}}, "weights"),
+        ("POST", "/admin/models/reload", {"family": "skills", "version": "../v1.1.0"}, "version"),
+        ("POST", "/admin/models/reload", {"family": "skills", "version": "v1.1"}, "version"),
+    ],
+)
+def test_a_version_that_is_not_semver_is_refused_before_it_becomes_a_path(routed, method, path, body, field):
+    _, http = routed
+    before = http.get("/admin/routes", headers=AUTH).json()["revision"]
+    refused = http.request(method, path, json=body, headers=AUTH)
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_version", refused.text
+    assert refused.json()["error"].startswith(f"{field}: ") and "v1.2.0" in refused.json()["error"]
+    assert "location" not in refused.headers  # refused before any operation started
+    assert http.get("/admin/routes", headers=AUTH).json()["revision"] == before
+
+
+def test_a_family_not_served_is_refused_before_the_body_is_read(routed):
+    _, http = routed
+    for call in (
+        http.put("/admin/routes/skills.v2", content=b"not json", headers=AUTH),
+        http.post("/admin/routes/cooking/rollback", headers=AUTH),
+        http.post("/admin/models/reload", json={"family": "cooking", "version": "v1.0.0"}, headers=AUTH),
+    ):
+        assert call.status_code == 400 and call.json()["code"] == "unknown_family", call.text
 
 
 def test_a_students_cached_answers_can_be_dropped(routed):

@@ -1,6 +1,7 @@
 """Two real `bentoml serve` replicas sharing one PostgreSQL control store: one admin call changes both, of two
-changes from the same revision one is refused, a restarted replica starts from the shared state, and a replica
-that loses the store keeps serving what it applied last and says so."""
+changes from the same revision one is refused, a restarted replica starts from the shared state, a replica
+that loses the store keeps serving what it applied last and says so, and a reload that outlasts the call runs on
+as an operation the other replica reports on."""
 
 import json
 
@@ -14,7 +15,7 @@ from tests.utils.servers import start_server, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+TOKENS = {"alice": "alice-token-0123456789abcdef", "bob": "bob-token-0123456789abcdef"}
 CONVERGES_S = 15.0  # a change reaches the other replica within this (each polls the store once a second)
 ALICE, BOB = ({"Authorization": f"Bearer {TOKENS[name]}"} for name in ("alice", "bob"))
 
@@ -87,7 +88,7 @@ def test_two_replicas_follow_one_control_store(trained_versions, session_dir):
             assert wait_until(lambda: a.get("/health").json()["control"]["reachable"] is False, timeout=CONVERGES_S)
             health = a.get("/health")
             assert health.status_code == 200 and health.json()["control"]["revision"] == 3
-            assert health.json()["control"]["error"]
+            assert a.get("/health?detail=true", headers=ALICE).json()["control"]["error"]  # the reason: admins only
             assert a.post("/api/v1/skills/infer", json=student_items(1)[0]).status_code == 200
             assert routes(a)[1] == {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}}
             assert "inference_control_store_up 0.0" in a.get("/metrics").text
@@ -145,3 +146,51 @@ def test_the_ensemble_flag_reaches_every_replica_header_callers_included(text_re
 
 def routes_controls(http):
     return http.get("/admin/routes", headers=ALICE).json()["controls"]["intent"]["ensemble"]
+
+
+def test_a_slow_reload_answers_202_and_its_operation_is_followed_through_the_other_replica(
+    trained_versions, session_dir
+):
+    # v1.1.0 takes 6 s to load: longer than the admin wait (1 s) and the request timeout (5 s).
+    with throwaway_database() as url:
+        env = {
+            "INFERENCE_SKILLS_VERSION": "v1.0.0",
+            "INFERENCE_FAMILIES": '["skills"]',
+            "INFERENCE_ADMIN_TOKENS": json.dumps(TOKENS),
+            "INFERENCE_CONTROL_URL": url,
+            "INFERENCE_ADMIN_WAIT_S": "1",
+            "INFERENCE_INJECT_FAULTS": json.dumps({"load:skills:v1.1.0": "delay_ms=6000"}),
+        }
+        logs = session_dir / "logs-control-operations"
+        with (
+            start_server(logs, env=env) as first,
+            start_server(logs, env=env) as second,
+            httpx.Client(base_url=first.url, timeout=30) as a,
+            httpx.Client(base_url=second.url, timeout=30) as b,
+        ):
+            started = a.post("/admin/models/reload", json={"family": "skills", "version": "v1.1.0"}, headers=ALICE)
+            assert started.status_code == 202, started.text
+            running = started.json()["operation"]
+            assert running["status"] == "running" and running["action"] == "skills: reload v1.1.0"
+            assert running["started_by"] == "alice" and running["result"] is None
+            location = started.headers["location"]
+            assert location == f"/admin/operations/{running['id']}"
+
+            def read(http):
+                answer = http.get(location, headers={**BOB, "Connection": "close"})
+                assert answer.status_code == 200, answer.text
+                return answer.json()["operation"]
+
+            seen = read(b)  # the other replica reads it from the store
+            assert seen["id"] == running["id"] and seen["status"] in ("running", "succeeded")
+            assert seen["updated_s_ago"] is not None and seen["updated_s_ago"] < 30
+            assert wait_until(lambda: read(b)["status"] != "running", timeout=60)
+            done = read(b)
+            assert done["status"] == "succeeded" and done["error"] is None, done
+            assert done["result"] == {"route": {"stable": "v1.1.0", "weights": {"v1.1.0": 100.0}}, "revision": 1}
+            assert {**read(a), "updated_s_ago": None} == {**done, "updated_s_ago": None}  # the same record
+            reloaded = (1, {"skills": {"v1.1.0": 100.0}})
+            assert wait_until(lambda: routes(a) == reloaded and routes(b) == reloaded, timeout=60)
+            assert [entry["action"] for entry in a.get("/admin/audit", headers=BOB).json()["changes"]] == [
+                "skills: reload v1.1.0"
+            ]

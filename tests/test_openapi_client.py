@@ -26,7 +26,7 @@ from tests.utils.servers import RunningServer, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-ADMIN_TOKEN = "openapi-admin-token"
+ADMIN_TOKEN = "openapi-admin-token-0123456789"
 PACKAGE = "generated_inference_client"
 GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 
@@ -125,6 +125,13 @@ def test_a_generated_client_calls_every_route_of_a_real_server(generated, server
     skills_row = [item["features"].get(name) for name in names]  # null: missing, imputed
     texts = ["dentist near me", "cheap flights to lisbon"]
     tensor_text = {"name": "text", "datatype": "BYTES", "shape": [2], "data": texts}
+    change = httpx.put(
+        f"{server.url}/admin/routes/skills",
+        json={"weights": {"v1.0.0": 100}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    operation_id = change.json()["operation"]["id"]  # a change leaves an operation to read back
     calls: dict[str, tuple[Any, dict[str, Any]]] = {
         # The scoring and feedback APIs.
         "inference_skills_infer": (plain, {"body": item}),
@@ -166,6 +173,7 @@ def test_a_generated_client_calls_every_route_of_a_real_server(generated, server
         "post_admin_models_reload": (admin, {"body": {"family": "textpair", "version": "v1.0.0"}}),
         "put_admin_intent_ensemble": (admin, {"body": {"enabled": True}}),
         "get_admin_audit": (admin, {"limit": 5}),
+        "get_admin_operations_operation_id": (admin, {"operation_id": operation_id}),
         "delete_api_v1_cache_students_student_id": (admin, {"student_id": "s-1"}),
         # The Open Inference Protocol.
         "get_v2": (plain, {}),

@@ -1,8 +1,11 @@
 """The model store as the registry: imports tagged and never overwritten, every fault of an artifact refused
-naming the file before anything is saved, versions resolved, and the build's pins in agreement."""
+naming the file before anything is saved, versions resolved, the build's pins in agreement, and imports from the
+model source only of files its SHA256SUMS vouches for."""
 
+import hashlib
 import json
 import shutil
+import subprocess
 
 import bentoml
 import pytest
@@ -13,8 +16,19 @@ from inference.errors import ArtifactError, ModelVersionExists
 from inference.families.loader import pinned_tags
 from inference.families.skills.artifacts import load_skill_model
 from inference.families.skills.family import SkillsFamily, import_skill_artifacts, load_skill_models
+from inference.families.skills.scoring import skill_model_name
 from inference.settings import MODEL_PINS_FILE, Settings
-from inference.store.registry import available_model_versions, check_semver, resolve_model_version, semver_key
+from inference.store import registry
+from inference.store.registry import (
+    SOURCE_MANIFEST,
+    UntrustedArtifact,
+    available_model_versions,
+    check_semver,
+    pull_from_source,
+    resolve_model_version,
+    semver_key,
+)
+from tests.utils.requests import delete_from_store
 from tests.utils.servers import PROJECT_ROOT
 from train.data.catalogue import SKILLS
 
@@ -181,3 +195,90 @@ def test_a_feature_name_that_cannot_be_a_column_is_refused_at_load_too(trained_v
     (directory / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ArtifactError, match="is not usable"):
         load_skill_model(directory, version="v0")
+
+
+# --- the model source: a shared folder of `bentoml models export` files and their SHA256SUMS ------------------
+
+SOURCE_VERSION = "v1.5.0"
+SOURCE_NAMES = [skill_model_name(skill) for skill in ("creativity", "leadership")]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_versions, tmp_path_factory):
+    """Two skill models of v1.5.0 exported to a folder, then removed from the store: what a replica whose image
+    lacks the version finds on the shared volume (without a manifest yet)."""
+    import_skill_artifacts(trained_versions["v1.1.0"], version=SOURCE_VERSION)
+    folder = tmp_path_factory.mktemp("exported")
+    try:
+        for name in SOURCE_NAMES:
+            bentoml.models.export_model(f"{name}:{SOURCE_VERSION}", str(folder))
+    finally:
+        delete_from_store([skill_model_name(skill) for skill in SKILLS], SOURCE_VERSION)
+    return folder
+
+
+@pytest.fixture
+def source(exported, tmp_path):
+    """A copy of the exported folder a test may change; nothing of the version in the store after it."""
+    folder = tmp_path / "models-volume"
+    shutil.copytree(exported, folder)
+    yield folder
+    delete_from_store(SOURCE_NAMES, SOURCE_VERSION)
+
+
+def write_manifest(folder):
+    """The manifest as docs/versions.md tells an operator to write it."""
+    subprocess.run(f"cd {folder} && sha256sum *.bentomodel > {SOURCE_MANIFEST}", shell=True, check=True)
+
+
+def imported_any():
+    return any(SOURCE_VERSION in available_model_versions(name) for name in SOURCE_NAMES)
+
+
+def test_files_the_manifest_vouches_for_are_imported(source):
+    write_manifest(source)
+    pulled = pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source))
+    assert pulled == [f"{name}:{SOURCE_VERSION}" for name in SOURCE_NAMES]
+    assert all(SOURCE_VERSION in available_model_versions(name) for name in SOURCE_NAMES)
+    assert pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source)) == []  # already there: nothing to do
+
+
+def test_a_source_without_a_manifest_imports_nothing(source):
+    with pytest.raises(UntrustedArtifact, match=rf"{SOURCE_MANIFEST}: no manifest, refusing to import") as refused:
+        pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source))
+    assert f"sha256sum *.bentomodel > {SOURCE_MANIFEST}" in refused.value.message
+    assert isinstance(refused.value, ArtifactError) and not imported_any()
+
+
+def test_a_file_the_manifest_does_not_list_is_refused_and_nothing_is_imported(source):
+    write_manifest(source)
+    unlisted = f"{SOURCE_NAMES[1]}-{SOURCE_VERSION}.bentomodel"
+    manifest = source / SOURCE_MANIFEST
+    manifest.write_text("".join(line + "\n" for line in manifest.read_text().splitlines() if unlisted not in line))
+    with pytest.raises(UntrustedArtifact, match=rf"{unlisted}: not listed in .*{SOURCE_MANIFEST}"):
+        pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source))
+    assert not imported_any()  # the first file was fine, and is not imported either
+
+
+def test_a_file_whose_digest_differs_from_the_manifest_is_refused_and_nothing_is_imported(source):
+    write_manifest(source)
+    swapped = source / f"{SOURCE_NAMES[1]}-{SOURCE_VERSION}.bentomodel"
+    with swapped.open("ab") as file:  # changed after the manifest was written
+        file.write(b"tampered")
+    actual = hashlib.sha256(swapped.read_bytes()).hexdigest()
+    with pytest.raises(UntrustedArtifact, match=rf"{swapped.name}: its sha256 is {actual}, not [0-9a-f]{{64}} as"):
+        pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source))
+    assert not imported_any()
+
+
+def test_a_file_larger_than_a_model_export_may_be_is_refused_before_it_is_read(source, monkeypatch):
+    write_manifest(source)
+    monkeypatch.setattr(registry, "MAX_SOURCE_FILE_BYTES", 1024)
+    with pytest.raises(UntrustedArtifact, match=r"bytes, more than the 1024 a model export may have"):
+        pull_from_source(SOURCE_NAMES, SOURCE_VERSION, str(source))
+    assert not imported_any()
+
+
+def test_a_version_that_is_not_semver_never_becomes_a_path_in_the_source(tmp_path):
+    with pytest.raises(ArtifactError, match=r"model source: version '\.\./\.\./x' is not a semantic version"):
+        pull_from_source(["skill-creativity"], "../../x", str(tmp_path))

@@ -92,13 +92,13 @@ def managers(trained_versions, tmp_path):
 
 def test_new_weights_load_the_canary_beside_stable_and_the_other_worker_follows(managers):
     first, second = managers
-    route = asyncio.run(first.set_weights("skills", {"v1.0.0": 90, "v1.1.0": 10}))
-    assert route == {"stable": "v1.0.0", "weights": {"v1.0.0": 90.0, "v1.1.0": 10.0}}
+    changed = asyncio.run(first.set_weights("skills", {"v1.0.0": 90, "v1.1.0": 10}))
+    assert changed == {"route": {"stable": "v1.0.0", "weights": {"v1.0.0": 90.0, "v1.1.0": 10.0}}, "revision": 1}
     assert sorted(first.families.get("skills").scorers) == ["v1.0.0", "v1.1.0"]
     asyncio.run(second.apply_shared_state())
     assert second.routes() == first.routes()
     rolled = asyncio.run(first.rollback("skills"))
-    assert rolled == {"stable": "v1.0.0", "weights": {"v1.0.0": 100.0}}
+    assert rolled == {"route": {"stable": "v1.0.0", "weights": {"v1.0.0": 100.0}}, "revision": 2}
     asyncio.run(second.apply_shared_state())
     assert sorted(second.families.get("skills").scorers) == ["v1.0.0"]
 
@@ -112,7 +112,10 @@ def test_weights_naming_a_version_not_in_the_store_are_refused(managers):
 
 def test_a_reload_makes_the_new_version_stable_and_a_failed_one_keeps_the_old(managers, trained_versions, tmp_path):
     manager = managers[0]
-    assert asyncio.run(manager.reload("skills", "v1.1.0")) == {"stable": "v1.1.0", "weights": {"v1.1.0": 100.0}}
+    assert asyncio.run(manager.reload("skills", "v1.1.0"))["route"] == {
+        "stable": "v1.1.0",
+        "weights": {"v1.1.0": 100.0},
+    }
     with pytest.raises(ReloadFailed, match=r"v9\.9\.9 is not in the model store"):
         asyncio.run(manager.reload("skills", "v9.9.9"))
     # A version whose communication model was swapped for another one: the features match the catalogue,
@@ -193,7 +196,7 @@ def test_a_version_imported_without_samples_is_checked_on_a_neutral_input_and_se
         write_metadata(tmp_path / version / skill, metadata)
     import_skill_artifacts(tmp_path / version, version=version)
     try:
-        assert asyncio.run(managers[0].reload("skills", version))["stable"] == version
+        assert asyncio.run(managers[0].reload("skills", version))["route"]["stable"] == version
         scorer = managers[0].families.get("skills").scorers[version]
         assert all("samples" not in model.metadata for model in scorer.models.values())
         request = SkillInferenceRequest(**student_items(1, seed=301, skills=("creativity",))[0])

@@ -4,7 +4,8 @@ BentoML describes its `@api` routes (the scoring and feedback POSTs) and its own
 them through Starlette (reads, admin, the Open Inference Protocol) are described here, in one table, from the same
 pydantic models the routes answer with. Every operation lists the statuses it can answer in the API's error shape:
 400/413/415 where a body is read, 401/403 where a token is needed, 503 while a family or the database is not
-ready, 504 when the request timeout passes. A test checks that the table and the mounted routes match.
+ready, 504 when the request timeout passes; and 202 where the route starts an admin operation it may not wait for.
+A test checks that the table and the mounted routes match.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ STATUS_TEXT = {
     400: "The request is invalid; the message names the field.",
     401: "A valid bearer token is required.",
     403: "The route is switched off: no token is configured for it.",
-    404: "No such model, version or family.",
+    404: "No such model, version, family or admin operation.",
     409: "Another change came first (If-Match), or the new version did not load: nothing changed.",
-    413: "The body is larger than INFERENCE_MAX_BODY_BYTES.",
+    413: "The body is larger than the route takes (INFERENCE_MAX_BODY_BYTES; a single item: "
+    "INFERENCE_MAX_SINGLE_BODY_BYTES).",
     415: "The body is not JSON (Content-Type).",
     500: "An unexpected server error.",
-    503: "A family is not loaded yet, or the database or control store cannot be reached.",
+    503: "The worker is at capacity (`overloaded`), a family is not loaded yet, or the database or control store "
+    "cannot be reached; retry after the Retry-After header's seconds.",
     504: "No answer within INFERENCE_REQUEST_TIMEOUT_S.",
 }
 ALWAYS = (500, 503, 504)
@@ -60,6 +63,7 @@ class Operation:
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     statuses: tuple[int, ...] = ()
+    accepted: type[BaseModel] | None = None  # the 202 answer of a route whose work may outlast the call
     tag: str = "Service APIs"
     protocol: bool = False  # the Open Inference Protocol: errors in its {"error"} shape, binary bodies too
 
@@ -73,6 +77,10 @@ TOKEN = (401, 403)
 # The routes that store what a writer sends (INFERENCE_RATINGS_TOKEN): ratings and labelled feedback.
 WRITER_ROUTES = (paths.RATINGS_ROUTE, paths.INTENT_FEEDBACK_ROUTE, paths.TEXTPAIR_FEEDBACK_ROUTE)
 IF_MATCH = (("If-Match", "The revision the change is based on (GET /admin/routes); 409 when it moved on."),)
+ACCEPTED_TEXT = (
+    "The change runs on as an operation (it loads a model version); follow it at the Location header, "
+    "GET /admin/operations/{id}."
+)
 MODEL = "/v2/models/{name}"
 VERSIONED = MODEL + "/versions/{version}"
 
@@ -80,15 +88,16 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", paths.SKILLS_MODELS_ROUTE, "The skill models of the stable version.", schemas.SkillModelsResponse),
     Operation("GET", paths.MODELS_ROUTE, "Every family served: models, versions, route.", schemas.ModelsResponse),
     Operation("GET", paths.MODEL_INFO_ROUTE, "The text-pair model: version, features, metrics.", schemas.TextPairModelInfo),
-    Operation("GET", paths.HEALTH_ROUTE, "Status (503 while a family is not loaded) and the models.", schemas.HealthResponse),
+    Operation("GET", paths.HEALTH_ROUTE, "Status (503 while a family is not loaded) and the models; the reasons with detail=true and an admin token.", schemas.HealthResponse, query=(("detail", {"type": "boolean", "default": False}, "With an admin bearer token: why a family or the control store failed."),)),
     Operation("GET", paths.DRIFT_ROUTE, "PSI and KS of live inputs against each skill model's reference.", schemas.DriftResponse),
     Operation("GET", paths.CORRELATION_ROUTE, "Scores against teacher ratings, per skill and version.", schemas.CorrelationResponse),
     Operation("GET", paths.ACCURACY_ROUTE, "Live accuracy on labelled feedback; the ensemble's go/no-go.", schemas.AccuracyResponse),
     Operation("GET", paths.DASHBOARD_ROUTE, "The monitoring dashboard.", "text/html"),
     Operation("GET", "/admin/routes", "Every family's route, the controls, the revision (ETag).", admin.RoutesState, statuses=TOKEN, tag=ADMIN),
-    Operation("PUT", "/admin/routes/{family}", "Set a family's version weights.", admin.RouteChange, body=admin.WeightsRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), tag=ADMIN),
-    Operation("POST", "/admin/routes/{family}/rollback", "All of a family's traffic back to its stable version.", admin.RouteChange, headers=IF_MATCH, statuses=(*TOKEN, 400, 409), tag=ADMIN),
-    Operation("POST", "/admin/models/reload", "Load a version from the store and start it at weight 0.", admin.RouteChange, body=admin.ReloadRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), tag=ADMIN),
+    Operation("PUT", "/admin/routes/{family}", "Set a family's version weights, loading the versions not loaded yet.", admin.RouteChange, body=admin.WeightsRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), accepted=admin.OperationState, tag=ADMIN),
+    Operation("POST", "/admin/routes/{family}/rollback", "All of a family's traffic back to its stable version.", admin.RouteChange, headers=IF_MATCH, statuses=(*TOKEN, 400, 409), accepted=admin.OperationState, tag=ADMIN),
+    Operation("POST", "/admin/models/reload", "Load and validate a version (or latest) and make it stable with all traffic.", admin.RouteChange, body=admin.ReloadRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), accepted=admin.OperationState, tag=ADMIN),
+    Operation("GET", admin.OPERATION_ROUTE, "An admin operation's status, from any replica: running, succeeded or failed.", admin.OperationState, statuses=(*TOKEN, 400, 404), tag=ADMIN),
     Operation("PUT", "/admin/intent/ensemble", "The intent ensemble's flag.", admin.EnsembleChange, body=admin.EnsembleFlagRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), tag=ADMIN),
     Operation("GET", "/admin/audit", "The latest admin changes.", admin.AuditLog, query=(("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "How many changes."),), statuses=(*TOKEN, 400), tag=ADMIN),
     Operation("DELETE", "/api/v1/cache/students/{student_id}", "Drop a student's cached answers.", admin.ForgottenStudent, statuses=TOKEN, tag=ADMIN),
@@ -121,7 +130,7 @@ class Document:
                 "title": title,
                 "version": version,
                 "description": 'Skills, intent and text-pair classifiers. Errors: `{"error": message, "code": '
-                'code}` (docs/api.md); the Open Inference Protocol\'s: `{"error": message}` (docs/oip.md).',
+                'code}` (docs/api.md); the Open Inference Protocol\'s: `{"error": message, "code": code}` (docs/oip.md).',
             },
         )
         document["paths"] = {path: dict(item) for path, item in document["paths"].items()}
@@ -179,6 +188,13 @@ class Document:
             ],
             "responses": {"200": ok, **self._errors(statuses, protocol=operation.protocol)},
         }
+        if operation.accepted is not None:
+            self.models.add(operation.accepted)
+            described["responses"]["202"] = {
+                "description": ACCEPTED_TEXT,
+                "headers": {"Location": {"description": "The operation's status route.", "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.accepted.__name__)}}},
+            }
         if operation.body is not None:
             # Only JSON, as KServe's own description of the protocol: a body with binary tensors is JSON followed
             # by bytes (Inference-Header-Content-Length), which no media type of OpenAPI describes.

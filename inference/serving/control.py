@@ -13,6 +13,11 @@ one store, versioned, with an audit record of each change.
 Every change names the revision it was based on; when the store has moved on since (another admin call won),
 the change is refused with `ControlConflict` and nothing is written. Workers poll `read()` (about once a second)
 and apply any newer revision; a worker that cannot reach the store keeps what it applied last and says so.
+
+The store also keeps the records of the admin changes that run as operations (loading a version takes longer
+than an HTTP call should wait, `inference/serving/operations.py`), so that any worker of any replica can answer
+`GET /admin/operations/{id}`: files in `admin-operations/` beside the state file, or the `control_operations`
+table. Records not updated for a day are dropped.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +44,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     insert,
     select,
@@ -48,7 +56,12 @@ from inference.errors import InferenceError
 
 STATE_FILE = "admin-state.json"
 AUDIT_FILE = "admin-audit.jsonl"
+OPERATIONS_DIR = "admin-operations"
 State = dict[str, Any]  # {"routes": {family: {"stable": version, "weights": {version: weight}}}}
+# A long admin change's record, by its `id` (inference/serving/operations.py): status, action, result or error.
+OperationRecord = dict[str, Any]
+OPERATION_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex: checked before an id names a file or a row
+KEEP_OPERATIONS_S = 24 * 3600.0  # records not updated for this long are dropped
 
 
 class ControlConflict(InferenceError):
@@ -91,9 +104,25 @@ class ControlStore(Protocol):
         """The latest changes, newest first: revision, when, by which token name, what."""
         ...
 
+    def save_operation(self, record: OperationRecord) -> OperationRecord:
+        """Write an operation's record under its `id` (a new one, or a later status of one), stamped with
+        `updated_at`, and drop the records not updated for a day; returns the record as written."""
+        ...
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        """An operation's record; None when there is none (an id never started, or pruned)."""
+        ...
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def store_unavailable(kind: str, err: Exception) -> ControlUnavailable:
+    first_line = str(err).splitlines()[0] if str(err) else ""
+    return ControlUnavailable(
+        f"the control store ({kind}) could not be reached ({type(err).__name__}: {first_line}); nothing was changed"
+    )
 
 
 def _conflict(based_on: int, current: Snapshot) -> ControlConflict:
@@ -113,6 +142,7 @@ class FileControl:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / STATE_FILE
         self.audit_path = directory / AUDIT_FILE
+        self.operations_path = directory / OPERATIONS_DIR
         self._lock_path = directory / ".lock"
 
     def read(self) -> Snapshot:
@@ -135,13 +165,39 @@ class FileControl:
             changed = Snapshot(based_on + 1, change(json.loads(json.dumps(current.state))), _now(), actor)
             record = {"revision": changed.revision, "state": changed.state}
             record |= {"changed_at": changed.changed_at, "changed_by": actor}
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
-            with os.fdopen(handle, "w") as file:
-                json.dump(record, file)
-            os.replace(temporary, self.path)  # atomic: a reader sees the old file or the new one, never half
+            _replace_atomically(self.path, json.dumps(record))
             with self.audit_path.open("a") as audit:
                 audit.write(json.dumps({**record, "action": action}) + "\n")
             return changed
+
+    def save_operation(self, record: OperationRecord) -> OperationRecord:
+        path = self._operation_path(record["id"])
+        if path is None:
+            raise ValueError(f"operation id {record['id']!r} is not 32 hexadecimal characters")
+        stamped = {**record, "updated_at": _now()}
+        self.operations_path.mkdir(exist_ok=True)
+        _replace_atomically(path, json.dumps(stamped))
+        cutoff = time.time() - KEEP_OPERATIONS_S
+        for old in self.operations_path.glob("*.json"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except FileNotFoundError:  # another worker pruned it first
+                continue
+        return stamped
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        path = self._operation_path(operation_id)
+        if path is None:
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        return stored if isinstance(stored, dict) else None
+
+    def _operation_path(self, operation_id: str) -> Path | None:
+        return self.operations_path / f"{operation_id}.json" if OPERATION_ID.match(operation_id) else None
 
     def audit(self, limit: int = 50) -> list[dict[str, Any]]:
         try:
@@ -149,6 +205,14 @@ class FileControl:
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in reversed(lines[-limit:])]
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """A reader sees the old file or the new one, never half of one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
 
 
 _metadata = MetaData()
@@ -170,11 +234,19 @@ control_audit = Table(
     Column("action", Text, nullable=False),
     Column("state", Text, nullable=False),  # the whole state after the change (JSON)
 )
+control_operations = Table(
+    "control_operations",
+    _metadata,
+    Column("id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # running, succeeded, failed
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("record", Text, nullable=False),  # the whole record (JSON)
+)
 
 
 class SqlControl:
     """Every replica of a deployment: one row of state and an audit table, changed by compare-and-set on the
-    revision inside one transaction."""
+    revision inside one transaction; the long changes' records in a table of their own."""
 
     def __init__(self, url: str, *, connect_timeout_s: float = 3.0) -> None:
         self.kind = url.split(":", 1)[0].split("+", 1)[0]
@@ -247,6 +319,32 @@ class SqlControl:
                 }
                 for row in rows
             ]
+
+    def save_operation(self, record: OperationRecord) -> OperationRecord:
+        self._ensure_tables()
+        when = datetime.now(UTC)
+        stamped = {**record, "updated_at": when.isoformat(timespec="seconds")}
+        values = {"status": stamped["status"], "updated_at": when, "record": json.dumps(stamped)}
+        with self.engine.begin() as connection:
+            # Only the worker running an operation writes its record: no two writers race on one id.
+            done = connection.execute(
+                update(control_operations).where(control_operations.c.id == record["id"]).values(**values)
+            )
+            if done.rowcount == 0:
+                connection.execute(insert(control_operations).values(id=record["id"], **values))
+            cutoff = when - timedelta(seconds=KEEP_OPERATIONS_S)
+            connection.execute(delete(control_operations).where(control_operations.c.updated_at < cutoff))
+        return stamped
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        if not OPERATION_ID.match(operation_id):
+            return None
+        self._ensure_tables()
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(control_operations.c.record).where(control_operations.c.id == operation_id)
+            ).first()
+        return None if row is None else dict(json.loads(row.record))
 
 
 def _serialise_sqlite_writers(engine: Engine) -> None:

@@ -1,11 +1,14 @@
 """The BentoML model store as the artifact registry: save an artifact directory as `name:version`, list versions,
-resolve `latest`, find a stored model's files. Knows no family: the families name their models."""
+resolve `latest`, find a stored model's files, import a version from the shared model source (only files its
+`SHA256SUMS` vouches for). Knows no family: the families name their models."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
@@ -22,10 +25,20 @@ from inference.store.files import write_metadata
 logger = logging.getLogger("inference")
 
 SEMVER = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9a-z]+(\.[0-9a-z]+)*)?$")
+SOURCE_MANIFEST = "SHA256SUMS"  # in the model source: `sha256sum *.bentomodel > SHA256SUMS`
+MAX_SOURCE_FILE_BYTES = 4 * 1024**3  # a model export larger than this is refused before it is read
+MAX_MANIFEST_BYTES = 1024**2
+_MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")  # sha256sum's text (two spaces) and binary (" *") modes
+_COPY_CHUNK = 1024**2
+
+
+class UntrustedArtifact(ArtifactError):
+    """A model export in the model source that its SHA256SUMS does not vouch for (no manifest, not listed, another
+    digest) or that is too large: refused, and nothing of the version is imported."""
 
 
 def check_semver(version: str) -> str:
-    if not SEMVER.match(version):
+    if not SEMVER.fullmatch(version):  # fullmatch: `$` alone lets a trailing newline through
         raise ValueError(f"version {version!r} is not a semantic version like v1.2.0 (lowercase, leading 'v')")
     return version
 
@@ -81,23 +94,84 @@ def available_model_versions(name: str) -> list[str]:
 
 def pull_from_source(names: Sequence[str], version: str, source: str | None) -> list[str]:
     """Import into the local model store the models of `names` at `version` it lacks, from `source`: a folder (a
-    volume every replica mounts) of `bentoml models export` files, `<name>-<version>.bentomodel`. Returns the tags
-    imported; `ArtifactError` naming the file when one is in neither place. No source: nothing is imported."""
+    volume every replica mounts) of `bentoml models export` files, `<name>-<version>.bentomodel`, with their
+    digests in `SHA256SUMS`. Returns the tags imported. `ArtifactError` naming the file when one is in neither
+    place; `UntrustedArtifact` naming the file and the reason when the manifest does not vouch for one (then
+    nothing is imported: importing unpickles what the file holds). No source: nothing is imported."""
     missing = [name for name in names if version not in available_model_versions(name)]
     if not missing or not source:
         return []
-    imported = []
-    for name in missing:
-        path = Path(source) / f"{name}-{version}.bentomodel"
+    try:
+        check_semver(version)  # before the version becomes part of a path
+    except ValueError as err:
+        raise ArtifactError(f"model source: {err}") from err
+    folder = Path(source)
+    paths = {name: folder / f"{name}-{version}.bentomodel" for name in missing}
+    for name, path in paths.items():
         if not path.is_file():
             raise ArtifactError(f"model {name}:{version} is neither in the model store nor at {path}")
-        try:
-            bentoml.models.import_model(str(path))
-        except BentoMLException:
-            if version not in available_model_versions(name):  # another worker imported it meanwhile: fine
-                raise
-        imported.append(f"{name}:{version}")
+    digests = read_source_manifest(folder)
+    imported = []
+    # Each file is copied while it is hashed and the copy is imported: a file replaced in the source after its
+    # check is never the one imported.
+    with tempfile.TemporaryDirectory(prefix="inference-pull-") as scratch:
+        copies = {name: _verified_copy(path, digests, Path(scratch)) for name, path in paths.items()}
+        for name, copy in copies.items():
+            try:
+                bentoml.models.import_model(str(copy))
+            except BentoMLException:
+                if version not in available_model_versions(name):  # another worker imported it meanwhile: fine
+                    raise
+            imported.append(f"{name}:{version}")
     return imported
+
+
+def read_source_manifest(folder: Path) -> dict[str, str]:
+    """File name to sha256 (lowercase hex) from the model source's `SHA256SUMS`, as `sha256sum` writes it."""
+    manifest = folder / SOURCE_MANIFEST
+    refusal = f"refusing to import from the model source {folder}"
+    try:
+        with manifest.open("rb") as file:
+            raw = file.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError as err:
+        raise UntrustedArtifact(
+            f"{manifest}: no manifest, {refusal}; write it with `cd {folder} && sha256sum *.bentomodel > "
+            f"{SOURCE_MANIFEST}`"
+        ) from err
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise UntrustedArtifact(f"{manifest}: larger than {MAX_MANIFEST_BYTES} bytes, {refusal}")
+    digests = {}
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        match = _MANIFEST_LINE.match(line.strip("\r"))
+        if match:  # by file name: `sha256sum ./*.bentomodel` or absolute paths name the same files
+            digests[Path(match.group(2)).name] = match.group(1).lower()
+    return digests
+
+
+def _verified_copy(path: Path, digests: Mapping[str, str], scratch: Path) -> Path:
+    """A copy of `path` in `scratch` whose sha256 is the one the manifest lists for it; `UntrustedArtifact` when
+    it is not listed, too large, or another digest."""
+    expected = digests.get(path.name)
+    if expected is None:
+        raise UntrustedArtifact(f"{path}: not listed in {path.parent / SOURCE_MANIFEST}, refusing to import it")
+    size = path.stat().st_size
+    if size > MAX_SOURCE_FILE_BYTES:
+        raise UntrustedArtifact(f"{path}: {size} bytes, more than the {MAX_SOURCE_FILE_BYTES} a model export may have")
+    copy = scratch / path.name
+    digest, copied = hashlib.sha256(), 0
+    with path.open("rb") as source, copy.open("wb") as target:
+        while chunk := source.read(_COPY_CHUNK):
+            copied += len(chunk)
+            if copied > MAX_SOURCE_FILE_BYTES:  # grown since its size was read
+                raise UntrustedArtifact(f"{path}: more than the {MAX_SOURCE_FILE_BYTES} bytes a model export may have")
+            digest.update(chunk)
+            target.write(chunk)
+    if digest.hexdigest() != expected:
+        raise UntrustedArtifact(
+            f"{path}: its sha256 is {digest.hexdigest()}, not {expected} as {path.parent / SOURCE_MANIFEST} lists; "
+            "refusing to import it"
+        )
+    return copy
 
 
 def resolve_model_version(name: str, requested: str) -> str:
