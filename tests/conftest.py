@@ -16,7 +16,8 @@ os.environ["BENTOML_HOME"] = str(_SESSION_DIR / "bentoml")
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 os.environ.pop("INFERENCE_SKILLS_VERSION", None)
 os.environ.pop("INFERENCE_SKILL_VERSIONS", None)
-os.environ["INFERENCE_RATINGS_TOKEN"] = "test-ratings-token"  # every server of the session takes ratings with it
+# Every server of the session takes ratings with it (tests/utils/requests.py RATINGS_AUTH).
+os.environ["INFERENCE_RATINGS_TOKEN"] = "test-ratings-token-0123456789abcdef"
 
 import pytest  # noqa: E402
 

@@ -53,7 +53,7 @@ def test_no_request_gets_a_5xx_or_an_answer_off_the_documented_schema(server, tm
         "--seed",
         "20261124",
         "--header",  # a ratings writer's token: without it every ratings case would stop at the 401
-        "Authorization: Bearer test-ratings-token",
+        "Authorization: Bearer test-ratings-token-0123456789abcdef",
         "--request-timeout",
         "30",
         "--no-color",

@@ -221,3 +221,51 @@ def test_a_slow_redis_is_abandoned_within_the_timeout(redis_server):
     # Redis sleeps 3 s: an answer in well under that means the 50 ms timeout gave up on it.
     assert value == [None] and elapsed < 1.5, elapsed
     assert recovered == [b"1"]
+
+
+def test_200_concurrent_lookups_on_one_worker_wait_for_a_connection_instead_of_failing(redis_server):
+    """Past its 64 connections a worker's calls wait for a free one: none fails, the cache never goes to rest."""
+    stats = CountingStats()
+
+    async def scenario():
+        # The timeout bounds the wait for a connection too; generous, so a stall of a busy machine is not a miss.
+        cache = RedisCache(redis_server.url(), ttl_s=60, timeout_s=2.0, stats=stats)
+        await cache.set_many({key(f"d{index}"): f"v{index}".encode() for index in range(200)})
+        found = await asyncio.gather(*(cache.get_many([key(f"d{index}")]) for index in range(200)))
+        connections = len(cache._client.connection_pool._in_use_connections) + len(
+            cache._client.connection_pool._available_connections
+        )
+        resting = cache._resting()
+        await cache.close()
+        return found, connections, resting
+
+    found, connections, resting = run(scenario())
+    assert found == [[f"v{index}".encode()] for index in range(200)]
+    assert 1 < connections <= 64  # concurrent calls used several connections, never more than the pool holds
+    assert not resting
+    assert [call for call in stats.calls if call[2] == "error"] == []
+
+
+def test_no_free_connection_within_the_timeout_is_one_miss_not_a_redis_failure(redis_server, caplog):
+    stats = CountingStats()
+
+    async def scenario():
+        cache = RedisCache(redis_server.url(), ttl_s=60, timeout_s=0.1, max_connections=1, stats=stats)
+        await cache.set_many({key("a"): b"1"})
+        pool = cache._client.connection_pool
+        held = await pool.get_connection()  # the only connection, busy
+        started = time.monotonic()
+        missed = await cache.get_many([key("a")])
+        waited = time.monotonic() - started
+        resting = cache._resting()
+        await pool.release(held)
+        found = await cache.get_many([key("a")])  # at once: no cool-down to sit out
+        await cache.close()
+        return missed, waited, resting, found
+
+    with caplog.at_level(logging.WARNING, logger="inference"):
+        missed, waited, resting, found = run(scenario())
+    assert missed == [None] and 0.05 < waited < 1.0, waited
+    assert not resting and found == [b"1"]
+    assert [call for call in stats.calls if call[2] == "error"] == []
+    assert any("no free Redis connection" in record.message for record in caplog.records)

@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 COMPOSE_FILE = PROJECT_ROOT / "deploy" / "compose.yaml"
 SECRETS = {
     "POSTGRES_PASSWORD": "compose-test-database",
-    "INFERENCE_RATINGS_TOKEN": "compose-test-ratings",
-    "INFERENCE_ADMIN_TOKEN": "compose-test-admin",
+    "INFERENCE_RATINGS_TOKEN": "compose-test-ratings-0123456789",
+    "INFERENCE_ADMIN_TOKEN": "compose-test-admin-0123456789",
 }
 SKILLS_REQUEST = {"student_id": "s-1", "skill": "creativity", "features": {"novel_idea_count": 4}}
 SKILL_COUNT = 7  # the demo models the image carries, one per skill
@@ -188,7 +188,7 @@ def test_a_teachers_rating_is_stored_in_postgresql(stack):
             headers={"Authorization": f"Bearer {SECRETS['INFERENCE_RATINGS_TOKEN']}"},
         )
     assert refused.status_code == 401
-    assert stored.status_code == 200 and stored.json() == {"stored": 1}, stored.text
+    assert stored.status_code == 200 and stored.json() == {"stored": 1, "rejected": []}, stored.text
     assert stack.psql("SELECT count(*) FROM teacher_ratings WHERE student_id = 's-1'") == "1"
 
 

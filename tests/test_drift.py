@@ -1,8 +1,12 @@
 """Drift statistics against the references stored with the models: live data like the training data stays
-under the alert threshold, shifted data crosses it."""
+under the alert threshold, shifted data crosses it; workers sharing their windows report the drift of all of
+them alike, and the files of workers gone stop counting."""
 
 import asyncio
+import dataclasses
 import logging
+import os
+import time
 
 import numpy as np
 import pytest
@@ -105,3 +109,50 @@ def test_drift_gauges_stay_current_while_the_database_is_away(tmp_path, caplog):
     failed = {record.args[0] for record in caplog.records if record.msg.startswith("monitoring step failed")}
     # Each of these needs the database: it really was away.
     assert failed == {"prediction log", "correlations", "batch runs", "feedback accuracy"}
+
+
+def part(sample, rows: slice):
+    return dataclasses.replace(
+        sample,
+        student_ids=sample.student_ids[rows],
+        features=sample.features[rows],
+        ratings=sample.ratings[rows],
+        traits=sample.traits[rows],
+    )
+
+
+def test_workers_sharing_a_directory_report_the_drift_of_all_their_observations_alike(stable_models, tmp_path):
+    sample = generate_students(1200, seed=558, feature_shift={"words_per_response": 1.5})
+    first, second = (
+        DriftMonitor(window=3000, min_observations=100, directory=tmp_path, worker=name) for name in ("a", "b")
+    )
+    alone = DriftMonitor(window=3000, min_observations=100)  # one process that saw every request
+    feed(first, stable_models, part(sample, slice(0, 700)), "communication")
+    feed(second, stable_models, part(sample, slice(700, None)), "communication")
+    feed(alone, stable_models, sample, "communication")
+    assert first.reports() == second.reports() == []  # nothing shared yet: not even a worker's own observations
+    for monitor in (first, second):
+        monitor.share()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["drift-a.npz", "drift-b.npz"]  # no temporary left
+    (report,) = first.reports()
+    assert report == second.reports()[0] == alone.reports()[0]
+    assert report.window == 1200 and report.psi["words_per_response"] > PSI_ALERT
+    assert first.histograms() == second.histograms()
+
+
+def test_a_worker_refreshes_its_file_when_idle_and_the_files_of_workers_gone_are_dropped(stable_models, tmp_path):
+    live, gone = (DriftMonitor(window=500, min_observations=50, directory=tmp_path, worker=name) for name in "ab")
+    feed(live, stable_models, generate_students(100, seed=559), "creativity")
+    feed(gone, stable_models, generate_students(200, seed=560), "creativity")
+    for monitor in (live, gone):
+        monitor.share()
+    assert live.reports()[0].window == 300
+    assert live.changed_windows() is None  # nothing new: the file is only marked as current
+    long_ago = time.time() - live.stale_after_s - 60
+    for path in tmp_path.iterdir():
+        os.utime(path, (long_ago, long_ago))
+    live.share()
+    assert live.reports()[0].window == 100  # the other worker's file is too old to count
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["drift-a.npz"]  # and removed
+    live.withdraw()
+    assert live.reports() == []

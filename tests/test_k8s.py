@@ -390,7 +390,7 @@ def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cl
     from inference.sharding import Shard
 
     jobs = {doc["metadata"]["name"]: doc for doc in render("k8s/batch")}
-    assert set(jobs) == {"skill-scoring-nightly", "skill-scoring-full"}
+    assert set(jobs) == {"skill-scoring-nightly", "skill-scoring-full", "data-retention"}  # tests/test_retention.py
     nightly, full = jobs["skill-scoring-nightly"], jobs["skill-scoring-full"]
     assert nightly["spec"]["schedule"] == "0 2 * * *" and nightly["spec"]["concurrencyPolicy"] == "Forbid"
     assert full["spec"]["suspend"] is True

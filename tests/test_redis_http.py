@@ -14,6 +14,7 @@ from tests.utils.servers import start_server
 pytestmark = pytest.mark.server
 
 INFER = "/api/v1/skills/infer"
+ADMIN_TOKEN = "redis-drill-admin-token-0123456789"
 
 
 def infer(url, item):
@@ -29,7 +30,7 @@ def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_vers
         "INFERENCE_SKILLS_VERSION": "v1.0.0",
         "INFERENCE_FAMILIES": '["skills"]',
         "CACHE_URL": redis_server.url(),
-        "INFERENCE_ADMIN_TOKEN": "redis-drill",
+        "INFERENCE_ADMIN_TOKEN": ADMIN_TOKEN,
         # A refused connection fails at once whatever the timeout; a generous one keeps a stall of the busy
         # test machine from passing for an outage while Redis is up.
         "INFERENCE_CACHE_TIMEOUT_MS": "1000",
@@ -53,7 +54,7 @@ def test_redis_is_shared_and_its_outage_costs_nothing_but_the_cache(trained_vers
             # An explicit cache operation cannot be skipped silently: the caller hears it did not happen.
             forget = httpx.delete(
                 server.url + "/api/v1/cache/students/" + item["student_id"],
-                headers={"Authorization": "Bearer redis-drill"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                 timeout=30,
             )
             assert forget.status_code == 503 and forget.json()["code"] == "cache_unavailable", forget.text

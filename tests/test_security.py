@@ -16,7 +16,7 @@ from tests.utils.servers import start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-TOKEN = "tok-SECRET-4711"
+TOKEN = "tok-SECRET-4711-guarded-admin-token"
 PASSWORD = "pw-SECRET-0815"
 
 

@@ -1,6 +1,7 @@
 """The built-in dashboard (`GET /dashboard`): one HTML page, plots drawn as inline SVG, no script and nothing
-fetched from elsewhere, so it renders anywhere the service is reachable. It shows the answering worker's view:
-drift windows, latencies and cache counts are kept per worker; the correlation comes from the database."""
+fetched from elsewhere, so it renders anywhere the service is reachable. Drift covers every worker of the server
+(their windows as they last shared them); latencies and cache counts are the answering worker's; correlations and
+accuracy come from the database, as the worker's timer last computed them."""
 
 from __future__ import annotations
 
@@ -133,16 +134,16 @@ def render_dashboard(
         if accuracy
         else "<h2>Accuracy on labelled feedback</h2><p>No labelled feedback in the window yet.</p>"
     )
-    empty = "" if sections else "<p>No skill scores observed by this worker yet.</p>"
+    empty = "" if sections else "<p>No skill scores observed by this server yet (workers share them every few s).</p>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>inference dashboard</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} section.model{{display:inline-block;vertical-align:top;
 margin:0 24px 24px 0;padding:8px 12px;border:1px solid #ddd;border-radius:6px}} table{{border-collapse:collapse}}
 td,th{{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}} .alert{{color:#c0392b}} .ok{{color:#1e8449}}
 small{{color:#666}}</style></head>
-<body><h1>inference</h1><p>{datetime.now(UTC).isoformat(timespec="seconds")} · the view of worker {escape(worker)}
-(drift windows, latencies and cache counts are per worker; correlations come from the database) ·
-PSI alert above {psi_alert}</p>
+<body><h1>inference</h1><p>{datetime.now(UTC).isoformat(timespec="seconds")} · answered by worker {escape(worker)}
+(drift covers every worker of this server; latencies and cache counts are this worker's; correlations and accuracy
+come from the database, computed every 15 s) · PSI alert above {psi_alert}</p>
 <h2>Latency of successful requests (ms)</h2><table><tr><th>family</th><th>version</th><th>P50</th><th>P95</th>
 <th>requests</th></tr>{latency_rows}</table>
 <h2>Result cache</h2><table><tr><th>family</th><th>hits</th><th>misses</th><th>hit ratio</th></tr>{cache_rows}</table>

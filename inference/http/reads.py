@@ -1,15 +1,20 @@
 """The read routes (GET) outside BentoML's `@api`, which is POST only: what is served, health, the text-pair model,
 drift, correlations and the dashboard. Each reads the worker's `App`; none imports the model libraries until a
-request comes (the supervising process builds these routes too)."""
+request comes (the supervising process builds these routes too).
+
+They are public: /health and /api/v1/models carry no reason for a failure, as a database's error names its host
+and user and a family's load error names files; those reasons are on `GET /health?detail=true` for an admin bearer
+token only. The monitoring figures are the ones the worker's timer computed last, so a burst of reads costs the
+database nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -17,12 +22,16 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError, StorageUnavailable
 from inference.http import paths
+from inference.http.admin import DEFAULT_TOKEN_NAME
+from inference.http.tokens import named_tokens, token_name
 from inference.logs import LOGGER_NAME
 from inference.schemas import (
     AccuracyResponse,
+    ControlStatus,
     CorrelationResponse,
     DriftResponse,
     EnsembleDecision,
+    FamilyModels,
     HealthResponse,
     ModelDrift,
     ModelsResponse,
@@ -33,6 +42,7 @@ from inference.schemas import (
 
 if TYPE_CHECKING:
     from inference.app import App
+    from inference.settings import Settings
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -40,6 +50,33 @@ logger = logging.getLogger(LOGGER_NAME)
 def error_response(error: InferenceError) -> JSONResponse:
     """The one error shape of this API: `{"error": message, "code": code}`."""
     return JSONResponse({"error": error.message, "code": error.code}, status_code=int(error.status))
+
+
+def public_families(families: list[FamilyModels]) -> list[FamilyModels]:
+    """What anyone may see of the families: loaded or not, the models, the route; never why one failed."""
+    return [entry.model_copy(update={"error": None}) for entry in families]
+
+
+def health_body(
+    status: str, families: list[FamilyModels], control: Mapping[str, Any], *, detail: bool
+) -> dict[str, Any]:
+    """The /health answer: the public fields by name (anything else the worker reports stays out of it), or with
+    `detail` everything, reasons included."""
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+    if detail:
+        return HealthResponse(
+            status=status, timestamp=timestamp, families=families, control=ControlStatus(**control)
+        ).model_dump(mode="json")
+    public = ControlStatus(store=control["store"], revision=control["revision"], reachable=control["reachable"])
+    return HealthResponse(
+        status=status, timestamp=timestamp, families=public_families(families), control=public
+    ).model_dump(mode="json", exclude={"control": {"unreachable_for_s", "error"}})
+
+
+def carries_admin_token(settings: Settings, authorization: str | None) -> bool:
+    """Whether a request's Authorization header holds one of the admin API's bearer tokens."""
+    tokens = named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens)
+    return token_name(tokens, authorization) is not None
 
 
 def read_routes(current: Callable[[], App]) -> list[Route]:
@@ -59,19 +96,17 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
 
     async def list_models(request: Request) -> Response:
         """Every family this server serves, with its models, their loaded versions and the route between them."""
-        return JSONResponse(ModelsResponse(families=current().served()).model_dump(mode="json"))
+        return JSONResponse(ModelsResponse(families=public_families(current().served())).model_dump(mode="json"))
 
     async def health(request: Request) -> Response:
-        """Status (200 when every family is loaded, else 503), the time, and the models loaded per family."""
+        """Status (200 when every family is loaded, else 503), the time, the models per family and the control
+        store's state; with `?detail=true` and an admin bearer token, the reasons too."""
         app = current()
         ready = app.ready()
-        body = HealthResponse(
-            status="ok" if ready else "unavailable",
-            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-            families=app.served(),
-            control=app.manager.control_status(),
-        )
-        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+        authorization = request.headers.get("authorization")
+        detail = request.query_params.get("detail") == "true" and carries_admin_token(app.settings, authorization)
+        body = health_body("ok" if ready else "unavailable", app.served(), app.manager.control_status(), detail=detail)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def textpair_model_info(request: Request) -> Response:
         """The text-pair model: version, type, features, metrics, when it was trained."""
@@ -82,9 +117,10 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         return JSONResponse(family.scorers[family.route.stable].model_info().model_dump(mode="json"))
 
     async def drift(request: Request) -> Response:
-        """PSI and KS of live inputs and scores against each skill model's reference (this worker's window)."""
+        """PSI and KS of live inputs and scores against each skill model's reference (every worker's windows)."""
         app = current()
         settings = app.settings
+        reports = await asyncio.to_thread(app.monitoring.drift_reports)
         body = DriftResponse(
             psi_alert_above=settings.drift_psi_alert,
             min_observations=settings.drift_min_observations,
@@ -97,7 +133,7 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
                     ks=report.ks,
                     alert=report.worst_psi() > settings.drift_psi_alert,
                 )
-                for report in app.monitoring.drift_reports()
+                for report in reports
             ],
         )
         return JSONResponse(body.model_dump(mode="json"))
@@ -107,15 +143,16 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         app = current()
         settings = app.settings
         try:
-            found = await asyncio.to_thread(app.monitoring.correlations)
-        except Exception as err:
+            figures = await app.monitoring.latest_correlations()
+        except Exception as err:  # none computed yet, and the database cannot give them
             logger.error("correlations unavailable: %s: %s", type(err).__name__, err)
             return error_response(StorageUnavailable(f"correlations unavailable: database error {type(err).__name__}"))
         body = CorrelationResponse(
+            computed_at=figures.computed_at,
             window_days=settings.correlation_window_days,
             alert_below=settings.correlation_alert_below,
             min_pairs=settings.correlation_min_pairs,
-            correlations=[SkillCorrelation(**vars(entry)) for entry in found],
+            correlations=[SkillCorrelation(**vars(entry)) for entry in figures.value],
         )
         return JSONResponse(body.model_dump(mode="json"))
 
@@ -126,40 +163,41 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
 
         app = current()
         try:
-            found = await asyncio.to_thread(app.monitoring.accuracy)
-        except Exception as err:
+            figures = await app.monitoring.latest_accuracy()
+        except Exception as err:  # as for the correlations
             logger.error("accuracy unavailable: %s: %s", type(err).__name__, err)
             return error_response(StorageUnavailable(f"accuracy unavailable: database error {type(err).__name__}"))
         body = AccuracyResponse(
+            computed_at=figures.computed_at,
             window_days=app.settings.feedback_window_days,
             min_items=app.settings.feedback_min_items,
-            accuracy=[VariantAccuracy(**vars(entry)) for entry in found],
-            ensemble=[EnsembleDecision(**vars(entry)) for entry in ensemble_decisions(found)],
+            accuracy=[VariantAccuracy(**vars(entry)) for entry in figures.value],
+            ensemble=[EnsembleDecision(**vars(entry)) for entry in ensemble_decisions(figures.value)],
         )
         return JSONResponse(body.model_dump(mode="json"))
 
     async def dashboard(request: Request) -> Response:
         """The monitoring dashboard (HTML): drift, score histograms, correlations, latency, cache."""
         from inference.http.dashboard import render_dashboard
-        from inference.monitoring.drift import score_histograms
+        from inference.monitoring.feedback import ensemble_decisions
 
         app = current()
         observer = app.serving.observer
         try:
-            found = await asyncio.to_thread(app.monitoring.correlations)
-        except Exception as err:  # the page still shows what this worker knows
+            found = (await app.monitoring.latest_correlations()).value
+        except Exception as err:  # the page still shows the rest
             logger.warning("dashboard: correlations unavailable: %s", err)
             found = []
-        from inference.monitoring.feedback import ensemble_decisions
-
         try:
-            accuracy = await asyncio.to_thread(app.monitoring.accuracy)
+            accuracy = (await app.monitoring.latest_accuracy()).value
         except Exception as err:  # as for the correlations
             logger.warning("dashboard: accuracy unavailable: %s", err)
             accuracy = []
+        drift = await asyncio.to_thread(app.monitoring.drift_reports)
+        histograms = await asyncio.to_thread(observer.drift.histograms)
         page = render_dashboard(
-            drift=app.monitoring.drift_reports(),
-            histograms=score_histograms(observer.drift),
+            drift=drift,
+            histograms=histograms,
             correlations=found,
             latencies=observer.latency_quantiles(),
             cache_counts=observer.cache_counts,

@@ -1,6 +1,9 @@
 """Bearer tokens of the routes that change something: the admin API and the ratings writers, each with tokens of
 its own (a ratings writer cannot change routes, an admin token cannot write ratings). A token has a name, which
-the audit records."""
+the audit records.
+
+A token is refused at start (`unsafe_token`) when it is short enough to guess or is one of the example values
+shipped in deploy/secrets.env.example and k8s/base/secret.example.yaml: anyone can read those."""
 
 from __future__ import annotations
 
@@ -9,12 +12,25 @@ from collections.abc import Mapping
 
 from pydantic import SecretStr
 
+MIN_TOKEN_CHARS = 24  # `openssl rand -hex 32` gives 64
+# The examples' tokens all start with one of these (compared ignoring case), as do the usual hand-typed stand-ins.
+PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "and-me", "replace-me", "replace_me")
+
 
 def named_tokens(single_name: str, single: SecretStr | None, named: Mapping[str, SecretStr]) -> dict[str, str]:
     """The one token setting under `single_name` beside the named ones; empty values are left out."""
     tokens = {single_name: single.get_secret_value()} if single is not None else {}
     tokens.update({name: secret.get_secret_value() for name, secret in named.items()})
     return {name: value for name, value in tokens.items() if value}
+
+
+def unsafe_token(token: str) -> str | None:
+    """Why `token` must not guard a route, or None when it may. The reason never quotes the token."""
+    if token.lower().startswith(PLACEHOLDER_PREFIXES):
+        return "is an example placeholder (deploy/secrets.env.example, k8s/base/secret.example.yaml), not a secret"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is shorter than {MIN_TOKEN_CHARS} characters"
+    return None
 
 
 def token_name(tokens: Mapping[str, str], authorization: str | None) -> str | None:

@@ -7,7 +7,9 @@ so `invalidate_student` removes them all.
 
 The cache is an optimisation, never a dependency: a Redis error or timeout counts as a miss (and an error),
 is logged at most once per interval, and Redis is left alone for a short cool-down before it is tried again,
-so a dead Redis costs requests nothing after the first failure and the cache recovers by itself.
+so a dead Redis costs requests nothing after the first failure and the cache recovers by itself. A busy pool is
+not a failing Redis: a call waits up to the timeout for a free connection, and one that gets none is a miss for
+that call alone.
 """
 
 from __future__ import annotations
@@ -186,6 +188,9 @@ class MemoryCache:
                 del self._students[student_id]
 
 
+MAX_CONNECTIONS = 64  # per worker; beyond, a call waits for a free one (up to the cache timeout)
+
+
 class RedisCache:
     """Redis behind the same interface: pooled connections, short timeouts, errors degrade to misses."""
 
@@ -199,21 +204,27 @@ class RedisCache:
         timeout_s: float = 0.05,
         cooldown_s: float = 1.0,
         log_every_s: float = 30.0,
+        max_connections: int = MAX_CONNECTIONS,
         stats: CacheStats | None = None,
     ) -> None:
         import redis.asyncio as redis
 
         self.ttl_ms = int(ttl_s * 1000)
         self.cooldown_s = cooldown_s
-        self._client = redis.Redis.from_url(
+        # Blocking: past `max_connections` calls at once, a plain pool raises at once, which would put the cache
+        # to rest exactly under load; this one makes the call wait for a connection, up to the cache timeout.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            max_connections=64,
             health_check_interval=30,
         )
+        self._client = redis.Redis.from_pool(pool)
         self._stats = stats or _NoStats()
         self._log = EveryInterval(log_every_s)
+        self._busy_log = EveryInterval(log_every_s)
         self._resting_until = 0.0  # after an error, Redis is not asked again until then
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[bytes | None]:
@@ -272,6 +283,16 @@ class RedisCache:
         return time.monotonic() < self._resting_until
 
     def _failed(self, operation: str, key: CacheKey, error: Exception) -> None:
+        if _no_free_connection(error):  # Redis is fine, this worker's connections are all in use: this call misses
+            held_back = self._busy_log.allow()
+            if held_back is not None:
+                logger.warning(
+                    "cache %s got no free Redis connection within the cache timeout and answered without the cache "
+                    "(%d more since the last such line); Redis is still used",
+                    operation,
+                    held_back,
+                )
+            return
         self._resting_until = time.monotonic() + self.cooldown_s
         self._stats.cache(key.family, key.version, "error")
         held_back = self._log.allow()
@@ -285,6 +306,18 @@ class RedisCache:
                 error,
                 held_back,
             )
+
+
+def _no_free_connection(error: Exception) -> bool:
+    """The blocking pool's wait for a free connection timed out (redis-py raises a ConnectionError for it, its cause
+    the wait's TimeoutError); a connection that failed or timed out talking to Redis is something else."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return (
+        isinstance(error, RedisConnectionError)
+        and isinstance(error.__cause__, TimeoutError)
+        and "No connection available" in str(error)
+    )
 
 
 def cache_from_url(

@@ -6,7 +6,8 @@ from typing import Any
 
 from train.data.students import generate_students
 
-RATINGS_AUTH = {"Authorization": "Bearer test-ratings-token"}  # INFERENCE_RATINGS_TOKEN of the test session
+# INFERENCE_RATINGS_TOKEN of the test session (tests/conftest.py).
+RATINGS_AUTH = {"Authorization": "Bearer test-ratings-token-0123456789abcdef"}
 
 
 def student_items(n: int, *, seed: int = 123, skills: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
