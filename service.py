@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError, Unauthorized, WriterDisabled
+from inference.errors import InferenceError, InvalidRequest
 from inference.http import paths
-from inference.http.middleware import RequestLimits, UniformErrors
+from inference.http.edge import Edge, EdgeLimits, error_headers
+from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
-from inference.http.tokens import named_tokens, token_name
-from inference.monitoring.metrics import count_limit_rejection
+from inference.http.routes import route_table
+from inference.http.tokens import named_tokens
+from inference.monitoring.metrics import HttpMetrics
 from inference.schemas import (
     FeedbackResponse,
     IntentBatchRequest,
@@ -40,6 +42,7 @@ from inference.schemas import (
     TextPairRequest,
     TextPairResult,
 )
+from inference.serving.batching import BACKLOGS
 from inference.settings import get_settings
 
 if TYPE_CHECKING:
@@ -60,6 +63,8 @@ SCORING_ROUTES = [
     "/v2/models/",
 ]
 
+# Labelled feedback items scored per step off the event loop: a step of 100 takes tens of milliseconds.
+FEEDBACK_CHUNK = 100
 # The ratings writers' tokens, by name (a role apart from the admin's).
 RATINGS_TOKENS = named_tokens("ratings", get_settings().ratings_token, get_settings().ratings_tokens)
 
@@ -73,7 +78,7 @@ def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
     """The one error shape of this API: `{"error": message, "code": code}` (BentoML's own errors use "error" too).
     BentoML sets an `@api` route's status from its context, even when the route returns a response of its own."""
     ctx.response.status_code = error.status
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers = error_headers(error)
     if headers:
         ctx.response.headers.update(headers)
     return JSONResponse({"error": error.message, "code": error.code}, status_code=error.status, headers=headers)
@@ -88,7 +93,9 @@ def _admin_routes() -> list[Route]:
 
     settings = get_settings()
     return admin_routes(
-        named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens), lambda: current().manager
+        named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens),
+        lambda: current().manager,
+        wait_s=settings.admin_wait_s,
     )
 
 
@@ -111,11 +118,23 @@ async def _docs_json(request: Request) -> JSONResponse:
     return JSONResponse(openapi_document())
 
 
+async def _metrics(request: Request) -> Response:
+    """Prometheus, every worker's series (BentoML's multiprocess collector). Served here rather than by BentoML,
+    whose HTTP metrics label each request by its raw path: a caller inventing paths would invent series; the
+    edge's (inference_http_*) label by route template."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    client = BentoMLContainer.metrics_client.get()
+    content = await asyncio.to_thread(client.generate_latest)
+    return Response(content, media_type=client.CONTENT_TYPE_LATEST)
+
+
 # Routes outside BentoML's @api (which are POST only): reads, the admin API, the Open Inference Protocol; and the
 # OpenAPI document of them all, which takes the place of BentoML's (mounted routes come before BentoML's own).
 extra_routes = Starlette(
     routes=[
         Route("/docs.json", _docs_json, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
         *read_routes(current),
         *_admin_routes(),
         *_oip_routes(),
@@ -148,6 +167,7 @@ def _cors() -> dict[str, object]:
     traffic={"timeout": get_settings().request_timeout_s},
     workers=get_settings().workers,
     logging={"access": {"enabled": get_settings().access_log}},
+    metrics={"enabled": False},  # the edge's, by route template, and /metrics above
     tracing={"excluded_urls": None if get_settings().trace_scoring else SCORING_ROUTES},
     http=_cors(),
 )
@@ -274,10 +294,10 @@ class Inference:
         `Authorization: Bearer <token>` with a ratings writer's token (INFERENCE_RATINGS_TOKEN(S))."""
         from inference.monitoring.observer import check_ratings, store_ratings_async
 
-        try:
-            _check_writer(RATINGS_TOKENS, _header(ctx, "authorization"))
+        try:  # the writer's token was checked at the edge, before the body was read
             rows = check_ratings(request, self.app.served_skills())
-            return RatingsResponse(stored=await store_ratings_async(self.app.monitoring.engine, rows))
+            written = await store_ratings_async(self.app.monitoring.engine, rows)
+            return RatingsResponse(stored=written.stored, rejected=[row.index for row in written.rejected])
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
 
@@ -291,8 +311,11 @@ class Inference:
         return await self._feedback(
             ctx,
             "intent",
-            len(request.items),
-            lambda scorers, chars: intent_feedback_rows(request, scorers, max_text_chars=chars),
+            request.items,
+            [item.text for item in request.items],
+            lambda items, scorers, chars: intent_feedback_rows(
+                IntentFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
+            ),
         )  # type: ignore[return-value]
 
     @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
@@ -306,24 +329,37 @@ class Inference:
         return await self._feedback(
             ctx,
             "textpair",
-            len(request.items),
-            lambda scorers, chars: textpair_feedback_rows(request, scorers, max_text_chars=chars),
+            request.items,
+            [text for item in request.items for text in (item.text1, item.text2)],
+            lambda items, scorers, chars: textpair_feedback_rows(
+                TextPairFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
+            ),
         )  # type: ignore[return-value]
 
-    async def _feedback(self, ctx: bentoml.Context, family: str, items: int, rows_of: Any) -> Any:
+    async def _feedback(
+        self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str], rows_of: Any
+    ) -> Any:
+        """Labelled items answered by every loaded version and variant, a chunk at a time off the event loop (a
+        request cut off or abandoned stops after the chunk in hand), then stored together."""
+        from inference.families.texts import check_request_chars
         from inference.monitoring.feedback import store_feedback
         from inference.monitoring.observer import store_async
 
-        try:
-            _check_writer(RATINGS_TOKENS, _header(ctx, "authorization"))
-            versioned = self.app.serving.family(family)
-            scorers = dict(versioned.scorers)
-            rows = await asyncio.to_thread(rows_of, scorers, self.app.settings.max_text_chars)
-            await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
+        settings = self.app.settings
+        try:  # the writer's token was checked at the edge, before the body was read
+            if not items:
+                raise InvalidRequest("items: must hold at least 1 item")
+            check_request_chars(texts, field_name="items", max_chars=settings.max_request_chars)
+            scorers = dict(self.app.serving.family(family).scorers)
+            rows = []
+            for start in range(0, len(items), FEEDBACK_CHUNK):
+                chunk = items[start : start + FEEDBACK_CHUNK]
+                rows += await asyncio.to_thread(rows_of, chunk, scorers, settings.max_text_chars)
+            written = await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
         except InferenceError as err:
             return error_response(err, ctx)
         answered = sorted({f"{row['model_version']}/{row['variant']}".rstrip("/") for row in rows})
-        return FeedbackResponse(stored=items, scored_by=answered)
+        return FeedbackResponse(stored=len(items), scored_by=answered, rejected_rows=len(written.rejected))
 
     @bentoml.on_shutdown
     async def close(self) -> None:
@@ -343,27 +379,25 @@ class Inference:
         return BatchLimit(field, noun, self.app.settings.max_batch_items)
 
 
-# Body size and JSON depth are checked before BentoML reads the body; every 4xx leaves in the API's error shape
-# (see inference/http/middleware.py).
-Inference.add_asgi_middleware(UniformErrors)
+# The edge comes first of the service's middlewares: load, writers' tokens and every request limit are checked
+# before BentoML reads a body, and every request is measured by its route template (inference/http/edge.py);
+# then every 4xx leaves in the API's error shape (inference/http/middleware.py).
 Inference.add_asgi_middleware(
-    RequestLimits,
-    max_body_bytes=get_settings().max_body_bytes,
-    max_json_depth=get_settings().max_json_depth,
-    count=count_limit_rejection,
+    Edge,
+    routes=route_table(get_settings(), mounted=extra_routes.routes),
+    limits=EdgeLimits(
+        max_body_bytes=get_settings().max_body_bytes,
+        max_json_depth=get_settings().max_json_depth,
+        max_concurrent_requests=get_settings().max_concurrent_requests,
+        retry_after_s=get_settings().retry_after_s,
+        max_loop_lag_s=get_settings().max_event_loop_lag_ms / 1000,
+        max_concurrent_batches=get_settings().max_concurrent_batches,
+    ),
+    writer_tokens=RATINGS_TOKENS,
+    metrics=HttpMetrics,
+    backlog=BACKLOGS.refusal,
 )
-
-
-def _check_writer(tokens: dict[str, str], authorization: str | None) -> str:
-    """The name of the ratings writer whose token the request carries."""
-    if not tokens:
-        raise WriterDisabled(
-            "ratings are off: set INFERENCE_RATINGS_TOKEN (or INFERENCE_RATINGS_TOKENS) and send it as a bearer token"
-        )
-    name = token_name(tokens, authorization)
-    if name is None:
-        raise Unauthorized("a ratings writer's bearer token is required (the admin token is not one)")
-    return name
+Inference.add_asgi_middleware(UniformErrors)
 
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:

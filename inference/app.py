@@ -59,7 +59,21 @@ class App:
         self._tasks = [
             loop.create_task(self.manager.follow(), name="model-changes"),
             loop.create_task(self.monitoring.run(), name="monitoring"),
+            loop.create_task(self._open_database(), name="open-database"),
         ]
+
+    async def _open_database(self) -> None:
+        """Open the database (and create its schema) off the event loop, once the worker serves: an early, clear
+        log line when it cannot be reached, without holding the start. Every use opens it again until it works."""
+        try:
+            await asyncio.to_thread(self.monitoring.engine.open)
+        except Exception as err:  # serve anyway: only ratings, correlations and the prediction log need it
+            logger.error(
+                "database not usable at start (%s: %s); ratings, correlations and the prediction log fail until it "
+                "is, scoring is not affected",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -87,19 +101,17 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
         max_entries=settings.cache_max_entries,
         stats=metrics,
     )
-    engine = DeferredEngine(settings.database_url)
-    try:
-        engine.open()
-    except Exception as err:  # serve anyway: only ratings, correlations and the prediction log need it
-        logger.error(
-            "database not usable at start (%s: %s); ratings, correlations and the prediction log fail until it is, "
-            "scoring is not affected",
-            type(err).__name__,
-            str(err).splitlines()[0] if str(err) else "",
-        )
+    # Opened on first use, off the event loop (the monitoring timer's first round, a rating): a start never waits
+    # on the database, so a database that does not answer cannot keep a worker from serving.
+    engine = DeferredEngine(settings.database_url, timeout_s=settings.database_timeout_s)
     observer = Observer(
         metrics=metrics,
-        drift=DriftMonitor(window=settings.drift_window, min_observations=settings.drift_min_observations),
+        drift=DriftMonitor(
+            window=settings.drift_window,
+            min_observations=settings.drift_min_observations,
+            # The server's workers share their windows there: drift is the server's, whichever worker answers.
+            directory=(state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])) / "drift",
+        ),
         predictions=PredictionLog(engine),
         prediction_log_share=settings.prediction_log_share,
     )

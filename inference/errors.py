@@ -76,6 +76,20 @@ class BatchTooLarge(InvalidRequest):
     limit = "batch_items"
 
 
+class TooManyFeatures(InvalidRequest):
+    """A skills item with more feature names than INFERENCE_MAX_FEATURES."""
+
+    code = "too_many_features"
+    limit = "features"
+
+
+class TooManyChars(InvalidRequest):
+    """More characters of text in one request than INFERENCE_MAX_REQUEST_CHARS."""
+
+    code = "too_many_chars"
+    limit = "request_chars"
+
+
 class BodyTooLarge(InvalidRequest):
     """A request body larger than INFERENCE_MAX_BODY_BYTES; the rest of it is not read."""
 
@@ -117,6 +131,19 @@ class ModelsNotReady(InferenceError):
 
     code = "models_not_ready"
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Overloaded(InferenceError):
+    """The worker has as much work as it can finish in time: this request was not started; retry after the
+    Retry-After header's seconds (elsewhere, when there are other replicas)."""
+
+    code = "overloaded"
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, limit: str = "queue_wait") -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.limit = limit  # concurrent_requests (the worker) or queue_wait (the family's queue)
 
 
 class StorageUnavailable(InferenceError):

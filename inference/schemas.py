@@ -6,9 +6,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 STUDENT_ID_MAX_LENGTH = 128
+# Identifiers are stored and logged: no control characters (a NUL cannot be stored in PostgreSQL text at all).
+IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 SKILL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a skill's model is `skill-<name>` in the store
 MAX_ITEMS_DEFAULT = 1000  # INFERENCE_MAX_BATCH_ITEMS's default
 MAX_RATINGS = 1000  # teacher ratings per request: fixed, not a setting
@@ -24,7 +26,7 @@ FEATURES_SCHEMA = {"minProperties": 1, "additionalProperties": {"type": "number"
 
 
 class SkillInferenceRequest(BaseModel):
-    student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
+    student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
     skill: str = Field(
         description="A skill this server serves; see GET /api/v1/skills/models.", json_schema_extra=SKILL_SCHEMA
     )
@@ -136,7 +138,10 @@ class IntentRequest(BaseModel):
         json_schema_extra=TEXT_SCHEMA,
     )
     user_id: str | None = Field(
-        None, max_length=STUDENT_ID_MAX_LENGTH, description="When given, the variant is sticky for this caller."
+        None,
+        max_length=STUDENT_ID_MAX_LENGTH,
+        pattern=IDENTIFIER_PATTERN,
+        description="When given, the variant is sticky for this caller.",
     )
 
 
@@ -145,7 +150,7 @@ class IntentBatchRequest(BaseModel):
         description="1 to 1000 texts (INFERENCE_MAX_BATCH_ITEMS), answered in order.",
         json_schema_extra={"minItems": 1, "maxItems": MAX_ITEMS_DEFAULT, "items": {"type": "string", **TEXT_SCHEMA}},
     )
-    user_id: str | None = Field(None, max_length=STUDENT_ID_MAX_LENGTH)
+    user_id: str | None = Field(None, max_length=STUDENT_ID_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
 
 class VerticalScore(BaseModel):
@@ -236,7 +241,11 @@ class FamilyModels(BaseModel):
     loaded: bool
     models: list[ServedModel]
     route: RouteInfo | None = None
-    error: str | None = None
+    error: str | None = Field(
+        None,
+        description="Why the family is not loaded: only in the admin detail of /health (?detail=true with an admin "
+        "token); null elsewhere, as the reason may name files and hosts.",
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -244,14 +253,23 @@ class ModelsResponse(BaseModel):
 
 
 class ControlStatus(BaseModel):
+    # The admin detail carries whatever else the worker reports about its control state.
+    model_config = ConfigDict(extra="allow")
+
     store: str = Field(description="Where the admin changes live: file (this server), postgresql or sqlite.")
     revision: int | None = Field(description="Revision of the control state this worker applied last.")
     reachable: bool = Field(description="False when the store did not answer the last look (about once a second).")
-    unreachable_for_s: float | None = Field(description="Seconds since the store last answered; null when it does.")
-    error: str | None = Field(description="Why the store did not answer; null when it does.")
+    unreachable_for_s: float | None = Field(
+        None, description="Admin detail only: seconds since the store last answered; null when it does."
+    )
+    error: str | None = Field(None, description="Admin detail only: why the store did not answer; null when it does.")
 
 
 class HealthResponse(BaseModel):
+    """Public: the status, the models and the route per family, the control store's kind, revision and whether it
+    answers. With `?detail=true` and an admin bearer token, also the reasons: why a family is not loaded, why the
+    control store does not answer and since when."""
+
     status: str = Field(description="ok when every enabled family is loaded, else unavailable.")
     timestamp: str
     families: list[FamilyModels]
@@ -265,7 +283,7 @@ class HealthResponse(BaseModel):
 
 
 class TeacherRating(BaseModel):
-    student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH)
+    student_id: str = Field(min_length=1, max_length=STUDENT_ID_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
     skill: str = Field(json_schema_extra=SKILL_SCHEMA)
     rating: float = Field(ge=1, le=5, description="The teacher's rating on the 1-5 scale.")
     rated_at: datetime = Field(description="When the teacher rated, ISO 8601; without a zone it is taken as UTC.")
@@ -278,7 +296,12 @@ class RatingsRequest(BaseModel):
 
 
 class RatingsResponse(BaseModel):
-    stored: int
+    stored: int = Field(description="Ratings stored.")
+    rejected: list[int] = Field(
+        default_factory=list,
+        description="Indexes of ratings the database refused for their data; kept aside (rejected_rows), the others "
+        "stored.",
+    )
 
 
 class LabelledQuery(BaseModel):
@@ -306,6 +329,9 @@ class TextPairFeedbackRequest(BaseModel):
 
 class FeedbackResponse(BaseModel):
     stored: int = Field(description="Labelled items stored.")
+    rejected_rows: int = Field(
+        0, description="Rows (an item as one version and variant answered it) the database refused; kept aside."
+    )
     scored_by: list[str] = Field(
         description="The versions (and intent variants) that answered them, as version/variant."
     )
@@ -329,6 +355,10 @@ class EnsembleDecision(BaseModel):
 
 
 class AccuracyResponse(BaseModel):
+    computed_at: datetime = Field(
+        description="When these figures were computed (every 15 s): a read answers from the latest, and from the "
+        "last ones it has while the database is away."
+    )
     window_days: float
     min_items: int
     accuracy: list[VariantAccuracy]
@@ -362,6 +392,10 @@ class SkillCorrelation(BaseModel):
 
 
 class CorrelationResponse(BaseModel):
+    computed_at: datetime = Field(
+        description="When these figures were computed (every 15 s): a read answers from the latest, and from the "
+        "last ones it has while the database is away."
+    )
     window_days: float
     alert_below: float
     min_pairs: int

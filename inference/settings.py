@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import AliasChoices, Field, PositiveInt, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PositiveInt, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.families.intent.variants import VARIANTS
 from inference.faults import parse_fault
+from inference.http.tokens import unsafe_token
 from inference.schemas import SKILL_NAME
 
 LATEST = "latest"
@@ -24,7 +26,11 @@ MODEL_PINS_FILE = Path(__file__).resolve().parent.parent / "models.env"
 class Settings(BaseSettings):
     """Defaults work on a laptop; production overrides them through the environment (see docs/configuration.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True)
+    # Errors name the setting and say what is wrong, never quote its value: a token or a database password would
+    # otherwise reach the log of a server that fails to start.
+    model_config = SettingsConfigDict(
+        env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     skills_version: str = Field(
         LATEST,
@@ -73,13 +79,78 @@ class Settings(BaseSettings):
         "request, fixed).",
     )
     max_body_bytes: int = Field(
-        16 * 1024 * 1024,
+        4 * 1024 * 1024,
         ge=1024,
-        description="Largest request body accepted, in bytes (413 beyond); the default fits the largest batch the "
-        "item and text limits allow.",
+        description="Largest request body of a batch route, in bytes (413 beyond): the default fits the largest "
+        "text batch the item and character limits allow, and 1000 skill items of about 100 features each.",
     )
     max_json_depth: int = Field(
         32, ge=4, le=1000, description="Deepest JSON nesting accepted in a request body (400 beyond)."
+    )
+    max_single_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest body of a single-item scoring request (/api/v1/skills/infer, /api/classify, "
+        "/api/v2/classify/ensemble, /predict), in bytes (413 beyond): the most one item can take within the "
+        "feature and text limits, with room to spare.",
+    )
+    max_features: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Most feature names one skills item may carry, used or not (400 `too_many_features` beyond): "
+        "unknown names are echoed in `ignored_features` and hashed into the cache key, so they are bounded too.",
+    )
+    max_request_chars: int = Field(
+        200_000,
+        ge=1,
+        description="Most characters of text one request may carry over all its texts (400 `too_many_chars` "
+        "beyond): bounds the work of a text batch, whose cost grows with the characters it holds.",
+    )
+    max_concurrent_requests: int = Field(
+        64,
+        ge=1,
+        description="Requests one worker works on at once (probes and /metrics aside); beyond it the next one is "
+        "answered 503 `overloaded` with Retry-After at once, never queued into a 504.",
+    )
+    max_concurrent_batches: int = Field(
+        4,
+        ge=1,
+        description="Batch requests (skills and intent batches, Open Inference Protocol tensors, ratings, labelled "
+        "feedback) one worker works on at once; beyond it the next batch is answered 503 `overloaded` with "
+        "Retry-After at once. A batch costs the worker's event loop what its items would cost as single requests, "
+        "so batches are bounded apart and single requests never wait behind a crowd of them.",
+    )
+    max_queue_wait_ms: float = Field(
+        100.0,
+        gt=0,
+        le=60_000,
+        description="Most time a request may be expected to wait in its family's queue (the work queued ahead of "
+        "it, at the family's measured cost per item); a request over it is answered 503 `overloaded` with "
+        "Retry-After at once. Keep it well under INFERENCE_REQUEST_TIMEOUT_S.",
+    )
+    max_event_loop_lag_ms: float = Field(
+        250.0,
+        gt=0,
+        le=60_000,
+        description="Most delay a worker's event loop may have before it takes new requests: past it (the worker "
+        "spends its time parsing and answering requests it already took) the next ones are answered 503 "
+        "`overloaded` with Retry-After at once, before their bodies are read.",
+    )
+    retry_after_s: int = Field(
+        1,
+        ge=1,
+        le=60,
+        description="Seconds in the Retry-After header of a 503 `overloaded` answer (the clients wait at most 10 s "
+        "by default, whatever it says).",
+    )
+    admin_wait_s: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="How long an admin call that loads models (reload, new weights) waits for its operation before "
+        "answering 202 with the operation to follow (GET /admin/operations/{id}); keep it under the request "
+        "timeout. The operation goes on either way.",
     )
     batcher_max_size: int = Field(1024, ge=1, description="Most rows the adaptive batcher scores in one call.")
     batcher_max_wait_ms: float = Field(
@@ -137,7 +208,8 @@ class Settings(BaseSettings):
     inject_faults: dict[str, str] = Field(
         default_factory=dict,
         description='For drills and tests only: model name to "fail" or "delay_ms=N", as JSON, e.g. '
-        '{"intent-ensemble": "fail"}. Empty by default.',
+        '{"intent-ensemble": "fail"}; a key `load:<family>:<version>` acts on loading that version. Empty by '
+        "default.",
     )
     cache_url: str = Field(
         "memory://",
@@ -192,7 +264,8 @@ class Settings(BaseSettings):
         None,
         description="A folder every replica mounts (a shared volume) holding `bentoml models export` files "
         "(`<name>-<version>.bentomodel`): a version the local model store lacks (not baked into the image) is "
-        "imported from there when a route, a reload or a weight change names it. Unset: the local store only.",
+        "imported from there when a route, a reload or a weight change names it, once its sha256 matches the "
+        "folder's `SHA256SUMS` manifest (`sha256sum *.bentomodel > SHA256SUMS`). Unset: the local store only.",
     )
     state_dir: Path | None = Field(
         None,
@@ -213,6 +286,32 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the database for teacher ratings, the prediction log and batch scoring: a "
         "SQLite file by default (beside the model store), `postgresql+psycopg://user@host/db` in production. "
         "Read from DATABASE_URL (or INFERENCE_DATABASE_URL).",
+    )
+    database_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="The service's database calls: longest wait for a connection to open, and (PostgreSQL) longest "
+        "statement; past it the call fails and the caller gets 503 or the timer tries again. The batch scorer "
+        "has its own (INFERENCE_BATCH_STATEMENT_TIMEOUT_S).",
+    )
+    batch_statement_timeout_s: float = Field(
+        600.0, gt=0, le=86_400, description="Longest statement of the batch scorer on PostgreSQL."
+    )
+    predictions_retention_days: float = Field(
+        90.0,
+        ge=0,
+        description="Rows of the prediction log older than this are deleted by the retention job "
+        "(`python -m inference.retention`); 0 keeps them forever.",
+    )
+    feedback_retention_days: float = Field(
+        365.0, ge=0, description="Labelled feedback older than this is deleted by the retention job; 0: forever."
+    )
+    ratings_retention_days: float = Field(
+        730.0,
+        ge=0,
+        description="Teacher ratings received longer ago than this are deleted by the retention job; 0: forever. "
+        "They are the training labels of the next versions (`python -m train.export`): keep them long.",
     )
     prediction_log_share: float = Field(
         1.0, ge=0, le=1, description="Share of skill scores written to the prediction log (for the correlation)."
@@ -314,6 +413,43 @@ class Settings(BaseSettings):
     def _valid_routes(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         return check_routes(value)
 
+    @field_validator("admin_token", "ratings_token")
+    @classmethod
+    def _safe_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            _check_token(TOKEN_SETTINGS[str(info.field_name)], value)
+        return value
+
+    @field_validator("admin_tokens", "ratings_tokens")
+    @classmethod
+    def _safe_named_tokens(cls, value: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
+        for name, token in value.items():
+            _check_token(f"{TOKEN_SETTINGS[str(info.field_name)]}[{name!r}]", token)
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_per_name(self) -> Settings:
+        """A token value under two names (an admin token that is also a ratings writer's, or two admins sharing
+        one) would blur the roles and the audit's record of who changed what."""
+        holders: dict[str, str] = {}
+        for setting, token in self._tokens():
+            first = holders.setdefault(token, setting)
+            if first != setting:
+                raise ValueError(f"{first} and {setting} hold the same token; give each name and role its own")
+        return self
+
+    def _tokens(self) -> list[tuple[str, str]]:
+        """(setting, value) of every bearer token configured; an empty one is off."""
+        found = []
+        for field in TOKEN_SETTINGS:
+            value = getattr(self, field)
+            named = value.items() if isinstance(value, dict) else [(None, value)]
+            for name, token in named:
+                setting = TOKEN_SETTINGS[field] if name is None else f"{TOKEN_SETTINGS[field]}[{name!r}]"
+                if token is not None and token.get_secret_value():
+                    found.append((setting, token.get_secret_value()))
+        return found
+
     def configured_routes(self) -> dict[str, dict[str, float]]:
         """INFERENCE_ROUTES, or the routes file when one is set."""
         if self.routes_file is None:
@@ -322,6 +458,21 @@ class Settings(BaseSettings):
 
 
 FAMILY_NAMES = ("skills", "intent", "textpair")
+# The bearer token settings, by field, as their environment variables (the names a refusal gives).
+TOKEN_SETTINGS = {
+    "admin_token": "INFERENCE_ADMIN_TOKEN",
+    "admin_tokens": "INFERENCE_ADMIN_TOKENS",
+    "ratings_token": "INFERENCE_RATINGS_TOKEN",
+    "ratings_tokens": "INFERENCE_RATINGS_TOKENS",
+}
+
+
+def _check_token(setting: str, token: SecretStr) -> None:
+    """ValueError naming `setting` when its token is unsafe (the token itself is never quoted); empty is off."""
+    value = token.get_secret_value()
+    reason = unsafe_token(value) if value else None
+    if reason:
+        raise ValueError(f"{setting} {reason}; make one with `openssl rand -hex 32`")
 
 
 def default_data_dir() -> Path:
@@ -339,8 +490,9 @@ def check_routes(routes: object) -> dict[str, dict[str, float]]:
         if not isinstance(weights, dict) or not weights:
             raise ValueError(f"routes.{family}: expected a non-empty mapping of version to weight")
         for version, weight in weights.items():
-            if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-                raise ValueError(f"routes.{family}.{version}: expected a non-negative number, got {weight!r}")
+            finite = isinstance(weight, int | float) and not isinstance(weight, bool) and math.isfinite(weight)
+            if not finite or weight < 0:
+                raise ValueError(f"routes.{family}.{version}: expected a finite non-negative number, got {weight!r}")
         if sum(weights.values()) <= 0:
             raise ValueError(f"routes.{family}: at least one weight must be positive")
     return {

@@ -365,3 +365,52 @@ def test_every_alert_of_the_rules_is_tested_here():
     }
     source = Path(__file__).read_text()
     assert alerts and all(f'"{alert}"' in source for alert in alerts), alerts
+
+
+def test_rows_dropped_alert_fires_on_any_row_set_aside_and_names_the_table(tmp_path):
+    dropped = 'inference_rows_dropped_total{table="predictions",reason="invalid_row"}'
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [{"series": dropped, "values": "0 0 0 1 1 1 1 1 1 1"}],
+            "promql_expr_test": [
+                fires(
+                    "InferenceRowsDropped",
+                    "4m",
+                    {"severity": "warning", "table": "predictions", "reason": "invalid_row"},
+                )
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [{"series": dropped, "values": "5+0x30"}],  # an old count, nothing new
+            "promql_expr_test": [silent("InferenceRowsDropped", "25m")],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_the_shedding_alert_fires_past_one_percent_of_requests_shed_and_not_below(tmp_path):
+    def series(shed_per_minute):
+        labels = 'family="textpair",endpoint="single",segment="",model_version="v1"'
+        return [
+            *requests(labels, 1000 - shed_per_minute, shed_per_minute),
+            {
+                "series": 'inference_limit_rejections_total{family="textpair",limit="queue_wait"}',
+                "values": f"0+{shed_per_minute}x480",
+            },
+        ]
+
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": series(50),  # 5% shed
+            "promql_expr_test": [fires("InferenceShedding", "30m", {"severity": "warning", "family": "textpair"})],
+        },
+        {
+            "interval": "1m",
+            "input_series": series(2),  # 0.2%
+            "promql_expr_test": [silent("InferenceShedding", "30m")],
+        },
+    ]
+    check(tmp_path, tests)

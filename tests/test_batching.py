@@ -64,6 +64,19 @@ class RecordingIdentity:
         return list(items)
 
 
+class Gated:
+    """A batch function that records each call's items and holds every call until `gate` is set."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.calls = []
+
+    def __call__(self, items):
+        self.calls.append(list(items))
+        self.gate.wait(5)
+        return list(items)
+
+
 def test_max_batch_size_splits_a_large_submission():
     identity = RecordingIdentity()
 
@@ -194,3 +207,93 @@ def test_by_default_a_lone_item_is_scored_on_the_batch_thread():
 
     asyncio.run(scenario())
     assert threads[0].startswith("batch-t")
+
+
+def test_submissions_whose_caller_has_gone_are_skipped_when_their_turn_comes():
+    gated_identity = Gated()
+    gate, calls = gated_identity.gate, gated_identity.calls
+
+    async def scenario():
+        batcher = AdaptiveBatcher(gated_identity, name="t")
+        first = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)  # the first call is running, held by the gate
+        abandoned = asyncio.create_task(batcher.submit_many([1, 2, 3]))
+        kept = asyncio.create_task(batcher.submit(4))
+        await asyncio.sleep(0.05)
+        assert batcher.queued_items == 4
+        abandoned.cancel()  # its request timed out, or its client went away
+        await asyncio.sleep(0.01)
+        gate.set()
+        results = await asyncio.gather(first, kept)
+        batcher.close()
+        return results, batcher
+
+    (first, kept), batcher = asyncio.run(scenario())
+    assert (first, kept) == (0, 4)
+    assert calls == [[0], [4]]  # nothing computed for the abandoned items
+    assert batcher.skipped == 3 and batcher.queued_items == 0
+
+
+def test_a_large_submission_goes_in_chunks_of_units_and_stops_once_cancelled():
+    gated_identity = Gated()
+    gate, calls = gated_identity.gate, gated_identity.calls
+
+    async def scenario():
+        batcher = AdaptiveBatcher(gated_identity, name="t", cost=float, chunk_units=10)
+        large = asyncio.create_task(batcher.submit_many([4, 4, 4, 4, 4, 4, 4, 4]))  # 32 units: chunks of 2 items
+        await asyncio.sleep(0.05)
+        assert calls == [[4, 4]] and batcher.queued_items == 6
+        large.cancel()
+        await asyncio.sleep(0.01)
+        gate.set()
+        follow = await batcher.submit(1)
+        batcher.close()
+        return follow, batcher
+
+    follow, batcher = asyncio.run(scenario())
+    assert follow == 1
+    assert calls == [[4, 4], [1]]  # the chunk in hand finished; the three chunks after it were skipped
+    assert batcher.skipped == 6
+
+
+def test_a_submission_that_would_wait_longer_than_the_bound_is_refused_at_once():
+    from inference.errors import Overloaded
+    from inference.serving.batching import CostModel
+
+    gated_identity = Gated()
+    gate = gated_identity.gate
+
+    async def scenario():
+        # A call costs 10 ms plus 1 ms a unit here: 300 queued units are ~0.3 s of work, over the 0.1 s bound.
+        costs = CostModel(seconds_per_call=0.01, seconds_per_unit=0.001)
+        batcher = AdaptiveBatcher(gated_identity, name="t", max_queue_wait_s=0.1, cost_model=costs, retry_after_s=2)
+        running = asyncio.create_task(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(batcher.submit_many(list(range(300))))  # admitted: nothing was queued
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(1)
+        refused_in = time.perf_counter() - started
+        gate.set()
+        results = await asyncio.gather(running, queued)
+        batcher.close()
+        return refused.value, refused_in, results
+
+    error, refused_in, results = asyncio.run(scenario())
+    assert error.status == 503 and error.retry_after_s == 2 and error.limit == "queue_wait"
+    assert "300 items are queued ahead" in error.message
+    assert refused_in < 0.5  # refused at once, not after waiting (generous: this is not a timing test)
+    assert results[1] == list(range(300))
+
+
+def test_the_cost_model_learns_a_calls_fixed_part_from_small_calls_and_a_units_from_large_ones():
+    from inference.serving.batching import CostModel
+
+    costs = CostModel(seconds_per_call=0.01, seconds_per_unit=0.001)  # a guess 5x and 100x too high
+    for _ in range(100):
+        costs.observe(1, 0.002)  # small calls: about the fixed part
+        costs.observe(1000, 0.002 + 1000 * 0.00001)  # large calls: the fixed part plus 10 µs a unit
+    assert costs.seconds_per_call == pytest.approx(0.002, rel=0.01)
+    assert costs.seconds_per_unit == pytest.approx(0.00001, rel=0.05)
+    assert costs.seconds(500, calls=2) == pytest.approx(0.004 + 0.005, rel=0.05)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from inference.monitoring.metrics import GAUGES, PrometheusMetrics
+from inference.monitoring.metrics import GAUGES, HttpMetrics, PrometheusMetrics, count_rows_dropped
 from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
 
@@ -24,6 +24,12 @@ def exported():
 
     metrics = PrometheusMetrics()
     metrics.request("skills", "v1", "ok", 0.01)
+    metrics.queued("skills", 1)
+    edge = HttpMetrics()
+    edge.request("/api/v1/skills/infer", "POST", 200, 0.01)
+    edge.in_flight("/api/v1/skills/infer", 1)
+    edge.scored("skills", "single", "leadership", "v1", "ok", 0.01)
+    count_rows_dropped("predictions", "invalid_row")
     metrics.error("skills", "unknown_skill")
     metrics.limit("skills", "batch_items")
     metrics.shadow("skills", "v1", "v2", compared=1, abs_diff=0.1, agreed=1)

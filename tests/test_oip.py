@@ -82,7 +82,8 @@ def test_errors_come_in_the_protocols_shape(client, server):
     answer = httpx.post(url, json=out_of_range)
     assert answer.status_code == 400
     assert answer.json() == {
-        "error": "row 0: features.words_per_response: 1e+09 is outside the valid range [0, 2000] (words)"
+        "error": "row 0: features.words_per_response: 1e+09 is outside the valid range [0, 2000] (words)",
+        "code": "invalid_request",
     }
     for body, fragment in (
         ({"inputs": []}, "expected a list of tensors"),

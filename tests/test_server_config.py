@@ -6,6 +6,7 @@ import time
 import httpx
 import pytest
 
+from tests.utils.requests import RATINGS_AUTH
 from tests.utils.servers import start_server
 
 pytestmark = pytest.mark.server
@@ -30,7 +31,9 @@ def test_by_default_scoring_requests_are_neither_access_logged_nor_traced(server
     oip = httpx.post(server.url + OIP_INFER, json=OIP_BODY)
     assert oip.status_code == 200, oip.text
     assert REQUEST_ID_HEADER not in oip.headers
-    ratings = httpx.post(server.url + "/api/v1/monitoring/ratings", json={"ratings": []})  # not a scoring route
+    ratings = httpx.post(  # not a scoring route; the token gets it past the edge to BentoML
+        server.url + "/api/v1/monitoring/ratings", json={"ratings": []}, headers=RATINGS_AUTH
+    )
     assert REQUEST_ID_HEADER in ratings.headers  # still traced, so the header's absence above means something
     time.sleep(1)  # the line would be in the log by now: the test below sees it within ~0.1 s
     assert access_lines(server.log()) == []

@@ -209,8 +209,9 @@ def render_api_doc() -> str:
         "",
         "## Limits",
         "",
-        "Checked before the body is parsed (size, depth) or where the values are read (items, characters); a",
-        "request over one is refused and counted in `inference_limit_rejections_total{family, limit}`.",
+        "Checked at the edge before the body is parsed (size, depth, items, features: from the body's structure),",
+        "before anything is scored (characters, the family's queue), or on arrival (requests in flight); a request",
+        "over one is refused and counted in `inference_limit_rejections_total{family, limit}`.",
         "",
         "| limit | variable | default | over it |",
         "|---|---|---|---|",
@@ -224,10 +225,15 @@ def render_api_doc() -> str:
 
 # (metric label, setting, what the client gets)
 LIMITS = (
-    ("body_bytes", "max_body_bytes", "413 `body_too_large`"),
+    ("body_bytes", "max_body_bytes", "413 `body_too_large` (a batch route's body)"),
+    ("body_bytes", "max_single_body_bytes", "413 `body_too_large` (a single-item route's body)"),
     ("json_depth", "max_json_depth", "400 `json_too_deep`"),
-    ("batch_items", "max_batch_items", "400 `batch_too_large`"),
+    ("batch_items", "max_batch_items", "400 `batch_too_large` (items, texts; OIP rows)"),
+    ("features", "max_features", "400 `too_many_features`"),
     ("text_chars", "max_text_chars", "400 `invalid_text` (the text; in a batch, that text only)"),
+    ("request_chars", "max_request_chars", "400 `too_many_chars`"),
+    ("concurrent_requests", "max_concurrent_requests", "503 `overloaded` with Retry-After"),
+    ("queue_wait", "max_queue_wait_ms", "503 `overloaded` with Retry-After (an ensemble request: classic answers)"),
 )
 
 

@@ -12,7 +12,7 @@ registered in `inference.families.FAMILIES`; its routes call `Serving.answer_one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from inference.faults import FaultInjector
     from inference.monitoring.metrics import Metrics
     from inference.monitoring.observer import Observer
+    from inference.serving.batching import BatcherOptions
     from inference.serving.cache import CacheKey
     from inference.settings import Settings
 
@@ -40,7 +41,7 @@ class LoadContext:
     settings: Settings
     metrics: Metrics
     faults: FaultInjector
-    on_batch: Callable[[int], None]  # every batch size the version's batchers dispatch
+    batching: BatcherOptions  # what every batcher of the version shares: sizes, the queue's bound, reporting
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,14 @@ from inference.faults import FaultInjector
 from inference.logs import LOGGER_NAME
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import FamilyModels, ServedModel
+from inference.serving.batching import BatcherOptions
 from inference.serving.versions import Route, VersionedFamily
 from inference.settings import LATEST, Settings
 from inference.store.registry import pull_from_source
 
 logger = logging.getLogger(LOGGER_NAME)
+
+LOAD_FAULT_PREFIX = "load:"  # an INFERENCE_INJECT_FAULTS key `load:<family>:<version>` acts on that version's load
 
 
 def pinned_version(settings: Settings, family: str) -> str:
@@ -74,10 +77,26 @@ class FamilyLoader:
         return get_family(family).model_names(self.settings, version)
 
     def load(self, family: str, version: str) -> Scorer[Any, Any]:
+        # Drills and tests: INFERENCE_INJECT_FAULTS='{"load:skills:v1.1.0": "delay_ms=5000"}' makes that version
+        # slow to load (or, with "fail", fail to), without touching how it scores.
+        self.faults.before_call(f"{LOAD_FAULT_PREFIX}{family}:{version}")
+
         def on_batch(size: int) -> None:
             self.metrics.batch(family, version, size)
 
-        context = LoadContext(settings=self.settings, metrics=self.metrics, faults=self.faults, on_batch=on_batch)
+        def on_queued(change: int) -> None:
+            self.metrics.queued(family, change)
+
+        settings = self.settings
+        batching = BatcherOptions(
+            max_batch_size=settings.batcher_max_size,
+            max_wait_ms=settings.batcher_max_wait_ms,
+            max_queue_wait_s=settings.max_queue_wait_ms / 1000,
+            retry_after_s=settings.retry_after_s,
+            on_dispatch=on_batch,
+            on_queued=on_queued,
+        )
+        context = LoadContext(settings=settings, metrics=self.metrics, faults=self.faults, batching=batching)
         return get_family(family).load(version, context)
 
     def initial_route(self, family: str) -> Route:

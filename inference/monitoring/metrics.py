@@ -31,6 +31,8 @@ class Metrics(Protocol):
 
     def batch(self, family: str, version: str, size: int) -> None: ...
 
+    def queued(self, family: str, change: int) -> None: ...
+
     def fallback(self, family: str, version: str, reason: str) -> None: ...
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None: ...
@@ -57,6 +59,9 @@ class NoMetrics:
         pass
 
     def batch(self, family: str, version: str, size: int) -> None:
+        pass
+
+    def queued(self, family: str, change: int) -> None:
         pass
 
     def fallback(self, family: str, version: str, reason: str) -> None:
@@ -135,31 +140,124 @@ def _metric(kind: str, name: str, documentation: str, labelnames: list[str], **o
         return _registered[name]
 
 
+LIMIT_NAMES = (
+    "body_bytes",
+    "json_depth",
+    "batch_items",
+    "features",
+    "text_chars",
+    "request_chars",
+    "concurrent_requests",
+    "concurrent_batches",
+    "event_loop_lag",
+    "queue_wait",
+)
+
+
 def count_limit_rejection(family: str, limit: str) -> None:
-    """A request refused for going over a configured limit (body_bytes, json_depth, batch_items, text_chars)."""
+    """A request refused for going over a configured limit (one of LIMIT_NAMES)."""
     _metric(
         "Counter",
         "inference_limit_rejections",
-        "Requests refused for going over a limit: body_bytes, json_depth, batch_items or text_chars.",
+        "Requests refused for going over a limit: " + ", ".join(LIMIT_NAMES) + ".",
         ["family", "limit"],
     ).labels(family=family, limit=limit).inc()
+
+
+# Edge latency in seconds: a shed or refused request answers in well under a millisecond, a timed-out one at 5 s.
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HttpMetrics:
+    """The edge's metrics (`inference.http.edge.EdgeMetrics`), by route template: requests by status, their time
+    from the edge to the answer's last byte, and the requests in flight."""
+
+    def __init__(self) -> None:
+        self._requests = _metric(
+            "Counter",
+            "inference_http_requests",
+            "HTTP requests by route template, method and status, counted at the edge (a request cut off by the "
+            "timeout is a 504, one whose client went away a 499).",
+            ["route", "method", "status"],
+        )
+        self._duration = _metric(
+            "Histogram",
+            "inference_http_request_duration_seconds",
+            "Time from the edge to the answer's last byte, in seconds, by route template (queueing included).",
+            ["route", "method"],
+            buckets=HTTP_BUCKETS,
+        )
+        self._in_flight = _metric(
+            "Gauge",
+            "inference_http_requests_in_flight",
+            "Requests being answered, by route template (every worker's, summed).",
+            ["route"],
+            multiprocess_mode="livesum",
+        )
+        self._scored = _metric(
+            "Counter",
+            "inference_requests",
+            "Scoring requests by outcome, from their HTTP status at the edge: ok (2xx), client_error (4xx), "
+            "server_error (5xx: a 503 shed for load and a 504 timeout included), cancelled (the client went away); "
+            "endpoint: single, batch or oip; segment: the skill (skills) or the variant (intent), mixed for a "
+            "batch of several, empty when the request was refused before its version was chosen.",
+            ["family", "endpoint", "segment", "model_version", "outcome"],
+        )
+        self._scored_duration = _metric(
+            "Histogram",
+            "inference_request_duration_seconds",
+            "Time to answer a scoring request, in seconds, from the edge to the answer's last byte (queueing in the "
+            "worker included), by endpoint and segment (as inference_requests).",
+            ["family", "endpoint", "segment", "model_version"],
+            buckets=HTTP_BUCKETS,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._child(self._requests, route, method, str(status)).inc()
+        self._child(self._duration, route, method).observe(seconds)
+
+    def in_flight(self, route: str, delta: int) -> None:
+        self._child(self._in_flight, route).inc(delta)
+
+    def scored(self, family: str, endpoint: str, segment: str, version: str, outcome: str, seconds: float) -> None:
+        self._child(self._scored, family, endpoint, segment, version, outcome).inc()
+        self._child(self._scored_duration, family, endpoint, segment, version).observe(seconds)
+
+    def limit(self, family: str, limit: str) -> None:
+        count_limit_rejection(family, limit)
+
+
+def count_rows_dropped(table: str, reason: str, count: int = 1) -> None:
+    """Rows a writer could not store and set aside (quarantined or, when even that failed, lost): `table` is where
+    they were going, `reason` why (`invalid_row`: the database refused the row itself; `buffer_full`: the
+    prediction log's buffer was full). Never counted for rows that are retried."""
+    if count:
+        _metric(
+            "Counter",
+            "inference_rows_dropped",
+            "Rows a writer could not store, by table and reason (invalid_row, buffer_full); the invalid ones are kept "
+            "in rejected_rows.",
+            ["table", "reason"],
+        ).labels(table=table, reason=reason).inc(count)
 
 
 class PrometheusMetrics:
     """Create one per worker, after BentoML has started (the multiprocess directory must be set)."""
 
     def __init__(self) -> None:
-        self._requests = _metric(
-            "Counter",
-            "inference_requests",
-            "Scoring requests by outcome (ok, client_error, server_error); endpoint: single, batch or oip; "
-            "segment: the skill (skills) or the variant (intent) the request went to, mixed for a batch of several.",
-            ["family", "endpoint", "segment", "model_version", "outcome"],
-        )
-        self._duration = _metric(
+        self._model_duration = _metric(
             "Histogram",
-            "inference_request_duration_seconds",
-            "Time to answer a scoring request, in seconds, by endpoint and segment (as inference_requests).",
+            "inference_model_duration_seconds",
+            "The serving path's own time of a scoring request (version choice, cache, queue, model), in seconds, "
+            "by endpoint and segment; inference_request_duration_seconds is the whole, from the edge.",
             ["family", "endpoint", "segment", "model_version"],
             buckets=LATENCY_BUCKETS,
         )
@@ -179,6 +277,13 @@ class PrometheusMetrics:
             "Rows per call of the adaptive batchers.",
             ["family", "model_version"],
             buckets=BATCH_BUCKETS,
+        )
+        self._queued = _metric(
+            "Gauge",
+            "inference_queued_items",
+            "Items waiting in a family's batchers for their turn (every worker's, summed).",
+            ["family"],
+            multiprocess_mode="livesum",
         )
         self._fallbacks = _metric(
             "Counter",
@@ -228,8 +333,7 @@ class PrometheusMetrics:
     def request(
         self, family: str, version: str, outcome: str, seconds: float, endpoint: str = "single", segment: str = ""
     ) -> None:
-        self._child(self._requests, family, endpoint, segment, version, outcome).inc()
-        self._child(self._duration, family, endpoint, segment, version).observe(seconds)
+        self._child(self._model_duration, family, endpoint, segment, version).observe(seconds)
 
     def error(self, family: str, code: str) -> None:
         self._child(self._errors, family, code).inc()
@@ -247,6 +351,9 @@ class PrometheusMetrics:
 
     def batch(self, family: str, version: str, size: int) -> None:
         self._child(self._batches, family, version).observe(size)
+
+    def queued(self, family: str, change: int) -> None:
+        self._child(self._queued, family).inc(change)
 
     def fallback(self, family: str, version: str, reason: str) -> None:
         self._child(self._fallbacks, family, version, reason).inc()

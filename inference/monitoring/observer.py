@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from inference.monitoring.drift import DriftMonitor, DriftReport
 from inference.monitoring.feedback import Accuracy, feedback_accuracy
 from inference.monitoring.ground_truth import Correlation, PredictionLog, correlations, store_ratings
 from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.monitoring.request_labels import CURRENT_REQUEST
+from inference.monitoring.writes import WriteResult
 from inference.schemas import MAX_RATINGS, RatingsRequest
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -72,8 +74,15 @@ class Observer:
             outcome = "server_error"
             self.metrics.error(family, "internal_error")
             raise
+        except BaseException:  # cancelled: the request timed out (504) or its caller went away
+            outcome = "cancelled"
+            raise
         finally:
             elapsed = time.perf_counter() - started
+            labels = CURRENT_REQUEST.get()
+            if labels is not None:  # for the edge, which counts the request once its answer is sent
+                labels.family, labels.endpoint = family, observed.endpoint
+                labels.segment, labels.version = observed.segment, observed.version
             self.metrics.request(family, observed.version, outcome, elapsed, observed.endpoint, observed.segment)
             if outcome == "ok":
                 window = self.latencies.get((family, observed.version))
@@ -117,8 +126,18 @@ class Observer:
         return figures
 
 
+@dataclass(frozen=True)
+class Figures(Generic[T]):
+    """Figures computed from the database, and when: what the reads answer with until the next round."""
+
+    value: T
+    computed_at: datetime
+
+
 class Monitoring:
-    """The timers: flush the prediction log, compute drift and correlation, export them as gauges."""
+    """The timers: flush the prediction log, share this worker's drift windows, compute drift, correlations and
+    accuracy, export them as gauges. The reads answer from the figures the timer computed last: a burst of reads
+    costs the database nothing."""
 
     def __init__(
         self,
@@ -131,6 +150,7 @@ class Monitoring:
         correlation_min_pairs: int,
         flush_every_s: float = 1.0,
         statistics_every_s: float = 15.0,
+        drift_share_every_s: float = 2.0,
         feedback_window_days: float = 30.0,
         feedback_min_items: int = 100,
     ) -> None:
@@ -144,8 +164,12 @@ class Monitoring:
         self.correlation_min_pairs = correlation_min_pairs
         self.flush_every_s = flush_every_s
         self.statistics_every_s = statistics_every_s
+        self.drift_share_every_s = drift_share_every_s
+        self._kept: dict[str, Figures[Any]] = {}  # the latest figures of each kind
+        self._rounds: dict[str, asyncio.Task[Figures[Any]]] = {}  # the computation of each kind under way
 
     def drift_reports(self) -> list[DriftReport]:
+        """Drift of the server (every worker's windows), exported as gauges."""
         reports = self.observer.drift.reports()
         metrics = self.observer.metrics
         for report in reports:
@@ -155,6 +179,11 @@ class Monitoring:
                 metrics.gauge("inference_drift_psi", value, feature=feature, **labels)
                 metrics.gauge("inference_drift_ks", report.ks[feature], feature=feature, **labels)
         return reports
+
+    async def share_drift(self) -> None:
+        """This worker's drift windows to its file in the server's shared directory (off the event loop: copying
+        and writing them takes milliseconds)."""
+        await asyncio.to_thread(self.observer.drift.share)
 
     def correlations(self) -> list[Correlation]:
         found = correlations(
@@ -180,6 +209,40 @@ class Monitoring:
                 self.observer.metrics.gauge("inference_feedback_accuracy", entry.accuracy, **labels)
         return found
 
+    async def latest_correlations(self) -> Figures[list[Correlation]]:
+        """The correlations the timer computed last; before its first round, computed once for all the readers
+        waiting. Raises the database's error when there are none and it cannot give them."""
+        return await self._latest("correlations", self.correlations)
+
+    async def latest_accuracy(self) -> Figures[list[Accuracy]]:
+        """As `latest_correlations`, for the accuracy on labelled feedback."""
+        return await self._latest("accuracy", self.accuracy)
+
+    async def _latest(self, kind: str, compute: Callable[[], T]) -> Figures[T]:
+        kept = self._kept.get(kind)
+        return kept if kept is not None else await self._round(kind, compute)
+
+    async def _round(self, kind: str, compute: Callable[[], T]) -> Figures[T]:
+        """One computation of `kind` off the event loop, shared by everyone who asks while it runs (single flight);
+        kept when it succeeds, its error raised to each of them when it fails."""
+        task = self._rounds.get(kind)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._compute(kind, compute), name=f"monitoring-{kind}")
+            self._rounds[kind] = task
+            task.add_done_callback(lambda done: self._round_done(kind, done))
+        return await asyncio.shield(task)  # a reader that goes away does not cancel the others' computation
+
+    async def _compute(self, kind: str, compute: Callable[[], T]) -> Figures[T]:
+        computed_at = datetime.now(UTC)  # the figures hold what the database held from this moment
+        figures = Figures(await asyncio.to_thread(compute), computed_at)
+        self._kept[kind] = figures
+        return figures
+
+    def _round_done(self, kind: str, task: asyncio.Task[Figures[Any]]) -> None:
+        self._rounds.pop(kind, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: its readers may all have gone
+
     def batch_runs(self) -> list[BatchHealth]:
         """The nightly batch scorer's last runs, as gauges for its alerts."""
         found = batch_health(self.engine)
@@ -200,35 +263,46 @@ class Monitoring:
 
     async def run(self) -> None:
         """Runs for the worker's life; a failing step is logged and tried again next time."""
-        since_statistics = 0.0
+        since_statistics = since_share = 0.0
         while True:
             await asyncio.sleep(self.flush_every_s)
             since_statistics += self.flush_every_s
+            since_share += self.flush_every_s
             statistics = since_statistics >= self.statistics_every_s
+            share_drift = since_share >= self.drift_share_every_s
             if statistics:
                 since_statistics = 0.0
-            await self.tick(statistics=statistics)
+            if share_drift:
+                since_share = 0.0
+            await self.tick(statistics=statistics, share_drift=share_drift)
 
-    async def tick(self, *, statistics: bool) -> None:
-        """One round of the timer: write the prediction log, then (`statistics`) export drift and correlations.
+    async def tick(self, *, statistics: bool, share_drift: bool = True) -> None:
+        """One round of the timer: write the prediction log, (`share_drift`) this worker's drift windows, then
+        (`statistics`) drift, correlations, batch runs and accuracy, kept for the reads and exported as gauges.
 
         Each step fails on its own: drift needs no database, so its gauges stay current while the database is
-        away; the predictions stay buffered and the correlations wait for it meanwhile."""
+        away; the predictions stay buffered, and the reads keep the last figures meanwhile."""
         with _tried_again_next_time("prediction log"):
             await asyncio.to_thread(self.observer.predictions.flush)
+        if share_drift:
+            with _tried_again_next_time("drift windows"):
+                await self.share_drift()
         if not statistics:
             return
         with _tried_again_next_time("drift"):
-            self.drift_reports()  # on the event loop, which also appends to the windows: never mid-append
+            await asyncio.to_thread(self.drift_reports)
         with _tried_again_next_time("correlations"):
-            await asyncio.to_thread(self.correlations)
+            await self._round("correlations", self.correlations)
         with _tried_again_next_time("batch runs"):
             await asyncio.to_thread(self.batch_runs)
         with _tried_again_next_time("feedback accuracy"):
-            await asyncio.to_thread(self.accuracy)
+            await self._round("accuracy", self.accuracy)
 
     async def close(self) -> None:
+        for task in list(self._rounds.values()):
+            task.cancel()
         await asyncio.to_thread(self.observer.predictions.flush)
+        await asyncio.to_thread(self.observer.drift.withdraw)
 
 
 @contextmanager
@@ -280,5 +354,5 @@ async def store_async(
         ) from err
 
 
-async def store_ratings_async(engine: Any, rows: list[dict[str, object]]) -> int:
+async def store_ratings_async(engine: Any, rows: list[dict[str, object]]) -> WriteResult:
     return await store_async("ratings", store_ratings, engine, rows)

@@ -70,7 +70,10 @@ class Serving:
             if name not in self.families.enabled:
                 reason = f"this server does not serve it (INFERENCE_FAMILIES={self.families.enabled})"
             else:
-                reason = self.families.errors.get(name, "models are still loading")
+                # The load error itself names files of the model store: it is in the log and behind the admin
+                # token (GET /health?detail=true), not in a public answer.
+                failed = name in self.families.errors
+                reason = "they failed to load (see the log)" if failed else "models are still loading"
             raise ModelsNotReady(f"{name} models are not ready: {reason}")
         return versioned
 

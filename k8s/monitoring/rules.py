@@ -114,8 +114,8 @@ def availability_alerts() -> list[dict[str, Any]]:
                 "annotations": {
                     "summary": f"Server errors spend the {AVAILABILITY:.1%} availability budget {burn:g}x too fast",
                     "description": f"Server error ratio {{{{ $value | humanizePercentage }}}} over {long} and over "
-                    f"{short}; at {burn:g}x the 30-day budget ({budget:.1%} of requests) lasts "
-                    f"{30 / burn:.1f} days.",
+                    f"{short} (every 5xx counts, a 503 shed for load and a 504 timeout included); at {burn:g}x the "
+                    f"30-day budget ({budget:.1%} of requests) lasts {30 / burn:.1f} days.",
                 },
             }
         )
@@ -235,6 +235,41 @@ def batch_alerts() -> list[dict[str, Any]]:
     ]
 
 
+SHED_RATIO = 0.01  # of requests answered 503 `overloaded` over 10 minutes: time to add replicas
+
+
+def reliability_alerts() -> list[dict[str, Any]]:
+    """Rows a writer could not store, and requests shed for load (inference/http/edge.py, serving/batching.py)."""
+    shed = 'inference_limit_rejections_total{limit=~"concurrent_requests|queue_wait"}'
+    return [
+        {
+            "alert": "InferenceRowsDropped",
+            "expr": "sum by (table, reason) (increase(inference_rows_dropped_total[10m])) > 0",
+            "for": "0m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "Rows for {{ $labels.table }} were not stored ({{ $labels.reason }})",
+                "description": "{{ $value | humanize }} rows in 10 minutes. invalid_row: the database refused the "
+                "row itself; it is kept in rejected_rows with the reason, the rows around it were stored. "
+                "buffer_full: the prediction log could not keep up with the database (docs/troubleshooting.md).",
+            },
+        },
+        {
+            "alert": "InferenceShedding",
+            "expr": f"sum by (family) (rate({shed}[10m])) / sum by (family) (rate(inference_requests_total[10m])) "
+            f"> {SHED_RATIO:g}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"{{{{ $labels.family }}}} answers over {SHED_RATIO:.0%} of its requests 503 overloaded",
+                "description": "{{ $value | humanizePercentage }} of requests were shed (each with Retry-After) "
+                "over 10 minutes: the replicas are at capacity; add replicas or find the heavy caller "
+                "(inference_http_requests_total by route).",
+            },
+        },
+    ]
+
+
 def canary_alerts() -> list[dict[str, Any]]:
     canary = 'and on (family, model_version) (inference_route_weight{role="canary"} > 0)'
     stable = 'and on (family, model_version) (inference_route_weight{role="stable"} > 0)'
@@ -277,6 +312,7 @@ def rule_groups(settings: Settings | None = None) -> list[dict[str, Any]]:
                 *availability_alerts(),
                 *cache_alerts(),
                 *batch_alerts(),
+                *reliability_alerts(),
                 *canary_alerts(),
             ],
         },

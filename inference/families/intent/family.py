@@ -72,12 +72,11 @@ class IntentFamily:
                 ensemble_budget_s=settings.intent_ensemble_budget_ms / 1000,
                 default_intent=settings.default_intent,
                 max_text_chars=settings.max_text_chars,
+                max_request_chars=settings.max_request_chars,
             ),
             faults=context.faults,
             metrics=context.metrics,
-            batcher_max_size=settings.batcher_max_size,
-            batcher_max_wait_ms=settings.batcher_max_wait_ms,
-            on_batch=context.on_batch,
+            batching=context.batching,
         )
 
     def import_artifacts(self, root: Path, version: str) -> list[str]:

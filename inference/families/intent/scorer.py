@@ -12,23 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import sklearn
 
-from inference.errors import InferenceError, InvalidHeader, InvalidRequest
+from inference.errors import InferenceError, InvalidHeader, InvalidRequest, Overloaded
 from inference.families.base import Measure
 from inference.families.intent.variants import CLASSIC, DEFAULT_VARIANT, ENSEMBLE, VARIANT_MODELS, VARIANTS
-from inference.families.texts import check_text
+from inference.families.texts import CHUNK_UNITS, check_request_chars, check_text, text_units
 from inference.faults import FaultInjector
 from inference.http.paths import PREFERENCE_HEADER
 from inference.logs import LOGGER_NAME, EveryInterval
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import IntentResult, VerticalScore
-from inference.serving.batching import AdaptiveBatcher
+from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
 from inference.serving.routing import choose_variant
 from inference.store.text_artifacts import TextModel
@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(LOGGER_NAME)
 
 FAMILY = "intent"
+# A call's cost before the batcher has measured this machine, per variant (the ensemble runs 7 models); measured
+# calls replace them within a few batches.
+TEXT_CALL_S = {CLASSIC: 0.0005, ENSEMBLE: 0.005}
+TEXT_UNIT_S = {CLASSIC: 0.0001, ENSEMBLE: 0.001}
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class IntentPolicy:
     ensemble_budget_s: float = 0.25
     default_intent: str = "informational"
     max_text_chars: int = 2000
+    max_request_chars: int = 200_000
 
 
 def predict_intents(
@@ -158,10 +163,8 @@ class IntentScorer:
         *,
         faults: FaultInjector | None = None,
         metrics: Metrics | None = None,
-        batcher_max_size: int = 1024,
-        batcher_max_wait_ms: float = 0.0,
         rng: random.Random | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        batching: BatcherOptions | None = None,
     ) -> None:
         self.models = models
         self.policy = policy
@@ -172,13 +175,15 @@ class IntentScorer:
         self.ensemble = EnsembleFlag.from_split(policy.split)  # the admin API's flag replaces it at runtime
         self._rng = rng or random.Random()
         self._fallback_log = EveryInterval(10.0)
-        self.batchers = {
-            variant: AdaptiveBatcher(
+        options = batching or BatcherOptions()
+        self.batchers: dict[str, AdaptiveBatcher[str, IntentResult]] = {
+            variant: options.batcher(
                 lambda texts, variant=variant: self._predict(variant, texts),
                 name=f"intent-{variant}",
-                max_batch_size=batcher_max_size,
-                max_wait_ms=batcher_max_wait_ms,
-                on_dispatch=on_batch,
+                cost=text_units,
+                chunk_units=CHUNK_UNITS,
+                cost_model=CostModel(seconds_per_call=TEXT_CALL_S[variant], seconds_per_unit=TEXT_UNIT_S[variant]),
+                family=FAMILY if variant == CLASSIC else None,  # an overloaded ensemble is answered by classic
             )
             for variant in VARIANTS
         }
@@ -195,6 +200,10 @@ class IntentScorer:
         if not requests:
             return []
         first = requests[0]
+        field = first.field.split("[", 1)[0]
+        check_request_chars(
+            (query.text for query in requests), field_name=field, max_chars=self.policy.max_request_chars
+        )
         variant = self.choose_variant(first.preference, first.user_id)
         return [replace(query, variant=variant) for query in requests]
 
@@ -296,14 +305,19 @@ class IntentScorer:
 
     async def _answer(self, texts: list[str], variant: str) -> list[IntentResult]:
         if variant == ENSEMBLE:
+            # Past its budget the ensemble's part is cancelled: its chunks not yet computed are skipped.
             try:
                 return await asyncio.wait_for(self.batchers[ENSEMBLE].submit_many(texts), self.policy.ensemble_budget_s)
             except TimeoutError:
                 self._fell_back("ensemble_timeout", None)
+            except Overloaded:
+                self._fell_back("ensemble_overloaded", None)
             except Exception as err:  # any failure of the ensemble is answered by classic
                 self._fell_back("ensemble_error", err)
         try:
             answers = await self.batchers[CLASSIC].submit_many(texts)
+        except Overloaded:  # not a failure: the caller is told to come back (503, Retry-After)
+            raise
         except Exception as err:  # every model failed: the configured default answers
             self._fell_back("default_answer", err)
             return [self._default_answer() for _ in texts]

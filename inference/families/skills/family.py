@@ -64,9 +64,8 @@ class SkillsFamily:
         return SkillsScorer(
             self.load_models(settings, version),
             version=version,
-            batcher_max_size=settings.batcher_max_size,
-            batcher_max_wait_ms=settings.batcher_max_wait_ms,
-            on_batch=context.on_batch,
+            batching=context.batching,
+            max_features=settings.max_features,
         )
 
     def load_models(self, settings: Settings, version: str) -> dict[str, SkillModel]:

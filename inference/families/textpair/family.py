@@ -49,10 +49,9 @@ class TextPairFamily:
         return TextPairScorer(
             model,
             max_text_chars=settings.max_text_chars,
+            max_request_chars=settings.max_request_chars,
             faults=context.faults,
-            batcher_max_size=settings.batcher_max_size,
-            batcher_max_wait_ms=settings.batcher_max_wait_ms,
-            on_batch=context.on_batch,
+            batching=context.batching,
         )
 
     def import_artifacts(self, root: Path, version: str) -> list[str]:

@@ -5,7 +5,7 @@ into one vectorised call of the model (any scikit-learn estimator taking (text1,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -13,10 +13,10 @@ import sklearn
 
 from inference.errors import InferenceError, InvalidRequest
 from inference.families.base import Measure
-from inference.families.texts import check_text
+from inference.families.texts import CHUNK_UNITS, check_request_chars, check_text, text_units
 from inference.faults import FaultInjector
 from inference.schemas import ModelRef, TextPairModelInfo, TextPairRequest, TextPairResult
-from inference.serving.batching import AdaptiveBatcher
+from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
 from inference.store.text_artifacts import TextModel
 
@@ -29,6 +29,14 @@ SAME_MEANING = 1  # `prediction` when the texts mean the same: the model's posit
 # Labels taken to mean "the same" when a model's metadata does not say which of its two labels does.
 SAME_MEANING_LABELS = ("1", "true", "yes", "same", "paraphrase")
 Pair = tuple[str, str]
+# A call's cost before the batcher has measured this machine; measured calls replace them within a few batches.
+PAIR_CALL_S = 0.001
+PAIR_UNIT_S = 0.0005
+
+
+def pair_units(pair: Pair) -> float:
+    """A pair's cost in units: its two texts'."""
+    return text_units(pair[0]) + text_units(pair[1])
 
 
 def positive_label(model: TextModel) -> str:
@@ -51,24 +59,25 @@ class TextPairScorer:
         model: TextModel,
         *,
         max_text_chars: int = 2000,
+        max_request_chars: int = 200_000,
         faults: FaultInjector | None = None,
-        batcher_max_size: int = 1024,
-        batcher_max_wait_ms: float = 0.0,
-        on_batch: Callable[[int], None] | None = None,
+        batching: BatcherOptions | None = None,
     ) -> None:
         self.model = model
         self.version = model.version
         self.max_text_chars = max_text_chars
+        self.max_request_chars = max_request_chars
         self.faults = faults or FaultInjector()
         self.positive = positive_label(model)
         self.negative = next(label for label in model.labels if label != self.positive)
         self._same = list(model.labels).index(self.positive)
-        self.batcher: AdaptiveBatcher[Pair, float] = AdaptiveBatcher(
+        self.batcher: AdaptiveBatcher[Pair, float] = (batching or BatcherOptions()).batcher(
             self._probabilities,
             name=FAMILY,
-            max_batch_size=batcher_max_size,
-            max_wait_ms=batcher_max_wait_ms,
-            on_dispatch=on_batch,
+            cost=pair_units,
+            chunk_units=CHUNK_UNITS,
+            cost_model=CostModel(seconds_per_call=PAIR_CALL_S, seconds_per_unit=PAIR_UNIT_S),
+            family=FAMILY,
         )
 
     # --- the family protocol ---------------------------------------------------------------------------------
@@ -77,6 +86,8 @@ class TextPairScorer:
         return [self.model.name]
 
     def prepare(self, requests: Sequence[TextPairRequest]) -> Sequence[TextPairRequest]:
+        texts = (text for request in requests for text in (request.text1, request.text2))
+        check_request_chars(texts, field_name="text1, text2", max_chars=self.max_request_chars)
         return requests
 
     def segment(self, request: TextPairRequest) -> str:

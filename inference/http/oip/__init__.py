@@ -8,8 +8,9 @@
 
 The models and their tensors are in `inference.http.oip.models` (skills as FP32/FP64 feature rows, intent and
 text pair as BYTES texts); the wire format, JSON or binary both ways, in `inference.http.oip.tensors`. The request
-`id` is echoed. Without a version, the family's stable version answers. Errors are `{"error": message}` with 400
-(the request), 404 (no such model or version) or 503 (not loaded).
+`id` is echoed. Without a version, the family's stable version answers. Errors are `{"error": message, "code":
+code}` with 400 (the request; a tensor larger than the limits allow is refused from its declared shape, before its
+data is read), 404 (no such model or version) or 503 (not loaded, or overloaded: with Retry-After).
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inference.errors import InferenceError
+from inference.http.edge import error_headers
 from inference.http.oip.models import PROTOCOL_MODELS, ProtocolModel
-from inference.http.oip.tensors import HEADER_LENGTH, ProtocolError, decode_inputs, encode_answer, split_body
+from inference.http.oip.tensors import (
+    HEADER_LENGTH,
+    ProtocolError,
+    TensorLimits,
+    decode_inputs,
+    encode_answer,
+    split_body,
+)
 
 if TYPE_CHECKING:
     from inference.app import App
@@ -57,7 +66,9 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
             try:
                 return await handler(request, current())
             except InferenceError as err:
-                return JSONResponse({"error": err.message}, status_code=int(err.status))
+                return JSONResponse(
+                    {"error": err.message, "code": err.code}, status_code=int(err.status), headers=error_headers(err)
+                )
 
         endpoint.__doc__ = handler.__doc__
         return endpoint
@@ -92,7 +103,11 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
             name, version, model, _ = _resolve(request, app)
             observed.version, observed.segment = version, model.segment(name)
             header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-            inputs = decode_inputs(header, binary)
+            settings = app.settings
+            limits = TensorLimits(
+                rows=settings.max_batch_items, elements=settings.max_batch_items * settings.max_features
+            )
+            inputs = decode_inputs(header, binary, limits)
             outputs = await model.infer(name, version, inputs, app.serving, most=app.settings.max_batch_items)
             return encode_answer(header, name, version, outputs, model.outputs)
 

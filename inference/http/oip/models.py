@@ -167,7 +167,7 @@ class TextModels(ProtocolModel):
             if isinstance(answer, InferenceError):
                 if int(answer.status) >= 500:
                     raise answer
-                raise ProtocolError(400, f"row {row}: {answer.message}")
+                raise ProtocolError(400, f"row {row}: {answer.message}", code=answer.code, limit=answer.limit)
         return outcome.answers
 
 

@@ -82,3 +82,4 @@ class InferResponse(BaseModel):
 
 class ProtocolErrorBody(BaseModel):
     error: str
+    code: str | None = Field(None, description="The error's stable code, as the JSON API's (docs/api.md).")

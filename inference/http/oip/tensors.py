@@ -8,6 +8,7 @@ little-endian length and its bytes (Triton's layout). Every error is a `Protocol
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 import numpy as np
+import orjson
 from starlette.responses import JSONResponse, Response
 
 from inference.errors import InferenceError
@@ -22,15 +24,27 @@ from inference.errors import InferenceError
 HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
 LENGTH = struct.Struct("<I")  # a BYTES element's length prefix in the binary layout
+MAX_INPUTS = 16  # no model here takes more than two input tensors
+MAX_DIMENSIONS = 8
 
 
 class ProtocolError(InferenceError):
     """A request the protocol refuses: 400, or 404 for a model or version this server does not have."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, code: str | None = None, limit: str | None = None) -> None:
         super().__init__(message)
         self.status = HTTPStatus(status)
-        self.code = "not_found" if status == 404 else "invalid_request"
+        self.code = code or ("not_found" if status == 404 else "invalid_request")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class TensorLimits:
+    """How large the input tensors of one request may be, checked against their declared shapes before any data
+    is read: rows (the first dimension: items, as INFERENCE_MAX_BATCH_ITEMS) and elements per tensor."""
+
+    rows: int
+    elements: int
 
 
 @dataclass(frozen=True)
@@ -61,19 +75,27 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
         if not 0 < size <= len(body):
             raise ProtocolError(400, f"Inference-Header-Content-Length: {size} is outside the body's {len(body)} bytes")
     try:
-        header = json.loads(body[:size])
-    except (ValueError, RecursionError) as err:
-        raise ProtocolError(400, f"request body: not valid JSON ({err})") from None
+        header = orjson.loads(body[:size])
+    except orjson.JSONDecodeError:
+        # orjson refuses NaN and Infinity, which tritonclient writes for missing and infinite numbers: the
+        # standard parser takes them (a lone surrogate it lets through is refused with its text, `invalid_text`).
+        try:
+            header = json.loads(body[:size])
+        except (ValueError, RecursionError) as err:
+            raise ProtocolError(400, f"request body: not valid JSON ({err})", code="invalid_json") from None
     if not isinstance(header, dict):
         raise ProtocolError(400, "request body: expected a JSON object with `inputs`")
     return header, body[size:]
 
 
-def decode_inputs(header: dict[str, Any], binary: bytes) -> list[InputTensor]:
-    """Every input tensor of the request, in order; binary data is taken from `binary` in the inputs' order."""
+def decode_inputs(header: dict[str, Any], binary: bytes, limits: TensorLimits) -> list[InputTensor]:
+    """Every input tensor of the request, in order; binary data is taken from `binary` in the inputs' order. Each
+    tensor's declared shape is checked against `limits` before its data is read."""
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or not inputs or not all(isinstance(item, dict) for item in inputs):
         raise ProtocolError(400, "inputs: expected a list of tensors")
+    if len(inputs) > MAX_INPUTS:
+        raise ProtocolError(400, f"inputs: at most {MAX_INPUTS} tensors, got {len(inputs)}")
     decoded, offset = [], 0
     for index, tensor in enumerate(inputs):
         name = tensor.get("name")
@@ -82,9 +104,27 @@ def decode_inputs(header: dict[str, Any], binary: bytes) -> list[InputTensor]:
         if datatype not in NUMBER_TYPES and datatype != "BYTES":
             raise ProtocolError(400, f"{name}: unsupported datatype {datatype!r}")
         shape = tensor.get("shape")
-        if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise ProtocolError(400, f"{name}: shape must be a list of sizes, got {shape!r}")
-        count = int(np.prod(shape))
+        if not (
+            isinstance(shape, list)
+            and 0 < len(shape) <= MAX_DIMENSIONS
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise ProtocolError(400, f"{name}: shape must be a list of 1 to {MAX_DIMENSIONS} sizes, got {shape!r}")
+        count = math.prod(shape)
+        if shape[0] > limits.rows:
+            raise ProtocolError(
+                400,
+                f"{name}: at most {limits.rows} rows per request (INFERENCE_MAX_BATCH_ITEMS), got {shape[0]}",
+                code="batch_too_large",
+                limit="batch_items",
+            )
+        if count > limits.elements:
+            raise ProtocolError(
+                400,
+                f"{name}: at most {limits.elements} elements per tensor, got {count} ({shape})",
+                code="batch_too_large",
+                limit="batch_items",
+            )
         size = (tensor.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -121,6 +161,8 @@ def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray
 
 
 def _from_json(name: str, datatype: str, data: Any, count: int) -> np.ndarray | list[str]:
+    if isinstance(data, list) and len(data) > count:  # more values than the shape holds, before converting any
+        raise ProtocolError(400, f"{name}: more values than the {count} the shape holds")
     if datatype != "BYTES":
         try:
             flat = np.asarray(data, dtype=np.float64).reshape(-1)
