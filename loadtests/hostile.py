@@ -519,9 +519,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             out()
             out(
-                "| hostile request | answer | normal req/s under attack | normal P95 under attack (x idle) | attacker's requests | CPU per hostile request | x a normal request of its family |"
+                "| hostile request | answer | normal req/s under attack | normal P95 under attack (x idle) "
+                "| normal answers not 2xx | attacker's requests | CPU per hostile request "
+                "| x a normal request of its family |"
             )
-            out("|---|---|---|---|---|---|---|")
+            out("|---|---|---|---|---|---|---|---|")
             for kind in kinds:
                 request = kind.request()
                 per_request, statuses = cost_per_request(url, process, request, args.count, idle_rate)
@@ -531,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 ratio = per_request / normal_cost[kind.family]
                 out(
-                    f"| {kind.what} | {answers} | {result['qps']:,.0f} | {result['p95']:.2f} ms ({result['p95'] / idle['p95']:.2f}x) "
+                    f"| {kind.what} | {answers} | {result['qps']:,.0f} "
+                    f"| {result['p95']:.2f} ms ({result['p95'] / idle['p95']:.2f}x) | {result['non2xx']:,} "
                     f"| {record.sent} | {per_request * 1000:.2f} ms | {ratio:.1f}x |"
                 )
             out()

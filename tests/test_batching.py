@@ -242,18 +242,37 @@ def test_a_large_submission_goes_in_chunks_of_units_and_stops_once_cancelled():
         batcher = AdaptiveBatcher(gated_identity, name="t", cost=float, chunk_units=10)
         large = asyncio.create_task(batcher.submit_many([4, 4, 4, 4, 4, 4, 4, 4]))  # 32 units: chunks of 2 items
         await asyncio.sleep(0.05)
-        assert calls == [[4, 4]] and batcher.queued_items == 6
+        assert calls == [[4, 4]] and batcher.queued_items == 0  # the next chunk waits for this one
         large.cancel()
         await asyncio.sleep(0.01)
         gate.set()
         follow = await batcher.submit(1)
         batcher.close()
-        return follow, batcher
+        return follow
 
-    follow, batcher = asyncio.run(scenario())
-    assert follow == 1
-    assert calls == [[4, 4], [1]]  # the chunk in hand finished; the three chunks after it were skipped
-    assert batcher.skipped == 6
+    assert asyncio.run(scenario()) == 1
+    assert calls == [[4, 4], [1]]  # the chunk in hand finished; the three after it were never queued
+
+
+def test_a_small_request_waits_for_one_chunk_of_a_large_one_not_for_all_of_it():
+    gated_identity = Gated()
+    gate, calls = gated_identity.gate, gated_identity.calls
+
+    async def scenario():
+        batcher = AdaptiveBatcher(gated_identity, name="t", cost=float, chunk_units=10)
+        large = asyncio.create_task(batcher.submit_many([4] * 8))  # four chunks of two items
+        await asyncio.sleep(0.05)
+        small = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.01)
+        gate.set()
+        results = await asyncio.gather(large, small)
+        batcher.close()
+        return results
+
+    large, small = asyncio.run(scenario())
+    assert large == [4] * 8 and small == 1
+    assert calls[:2] == [[4, 4], [4, 4, 1]] or calls[:2] == [[4, 4], [1]]  # the small one in the second call
+    assert calls[-1] == [4, 4]
 
 
 def test_a_submission_that_would_wait_longer_than_the_bound_is_refused_at_once():

@@ -434,3 +434,74 @@ def test_the_middleware_benchmark_runs_and_reports_both_bodies(capsys):
     # Both timings are real; their difference (a few µs for the small body) is a figure to read, and noise can
     # make it negative on a busy machine, so it is printed, not judged.
     assert len(rows) == 2 and all(float(row.split("|")[3]) > 0 and float(row.split("|")[4]) > 0 for row in rows)
+
+
+def test_batches_have_a_bound_of_their_own_which_single_requests_never_wait_behind():
+    release = asyncio.Event()
+
+    async def held_app(scope, receive, send):
+        await receive()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limits = EdgeLimits(max_body_bytes=1024, max_json_depth=4, max_concurrent_requests=8, max_concurrent_batches=1)
+    edge, recorder = edge_around(held_app, limits=limits)
+
+    async def one(path, body, answers):
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(60)
+
+        async def send(message):
+            answers.append(message)
+
+        await edge({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
+
+    async def scenario():
+        batch, single, second_batch = [], [], []
+        held = asyncio.create_task(one("/api/classify/batch", b'{"texts": ["a"]}', batch))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(one("/api/classify/batch", b'{"texts": ["b"]}', second_batch), 1)  # refused at once
+        single_task = asyncio.create_task(one("/api/classify", b'{"text": "c"}', single))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(held, single_task)
+        return batch, single, second_batch
+
+    batch, single, second_batch = asyncio.run(scenario())
+    assert second_batch[0]["status"] == 503 and json.loads(second_batch[1]["body"])["code"] == "overloaded"
+    assert batch[0]["status"] == 200 and single[0]["status"] == 200  # the single request was taken meanwhile
+    assert ("intent", "concurrent_batches") in recorder.limits
+    assert edge.active == 0 and edge.active_batches == 0
+
+
+def test_a_family_whose_queue_is_full_is_refused_before_the_body_is_read():
+    from inference.errors import Overloaded
+
+    def backlog(family):
+        return Overloaded(f"{family} is full", limit="queue_wait") if family == "textpair" else None
+
+    seen.clear()
+    recorder = Recorder()
+    table = route_table(Settings())
+    edge = Edge(echo_app, routes=table, limits=LIMITS, metrics=lambda: recorder, backlog=backlog)
+    answers = []
+    messages = [{"type": "http.request", "body": b'{"text1": "a", "text2": "b"}', "more_body": False}]
+
+    async def receive():
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        answers.append(message)
+
+    asyncio.run(edge({"type": "http", "method": "POST", "path": "/predict", "headers": []}, receive, send))
+    assert answers[0]["status"] == 503 and json.loads(answers[1]["body"])["error"] == "textpair is full"
+    assert messages and seen == []  # the body was never read
+    assert recorder.limits == [("textpair", "queue_wait")]
+    assert recorder.scores == [("textpair", "single", "server_error")]
+    # Another family's route goes through.
+    assert run_edge([b'{"text": "a"}'], path="/api/classify")[0] == 200

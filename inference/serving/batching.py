@@ -11,8 +11,9 @@ batcher measures what a unit and a call cost on this machine, and a submission t
 `max_queue_wait_s` behind the work already queued is refused at once with `Overloaded` (503 with Retry-After),
 instead of waiting into the request timeout. A submission whose caller has gone (its request timed out, was
 cancelled, or its client disconnected) is skipped when its turn comes: nobody pays for work nobody waits for.
-A large request is split into chunks of at most `chunk_units`, so that a cancelled one stops after the chunk in
-hand, and other callers' items get their turn between its chunks.
+A large request is split into chunks of at most `chunk_units`, queued one after the other as each is scored: other
+callers' items get their turn between its chunks (a request waits for one chunk of each request ahead of it), and
+a cancelled one stops after the chunk in hand.
 """
 
 from __future__ import annotations
@@ -181,7 +182,6 @@ class AdaptiveBatcher(Generic[Item, Result]):
         self._worker: asyncio.Task[None] | None = None
         self.queued_items = 0  # items waiting (not yet dispatched)
         self.queued_units = 0.0
-        self._queued_submissions = 0
         self._running_until = 0.0  # monotonic time the call in hand is expected to end
         self.batch_sizes: list[int] = []  # recent dispatch sizes, bounded; read by tests and benchmarks
         self.skipped = 0  # items skipped because their caller had gone
@@ -194,26 +194,30 @@ class AdaptiveBatcher(Generic[Item, Result]):
 
         One future per chunk (at most `max_batch_size` items and `chunk_units` units) rather than one per item:
         a 100-item request costs the event loop one wake-up, not a hundred. `Overloaded` when the work queued
-        ahead is expected to take longer than `max_queue_wait_s`."""
+        ahead is expected to take longer than `max_queue_wait_s`; once admitted, every chunk is scored."""
         if not items:
             return []
         self.admit()
         queue = self._ensure_worker()
         loop = asyncio.get_running_loop()
-        futures = []
+        results: list[Result] = []
+        # A chunk at a time: the next is queued once the one before is scored, so a request arriving meanwhile
+        # waits for at most one chunk of each request ahead of it, not for all of a large one.
         for chunk, units in self._chunks(items):
             future: asyncio.Future[list[Result]] = loop.create_future()
             queue.put_nowait(_Submission(chunk, units, future))
-            self._queued(len(chunk), units, 1)
-            futures.append(future)
-        if len(futures) == 1:
-            return await futures[0]
-        return [result for chunk in await asyncio.gather(*futures) for result in chunk]
+            self._queued(len(chunk), units)
+            results += await future
+        return results
 
     def expected_wait_s(self) -> float:
-        """How long a submission made now is expected to wait before its call starts."""
+        """How long a submission made now is expected to wait before its call starts: the call in hand, then the
+        calls that take what is queued (together, as many as the batch size and chunk bound need)."""
         running = max(self._running_until - time.monotonic(), 0.0)
-        return running + self.costs.seconds(self.queued_units, self._queued_submissions)
+        calls = max(math.ceil(self.queued_items / self.max_batch_size), 1)
+        if math.isfinite(self.chunk_units):
+            calls = max(calls, math.ceil(self.queued_units / self.chunk_units))
+        return running + self.costs.seconds(self.queued_units, calls)
 
     def admit(self) -> None:
         """Refuse (`Overloaded`) when the work ahead would keep a new submission waiting too long. An idle batcher
@@ -253,10 +257,9 @@ class AdaptiveBatcher(Generic[Item, Result]):
         chunks.append((items[start:], units))
         return chunks
 
-    def _queued(self, items: int, units: float, submissions: int) -> None:
+    def _queued(self, items: int, units: float) -> None:
         self.queued_items += items
         self.queued_units = max(self.queued_units + units, 0.0)
-        self._queued_submissions += submissions
         if self._on_queued is not None:
             self._on_queued(items)
 
@@ -270,7 +273,7 @@ class AdaptiveBatcher(Generic[Item, Result]):
         """False when the submission's caller has gone: it leaves the queue, skipped. A live one counts as queued
         until its call starts."""
         if submission.future.done():  # cancelled: the request timed out, or its client went away
-            self._queued(-len(submission.items), -submission.units, -1)
+            self._queued(-len(submission.items), -submission.units)
             self.skipped += len(submission.items)
             return False
         return True
@@ -313,7 +316,7 @@ class AdaptiveBatcher(Generic[Item, Result]):
     ) -> None:
         live = []
         for submission in batch:  # each leaves the queue now; one whose caller went meanwhile is skipped
-            self._queued(-len(submission.items), -submission.units, -1)
+            self._queued(-len(submission.items), -submission.units)
             if submission.future.done():
                 self.skipped += len(submission.items)
             else:
