@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -505,3 +506,33 @@ def test_a_family_whose_queue_is_full_is_refused_before_the_body_is_read():
     assert recorder.scores == [("textpair", "single", "server_error")]
     # Another family's route goes through.
     assert run_edge([b'{"text": "a"}'], path="/api/classify")[0] == 200
+
+
+def test_a_worker_whose_event_loop_runs_late_refuses_new_requests_until_it_catches_up():
+    limits = EdgeLimits(max_body_bytes=1024, max_json_depth=4, max_concurrent_requests=8, max_loop_lag_s=0.1)
+    edge, recorder = edge_around(echo_app, limits=limits)
+
+    async def one():
+        answers = []
+        messages = [{"type": "http.request", "body": b'{"text": "a"}', "more_body": False}]
+
+        async def receive():
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            answers.append(message)
+
+        await edge({"type": "http", "method": "POST", "path": "/api/classify", "headers": []}, receive, send)
+        return answers[0]["status"]
+
+    async def scenario():
+        first = await one()  # starts the lag monitor
+        time.sleep(0.3)  # the loop is held: the monitor's next tick comes 0.3 s late
+        await asyncio.sleep(0.02)
+        late = await one()
+        await asyncio.sleep(0.2)  # ticks on time again, past the monitor's window
+        caught_up = await one()
+        return first, late, caught_up
+
+    assert asyncio.run(scenario()) == (200, 503, 200)
+    assert ("intent", "event_loop_lag") in recorder.limits

@@ -169,23 +169,35 @@ class EdgeLimits:
 class LoopLag:
     """How late the event loop runs a timer due every `interval_s`: the time a request just read waits before the
     loop gets to it. A request waiting there is not yet in any count the edge keeps (it has not reached the edge),
-    so this is the signal that the worker took more than it can answer in time."""
+    so this is the signal that the worker took more than it can answer in time. `lag_s` is the worst lateness of
+    the last `window_s`: one late tick is seen by the requests that follow it, not only until the next tick."""
 
-    def __init__(self, interval_s: float = 0.01) -> None:
+    def __init__(self, interval_s: float = 0.01, window_s: float = 0.1) -> None:
         self.interval_s = interval_s
-        self.lag_s = 0.0
+        self.window_s = window_s
         self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._peak, self._peak_at = 0.0, 0.0
+
+    @property
+    def lag_s(self) -> float:
+        if self._loop is None or self._loop.time() - self._peak_at > self.window_s:
+            return 0.0
+        return self._peak
 
     def start(self) -> None:
         if not self._running:
             self._running = True
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.interval_s, self._tick, loop, loop.time() + self.interval_s)
+            self._loop = asyncio.get_running_loop()
+            self._loop.call_later(self.interval_s, self._tick, self._loop.time() + self.interval_s)
 
-    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        now = loop.time()
-        self.lag_s = max(now - due, 0.0)
-        loop.call_later(self.interval_s, self._tick, loop, now + self.interval_s)
+    def _tick(self, due: float) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        lag = max(now - due, 0.0)
+        if lag >= self._peak or now - self._peak_at > self.window_s:
+            self._peak, self._peak_at = lag, now
+        self._loop.call_later(self.interval_s, self._tick, now + self.interval_s)
 
 
 class Edge:
