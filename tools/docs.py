@@ -233,6 +233,8 @@ LIMITS = (
     ("text_chars", "max_text_chars", "400 `invalid_text` (the text; in a batch, that text only)"),
     ("request_chars", "max_request_chars", "400 `too_many_chars`"),
     ("concurrent_requests", "max_concurrent_requests", "503 `overloaded` with Retry-After"),
+    ("concurrent_batches", "max_concurrent_batches", "503 `overloaded` with Retry-After (a batch request)"),
+    ("event_loop_lag", "max_event_loop_lag_ms", "503 `overloaded` with Retry-After"),
     ("queue_wait", "max_queue_wait_ms", "503 `overloaded` with Retry-After (an ensemble request: classic answers)"),
 )
 
