@@ -23,12 +23,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import shutil
 import string
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,12 +40,10 @@ import httpx
 import numpy as np
 import psutil
 
-from deploy.canary import backend_home
 from inference.monitoring.objectives import latency_ms
 from inference.settings import Settings
 from loadtests import bench
 from loadtests.latency import request_bodies
-from tests.utils.servers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -252,12 +248,8 @@ def write_normal_file(work: Path) -> Path:
 def server(
     work: Path, database_url: str | None, workers: str, extra: dict[str, str] | None = None
 ) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
-    home = backend_home(work, "hostile", port)
+    """`bentoml serve` of every family with the cache off and these settings, started as the benchmark does."""
     env = {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
         "CACHE_URL": "none://",
         "INFERENCE_WORKERS": workers,
         "INFERENCE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -265,31 +257,9 @@ def server(
         "DATABASE_URL": database_url or f"sqlite:///{work / 'hostile.db'}",
         **(extra or {}),
     }
-    log = (work / "server.log").open("wb")
-    command = [str(BIN / "bentoml"), "serve", "service:Inference", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited: see {work / 'server.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready in 120 s: see {work / 'server.log'}")
-            time.sleep(0.2)
-        yield url, psutil.Process(process.pid)
-    finally:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-        log.close()
+    target = bench.Target("the service under attack", bench.SERVE, "/readyz", env=tuple(env.items()))
+    with bench.running(target, work) as (url, process, _):
+        yield url, process
 
 
 def cpu_seconds(process: psutil.Process) -> float:

@@ -115,6 +115,18 @@ async def echo_app(scope, receive, send):
 seen: list[bytes] = []
 
 
+def held_until(release: asyncio.Event):
+    """An app that reads the body and answers 200 once `release` is set."""
+
+    async def held_app(scope, receive, send):
+        await receive()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return held_app
+
+
 def run_edge(body_chunks, *, path="/api/classify", declared=None, headers=(), method="POST", app=echo_app, **options):
     """One request through the edge in front of `app`; (status, body, headers, recorder, unread messages)."""
     seen.clear()
@@ -230,12 +242,7 @@ def test_unknown_paths_are_measured_under_one_label_and_templates_under_theirs()
 
 def test_past_the_concurrency_bound_a_request_gets_a_503_with_retry_after_at_once():
     release = asyncio.Event()
-
-    async def held_app(scope, receive, send):
-        await receive()
-        await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    held_app = held_until(release)
 
     edge, recorder = edge_around(held_app)
 
@@ -439,12 +446,7 @@ def test_the_middleware_benchmark_runs_and_reports_both_bodies(capsys):
 
 def test_batches_have_a_bound_of_their_own_which_single_requests_never_wait_behind():
     release = asyncio.Event()
-
-    async def held_app(scope, receive, send):
-        await receive()
-        await release.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    held_app = held_until(release)
 
     limits = EdgeLimits(max_body_bytes=1024, max_json_depth=4, max_concurrent_requests=8, max_concurrent_batches=1)
     edge, recorder = edge_around(held_app, limits=limits)
