@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError, InvalidRequest
+from inference.errors import InferenceError
 from inference.http import paths
 from inference.http.edge import Edge, EdgeLimits, error_headers
 from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
 from inference.http.routes import route_table
-from inference.http.tokens import named_tokens
+from inference.http.tokens import admin_tokens, writer_tokens
 from inference.monitoring.metrics import HttpMetrics
 from inference.schemas import (
     FeedbackResponse,
@@ -66,7 +66,7 @@ SCORING_ROUTES = [
 # Labelled feedback items scored per step off the event loop: a step of 100 takes tens of milliseconds.
 FEEDBACK_CHUNK = 100
 # The ratings writers' tokens, by name (a role apart from the admin's).
-RATINGS_TOKENS = named_tokens("ratings", get_settings().ratings_token, get_settings().ratings_tokens)
+RATINGS_TOKENS = writer_tokens(get_settings())
 
 # The workers of one server share admin changes through this directory. `bentoml serve` imports this module in
 # its supervising process first and the workers inherit its environment, so one directory per server start.
@@ -81,7 +81,7 @@ def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
     headers = error_headers(error)
     if headers:
         ctx.response.headers.update(headers)
-    return JSONResponse({"error": error.message, "code": error.code}, status_code=error.status, headers=headers)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def current() -> App:
@@ -89,11 +89,11 @@ def current() -> App:
 
 
 def _admin_routes() -> list[Route]:
-    from inference.http.admin import DEFAULT_TOKEN_NAME, admin_routes
+    from inference.http.admin import admin_routes
 
     settings = get_settings()
     return admin_routes(
-        named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens),
+        admin_tokens(settings),
         lambda: current().manager,
         wait_s=settings.admin_wait_s,
     )
@@ -342,13 +342,12 @@ class Inference:
         """Labelled items answered by every loaded version and variant, a chunk at a time off the event loop (a
         request cut off or abandoned stops after the chunk in hand), then stored together."""
         from inference.families.texts import check_request_chars
-        from inference.monitoring.feedback import store_feedback
+        from inference.monitoring.feedback import check_count, store_feedback
         from inference.monitoring.observer import store_async
 
         settings = self.app.settings
         try:  # the writer's token was checked at the edge, before the body was read
-            if not items:
-                raise InvalidRequest("items: must hold at least 1 item")
+            check_count(len(items))
             check_request_chars(texts, field_name="items", max_chars=settings.max_request_chars)
             scorers = dict(self.app.serving.family(family).scorers)
             rows = []

@@ -88,9 +88,11 @@ class App:
 
 def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path | None = None) -> App:
     """Everything one worker serves with. A family that fails to load leaves the app unready (the reason in the log
-    and in every 503), and a database that cannot be reached leaves ratings and correlations failing until it can;
-    neither stops the worker."""
+    and, for an admin, on /health?detail=true), and a database that cannot be reached leaves ratings and
+    correlations failing until it can; neither stops the worker."""
     metrics = metrics or NoMetrics()
+    # What the server's workers share: admin changes without a control store, and the drift windows.
+    shared = state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])
     loader = FamilyLoader(settings, metrics=metrics)
     logger.info("loading families %s", settings.families)
     families = load_families(settings, loader)
@@ -110,7 +112,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
             window=settings.drift_window,
             min_observations=settings.drift_min_observations,
             # The server's workers share their windows there: drift is the server's, whichever worker answers.
-            directory=(state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])) / "drift",
+            directory=shared / "drift",
         ),
         predictions=PredictionLog(engine),
         prediction_log_share=settings.prediction_log_share,
@@ -129,7 +131,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
     manager = ModelManager(
         families,
         loader,
-        control_store(settings.control_url, state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])),
+        control_store(settings.control_url, shared),
         cache,
         retire_after_s=2 * settings.request_timeout_s,
         watch_store_s=settings.reload_watch_s,

@@ -19,6 +19,10 @@ class InferenceError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
 
+    def body(self) -> dict[str, str]:
+        """The API's error answer: `{"error": message, "code": code}`."""
+        return {"error": self.message, "code": self.code}
+
 
 class InvalidRequest(InferenceError):
     """The client sent something we cannot score; the message names the field and what was expected."""

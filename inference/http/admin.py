@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 TOKEN_SETTING = "INFERENCE_ADMIN_TOKEN"
 TOKENS_SETTING = "INFERENCE_ADMIN_TOKENS"
-DEFAULT_TOKEN_NAME = "admin"  # how the audit names INFERENCE_ADMIN_TOKEN
 OPERATION_ROUTE = "/admin/operations/{operation_id}"
 MAX_ROUTE_VERSIONS = 16  # versions one route may split traffic between: each is loaded in every worker
 

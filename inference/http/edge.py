@@ -97,6 +97,10 @@ class RouteSpec:
     batch: bool = False  # many items a request: counted against the worker's bound of batches in hand
     family_of: Callable[[str], str] | None = None  # the family from the path, where the route serves several
 
+    def family_at(self, path: str) -> str:
+        """The family a request to `path` is counted under."""
+        return self.family_of(path) if self.family_of is not None else self.family
+
 
 class RouteTable:
     """Route specs by exact path, then by template (`{name}` matches one path segment)."""
@@ -283,7 +287,7 @@ class Edge:
             metrics.in_flight(spec.template, -1)
             metrics.request(spec.template, scope["method"], status, seconds)
             if labels is not None and spec.endpoint is not None:
-                family = labels.family or (spec.family_of(scope["path"]) if spec.family_of else spec.family)
+                family = labels.family or spec.family_at(scope["path"])
                 endpoint = labels.endpoint or spec.endpoint
                 metrics.scored(family, endpoint, labels.segment, labels.version, outcome_of(status), seconds)
 
@@ -328,7 +332,7 @@ class Edge:
             await self.app(scope, receive, send)
             return False
         if spec.endpoint is not None and self.backlog is not None:
-            family = spec.family_of(scope["path"]) if spec.family_of else spec.family
+            family = spec.family_at(scope["path"])
             refusal = self.backlog(family)
             if refusal is not None:  # its family's queue is full: refused before its body costs anything
                 await self._refuse(send, spec, refusal, family=family)
@@ -453,7 +457,7 @@ class Edge:
     async def _refuse(self, send: Send, spec: RouteSpec, error: InferenceError, *, family: str | None = None) -> None:
         if error.limit:
             self.metrics.limit(family or spec.family, error.limit)
-        body = json.dumps({"error": error.message, "code": error.code}).encode()
+        body = json.dumps(error.body()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers += [(name.lower().encode(), value.encode()) for name, value in error_headers(error).items()]
         if isinstance(error, BodyTooLarge):

@@ -22,8 +22,7 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError, StorageUnavailable
 from inference.http import paths
-from inference.http.admin import DEFAULT_TOKEN_NAME
-from inference.http.tokens import named_tokens, token_name
+from inference.http.tokens import admin_tokens, token_name
 from inference.logs import LOGGER_NAME
 from inference.schemas import (
     AccuracyResponse,
@@ -49,7 +48,7 @@ logger = logging.getLogger(LOGGER_NAME)
 
 def error_response(error: InferenceError) -> JSONResponse:
     """The one error shape of this API: `{"error": message, "code": code}`."""
-    return JSONResponse({"error": error.message, "code": error.code}, status_code=int(error.status))
+    return JSONResponse(error.body(), status_code=int(error.status))
 
 
 def public_families(families: list[FamilyModels]) -> list[FamilyModels]:
@@ -75,8 +74,7 @@ def health_body(
 
 def carries_admin_token(settings: Settings, authorization: str | None) -> bool:
     """Whether a request's Authorization header holds one of the admin API's bearer tokens."""
-    tokens = named_tokens(DEFAULT_TOKEN_NAME, settings.admin_token, settings.admin_tokens)
-    return token_name(tokens, authorization) is not None
+    return token_name(admin_tokens(settings), authorization) is not None
 
 
 def read_routes(current: Callable[[], App]) -> list[Route]:

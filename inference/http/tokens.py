@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+if TYPE_CHECKING:
+    from inference.settings import Settings
+
+ADMIN_TOKEN_NAME = "admin"  # how the audit names INFERENCE_ADMIN_TOKEN
+WRITER_TOKEN_NAME = "ratings"  # and INFERENCE_RATINGS_TOKEN
 MIN_TOKEN_CHARS = 24  # `openssl rand -hex 32` gives 64
 # The examples' tokens all start with one of these (compared ignoring case), as do the usual hand-typed stand-ins.
 PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "and-me", "replace-me", "replace_me")
@@ -22,6 +28,16 @@ def named_tokens(single_name: str, single: SecretStr | None, named: Mapping[str,
     tokens = {single_name: single.get_secret_value()} if single is not None else {}
     tokens.update({name: secret.get_secret_value() for name, secret in named.items()})
     return {name: value for name, value in tokens.items() if value}
+
+
+def admin_tokens(settings: Settings) -> dict[str, str]:
+    """The admin API's tokens by name."""
+    return named_tokens(ADMIN_TOKEN_NAME, settings.admin_token, settings.admin_tokens)
+
+
+def writer_tokens(settings: Settings) -> dict[str, str]:
+    """The ratings writers' tokens by name (a role apart from the admin's)."""
+    return named_tokens(WRITER_TOKEN_NAME, settings.ratings_token, settings.ratings_tokens)
 
 
 def unsafe_token(token: str) -> str | None:

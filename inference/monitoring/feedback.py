@@ -47,7 +47,7 @@ def intent_feedback_rows(
 ) -> list[dict[str, object]]:
     """One row per labelled query and version and variant; `InvalidRequest` naming the item when a text is unusable
     or its intent is not one the served models answer (nothing is stored then)."""
-    _check_count(len(request.items))
+    check_count(len(request.items))
     texts = [item.text for item in request.items]
     for index, item in enumerate(request.items):
         check_text(item.text, field_name=f"items[{index}].text", max_chars=max_text_chars)
@@ -69,7 +69,7 @@ def intent_feedback_rows(
 def textpair_feedback_rows(
     request: TextPairFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
 ) -> list[dict[str, object]]:
-    _check_count(len(request.items))
+    check_count(len(request.items))
     for index, item in enumerate(request.items):
         check_text(item.text1, field_name=f"items[{index}].text1", max_chars=max_text_chars)
         check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
@@ -133,7 +133,8 @@ def ensemble_decisions(accuracies: Sequence[Accuracy], *, required: float = ENSE
     return decisions
 
 
-def _check_count(count: int) -> None:
+def check_count(count: int) -> None:
+    """1 to MAX_RATINGS labelled items in a request."""
     if count < 1:
         raise InvalidRequest("items: must hold at least 1 item")
     if count > MAX_RATINGS:

@@ -168,11 +168,28 @@ def count_limit_rejection(family: str, limit: str) -> None:
 HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class HttpMetrics:
+class _KeptChildren:
+    """`metric.labels(*values)`, kept: prometheus_client validates and locks on every `labels` call, which py-spy
+    put at ~4% of a worker's samples at 64 clients (several metrics per request). The label values are few
+    (families, versions, outcomes, route templates), so the children are kept for the worker's life."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+
+class HttpMetrics(_KeptChildren):
     """The edge's metrics (`inference.http.edge.EdgeMetrics`), by route template: requests by status, their time
     from the edge to the answer's last byte, and the requests in flight."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._requests = _metric(
             "Counter",
             "inference_http_requests",
@@ -211,14 +228,6 @@ class HttpMetrics:
             ["family", "endpoint", "segment", "model_version"],
             buckets=HTTP_BUCKETS,
         )
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def _child(self, metric: Any, *values: str) -> Any:
-        key = (id(metric), values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._child(self._requests, route, method, str(status)).inc()
@@ -249,10 +258,11 @@ def count_rows_dropped(table: str, reason: str, count: int = 1) -> None:
         ).labels(table=table, reason=reason).inc(count)
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(_KeptChildren):
     """Create one per worker, after BentoML has started (the multiprocess directory must be set)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._model_duration = _metric(
             "Histogram",
             "inference_model_duration_seconds",
@@ -313,22 +323,11 @@ class PrometheusMetrics:
             "Comparisons where primary and shadow give the same label; divided by the comparisons: the agreement.",
             shadow_labels,
         )
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Each worker computes these from its own window; "mostrecent" exports the latest value set by any.
         self._gauges = {
             name: _metric("Gauge", name, documentation, labels, multiprocess_mode="mostrecent")
             for name, (documentation, labels) in GAUGES.items()
         }
-
-    def _child(self, metric: Any, *values: str) -> Any:
-        """`metric.labels(*values)`, kept: prometheus_client validates and locks on every `labels` call, which
-        py-spy put at ~4% of a worker's samples at 64 clients (several metrics per request). The label values
-        are few (families, versions, outcomes), so the children are kept for the worker's life."""
-        key = (id(metric), values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
 
     def request(
         self, family: str, version: str, outcome: str, seconds: float, endpoint: str = "single", segment: str = ""

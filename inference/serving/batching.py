@@ -86,10 +86,9 @@ class Backlogs:
         """The `Overloaded` a request of `family` would get from its batcher now, if any of them is over its bound
         (a request may go to any version's)."""
         for batcher in list(self._batchers.get(family, ())):
-            try:
-                batcher.admit()
-            except Overloaded as error:
-                return error
+            refusal = batcher.refusal()
+            if refusal is not None:
+                return refusal
         return None
 
 
@@ -220,19 +219,25 @@ class AdaptiveBatcher(Generic[Item, Result]):
         return running + self.costs.seconds(self.queued_units, calls)
 
     def admit(self) -> None:
-        """Refuse (`Overloaded`) when the work ahead would keep a new submission waiting too long. An idle batcher
-        admits anything: a request is bounded by the request limits, and refusing work on an idle model helps
-        nobody."""
+        """Raise the refusal a new submission gets now, if any."""
+        refusal = self.refusal()
+        if refusal is not None:
+            raise refusal
+
+    def refusal(self) -> Overloaded | None:
+        """`Overloaded` when the work ahead would keep a new submission waiting too long. An idle batcher admits
+        anything: a request is bounded by the request limits, and refusing work on an idle model helps nobody."""
         if not self.queued_items:
-            return
+            return None
         wait = self.expected_wait_s()
-        if wait > self.max_queue_wait_s:
-            raise Overloaded(
-                f"{self.name}: {self.queued_items} items are queued ahead, about {wait:.1f} s of work, more than "
-                f"INFERENCE_MAX_QUEUE_WAIT_MS allows ({self.max_queue_wait_s * 1000:.0f} ms); retry after the "
-                "Retry-After seconds",
-                retry_after_s=self.retry_after_s,
-            )
+        if wait <= self.max_queue_wait_s:
+            return None
+        return Overloaded(
+            f"{self.name}: {self.queued_items} items are queued ahead, about {wait:.1f} s of work, more than "
+            f"INFERENCE_MAX_QUEUE_WAIT_MS allows ({self.max_queue_wait_s * 1000:.0f} ms); retry after the "
+            "Retry-After seconds",
+            retry_after_s=self.retry_after_s,
+        )
 
     def close(self) -> None:
         if self._worker is not None:
@@ -272,8 +277,13 @@ class AdaptiveBatcher(Generic[Item, Result]):
     def _take(self, submission: _Submission[Item, Result]) -> bool:
         """False when the submission's caller has gone: it leaves the queue, skipped. A live one counts as queued
         until its call starts."""
-        if submission.future.done():  # cancelled: the request timed out, or its client went away
-            self._queued(-len(submission.items), -submission.units)
+        return not submission.future.done() or self._leave(submission)
+
+    def _leave(self, submission: _Submission[Item, Result]) -> bool:
+        """The submission leaves the queue (its call starts, or it is skipped); False when its caller has gone (its
+        request timed out, or its client went away)."""
+        self._queued(-len(submission.items), -submission.units)
+        if submission.future.done():
             self.skipped += len(submission.items)
             return False
         return True
@@ -309,19 +319,10 @@ class AdaptiveBatcher(Generic[Item, Result]):
                 batch.append(submission)
                 size += len(submission.items)
                 units += submission.units
-            await self._dispatch(loop, batch, size, units)
+            await self._dispatch(loop, batch)
 
-    async def _dispatch(
-        self, loop: asyncio.AbstractEventLoop, batch: list[_Submission[Item, Result]], size: int, units: float
-    ) -> None:
-        live = []
-        for submission in batch:  # each leaves the queue now; one whose caller went meanwhile is skipped
-            self._queued(-len(submission.items), -submission.units)
-            if submission.future.done():
-                self.skipped += len(submission.items)
-            else:
-                live.append(submission)
-        batch = live
+    async def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: list[_Submission[Item, Result]]) -> None:
+        batch = [submission for submission in batch if self._leave(submission)]  # one gone meanwhile is skipped
         if not batch:
             return
         size = sum(len(submission.items) for submission in batch)

@@ -66,9 +66,7 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
             try:
                 return await handler(request, current())
             except InferenceError as err:
-                return JSONResponse(
-                    {"error": err.message, "code": err.code}, status_code=int(err.status), headers=error_headers(err)
-                )
+                return JSONResponse(err.body(), status_code=int(err.status), headers=error_headers(err))
 
         endpoint.__doc__ = handler.__doc__
         return endpoint
