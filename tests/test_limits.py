@@ -127,6 +127,23 @@ def held_until(release: asyncio.Event):
     return held_app
 
 
+async def post_through(edge, path, body, answers=None):
+    """One POST through `edge` from a client that waits for its answer; the answer's messages."""
+    answers = [] if answers is None else answers
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(60)  # the client waits for its answer
+
+    async def send(message):
+        answers.append(message)
+
+    await edge({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
+    return answers
+
+
 def run_edge(body_chunks, *, path="/api/classify", declared=None, headers=(), method="POST", app=echo_app, **options):
     """One request through the edge in front of `app`; (status, body, headers, recorder, unread messages)."""
     seen.clear()
@@ -246,19 +263,8 @@ def test_past_the_concurrency_bound_a_request_gets_a_503_with_retry_after_at_onc
 
     edge, recorder = edge_around(held_app)
 
-    async def one(answers):
-        messages = [{"type": "http.request", "body": b'{"text": "a"}', "more_body": False}]
-
-        async def receive():
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(60)  # the client waits for its answer
-
-        async def send(message):
-            answers.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/api/classify", "headers": []}
-        await edge(scope, receive, send)
+    def one(answers):
+        return post_through(edge, "/api/classify", b'{"text": "a"}', answers)
 
     async def scenario():
         held = [[], []]
@@ -451,25 +457,13 @@ def test_batches_have_a_bound_of_their_own_which_single_requests_never_wait_behi
     limits = EdgeLimits(max_body_bytes=1024, max_json_depth=4, max_concurrent_requests=8, max_concurrent_batches=1)
     edge, recorder = edge_around(held_app, limits=limits)
 
-    async def one(path, body, answers):
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive():
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(60)
-
-        async def send(message):
-            answers.append(message)
-
-        await edge({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
-
     async def scenario():
         batch, single, second_batch = [], [], []
-        held = asyncio.create_task(one("/api/classify/batch", b'{"texts": ["a"]}', batch))
+        held = asyncio.create_task(post_through(edge, "/api/classify/batch", b'{"texts": ["a"]}', batch))
         await asyncio.sleep(0.05)
-        await asyncio.wait_for(one("/api/classify/batch", b'{"texts": ["b"]}', second_batch), 1)  # refused at once
-        single_task = asyncio.create_task(one("/api/classify", b'{"text": "c"}', single))
+        refused = post_through(edge, "/api/classify/batch", b'{"texts": ["b"]}', second_batch)
+        await asyncio.wait_for(refused, 1)  # refused at once
+        single_task = asyncio.create_task(post_through(edge, "/api/classify", b'{"text": "c"}', single))
         await asyncio.sleep(0.05)
         release.set()
         await asyncio.gather(held, single_task)
@@ -515,17 +509,7 @@ def test_a_worker_whose_event_loop_runs_late_refuses_new_requests_until_it_catch
     edge, recorder = edge_around(echo_app, limits=limits)
 
     async def one():
-        answers = []
-        messages = [{"type": "http.request", "body": b'{"text": "a"}', "more_body": False}]
-
-        async def receive():
-            return messages.pop() if messages else {"type": "http.disconnect"}
-
-        async def send(message):
-            answers.append(message)
-
-        await edge({"type": "http", "method": "POST", "path": "/api/classify", "headers": []}, receive, send)
-        return answers[0]["status"]
+        return (await post_through(edge, "/api/classify", b'{"text": "a"}'))[0]["status"]
 
     async def scenario():
         first = await one()  # starts the lag monitor
