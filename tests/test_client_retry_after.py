@@ -86,8 +86,11 @@ def test_a_503_with_retry_after_seconds_makes_the_next_attempt_wait_that_long(cl
 @pytest.mark.clock
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_retry_after_http_date_makes_the_next_attempt_wait_until_then(client):
-    # Two seconds ahead, in whole seconds: against the answer's Date (also whole seconds) at least 2 s are left.
-    with scripted_server(overloaded_then_answer({"Retry-After": formatdate(time.time() + 2, usegmt=True)})) as stub:
+    # The answer's Date is sent from the same instant: the server's own Date, stamped a moment later, can fall in
+    # the next whole second and leave one second to wait instead of two.
+    now = time.time()
+    headers = {"Date": formatdate(now, usegmt=True), "Retry-After": formatdate(now + 2, usegmt=True)}
+    with scripted_server(overloaded_then_answer(headers)) as stub:
         assert classify(client, stub.url, FAST_RETRY).intent == "local"
         assert stub.gaps_s()[0] >= 1.5
 
