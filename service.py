@@ -54,6 +54,7 @@ logger = logging.getLogger("inference")
 # Starlette's headers are matched in lower case.
 PREFERENCE_HEADER = paths.PREFERENCE_HEADER.lower()
 VERSION_HEADER = paths.VERSION_HEADER.lower()
+DEPRECATED_VERSION_HEADER = paths.DEPRECATED_VERSION_HEADER.lower()
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
 SCORING_ROUTES = [
     paths.SKILLS_INFER_ROUTE,
@@ -151,7 +152,13 @@ def _cors() -> dict[str, object]:
             "enabled": True,
             "access_control_allow_origins": origins,
             "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
-            "access_control_allow_headers": ["Content-Type", "Authorization", PREFERENCE_HEADER, VERSION_HEADER],
+            "access_control_allow_headers": [
+                "Content-Type",
+                "Authorization",
+                PREFERENCE_HEADER,
+                VERSION_HEADER,
+                DEPRECATED_VERSION_HEADER,
+            ],
         }
     }
 
@@ -197,10 +204,10 @@ class Inference:
 
     @bentoml.api(route=paths.SKILLS_INFER_ROUTE)
     async def skills_infer(self, request: SkillInferenceRequest, /, ctx: bentoml.Context) -> SkillInferenceResult:
-        """Score one student on one skill (the version: X-Model-Variant, else the route, sticky per student)."""
+        """Score one student on one skill (the version: X-Model-Version, else the route, sticky per student)."""
         try:
             result, outcome = await self.app.serving.answer_one(
-                "skills", request, caller_id=request.student_id, forced_version=_header(ctx, VERSION_HEADER)
+                "skills", request, caller_id=request.student_id, forced_version=_forced_version(ctx)
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]  # BentoML passes a Response through
@@ -218,12 +225,12 @@ class Inference:
                 "skills",
                 items,
                 caller_ids=[item.student_id for item in items],
-                forced_version=_header(ctx, VERSION_HEADER),
+                forced_version=_forced_version(ctx),
                 limit=self._limit("items", "item"),
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
-        results, succeeded = outcome.in_place("skills")
+        results, succeeded = outcome.in_place()
         self._after_response(ctx, "skills", outcome)
         return SkillBatchResponse.model_construct(results=results, succeeded=succeeded, failed=len(items) - succeeded)
 
@@ -243,7 +250,7 @@ class Inference:
         query = IntentQuery(request.text, preference=preference, user_id=request.user_id)
         try:
             result, outcome = await self.app.serving.answer_one(
-                "intent", query, caller_id=request.user_id, forced_version=_header(ctx, VERSION_HEADER)
+                "intent", query, caller_id=request.user_id, forced_version=_forced_version(ctx)
             )
         except InferenceError as err:
             return error_response(err, ctx)
@@ -265,12 +272,12 @@ class Inference:
                 "intent",
                 queries,
                 caller_ids=[request.user_id] * len(queries),
-                forced_version=_header(ctx, VERSION_HEADER),
+                forced_version=_forced_version(ctx),
                 limit=self._limit("texts", "text"),
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
-        results, succeeded = outcome.in_place("intent")
+        results, succeeded = outcome.in_place()
         self._after_response(ctx, "intent", outcome)
         return IntentBatchResponse.model_construct(
             results=results, succeeded=succeeded, failed=len(queries) - succeeded
@@ -281,7 +288,7 @@ class Inference:
         """Whether two texts mean the same, with the model's confidence."""
         try:
             result, outcome = await self.app.serving.answer_one(
-                "textpair", request, caller_id=None, forced_version=_header(ctx, VERSION_HEADER)
+                "textpair", request, caller_id=None, forced_version=_forced_version(ctx)
             )
         except InferenceError as err:
             return error_response(err, ctx)  # type: ignore[return-value]
@@ -401,3 +408,9 @@ Inference.add_asgi_middleware(UniformErrors)
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:
     return ctx.request.headers.get(name)
+
+
+def _forced_version(ctx: bentoml.Context) -> str | None:
+    """The version a request forces: X-Model-Version, else its older name X-Model-Variant (deprecated)."""
+    headers = ctx.request.headers
+    return headers.get(VERSION_HEADER) or headers.get(DEPRECATED_VERSION_HEADER)

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference.families.loader import FamilyLoader, load_families
+from inference.families import get_family
 from inference.logs import LOGGER_NAME
 from inference.monitoring.drift import DriftMonitor
 from inference.monitoring.ground_truth import PredictionLog
@@ -22,6 +22,7 @@ from inference.monitoring.observer import Monitoring, Observer
 from inference.schemas import FamilyModels
 from inference.serving.cache import cache_from_url
 from inference.serving.control import control_store
+from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.manager import ModelManager
 from inference.serving.pipeline import Serving
 from inference.serving.shadow import Shadow, load_shadows
@@ -93,7 +94,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
     metrics = metrics or NoMetrics()
     # What the server's workers share: admin changes without a control store, and the drift windows.
     shared = state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])
-    loader = FamilyLoader(settings, metrics=metrics)
+    loader = FamilyLoader(settings, get_family, metrics=metrics)
     logger.info("loading families %s", settings.families)
     families = load_families(settings, loader)
     cache = cache_from_url(
@@ -138,7 +139,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
         metrics=metrics,
     )
     manager.adopt_shared_state()
-    app = App(settings, serving, monitoring, manager, load_shadows(settings, metrics))
+    app = App(settings, serving, monitoring, manager, load_shadows(settings, get_family, metrics))
     if app.ready():
         logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
     return app

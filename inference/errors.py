@@ -68,7 +68,7 @@ class TextTooLong(InvalidText):
 
 
 class InvalidHeader(InvalidRequest):
-    """A header (X-Model-Preference, X-Model-Variant) names no variant or version this server serves."""
+    """A header (X-Model-Preference, X-Model-Version) names no variant or version this server serves."""
 
     code = "invalid_header"
 

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         LATEST, description="Version of the intent models (classic, ensemble and verticals are versioned together)."
     )
     textpair_version: str = Field(LATEST, description="Version of the text-pair model.")
+    model_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description='The model version each family serves, as JSON, e.g. {"skills": "v1.0.0", "intent": "v1.1.0"}. '
+        "Wins over the older per-family settings (INFERENCE_SKILLS_VERSION, INFERENCE_INTENT_VERSION, "
+        "INFERENCE_TEXTPAIR_VERSION: still read, deprecated). A family named nowhere: `latest`.",
+    )
     families: list[Literal["skills", "intent", "textpair"]] = Field(
         default_factory=lambda: ["skills", "intent", "textpair"],
         description='Model families this server loads and serves, as JSON, e.g. ["skills"]. The server is ready '
@@ -449,6 +455,13 @@ class Settings(BaseSettings):
                 if token is not None and token.get_secret_value():
                     found.append((setting, token.get_secret_value()))
         return found
+
+    def version_of(self, family: str) -> str:
+        """The version `family` serves: INFERENCE_MODEL_VERSIONS, else the family's older setting, else latest."""
+        if family in self.model_versions:
+            return self.model_versions[family]
+        legacy = getattr(self, f"{family}_version", None)
+        return legacy if isinstance(legacy, str) else LATEST
 
     def configured_routes(self) -> dict[str, dict[str, float]]:
         """INFERENCE_ROUTES, or the routes file when one is set."""

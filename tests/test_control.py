@@ -14,10 +14,11 @@ import psycopg
 import pytest
 
 from inference.errors import ArtifactError, InferenceError, InvalidRequest
-from inference.families.loader import Families, FamilyLoader, load_families
+from inference.families import get_family
 from inference.serving import control as control_module
 from inference.serving.cache import MemoryCache
 from inference.serving.control import ControlConflict, ControlUnavailable, FileControl, SqlControl
+from inference.serving.loader import Families, FamilyLoader, load_families
 from inference.serving.manager import (
     InvalidVersion,
     ModelManager,
@@ -109,7 +110,7 @@ def test_of_many_changes_at_once_from_one_revision_exactly_one_wins(store):
 
 def worker(control):
     settings = Settings(skills_version="v1.0.0", families=["skills"])
-    loader = FamilyLoader(settings)
+    loader = FamilyLoader(settings, get_family)
     families = load_families(settings, loader)
     assert families.ready(), families.errors
     manager = ModelManager(families, loader, control, MemoryCache(ttl_s=60), retire_after_s=0)
@@ -201,7 +202,7 @@ def test_a_version_not_in_the_local_store_is_pulled_from_the_shared_model_source
     subprocess.run(f"cd {source} && sha256sum *.bentomodel > {SOURCE_MANIFEST}", shell=True, check=True)
     delete_from_store(names, version)
     settings = Settings(skills_version="v1.0.0", families=["skills"], model_source=str(source))
-    loader = FamilyLoader(settings)
+    loader = FamilyLoader(settings, get_family)
     families = load_families(settings, loader)
     manager = ModelManager(families, loader, FileControl(tmp_path / "state"), MemoryCache(ttl_s=60), retire_after_s=0)
     try:
@@ -243,6 +244,9 @@ class FakeScorer:
 
     def model_names(self):
         return ["skill-fake"]
+
+    def controls(self):
+        return {"ensemble": {"enabled": True}}
 
     def control(self, name):
         return {"enabled": True}

@@ -11,10 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
-from inference.families.loader import FamilyLoader, load_families
+from inference.families import get_family
 from inference.families.skills.scorer import TOP_CONTRIBUTIONS, SkillsScorer
 from inference.schemas import SkillInferenceRequest
 from inference.serving.cache import MemoryCache
+from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.pipeline import Serving
 from inference.settings import Settings
 from tests.utils.docs import run_python_example
@@ -96,7 +97,7 @@ def test_a_batch_explains_every_item_or_only_those_that_ask(scorer, stable_model
 
 def test_an_explained_answer_in_the_cache_is_never_given_to_a_request_without_explain(trained_versions):
     settings = Settings(skills_version="v1.0.0", families=["skills"])
-    families = load_families(settings, FamilyLoader(settings))
+    families = load_families(settings, FamilyLoader(settings, get_family))
     assert families.ready(), families.errors
     serving = Serving(families, MemoryCache(ttl_s=600))
     item = student_items(1, seed=96, skills=("communication",))[0]

@@ -13,7 +13,7 @@ import yaml
 
 from import_models import main as import_main
 from inference.errors import ArtifactError, ModelVersionExists
-from inference.families.loader import pinned_tags
+from inference.families import pinned_tags
 from inference.families.skills.artifacts import load_skill_model
 from inference.families.skills.family import SkillsFamily, import_skill_artifacts, load_skill_models
 from inference.families.skills.scoring import skill_model_name

@@ -3,11 +3,12 @@ scored, degraded answers never cached, and a batch kept in order across hits, mi
 
 import pytest
 
-from inference.families.loader import FamilyLoader, load_families
+from inference.families import get_family
 from inference.faults import FaultInjector
 from inference.monitoring.observer import Observer
 from inference.schemas import SkillInferenceRequest
 from inference.serving.cache import MemoryCache
+from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.pipeline import Serving
 from inference.settings import Settings
 from tests.utils.requests import student_items
@@ -46,7 +47,7 @@ def serving(trained_versions, text_reports):
         families=["skills", "intent"],
         routes={"skills": {"v1.0.0": 50, "v1.1.0": 50}},
     )
-    families = load_families(settings, FamilyLoader(settings))
+    families = load_families(settings, FamilyLoader(settings, get_family))
     assert families.ready(), families.errors
     metrics = CountingMetrics()
     yield Serving(families, MemoryCache(ttl_s=600), observer=Observer(metrics=metrics))
@@ -127,7 +128,7 @@ def test_with_the_cache_off_every_answer_is_scored(serving):
 
 def test_a_per_skill_override_keys_the_cache_on_that_skills_own_model_version(trained_versions):
     settings = Settings(skills_version="v1.0.0", skill_versions={"leadership": "v1.1.0"}, families=["skills"])
-    families = load_families(settings, FamilyLoader(settings))
+    families = load_families(settings, FamilyLoader(settings, get_family))
     assert families.ready(), families.errors
     cache = MemoryCache(ttl_s=600)
     serving = Serving(families, cache)
@@ -148,7 +149,7 @@ def test_a_per_skill_override_keys_the_cache_on_that_skills_own_model_version(tr
 
 
 def test_the_batch_wait_setting_reaches_the_batchers_of_every_family(trained_versions, text_reports):
-    loader = FamilyLoader(Settings(batcher_max_wait_ms=7))
+    loader = FamilyLoader(Settings(batcher_max_wait_ms=7), get_family)
     loaded = {family: loader.load(family, "v1.0.0") for family in ("skills", "intent", "textpair")}
     try:
         batchers = [loaded["skills"].batcher, *loaded["intent"].batchers.values(), loaded["textpair"].batcher]
@@ -159,7 +160,7 @@ def test_the_batch_wait_setting_reaches_the_batchers_of_every_family(trained_ver
 
 
 def test_per_skill_overrides_apply_to_the_pinned_version_also_when_it_is_latest(trained_versions):
-    loader = FamilyLoader(Settings(skills_version="latest", skill_versions={"leadership": "v1.0.0"}))
+    loader = FamilyLoader(Settings(skills_version="latest", skill_versions={"leadership": "v1.0.0"}), get_family)
     pinned = loader.resolve("skills", "latest")
     scorer = loader.load("skills", pinned)
     try:

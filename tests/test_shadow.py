@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from inference.errors import UnknownSkill
+from inference.families import get_family
 from inference.families.intent.scorer import IntentQuery
 from inference.families.skills.family import load_skill_models
 from inference.families.skills.scorer import HIGH_SKILL, SkillsScorer
@@ -30,8 +31,8 @@ from train.data.catalogue import SKILLS
 PAIR = {"family": "skills", "model_version": "v1.0.0", "shadow_version": "v1.1.0"}
 
 
-def outcome(requests, answers):
-    return Outcome(list(requests), list(answers), ["v1.0.0"])
+def outcome(requests, answers, family="skills"):
+    return Outcome(list(requests), list(answers), ["v1.0.0"], get_family(family))
 
 
 def expected_agreement(items, primary_scores):
@@ -99,10 +100,11 @@ def test_a_failing_shadow_is_logged_and_never_raises(scorers, caplog):
 
 @pytest.fixture(scope="module")
 def text_scorers(text_reports):
-    from inference.families.loader import FamilyLoader
+    from inference.families import get_family
+    from inference.serving.loader import FamilyLoader
     from inference.settings import Settings
 
-    loader = FamilyLoader(Settings(families=["intent", "textpair"]))
+    loader = FamilyLoader(Settings(families=["intent", "textpair"]), get_family)
     made = {family: loader.load(family, "v1.0.0") for family in ("intent", "textpair")}
     yield made
     for scorer in made.values():
@@ -139,7 +141,7 @@ def test_intent_and_text_pair_shadows_compare_labels_and_scores(text_scorers):
 def test_a_shadow_that_cannot_load_or_whose_family_is_not_served_is_logged_and_skipped(trained_versions, caplog):
     settings = Settings(families=["skills"], shadow={"skills": "v9.9.9", "textpair": "v1.0.0"})
     with caplog.at_level(logging.ERROR, logger="inference"):
-        assert load_shadows(settings, NoMetrics()) == {}
+        assert load_shadows(settings, get_family, NoMetrics()) == {}
     logged = caplog.text
     assert "shadow version v9.9.9 of skills not loaded, serving without a shadow" in logged
     assert "shadow version v1.0.0 of textpair ignored: this server does not serve textpair" in logged

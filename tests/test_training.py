@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from inference.families.loader import FAMILIES, pinned_version
+from inference.families import FAMILIES
 from inference.families.skills.artifacts import read_metadata
 from inference.settings import MODEL_PINS_FILE, Settings
 from train import publish
@@ -88,7 +88,7 @@ def test_the_same_seed_reproduces_the_same_data_hash(tmp_path):
 def test_publish_copies_each_pinned_versions_report_and_plots_and_nothing_else(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(publish, "REPORTS", tmp_path / "docs-reports")  # never the real docs/reports
     pins = Settings(_env_file=MODEL_PINS_FILE)
-    pinned = {family: pinned_version(pins, family) for family in FAMILIES}
+    pinned = {family: pins.version_of(family) for family in FAMILIES}
     artifacts = tmp_path / "artifacts"
     for family in FAMILIES:
         for version in (pinned[family], "v9.9.9"):  # the pinned version's report is published, no other

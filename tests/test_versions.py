@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from inference.errors import ArtifactError, InvalidHeader, InvalidRequest
-from inference.families.loader import FamilyLoader, load_families, pinned_tags
+from inference.families import get_family, pinned_tags
 from inference.families.skills.family import import_skill_artifacts
 from inference.families.skills.scoring import skill_model_name
 from inference.schemas import SkillInferenceRequest
 from inference.serving.cache import CacheKey, MemoryCache
 from inference.serving.control import FileControl
+from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.manager import ModelManager, ReloadFailed
 from inference.serving.versions import Route, VersionedFamily
 from inference.settings import Settings
@@ -39,7 +40,7 @@ def test_choice_is_sticky_by_caller_and_a_forced_version_must_be_loaded():
     assert picks == {"v1", "v2"}
     assert all(family.choose(caller_id="s-7") == family.choose(caller_id="s-7") for _ in range(5))
     assert family.choose(caller_id="s-7", forced="v2") == ("v2", "new")
-    with pytest.raises(InvalidHeader, match="X-Model-Variant: version 'v9' of skills is not loaded; loaded: v1, v2"):
+    with pytest.raises(InvalidHeader, match=r"X-Model-Version \(or X-Model-Variant\): version 'v9' of skills is not loaded; loaded: v1, v2"):
         family.choose(caller_id=None, forced="v9")
     with pytest.raises(ValueError, match="not loaded"):
         VersionedFamily("skills", {"v1": "old"}, Route(stable="v1", weights={"v1": 1, "v3": 1}))
@@ -62,7 +63,7 @@ def test_a_routes_file_wins_over_inference_routes(tmp_path, monkeypatch, name, c
     monkeypatch.setenv("INFERENCE_ROUTES_FILE", str(tmp_path / name))
     settings = Settings(skills_version="v1.0.0")
     assert settings.configured_routes() == {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}}
-    assert FamilyLoader(settings).initial_route("skills") == Route(
+    assert FamilyLoader(settings, get_family).initial_route("skills") == Route(
         stable="v1.0.0", weights={"v1.0.0": 90.0, "v1.1.0": 10.0}
     )
     tags = pinned_tags(settings)  # what the Bento must carry: both versions of every skill
@@ -73,7 +74,7 @@ def start_worker(state_dir):
     """One worker of a server pinned to v1.0.0 (skills only), sharing admin changes through `state_dir`, started
     as `inference.app.build` starts one (taking on the shared routes before it serves)."""
     settings = Settings(skills_version="v1.0.0", families=["skills"])
-    loader = FamilyLoader(settings)
+    loader = FamilyLoader(settings, get_family)
     families = load_families(settings, loader)
     assert families.ready(), families.errors
     manager = ModelManager(families, loader, FileControl(state_dir), MemoryCache(ttl_s=60), retire_after_s=0)

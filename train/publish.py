@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from inference.families.loader import FAMILIES, pinned_version
+from inference.families import FAMILIES
 from inference.settings import MODEL_PINS_FILE, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(_env_file=MODEL_PINS_FILE)  # type: ignore[call-arg]
     for family in FAMILIES:
-        version = pinned_version(settings, family)
+        version = settings.version_of(family)
         source = args.artifacts / family / version
         if not (source / "report.md").is_file():
             print(f"error: {source / 'report.md'} is missing; train {family} {version} first", file=sys.stderr)

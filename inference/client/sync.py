@@ -97,7 +97,7 @@ class InferenceClient:
         model_version: str | None = None,
         explain: bool = False,
     ) -> SkillInferenceResult:
-        """One student's score for one skill. `model_version` asks for that version (X-Model-Variant); `explain`
+        """One student's score for one skill. `model_version` asks for that version (X-Model-Version); `explain`
         for the top feature contributions (docs/explanations.md)."""
         item = calls.skill_request(student_id, skill, features, explain=explain)
         if self._batch_window_s and model_version is None and timeout_s is None:

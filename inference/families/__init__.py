@@ -1,4 +1,4 @@
-"""The model families this service serves, each behind the protocol of `inference.families.base`.
+"""The model families this service serves, each behind the protocol of `inference.serving.protocol`.
 
 A family is found by name and imported on first use: `bentoml serve` imports the service in its supervising process
 too, which never scores and must not pay for the model libraries.
@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from inference.families.base import Family
+    from inference.serving.protocol import Family
+    from inference.settings import Settings
 
 # name -> "module:class" of its `Family`
 FAMILIES: dict[str, str] = {
@@ -29,3 +30,15 @@ def get_family(name: str) -> Family:
         module, _, attribute = FAMILIES[name].partition(":")
         _loaded[name] = getattr(importlib.import_module(module), attribute)()
     return _loaded[name]
+
+
+def pinned_tags(settings: Settings) -> list[str]:
+    """The store tags of every model the settings pin, route or shadow to (the list a Bento must carry)."""
+    tags = [f"skill-{skill}:{version}" for skill, version in settings.skill_versions.items()]
+    for name in FAMILIES:
+        family = get_family(name)
+        versions = {settings.version_of(name), *settings.configured_routes().get(name, {})}
+        versions.update(version for shadowed, version in settings.shadow.items() if shadowed == name)
+        for version in sorted(versions):
+            tags += [f"{model}:{version}" for model in family.model_names(settings, version)]
+    return sorted(set(tags))

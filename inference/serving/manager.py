@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference.errors import ArtifactError, InferenceError, InvalidRequest
-from inference.families.loader import Families, FamilyLoader
 from inference.logs import LOGGER_NAME
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.serving.cache import ResultCache
@@ -37,7 +36,9 @@ from inference.serving.control import (
     State,
     store_unavailable,
 )
+from inference.serving.loader import Families, FamilyLoader
 from inference.serving.operations import Operations, seconds_since
+from inference.serving.protocol import RuntimeControls
 from inference.serving.versions import Route, VersionedFamily
 from inference.settings import LATEST
 from inference.store.registry import UntrustedArtifact, check_semver, semver_key
@@ -246,7 +247,7 @@ class ModelManager:
         found: dict[str, dict[str, Any]] = {}
         for family, versioned in self.families.versions.items():
             scorer = versioned.scorers[versioned.route.stable]
-            if hasattr(scorer, "controls"):
+            if isinstance(scorer, RuntimeControls):
                 found[family] = scorer.controls()
         return found
 
@@ -450,7 +451,7 @@ class ModelManager:
             if not controls:
                 continue
             for scorer in versioned.scorers.values():
-                if hasattr(scorer, "apply_control"):
+                if isinstance(scorer, RuntimeControls):
                     scorer.apply_control(controls)
 
     def _store_unreachable(self, err: Exception) -> None:
@@ -563,7 +564,7 @@ def _with_route(family: str, route: Route) -> Any:
 
 
 def _control_of(scorer: Any, family: str, name: str) -> dict[str, Any]:
-    if not hasattr(scorer, "control"):
+    if not isinstance(scorer, RuntimeControls):
         raise InvalidRequest(f"control: {family} has no runtime controls")
     return dict(scorer.control(name))
 

@@ -16,11 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, ModelsNotReady
-from inference.families import get_family
-from inference.families.base import Scorer
-from inference.families.loader import Families
 from inference.monitoring.observer import Observer
 from inference.serving.cache import ResultCache
+from inference.serving.loader import Families
+from inference.serving.protocol import Family, Scorer
 from inference.serving.versions import VersionedFamily
 
 
@@ -32,10 +31,11 @@ class Outcome:
     requests: list[Any]
     answers: list[Any]  # an answer model, or the InferenceError of that item
     versions: list[str]
+    family: Family
 
-    def in_place(self, family: str) -> tuple[list[BaseModel], int]:
+    def in_place(self) -> tuple[list[BaseModel], int]:
         """The batch's results, each failed item replaced by the family's failure answer; and how many succeeded."""
-        failure = get_family(family).item_failure
+        failure = self.family.item_failure
         results = [
             failure(index, request, answer) if isinstance(answer, InferenceError) else answer
             for index, (request, answer) in enumerate(zip(self.requests, self.answers, strict=True))
@@ -131,7 +131,7 @@ class Serving:
                     prepared[index], answers[index] = request, answer
             if single and isinstance(answers[0], InferenceError):
                 raise answers[0]
-            return Outcome(prepared, answers, versions)
+            return Outcome(prepared, answers, versions, self.families.kinds[family])
 
     async def _answer_version(
         self, family: str, version: str, scorer: Scorer[Any, Any], requests: list[Any]

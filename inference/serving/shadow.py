@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from inference.logs import LOGGER_NAME, EveryInterval
 from inference.monitoring.metrics import Metrics, NoMetrics
+from inference.serving.loader import FamilyLoader, FamilyLookup
 
 if TYPE_CHECKING:
-    from inference.families.base import Scorer
     from inference.serving.pipeline import Outcome
+    from inference.serving.protocol import Scorer
     from inference.settings import Settings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -122,13 +123,11 @@ class Shadow:
         self.metrics.shadow(self.family, primary, self.version, len(figures), abs_diff, agreed)
 
 
-def load_shadows(settings: Settings, metrics: Metrics) -> dict[str, Shadow]:
+def load_shadows(settings: Settings, lookup: FamilyLookup, metrics: Metrics) -> dict[str, Shadow]:
     """The configured shadow versions, loaded; a family whose shadow cannot load serves without one."""
-    from inference.families.loader import FamilyLoader  # here: the families module imports the model libraries
-
     # The shadow's models load without the service's metrics: its batches and any intent fallback inside it are not
     # the service's answers and must not move their figures or alerts; what it is for is counted by `Shadow`.
-    loader = FamilyLoader(settings)
+    loader = FamilyLoader(settings, lookup)
     shadows = {}
     for family, wanted in settings.shadow.items():
         if family not in settings.families:

@@ -16,7 +16,8 @@ from inference.errors import InvalidHeader, InvalidRequest
 from inference.serving.routing import choose_variant
 
 Scorer = TypeVar("Scorer")
-VARIANT_HEADER = "X-Model-Variant"
+# The request header that forces a version (inference.http.paths), and its older name, still read.
+VERSION_HEADERS = "X-Model-Version (or X-Model-Variant)"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class VersionedFamily(Generic[Scorer]):
         if forced is not None:
             if forced not in self.scorers:
                 raise InvalidHeader(
-                    f"{VARIANT_HEADER}: version {forced!r} of {self.family} is not loaded; loaded: "
+                    f"{VERSION_HEADERS}: version {forced!r} of {self.family} is not loaded; loaded: "
                     f"{', '.join(sorted(self.scorers))}"
                 )
             return forced, self.scorers[forced]

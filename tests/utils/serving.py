@@ -31,7 +31,7 @@ def infer_batch(serving: Serving, items: list[dict[str, Any]], *, forced_version
             limit=ITEMS,
         )
     )
-    results, succeeded = outcome.in_place("skills")
+    results, succeeded = outcome.in_place()
     return SkillBatchResponse.model_construct(results=results, succeeded=succeeded, failed=len(items) - succeeded)
 
 

@@ -10,12 +10,12 @@ import logging
 from pathlib import Path
 
 from inference.errors import ArtifactError, InferenceError
-from inference.families.base import LoadContext
 from inference.families.intent.scorer import FAMILY, IntentModels, IntentPolicy, IntentQuery, IntentScorer
 from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
 from inference.families.text_compiled import SharedVectorizers, with_fast_path
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, IntentFailure
+from inference.serving.protocol import LoadContext
 from inference.settings import Settings
 from inference.store.registry import available_model_versions, resolve_model_version
 from inference.store.text_artifacts import (

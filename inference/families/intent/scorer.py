@@ -1,5 +1,5 @@
 """One loaded version of the intent family: query text in, intent and verticals out, from the `classic` or the
-`ensemble` variant. It implements the family protocol (`inference.families.base.Scorer`).
+`ensemble` variant. It implements the family protocol (`inference.serving.protocol.Scorer`).
 
 Each variant has its own adaptive batcher (and thread), so a slow ensemble never holds up classic answers.
 The ensemble degrades gracefully: when it fails or misses its latency budget, classic answers, flagged as a
@@ -20,16 +20,22 @@ import numpy as np
 import sklearn
 
 from inference.errors import InferenceError, InvalidHeader, InvalidRequest, Overloaded
-from inference.families.base import Measure
-from inference.families.intent.variants import CLASSIC, DEFAULT_VARIANT, ENSEMBLE, VARIANT_MODELS, VARIANTS
+from inference.families.intent.variants import (
+    CLASSIC,
+    DEFAULT_VARIANT,
+    ENSEMBLE,
+    PREFERENCE_HEADER,
+    VARIANT_MODELS,
+    VARIANTS,
+)
 from inference.families.texts import CHUNK_UNITS, check_request_chars, check_text, text_units
 from inference.faults import FaultInjector
-from inference.http.paths import PREFERENCE_HEADER
 from inference.logs import LOGGER_NAME, EveryInterval
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import IntentResult, VerticalScore
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
+from inference.serving.protocol import Measure
 from inference.serving.routing import choose_variant
 from inference.store.text_artifacts import TextModel
 

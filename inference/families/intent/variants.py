@@ -7,6 +7,7 @@ CLASSIC = "classic"
 ENSEMBLE = "ensemble"
 VARIANTS = (CLASSIC, ENSEMBLE)
 DEFAULT_VARIANT = "default"  # the `variant` of an answer no model gave
+PREFERENCE_HEADER = "X-Model-Preference"  # the variant a caller asks for
 
 CLASSIC_MODEL = "intent-classic"
 ENSEMBLE_MODEL = "intent-ensemble"

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import ArtifactError, InferenceError
-from inference.families.base import LoadContext
 from inference.families.skills.artifacts import METADATA_FILE, load_skill_model, scaled_samples
 from inference.families.skills.compiled import ONNX_FILE, Compiled, compile_booster
 from inference.families.skills.scorer import FAMILY, SkillsScorer
 from inference.families.skills.scoring import SKILL_MODEL_PREFIX, SkillModel, score_rows, skill_model_name
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, SkillInferenceFailure, SkillInferenceRequest
+from inference.serving.protocol import LoadContext
 from inference.settings import LATEST, Settings
 from inference.store.files import read_metadata
 from inference.store.registry import (

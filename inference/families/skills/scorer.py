@@ -1,5 +1,5 @@
 """One loaded version of the skills family: skill requests in, scored answers out, through feature preparation and
-the family's adaptive batcher. It implements the family protocol (`inference.families.base.Scorer`).
+the family's adaptive batcher. It implements the family protocol (`inference.serving.protocol.Scorer`).
 
 No HTTP here: the service maps `InferenceError`s to status codes, tests call this directly.
 """
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.errors import InferenceError, InvalidRequest, TooManyFeatures
-from inference.families.base import Measure
 from inference.families.skills.features import PreparedRow, check_skill, prepare_matrix, prepare_row
 from inference.families.skills.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
 from inference.schemas import (
@@ -24,6 +23,7 @@ from inference.schemas import (
 )
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
+from inference.serving.protocol import Measure
 
 if TYPE_CHECKING:
     from inference.monitoring.observer import Observer

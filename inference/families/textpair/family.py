@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from inference.errors import ArtifactError, InferenceError
-from inference.families.base import LoadContext
 from inference.families.text_compiled import with_fast_path
 from inference.families.textpair.scorer import FAMILY, TEXTPAIR_MODEL, TextPairScorer, positive_label
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, TextPairFailure, TextPairRequest
+from inference.serving.protocol import LoadContext
 from inference.settings import Settings
 from inference.store.registry import available_model_versions, resolve_model_version
 from inference.store.text_artifacts import (

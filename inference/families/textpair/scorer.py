@@ -1,6 +1,6 @@
 """One loaded version of the text-pair family: do two texts mean the same? Pairs go through an adaptive batcher
 into one vectorised call of the model (any scikit-learn estimator taking (text1, text2) pairs, with
-`predict_proba`). It implements the family protocol (`inference.families.base.Scorer`). No HTTP here.
+`predict_proba`). It implements the family protocol (`inference.serving.protocol.Scorer`). No HTTP here.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import sklearn
 
 from inference.errors import InferenceError, InvalidRequest
-from inference.families.base import Measure
 from inference.families.texts import CHUNK_UNITS, check_request_chars, check_text, text_units
 from inference.faults import FaultInjector
 from inference.schemas import ModelRef, TextPairModelInfo, TextPairRequest, TextPairResult
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
+from inference.serving.protocol import Measure
 from inference.store.text_artifacts import TextModel
 
 if TYPE_CHECKING:

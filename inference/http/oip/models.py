@@ -8,7 +8,7 @@ how input tensors become the family's requests and its answers output tensors.
                                                                             `confidence` FP64 [n]
 
 Text requests take the JSON API's path (`Serving.answer_many`: version, result cache, batcher, observation), so a
-text scores the same on either protocol; a version given in the path is the JSON API's `X-Model-Variant`.
+text scores the same on either protocol; a version given in the path is the JSON API's `X-Model-Version`.
 """
 
 from __future__ import annotations

@@ -1,20 +1,23 @@
-"""The family protocol: what the serving path, the cache, monitoring, the shadow and the model manager need from
-a model family, and nothing more.
+"""The family protocol, owned by the serving layer that calls it: what the serving path, the cache, monitoring,
+the shadow and the model manager need from a model family, and nothing more. Families depend on this module;
+nothing in `inference.serving` imports a family.
 
-A family (skills, intent, text pair) is a `Family`: it names the models that make up one of its versions in the
-model store and loads a version into a `Scorer`. A `Scorer` is one loaded, validated version: requests in,
-answers or per-item errors out, through its own adaptive batcher. Everything else is generic and written once:
-version choice, the result cache, observation, shadow comparison, hot reload (`inference.serving`).
+A family (skills, intent, text pair, or one of a team's own) is a `Family`: it names the models that make up one
+of its versions in the model store and loads a version into a `Scorer`. A `Scorer` is one loaded, validated
+version: requests in, answers or per-item errors out, through its own adaptive batcher. Everything else is generic
+and written once: version choice, the result cache, observation, shadow comparison, hot reload.
 
-To add a family: a sub-package with its schema, its importers and a `Family` whose `load` returns a `Scorer`,
-registered in `inference.families.FAMILIES`; its routes call `Serving.answer_one` / `Serving.answer_many`.
+`ScorerBase` gives the members a simple family leaves alone working defaults (as KServe's `Model` does), so a
+scorer writes `cache_key`, `score_many` and what it changes. Abilities only some families have are protocols of
+their own, found with `isinstance`: `RuntimeControls` (switches an admin flips at run time, e.g. the intent
+ensemble flag). How to add a family: docs/architecture.md, "Adding a family".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -97,7 +100,55 @@ class Scorer(Protocol, Generic[Request, Answer]):
         """What the shadow compares of an answer; None for one it must not compare (an error, a fallback)."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the version holds (its batcher's thread)."""
+        ...
+
+
+class ScorerBase(Generic[Request, Answer]):
+    """Defaults for the members of `Scorer` a simple family need not change: requests as they come, one segment,
+    every answer cacheable and sent again as it was stored, nothing observed or compared by the shadow."""
+
+    version: str
+    answer_type: type[Answer]
+
+    def prepare(self, requests: Sequence[Request]) -> Sequence[Request]:
+        return requests
+
+    def segment(self, request: Request) -> str:
+        return "all"
+
+    def cacheable(self, answer: Answer) -> bool:
+        return True
+
+    def from_cache(self, answer: Answer) -> Answer:
+        return answer
+
+    def observe(self, request: Request, answer: Answer, observer: Observer) -> None:
+        return None
+
+    def measure(self, answer: Any) -> Measure | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@runtime_checkable
+class RuntimeControls(Protocol):
+    """A scorer with switches an admin changes at run time, kept in the control store (the intent ensemble flag)."""
+
+    def controls(self) -> dict[str, dict[str, object]]:
+        """Every control as this scorer applies it now."""
+        ...
+
+    def control(self, name: str) -> dict[str, object]:
+        """One control (`InvalidRequest` naming the known ones for another name)."""
+        ...
+
+    def apply_control(self, controls: Mapping[str, Mapping[str, object]]) -> None:
+        """Take the controls of a newer control-store revision."""
+        ...
 
 
 class Family(Protocol):
@@ -107,6 +158,10 @@ class Family(Protocol):
 
     def model_names(self, settings: Settings, version: str) -> list[str]:
         """The store names of the models that make up `version` (a Bento must carry each `name:version`)."""
+        ...
+
+    def versions(self, settings: Settings) -> list[str]:
+        """The versions of this family in the model store, oldest first."""
         ...
 
     def resolve(self, settings: Settings, version: str) -> str:

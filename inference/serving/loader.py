@@ -1,6 +1,6 @@
 """The model families a server serves: loading (every version a route names, each validated), what the server
 reports about them, and swapping in a new route or version while requests are in flight. Generic: each family's
-own loading sits behind `inference.families.base.Family`.
+own loading sits behind `inference.serving.protocol.Family`.
 
 A family that fails to load is recorded with the reason, never raised: the server stays up and unready, and the
 other families still load, so the logs and /health say everything that is wrong at once.
@@ -9,17 +9,16 @@ other families still load, so the logs and /health say everything that is wrong 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.families import FAMILIES, get_family
-from inference.families.base import LoadContext, Scorer
 from inference.faults import FaultInjector
 from inference.logs import LOGGER_NAME
 from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import FamilyModels, ServedModel
 from inference.serving.batching import BatcherOptions
+from inference.serving.protocol import Family, LoadContext, Scorer
 from inference.serving.versions import Route, VersionedFamily
 from inference.settings import LATEST, Settings
 from inference.store.registry import pull_from_source
@@ -29,38 +28,22 @@ logger = logging.getLogger(LOGGER_NAME)
 LOAD_FAULT_PREFIX = "load:"  # an INFERENCE_INJECT_FAULTS key `load:<family>:<version>` acts on that version's load
 
 
-def pinned_version(settings: Settings, family: str) -> str:
-    return {
-        "skills": settings.skills_version,
-        "intent": settings.intent_version,
-        "textpair": settings.textpair_version,
-    }[family]
-
-
-def pinned_tags(settings: Settings) -> list[str]:
-    """The store tags of every model the settings pin, route or shadow to (the list a Bento must carry)."""
-    tags = [f"skill-{skill}:{version}" for skill, version in settings.skill_versions.items()]
-    for name in FAMILIES:
-        family = get_family(name)
-        versions = {pinned_version(settings, name), *settings.configured_routes().get(name, {})}
-        versions.update(version for shadowed, version in settings.shadow.items() if shadowed == name)
-        for version in sorted(versions):
-            tags += [f"{model}:{version}" for model in family.model_names(settings, version)]
-    return sorted(set(tags))
+FamilyLookup = Callable[[str], Family]  # a family's name -> its `Family` (the composition root passes the registry's)
 
 
 class FamilyLoader:
     """Loads one version of a family, validated (its schema, its labels, the smoke test on stored samples)."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, lookup: FamilyLookup, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.family = lookup
         self.metrics = metrics or NoMetrics()
         self.faults = FaultInjector(settings.inject_faults)
 
     def resolve(self, family: str, version: str) -> str:
         if version != LATEST:
             self.pull(family, version)
-        return get_family(family).resolve(self.settings, version)
+        return self.family(family).resolve(self.settings, version)
 
     def pull(self, family: str, version: str) -> None:
         """The family's models at `version` into the local store from INFERENCE_MODEL_SOURCE, when it lacks them
@@ -71,10 +54,10 @@ class FamilyLoader:
 
     def versions(self, family: str) -> list[str]:
         """The versions of `family` in the model store, oldest first."""
-        return get_family(family).versions(self.settings)
+        return self.family(family).versions(self.settings)
 
     def model_names(self, family: str, version: str) -> list[str]:
-        return get_family(family).model_names(self.settings, version)
+        return self.family(family).model_names(self.settings, version)
 
     def load(self, family: str, version: str) -> Scorer[Any, Any]:
         # Drills and tests: INFERENCE_INJECT_FAULTS='{"load:skills:v1.1.0": "delay_ms=5000"}' makes that version
@@ -97,10 +80,10 @@ class FamilyLoader:
             on_queued=on_queued,
         )
         context = LoadContext(settings=settings, metrics=self.metrics, faults=self.faults, batching=batching)
-        return get_family(family).load(version, context)
+        return self.family(family).load(version, context)
 
     def initial_route(self, family: str) -> Route:
-        stable = self.resolve(family, pinned_version(self.settings, family))
+        stable = self.resolve(family, self.settings.version_of(family))
         weights = self.settings.configured_routes().get(family) or {stable: 100.0}
         return Route(stable=stable, weights=weights)
 
@@ -129,6 +112,7 @@ class FamilyLoader:
 @dataclass
 class Families:
     enabled: list[str]
+    kinds: dict[str, Family] = field(default_factory=dict)  # each enabled family's `Family`
     versions: dict[str, VersionedFamily[Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -170,6 +154,7 @@ def load_families(settings: Settings, loader: FamilyLoader) -> Families:
         logger.warning("fault injection is on: %s", settings.inject_faults)
     for family in families.enabled:
         try:
+            families.kinds[family] = loader.family(family)
             families.versions[family] = loader.build(family, loader.initial_route(family))
         except Exception as err:  # a family that cannot load leaves the server unready, with the reason
             families.errors[family] = str(err)
