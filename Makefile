@@ -22,10 +22,11 @@ serve: install
 	$(BIN)/python import_models.py --demo
 	$(BIN)/bentoml serve service:Inference --host $(HOST) --port $(PORT)
 
-## Lint, then the whole test suite (starts real servers; builds a Bento).
+## Lint and type checks, then the whole test suite (starts real servers; builds a Bento).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 ## Unit and in-process tests only.
@@ -35,6 +36,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Known vulnerabilities in the locked dependencies (says plainly when the vulnerability data is out of reach).
 audit: install
@@ -59,4 +61,4 @@ bento: install
 	$(BIN)/bentoml build --version $(BENTO_VERSION)
 
 clean:
-	rm -rf $(VENV) artifacts .reports .pytest_cache .ruff_cache
+	rm -rf $(VENV) artifacts .reports .pytest_cache .ruff_cache .mypy_cache

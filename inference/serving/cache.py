@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlparse
 
 from cachetools import TTLCache
@@ -102,7 +102,7 @@ class NoCache:
         pass
 
 
-class _EvictionAwareTTLCache(TTLCache):
+class _EvictionAwareTTLCache(TTLCache[str, bytes]):
     """A TTLCache that reports every key it lets go of: evicted (LRU), expired, deleted or popped.
 
     cachetools drops entries in two places, `__delitem__` (eviction by `popitem`, `pop`, `del`) and `expire`
@@ -235,7 +235,9 @@ class RedisCache:
         except Exception as err:  # any Redis trouble: answer without the cache
             self._failed("get", keys[0], err)
             return [None] * len(keys)
-        return list(values)
+        # redis-py types every reply as bytes | str, whether or not the client decodes; this one does not (no
+        # decode_responses), so each value is bytes, or None for a miss.
+        return cast("list[bytes | None]", list(values))
 
     async def set_many(self, entries: Mapping[CacheKey, bytes]) -> None:
         if not entries or self._resting():

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,14 +69,14 @@ class ControlConflict(InferenceError):
     """The control state changed since the revision a change was based on: nothing was changed."""
 
     code = "conflict"
-    status = 409
+    status = HTTPStatus.CONFLICT
 
 
 class ControlUnavailable(InferenceError):
     """The control store could not be reached: nothing was changed."""
 
     code = "control_store_unavailable"
-    status = 503
+    status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 @dataclass(frozen=True)

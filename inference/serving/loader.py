@@ -16,7 +16,7 @@ from typing import Any
 from inference.faults import FaultInjector
 from inference.logs import LOGGER_NAME
 from inference.monitoring.metrics import Metrics, NoMetrics
-from inference.schemas import FamilyModels, ServedModel
+from inference.schemas import FamilyModels, RouteInfo, ServedModel
 from inference.serving.batching import BatcherOptions
 from inference.serving.protocol import Family, LoadContext, Scorer
 from inference.serving.versions import Route, VersionedFamily
@@ -136,7 +136,11 @@ class Families:
                     family=family,
                     loaded=versioned is not None,
                     models=models,
-                    route=versioned.route.to_dict() if versioned is not None else None,
+                    route=(
+                        RouteInfo(stable=versioned.route.stable, weights=dict(versioned.route.weights))
+                        if versioned is not None
+                        else None
+                    ),
                     error=self.errors.get(family),
                 )
             )

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from inference.errors import ArtifactError, InferenceError, InvalidRequest
@@ -55,7 +56,7 @@ class ReloadFailed(InferenceError):
     """The new version did not load or validate; the old one keeps serving."""
 
     code = "reload_failed"
-    status = 409
+    status = HTTPStatus.CONFLICT
 
 
 class UnknownFamily(InvalidRequest):
@@ -74,7 +75,7 @@ class UnknownOperation(InferenceError):
     """No admin operation has this id on any replica (never started, or not updated for a day and dropped)."""
 
     code = "unknown_operation"
-    status = 404
+    status = HTTPStatus.NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ class ModelManager:
             return
         self._store_reachable()
         self._take_controls(snapshot)
-        failures = []
+        failures: list[str] = []
         for family, route in self._routes_to_apply(snapshot, failures):
             current = self._current(family)
             try:

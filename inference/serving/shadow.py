@@ -108,8 +108,8 @@ class Shadow:
         for (_, answer), repeated in zip(pairs, again, strict=True):
             primary, shadowed = self.scorer.measure(answer), self.scorer.measure(repeated)
             if primary is not None and shadowed is not None:
-                figures = (primary.score, shadowed.score, primary.label, shadowed.label)
-                by_primary.setdefault(primary.version, []).append(figures)
+                figure = (primary.score, shadowed.score, primary.label, shadowed.label)
+                by_primary.setdefault(primary.version, []).append(figure)
         for primary_version, figures in by_primary.items():
             self.record(primary_version, figures)
 
@@ -128,7 +128,7 @@ def load_shadows(settings: Settings, lookup: FamilyLookup, metrics: Metrics) -> 
     # The shadow's models load without the service's metrics: its batches and any intent fallback inside it are not
     # the service's answers and must not move their figures or alerts; what it is for is counted by `Shadow`.
     loader = FamilyLoader(settings, lookup)
-    shadows = {}
+    shadows: dict[str, Shadow] = {}
     for family, wanted in settings.shadow.items():
         if family not in settings.families:
             logger.error("shadow version %s of %s ignored: this server does not serve %s", wanted, family, family)
