@@ -21,24 +21,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inference.errors import InferenceError
-from inference.families.intent.importers import import_intent_models, is_intent_folder
+from inference.families.intent.importers import is_intent_folder
 from inference.families.intent.variants import INTENT_MODELS
-from inference.families.skills.importers import MEANS, import_skill_models, source_folders
+from inference.families.registry import attribute, configured
+from inference.families.skills.importers import MEANS, source_folders
 from inference.families.skills.scoring import skill_model_name
-from inference.families.textpair.importers import import_textpair_model, is_textpair_folder
+from inference.families.textpair.importers import is_textpair_folder
 from inference.families.textpair.scorer import TEXTPAIR_MODEL
 from inference.store.importing import ImportOptions
 from inference.store.registry import available_model_versions, check_semver
 
 DEMO_VERSION = "v1.0.0"
+DEMO_FAMILIES = ("skills", "intent", "textpair")  # the families `--demo` trains (python -m train)
 DEMO_ARTIFACTS = Path("artifacts")
-IMPORTERS: dict[str, Callable[..., list[str]]] = {
-    "skills": import_skill_models,
-    "intent": import_intent_models,
-    "textpair": import_textpair_model,
-}
 # The flags that concern one family only.
 FAMILY_FLAGS = {"features": "skills", "imputation": "skills", "verticals": "intent", "positive_label": "textpair"}
+
+
+def importers() -> dict[str, str]:
+    """Each registered family's importer ("module:attribute"), by family: the built-in ones and the plug-ins of
+    INFERENCE_FAMILY_PLUGINS."""
+    return {name: spec.importer for name, spec in configured().items() if spec.importer}
 
 
 def recognise_family(root: Path) -> str:
@@ -59,7 +62,7 @@ def recognise_family(root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", nargs="?", type=Path, help="the folder of the models to import")
-    parser.add_argument("--family", choices=list(IMPORTERS), help="default: recognised from the folder")
+    parser.add_argument("--family", choices=list(importers()), help="default: recognised from the folder")
     parser.add_argument("--version", help="semantic version to store under, e.g. v1.2.0 (default: the folder's name)")
     parser.add_argument(
         "--trust-pickles", action="store_true", help="open pickle and joblib files: they run code when opened"
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if misplaced:
             flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in misplaced)
             raise ValueError(f"{flags}: not a flag of the {family} family")
-        tags = IMPORTERS[family](args.path, version=version, options=options)
+        load: Callable[..., list[str]] = attribute(importers()[family])
+        tags = load(args.path, version=version, options=options)
     except (InferenceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -121,7 +125,7 @@ def ensure_demo_models() -> int:
     by an older version of this project) are trained again."""
     from train.__main__ import main as train_main
 
-    for family in IMPORTERS:
+    for family in DEMO_FAMILIES:
         if all(DEMO_VERSION in available_model_versions(name) for name in demo_model_names(family)):
             print(f"model store already holds {family} {DEMO_VERSION}; nothing to do")
             continue

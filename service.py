@@ -18,11 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inference.errors import InferenceError
+from inference.families.registry import configured
 from inference.http import paths
 from inference.http.edge import Edge, EdgeLimits, error_headers
 from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
 from inference.http.routes import route_table
+from inference.http.scoring import error_response as http_error
+from inference.http.scoring import scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
 from inference.monitoring.metrics import HttpMetrics
 from inference.schemas import (
@@ -76,17 +79,16 @@ if get_settings().state_dir is None and "INFERENCE_STATE_DIR" not in os.environ:
 
 
 def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
-    """The one error shape of this API: `{"error": message, "code": code}` (BentoML's own errors use "error" too).
-    BentoML sets an `@api` route's status from its context, even when the route returns a response of its own."""
-    ctx.response.status_code = error.status
-    headers = error_headers(error)
-    if headers:
-        ctx.response.headers.update(headers)
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    """The API's error answer (inference/http/scoring.py). BentoML sets an `@api` route's status from its
+    context, even when the route returns a response of its own."""
+    response = http_error(error)
+    ctx.response.status_code = response.status_code
+    ctx.response.headers.update(error_headers(error))
+    return response
 
 
 def current() -> App:
-    return bentoml.get_current_service().app  # type: ignore[no-any-return]
+    return bentoml.get_current_service().app
 
 
 def _admin_routes() -> list[Route]:
@@ -139,6 +141,8 @@ extra_routes = Starlette(
         *read_routes(current),
         *_admin_routes(),
         *_oip_routes(),
+        # The JSON routes of registered families that have no @api method below (a team's own families).
+        *scoring_routes(list(configured(get_settings()).values()), current),
     ]
 )
 
@@ -205,14 +209,7 @@ class Inference:
     @bentoml.api(route=paths.SKILLS_INFER_ROUTE)
     async def skills_infer(self, request: SkillInferenceRequest, /, ctx: bentoml.Context) -> SkillInferenceResult:
         """Score one student on one skill (the version: X-Model-Version, else the route, sticky per student)."""
-        try:
-            result, outcome = await self.app.serving.answer_one(
-                "skills", request, caller_id=request.student_id, forced_version=_forced_version(ctx)
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)  # type: ignore[return-value]  # BentoML passes a Response through
-        self._after_response(ctx, "skills", outcome)
-        return result  # type: ignore[no-any-return]
+        return await self._one("skills", request, request.student_id, ctx)
 
     @bentoml.api(route=paths.SKILLS_BATCH_ROUTE)
     async def skills_infer_batch(self, request: SkillBatchRequest, /, ctx: bentoml.Context) -> SkillBatchResponse:
@@ -220,42 +217,24 @@ class Inference:
         items = request.items
         if request.explain:
             items = [item if item.explain else item.model_copy(update={"explain": True}) for item in items]
-        try:
-            outcome = await self.app.serving.answer_many(
-                "skills",
-                items,
-                caller_ids=[item.student_id for item in items],
-                forced_version=_forced_version(ctx),
-                limit=self._limit("items", "item"),
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)  # type: ignore[return-value]
-        results, succeeded = outcome.in_place()
-        self._after_response(ctx, "skills", outcome)
-        return SkillBatchResponse.model_construct(results=results, succeeded=succeeded, failed=len(items) - succeeded)
+        callers = [item.student_id for item in items]
+        return await self._many("skills", items, callers, ("items", "item"), SkillBatchResponse, ctx)
 
     @bentoml.api(route=paths.CLASSIFY_ROUTE)
     async def classify(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Intent and verticals of one query, from the variant in X-Model-Preference or the configured split."""
-        return await self._classify(request, _header(ctx, PREFERENCE_HEADER), ctx)  # type: ignore[return-value]
+        return await self._classify(request, _header(ctx, PREFERENCE_HEADER), ctx)
 
     @bentoml.api(route=paths.ENSEMBLE_ROUTE)
     async def classify_ensemble(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
         """Always the ensemble (classic answers, flagged as a fallback, when the ensemble cannot)."""
-        return await self._classify(request, "ensemble", ctx)  # type: ignore[return-value]
+        return await self._classify(request, "ensemble", ctx)
 
     async def _classify(self, request: IntentRequest, preference: str | None, ctx: bentoml.Context) -> Any:
         from inference.families.intent.scorer import IntentQuery
 
         query = IntentQuery(request.text, preference=preference, user_id=request.user_id)
-        try:
-            result, outcome = await self.app.serving.answer_one(
-                "intent", query, caller_id=request.user_id, forced_version=_forced_version(ctx)
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)
-        self._after_response(ctx, "intent", outcome)
-        return result
+        return await self._one("intent", query, request.user_id, ctx)
 
     @bentoml.api(route=paths.CLASSIFY_BATCH_ROUTE)
     async def classify_batch(self, request: IntentBatchRequest, /, ctx: bentoml.Context) -> IntentBatchResponse:
@@ -267,33 +246,51 @@ class Inference:
             IntentQuery(text, field=f"texts[{index}]", preference=preference, user_id=request.user_id)
             for index, text in enumerate(request.texts)
         ]
-        try:
-            outcome = await self.app.serving.answer_many(
-                "intent",
-                queries,
-                caller_ids=[request.user_id] * len(queries),
-                forced_version=_forced_version(ctx),
-                limit=self._limit("texts", "text"),
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)  # type: ignore[return-value]
-        results, succeeded = outcome.in_place()
-        self._after_response(ctx, "intent", outcome)
-        return IntentBatchResponse.model_construct(
-            results=results, succeeded=succeeded, failed=len(queries) - succeeded
-        )
+        callers = [request.user_id] * len(queries)
+        return await self._many("intent", queries, callers, ("texts", "text"), IntentBatchResponse, ctx)
 
     @bentoml.api(route=paths.TEXTPAIR_ROUTE)
     async def predict(self, request: TextPairRequest, /, ctx: bentoml.Context) -> TextPairResult:
         """Whether two texts mean the same, with the model's confidence."""
+        return await self._one("textpair", request, None, ctx)
+
+    async def _one(self, family: str, request: Any, caller_id: str | None, ctx: bentoml.Context) -> Any:
+        """One request of `family` through the serving path: its answer, or its error in the API's shape."""
         try:
             result, outcome = await self.app.serving.answer_one(
-                "textpair", request, caller_id=None, forced_version=_forced_version(ctx)
+                family, request, caller_id=caller_id, forced_version=_forced_version(ctx)
             )
         except InferenceError as err:
-            return error_response(err, ctx)  # type: ignore[return-value]
-        self._after_response(ctx, "textpair", outcome)
-        return result  # type: ignore[no-any-return]
+            return error_response(err, ctx)  # BentoML passes a Response through
+        self._after_response(ctx, family, outcome)
+        return result
+
+    async def _many(
+        self,
+        family: str,
+        requests: list[Any],
+        caller_ids: list[str | None],
+        batch: tuple[str, str],
+        response: type[Any],
+        ctx: bentoml.Context,
+    ) -> Any:
+        """A batch of `family`, each failed item's error in its place: `response(results, succeeded, failed)`."""
+        from inference.serving.pipeline import BatchLimit
+
+        field, noun = batch
+        try:
+            outcome = await self.app.serving.answer_many(
+                family,
+                requests,
+                caller_ids=caller_ids,
+                forced_version=_forced_version(ctx),
+                limit=BatchLimit(field, noun, self.app.settings.max_batch_items),
+            )
+        except InferenceError as err:
+            return error_response(err, ctx)
+        results, succeeded = outcome.in_place()
+        self._after_response(ctx, family, outcome)
+        return response.model_construct(results=results, succeeded=succeeded, failed=len(requests) - succeeded)
 
     @bentoml.api(route=paths.RATINGS_ROUTE)
     async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
@@ -306,6 +303,7 @@ class Inference:
             written = await store_ratings_async(self.app.monitoring.engine, rows)
             return RatingsResponse(stored=written.stored, rejected=[row.index for row in written.rejected])
         except InferenceError as err:
+            # A route answers its error as a Response, which BentoML sends as it is (not the declared type).
             return error_response(err, ctx)  # type: ignore[return-value]
 
     @bentoml.api(route=paths.INTENT_FEEDBACK_ROUTE)
@@ -323,7 +321,7 @@ class Inference:
             lambda items, scorers, chars: intent_feedback_rows(
                 IntentFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
             ),
-        )  # type: ignore[return-value]
+        )
 
     @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
     async def post_textpair_feedback(
@@ -341,7 +339,7 @@ class Inference:
             lambda items, scorers, chars: textpair_feedback_rows(
                 TextPairFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
             ),
-        )  # type: ignore[return-value]
+        )
 
     async def _feedback(
         self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str], rows_of: Any
@@ -378,11 +376,6 @@ class Inference:
             compare = shadow.task(outcome)
             if compare is not None:
                 ctx.response.background.add_task(compare)
-
-    def _limit(self, field: str, noun: str) -> Any:
-        from inference.serving.pipeline import BatchLimit
-
-        return BatchLimit(field, noun, self.app.settings.max_batch_items)
 
 
 # The edge comes first of the service's middlewares: load, writers' tokens and every request limit are checked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -47,7 +48,12 @@ class Settings(BaseSettings):
         "Wins over the older per-family settings (INFERENCE_SKILLS_VERSION, INFERENCE_INTENT_VERSION, "
         "INFERENCE_TEXTPAIR_VERSION: still read, deprecated). A family named nowhere: `latest`.",
     )
-    families: list[Literal["skills", "intent", "textpair"]] = Field(
+    family_plugins: list[str] = Field(
+        default_factory=list,
+        description='A team\'s own model families, as JSON: each the "module:attribute" of its registration (a '
+        '`FamilySpec`), e.g. ["my_team.toxicity.spec:SPEC"]; served beside the built-in ones. See docs/architecture.md.',
+    )
+    families: list[str] = Field(
         default_factory=lambda: ["skills", "intent", "textpair"],
         description='Model families this server loads and serves, as JSON, e.g. ["skills"]. The server is ready '
         "when all of them are loaded; routes of a family not listed answer 503.",
@@ -406,18 +412,30 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported cache URL {value!r}; expected memory://, redis://host:port/db or none://")
         return value
 
-    @field_validator("shadow")
-    @classmethod
-    def _shadow_families(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - {"skills", "intent", "textpair"})
-        if unknown:
-            raise ValueError(f"unknown families {unknown}; expected skills, intent or textpair")
-        return value
+    @model_validator(mode="after")
+    def _registered_families(self) -> Settings:
+        """Families named in INFERENCE_FAMILIES, INFERENCE_SHADOW and INFERENCE_ROUTES are registered ones."""
+        known = self.family_names()
+        for setting, named in (("families", self.families), ("shadow", self.shadow)):
+            unknown = sorted(set(named) - set(known))
+            if unknown:
+                raise ValueError(f"{setting}: unknown families {unknown}; expected some of {', '.join(known)}")
+        check_routes(self.routes, known)
+        return self
+
+    def family_names(self) -> tuple[str, ...]:
+        """The registered families: the built-in ones and INFERENCE_FAMILY_PLUGINS'."""
+        from inference.families.registry import specs
+
+        try:
+            return tuple(specs(self.family_plugins))
+        except ValueError as err:
+            raise ValueError(f"family_plugins: {err}") from err
 
     @field_validator("routes")
     @classmethod
     def _valid_routes(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        return check_routes(value)
+        return check_routes(value, known=None)
 
     @field_validator("admin_token", "ratings_token")
     @classmethod
@@ -467,10 +485,9 @@ class Settings(BaseSettings):
         """INFERENCE_ROUTES, or the routes file when one is set."""
         if self.routes_file is None:
             return self.routes
-        return read_routes_file(self.routes_file)
+        return read_routes_file(self.routes_file, self.family_names())
 
 
-FAMILY_NAMES = ("skills", "intent", "textpair")
 # The bearer token settings, by field, as their environment variables (the names a refusal gives).
 TOKEN_SETTINGS = {
     "admin_token": "INFERENCE_ADMIN_TOKEN",
@@ -493,13 +510,14 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
 
 
-def check_routes(routes: object) -> dict[str, dict[str, float]]:
-    """Routes are {family: {version: weight}}: known families, non-negative weights with a positive sum."""
+def check_routes(routes: object, known: Sequence[str] | None) -> dict[str, dict[str, float]]:
+    """Routes are {family: {version: weight}}: known families (when `known` is given), non-negative weights with a
+    positive sum."""
     if not isinstance(routes, dict):
         raise ValueError("routes must be a mapping of family to {version: weight}")
     for family, weights in routes.items():
-        if family not in FAMILY_NAMES:
-            raise ValueError(f"routes: unknown family {family!r}; expected some of {', '.join(FAMILY_NAMES)}")
+        if known is not None and family not in known:
+            raise ValueError(f"routes: unknown family {family!r}; expected some of {', '.join(known)}")
         if not isinstance(weights, dict) or not weights:
             raise ValueError(f"routes.{family}: expected a non-empty mapping of version to weight")
         for version, weight in weights.items():
@@ -514,9 +532,9 @@ def check_routes(routes: object) -> dict[str, dict[str, float]]:
     }
 
 
-def read_routes_file(path: Path) -> dict[str, dict[str, float]]:
+def read_routes_file(path: Path, known: Sequence[str] | None) -> dict[str, dict[str, float]]:
     try:
-        return check_routes(yaml.safe_load(path.read_text()) or {})
+        return check_routes(yaml.safe_load(path.read_text()) or {}, known)
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"{path}: cannot read the routes file ({err})") from err
 

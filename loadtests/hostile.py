@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 import psutil
 
-from inference.monitoring.objectives import latency_ms
+from inference.families.registry import latency_ms
 from inference.settings import Settings
 from loadtests import bench
 from loadtests.latency import request_bodies

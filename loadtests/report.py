@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from inference.monitoring.objectives import latency_ms
+from inference.families.registry import latency_ms
 from loadtests.text_bench import BATCH_CLASSIC, CLASSIC_1, CLASSIC_16, ENSEMBLE_1, PAIR_1
 
 Row = Mapping[str, float]  # one wrk run: qps, p50, p95, p99 (ms), errors

@@ -89,8 +89,10 @@ def test_students_split_90_10_sticky_and_a_header_forces_a_version(routed):
     seen = versions_seen(http, items)
     assert Counter(seen)["v1.1.0"] / len(seen) == pytest.approx(0.10, abs=0.025)
     assert versions_seen(http, items[:100]) == seen[:100]  # the same students, the same versions, any worker
-    forced = http.post(INFER, json=items[0], headers={"X-Model-Variant": "v1.1.0"}).json()
+    forced = http.post(INFER, json=items[0], headers={"X-Model-Version": "v1.1.0"}).json()
     assert forced["model_version"] == "v1.1.0"
+    # The header's older name is still read (deprecated).
+    assert http.post(INFER, json=items[0], headers={"X-Model-Variant": "v1.1.0"}).json()["model_version"] == "v1.1.0"
     unknown = http.post(INFER, json=items[0], headers={"X-Model-Variant": "v3.0.0"})
     assert unknown.status_code == 400 and "X-Model-Variant" in unknown.json()["error"]
     assert unknown.json()["code"] == "invalid_header"

@@ -40,7 +40,10 @@ def test_choice_is_sticky_by_caller_and_a_forced_version_must_be_loaded():
     assert picks == {"v1", "v2"}
     assert all(family.choose(caller_id="s-7") == family.choose(caller_id="s-7") for _ in range(5))
     assert family.choose(caller_id="s-7", forced="v2") == ("v2", "new")
-    with pytest.raises(InvalidHeader, match=r"X-Model-Version \(or X-Model-Variant\): version 'v9' of skills is not loaded; loaded: v1, v2"):
+    with pytest.raises(
+        InvalidHeader,
+        match=r"X-Model-Version \(or X-Model-Variant\): version 'v9' of skills is not loaded; loaded: v1, v2",
+    ):
         family.choose(caller_id=None, forced="v9")
     with pytest.raises(ValueError, match="not loaded"):
         VersionedFamily("skills", {"v1": "old"}, Route(stable="v1", weights={"v1": 1, "v3": 1}))

@@ -3,12 +3,14 @@ routes with their limits, every other route by its template, and the probes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from inference.errors import BatchTooLarge, TooManyFeatures
+from inference.families.registry import configured
 from inference.http import paths
 from inference.http.edge import Count, RouteSpec, RouteTable
+from inference.http.oip.models import protocol_models
 from inference.schemas import MAX_RATINGS
 from inference.settings import Settings
 
@@ -19,15 +21,15 @@ BENTOML_PAGES = ("/", "/schema.json", "/docs.json", "/static_content/*", "/asset
 OIP_INFER = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
 
 
-def protocol_family(path: str) -> str:
-    """The family of a protocol model from its path (`/v2/models/skill-leadership/infer`): what its metrics say
-    when a request is refused before the model is looked up."""
-    name = path.removeprefix("/v2/models/").split("/", 1)[0]
-    if name.startswith("skill-"):
-        return "skills"
-    if name.startswith("intent-"):
-        return "intent"
-    return "textpair" if name == "textpair" else "unknown"
+def protocol_family(plugins: Sequence[str] = ()) -> Callable[[str], str]:
+    """The family of a protocol model from its path (`/v2/models/skill-leadership/infer`), by the adapter that
+    claims the name: what its metrics say when a request is refused before the model is looked up."""
+
+    def family_of(path: str) -> str:
+        name = path.removeprefix("/v2/models/").split("/", 1)[0]
+        return next((model.family for model in protocol_models(tuple(plugins)) if model.claims(name)), "unknown")
+
+    return family_of
 
 
 def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTable:
@@ -72,8 +74,16 @@ def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTabl
             RouteSpec(path, "feedback", counts=(per_request("items", "item", MAX_RATINGS),), writer=True, batch=True)
             for path in (paths.INTENT_FEEDBACK_ROUTE, paths.TEXTPAIR_FEEDBACK_ROUTE)
         ),
+        *registered_routes(settings),
         *(
-            RouteSpec(path, "oip", json_only=False, endpoint="oip", family_of=protocol_family, batch=True)
+            RouteSpec(
+                path,
+                "oip",
+                json_only=False,
+                endpoint="oip",
+                family_of=protocol_family(settings.family_plugins),
+                batch=True,
+            )
             for path in OIP_INFER
         ),
         *(RouteSpec(path, probe=True) for path in PROBES),
@@ -81,3 +91,18 @@ def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTabl
         *(RouteSpec(route.path) for route in mounted if getattr(route, "path", None)),
     ]
     return RouteTable(specs)
+
+
+def registered_routes(settings: Settings) -> list[RouteSpec]:
+    """The JSON routes of the registered families (`FamilySpec.routes`): a single route's body bound to a single
+    request's, a batch route's items counted against INFERENCE_MAX_BATCH_ITEMS."""
+    specs = []
+    for spec in configured(settings).values():
+        for route in spec.routes:
+            if route.batch is None:
+                specs.append(RouteSpec(route.path, spec.name, settings.max_single_body_bytes, endpoint="single"))
+                continue
+            field, noun = route.batch
+            count = Count(2, field, noun, "per request", settings.max_batch_items, BatchTooLarge)
+            specs.append(RouteSpec(route.path, spec.name, counts=(count,), endpoint="batch", batch=True))
+    return specs

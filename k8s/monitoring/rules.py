@@ -14,13 +14,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from inference.monitoring.objectives import (
-    AVAILABILITY,
-    BATCH_LATE_AFTER_H,
-    BATCH_SLOWER_THAN_USUAL,
-    CACHE_HIT_RATIO,
-    LATENCY,
-)
+from inference.families.registry import cache_hit_ratios, latency_objectives
+from inference.monitoring.objectives import AVAILABILITY, BATCH_LATE_AFTER_H, BATCH_SLOWER_THAN_USUAL
 from inference.settings import Settings
 
 OUT = Path(__file__).with_name("prometheusrule.yaml")
@@ -77,7 +72,7 @@ def recording_rules() -> list[dict[str, Any]]:
 
 def latency_alerts() -> list[dict[str, Any]]:
     alerts = []
-    for objective in LATENCY:
+    for objective in latency_objectives():
         selector = f'family="{objective.family}",endpoint="{objective.endpoint}"'
         if objective.segment:
             selector += f',segment="{objective.segment}"'
@@ -135,7 +130,7 @@ def cache_alerts() -> list[dict[str, Any]]:
                 '(inference_cache_requests_total{outcome="error"}) and the TTL.',
             },
         }
-        for family, ratio in CACHE_HIT_RATIO.items()
+        for family, ratio in cache_hit_ratios().items()
     ]
 
 

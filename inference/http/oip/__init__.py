@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError
 from inference.http.edge import error_headers
-from inference.http.oip.models import PROTOCOL_MODELS, ProtocolModel
+from inference.http.oip.models import ProtocolModel, protocol_models
 from inference.http.oip.tensors import (
     HEADER_LENGTH,
     ProtocolError,
@@ -96,7 +96,14 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
 
     async def infer(request: Request, app: App) -> Response:
         """Score the input tensors with the model (at the version, else the stable one)."""
-        family_name = next((m.family for m in PROTOCOL_MODELS if m.claims(request.path_params["name"])), "unknown")
+        family_name = next(
+            (
+                m.family
+                for m in protocol_models(tuple(app.settings.family_plugins))
+                if m.claims(request.path_params["name"])
+            ),
+            "unknown",
+        )
         with app.serving.observer.request(family_name, "oip") as observed:
             name, version, model, _ = _resolve(request, app)
             observed.version, observed.segment = version, model.segment(name)
@@ -125,7 +132,11 @@ def _resolve(request: Request, app: App) -> tuple[str, str, ProtocolModel, Versi
     """The model's name, the version asked for (else the stable one), its adapter and its family, which has that
     version loaded and serves that model. A family not loaded yet answers 503."""
     name = request.path_params["name"]
-    served = [model for model in PROTOCOL_MODELS if model.family in app.serving.families.enabled]
+    served = [
+        model
+        for model in protocol_models(tuple(app.settings.family_plugins))
+        if model.family in app.serving.families.enabled
+    ]
     model = next((model for model in served if model.claims(name)), None)
     family = app.serving.family(model.family) if model is not None else None
     if model is None or family is None or name not in model.names(family, family.route.stable):

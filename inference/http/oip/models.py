@@ -13,6 +13,7 @@ text scores the same on either protocol; a version given in the path is the JSON
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -233,4 +234,9 @@ class TextPairModels(TextModels):
         ]
 
 
-PROTOCOL_MODELS: tuple[ProtocolModel, ...] = (SkillModels(), IntentModels(), TextPairModels())
+@functools.cache
+def protocol_models(plugins: tuple[str, ...] = ()) -> tuple[ProtocolModel, ...]:
+    """The adapter of every registered family that has one (`FamilySpec.protocol`), in registration order."""
+    from inference.families.registry import attribute, specs
+
+    return tuple(attribute(spec.protocol)() for spec in specs(plugins).values() if spec.protocol)

@@ -1,0 +1,17 @@
+"""The skills family's registration."""
+
+from inference.families.registry import FamilySpec
+from inference.monitoring.objectives import LatencyObjective
+
+SPEC = FamilySpec(
+    name="skills",
+    family="inference.families.skills.family:SkillsFamily",
+    objectives=(
+        LatencyObjective("skills", "single", 5.0, source="skills infer P95 at 1 client"),
+        LatencyObjective("skills", "oip", 5.0, source="the same scoring over the Open Inference Protocol"),
+        LatencyObjective("skills", "batch", 20.0, source="skills infer/batch of 100 items P95"),
+    ),
+    cache_hit_ratio=0.80,  # the caching requirement: skills > 80%
+    protocol="inference.http.oip.models:SkillModels",
+    importer="inference.families.skills.importers:import_skill_models",
+)

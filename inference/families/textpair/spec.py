@@ -1,0 +1,12 @@
+"""The text-pair family's registration."""
+
+from inference.families.registry import FamilySpec
+from inference.monitoring.objectives import LatencyObjective
+
+SPEC = FamilySpec(
+    name="textpair",
+    family="inference.families.textpair.family:TextPairFamily",
+    objectives=(LatencyObjective("textpair", "single", 5.0, source="text-pair requirement: P95 < 5 ms"),),
+    protocol="inference.http.oip.models:TextPairModels",
+    importer="inference.families.textpair.importers:import_textpair_model",
+)

@@ -1,0 +1,37 @@
+"""The family's wire types and how a body becomes its requests (with the callers' ids, for sticky versions)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from inference.schemas import ErrorDetail
+
+
+class ToxicityRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=2000)
+    user_id: str | None = Field(None, max_length=128)
+
+
+class ToxicityBatch(BaseModel):
+    texts: list[str]
+    user_id: str | None = Field(None, max_length=128)
+
+
+class ToxicityResult(BaseModel):
+    toxic: bool
+    probability: float
+    model_version: str
+    cached: bool = False
+
+
+class ToxicityFailure(BaseModel):
+    index: int
+    error: ErrorDetail
+
+
+def one_request(body: ToxicityRequest) -> tuple[list[str], list[str | None]]:
+    return [body.text], [body.user_id]
+
+
+def batch_requests(body: ToxicityBatch) -> tuple[list[str], list[str | None]]:
+    return list(body.texts), [body.user_id] * len(body.texts)
