@@ -113,8 +113,14 @@ def openapi_document() -> dict[str, Any]:
     """Every route's description (inference/http/openapi.py), built once per process."""
     from inference.http.oip import server_version
     from inference.http.openapi import full_document
+    from inference.http.scoring import scoring_operations
 
-    return full_document(Inference.openapi_spec.asdict(), title=Inference.name, version=server_version())
+    return full_document(
+        Inference.openapi_spec.asdict(),
+        title=Inference.name,
+        version=server_version(),
+        extra=scoring_operations(list(configured(get_settings()).values())),
+    )
 
 
 async def _docs_json(request: Request) -> JSONResponse:

@@ -114,3 +114,12 @@ def test_the_request_metrics_and_the_shadow_count_the_family(plugin_server):
     assert compared >= 5
     models = httpx.get(url + "/api/v1/models").json()
     assert [entry["family"] for entry in models["families"]] == ["toxicity"]
+
+
+def test_the_openapi_document_describes_the_familys_routes(plugin_server):
+    document = httpx.get(plugin_server.url + "/docs.json").json()
+    single = document["paths"][SCORE_ROUTE]["post"]
+    assert single["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ToxicityRequest")
+    assert single["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ToxicityResult")
+    assert "ToxicityBatchResponse" in document["components"]["schemas"]
+    assert "X-Model-Version" in [parameter["name"] for parameter in single["parameters"]]

@@ -41,6 +41,7 @@ class JsonRoute:
     path: str
     body: str  # "module:attribute" of the pydantic model of the body
     requests: str  # "module:attribute" of (body) -> (requests, caller ids)
+    answer: str  # "module:attribute" of the pydantic model of the answer (the OpenAPI document's)
     summary: str = ""
     batch: tuple[str, str] | None = None
 

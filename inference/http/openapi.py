@@ -122,7 +122,9 @@ class Document:
 
     models: set[type[BaseModel]] = field(default_factory=lambda: {ErrorBody, oip.ProtocolErrorBody})
 
-    def build(self, bentoml_document: dict[str, Any], *, title: str, version: str) -> dict[str, Any]:
+    def build(
+        self, bentoml_document: dict[str, Any], *, title: str, version: str, extra: tuple[Operation, ...] = ()
+    ) -> dict[str, Any]:
         document = dict(bentoml_document)
         document.update(
             openapi=OPENAPI_VERSION,
@@ -137,7 +139,7 @@ class Document:
         for path, item in document["paths"].items():
             for operation in item.values():
                 self._complete_bentoml_operation(path, operation)
-        for operation in OPERATIONS:
+        for operation in (*OPERATIONS, *extra):
             document["paths"].setdefault(operation.path, {})[operation.method.lower()] = self._operation(operation)
         components = document.setdefault("components", {}).setdefault("schemas", {})
         for name in ("InvalidArgument", "NotFound", "InternalServerError"):  # replaced by ErrorBody
@@ -226,6 +228,9 @@ def _schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
     return dict(top.get("$defs", {}))
 
 
-def full_document(bentoml_document: dict[str, Any], *, title: str, version: str) -> dict[str, Any]:
-    """BentoML's document of the `@api` routes, completed with every other route and the error statuses."""
-    return Document().build(bentoml_document, title=title, version=version)
+def full_document(
+    bentoml_document: dict[str, Any], *, title: str, version: str, extra: Iterable[Operation] = ()
+) -> dict[str, Any]:
+    """BentoML's document of the `@api` routes, completed with every other route (`extra`: the registered
+    families' JSON routes) and the error statuses."""
+    return Document().build(bentoml_document, title=title, version=version, extra=tuple(extra))

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from inference.errors import InferenceError, InvalidRequest
 from inference.families.registry import FamilySpec, JsonRoute, attribute
 from inference.http.edge import error_headers
+from inference.http.openapi import Operation
 from inference.http.paths import DEPRECATED_VERSION_HEADER, VERSION_HEADER
 
 if TYPE_CHECKING:
@@ -46,6 +47,25 @@ def invalid_body(err: ValidationError) -> InvalidRequest:
 def forced_version(request: Request) -> str | None:
     """The version a request forces: X-Model-Version, else its older name X-Model-Variant (deprecated)."""
     return request.headers.get(VERSION_HEADER) or request.headers.get(DEPRECATED_VERSION_HEADER)
+
+
+def scoring_operations(specs: Sequence[FamilySpec]) -> list[Operation]:
+    """The OpenAPI description of every `JsonRoute` of `specs`."""
+    version = ((VERSION_HEADER, "Force a loaded version (the older name X-Model-Variant is still read)."),)
+    return [
+        Operation(
+            "POST",
+            route.path,
+            route.summary,
+            attribute(route.answer),
+            body=attribute(route.body),
+            headers=version,
+            statuses=(413,),
+            tag=spec.name,
+        )
+        for spec in specs
+        for route in spec.routes
+    ]
 
 
 def scoring_routes(specs: Sequence[FamilySpec], current: Callable[[], App]) -> list[Route]:

@@ -29,6 +29,12 @@ class ToxicityFailure(BaseModel):
     error: ErrorDetail
 
 
+class ToxicityBatchResponse(BaseModel):
+    results: list[ToxicityResult | ToxicityFailure]
+    succeeded: int
+    failed: int
+
+
 def one_request(body: ToxicityRequest) -> tuple[list[str], list[str | None]]:
     return [body.text], [body.user_id]
 
