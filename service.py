@@ -67,15 +67,11 @@ SCORING_ROUTES = [
     "/v2/models/",
 ]
 
+STATE_DIR_VARIABLE = "INFERENCE_STATE_DIR"
 # Labelled feedback items scored per step off the event loop: a step of 100 takes tens of milliseconds.
 FEEDBACK_CHUNK = 100
 # The ratings writers' tokens, by name (a role apart from the admin's).
 RATINGS_TOKENS = writer_tokens(get_settings())
-
-# The workers of one server share admin changes through this directory. `bentoml serve` imports this module in
-# its supervising process first and the workers inherit its environment, so one directory per server start.
-if get_settings().state_dir is None and "INFERENCE_STATE_DIR" not in os.environ:
-    os.environ["INFERENCE_STATE_DIR"] = tempfile.mkdtemp(prefix="inference-state-")
 
 
 def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
@@ -204,6 +200,14 @@ class Inference:
         # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
         # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
         gc.freeze()
+
+    @bentoml.on_deployment
+    def share_state_directory() -> None:
+        """The directory the workers of one server share admin changes and drift windows through, unless one is
+        set: made once per server start, in the supervising process before it starts the workers, which inherit
+        its environment."""
+        if get_settings().state_dir is None and STATE_DIR_VARIABLE not in os.environ:
+            os.environ[STATE_DIR_VARIABLE] = tempfile.mkdtemp(prefix="inference-state-")
 
     @bentoml.on_startup
     async def start_background_work(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
     correlations failing until it can; neither stops the worker."""
     metrics = metrics or NoMetrics()
     # What the server's workers share: admin changes without a control store, and the drift windows.
-    shared = state_dir or settings.state_dir or Path(os.environ["INFERENCE_STATE_DIR"])
+    shared = state_dir or settings.state_dir or _server_state_dir()
     loader = FamilyLoader(settings, get_family, metrics=metrics)
     logger.info("loading families %s", settings.families)
     families = load_families(settings, loader)
@@ -143,3 +144,11 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
     if app.ready():
         logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
     return app
+
+
+def _server_state_dir() -> Path:
+    """The directory `bentoml serve` made for this server's workers (service.py, at deployment); a process
+    serving alone (in-process tests, tools) gets one of its own."""
+    if "INFERENCE_STATE_DIR" not in os.environ:
+        os.environ["INFERENCE_STATE_DIR"] = tempfile.mkdtemp(prefix="inference-state-")
+    return Path(os.environ["INFERENCE_STATE_DIR"])

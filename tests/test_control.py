@@ -27,7 +27,7 @@ from inference.serving.manager import (
     UnknownOperation,
 )
 from inference.serving.operations import Operations
-from inference.serving.versions import Route, VersionedFamily
+from inference.serving.versions import TrafficSplit, VersionedFamily
 from inference.settings import Settings
 from inference.store.registry import SOURCE_MANIFEST
 from tests.utils.postgres import ADMIN_URL, throwaway_database
@@ -305,7 +305,7 @@ class Clock:
 
 def fake_worker(control, loader, clock):
     """A worker serving skills v1.0.0, started as `inference.app.build` starts one."""
-    stable = VersionedFamily("skills", {"v1.0.0": FakeScorer("v1.0.0")}, Route(stable="v1.0.0"))
+    stable = VersionedFamily("skills", {"v1.0.0": FakeScorer("v1.0.0")}, TrafficSplit(stable="v1.0.0"))
     families = Families(enabled=["skills"], versions={"skills": stable})
     manager = ModelManager(families, loader, control, MemoryCache(ttl_s=60), retire_after_s=0, clock=clock)
     manager.adopt_shared_state()

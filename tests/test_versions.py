@@ -17,7 +17,7 @@ from inference.serving.cache import CacheKey, MemoryCache
 from inference.serving.control import FileControl
 from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.manager import ModelManager, ReloadFailed
-from inference.serving.versions import Route, VersionedFamily
+from inference.serving.versions import TrafficSplit, VersionedFamily
 from inference.settings import Settings
 from inference.store.files import read_metadata, write_metadata
 from inference.store.registry import available_model_versions, save_to_store, semver_key
@@ -27,15 +27,17 @@ from train.data.catalogue import SKILLS
 
 
 def test_a_route_defaults_to_all_traffic_on_stable_and_rolls_back_there():
-    assert Route(stable="v1").weights == {"v1": 100.0}
-    route = Route(stable="v1", weights={"v1": 90, "v2": 10})
-    assert route.versions() == {"v1", "v2"} and route.rolled_back() == Route(stable="v1")
+    assert TrafficSplit(stable="v1").weights == {"v1": 100.0}
+    route = TrafficSplit(stable="v1", weights={"v1": 90, "v2": 10})
+    assert route.versions() == {"v1", "v2"} and route.rolled_back() == TrafficSplit(stable="v1")
     with pytest.raises(InvalidRequest, match="positive sum"):
-        Route(stable="v1", weights={"v1": 0})
+        TrafficSplit(stable="v1", weights={"v1": 0})
 
 
 def test_choice_is_sticky_by_caller_and_a_forced_version_must_be_loaded():
-    family = VersionedFamily("skills", {"v1": "old", "v2": "new"}, Route(stable="v1", weights={"v1": 50, "v2": 50}))
+    family = VersionedFamily(
+        "skills", {"v1": "old", "v2": "new"}, TrafficSplit(stable="v1", weights={"v1": 50, "v2": 50})
+    )
     picks = {family.choose(caller_id=f"s-{i}")[0] for i in range(50)}
     assert picks == {"v1", "v2"}
     assert all(family.choose(caller_id="s-7") == family.choose(caller_id="s-7") for _ in range(5))
@@ -46,7 +48,7 @@ def test_choice_is_sticky_by_caller_and_a_forced_version_must_be_loaded():
     ):
         family.choose(caller_id=None, forced="v9")
     with pytest.raises(ValueError, match="not loaded"):
-        VersionedFamily("skills", {"v1": "old"}, Route(stable="v1", weights={"v1": 1, "v3": 1}))
+        VersionedFamily("skills", {"v1": "old"}, TrafficSplit(stable="v1", weights={"v1": 1, "v3": 1}))
 
 
 @pytest.mark.parametrize(
@@ -66,7 +68,7 @@ def test_a_routes_file_wins_over_inference_routes(tmp_path, monkeypatch, name, c
     monkeypatch.setenv("INFERENCE_ROUTES_FILE", str(tmp_path / name))
     settings = Settings(skills_version="v1.0.0")
     assert settings.configured_routes() == {"skills": {"v1.0.0": 90.0, "v1.1.0": 10.0}}
-    assert FamilyLoader(settings, get_family).initial_route("skills") == Route(
+    assert FamilyLoader(settings, get_family).initial_route("skills") == TrafficSplit(
         stable="v1.0.0", weights={"v1.0.0": 90.0, "v1.1.0": 10.0}
     )
     tags = pinned_tags(settings)  # what the Bento must carry: both versions of every skill

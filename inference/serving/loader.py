@@ -19,7 +19,7 @@ from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import FamilyModels, RouteInfo, ServedModel
 from inference.serving.batching import BatcherOptions
 from inference.serving.protocol import Family, LoadContext, Scorer
-from inference.serving.versions import Route, VersionedFamily
+from inference.serving.versions import TrafficSplit, VersionedFamily
 from inference.settings import LATEST, Settings
 from inference.store.registry import pull_from_source
 
@@ -82,12 +82,12 @@ class FamilyLoader:
         context = LoadContext(settings=settings, metrics=self.metrics, faults=self.faults, batching=batching)
         return self.family(family).load(version, context)
 
-    def initial_route(self, family: str) -> Route:
+    def initial_route(self, family: str) -> TrafficSplit:
         stable = self.resolve(family, self.settings.version_of(family))
         weights = self.settings.configured_routes().get(family) or {stable: 100.0}
-        return Route(stable=stable, weights=weights)
+        return TrafficSplit(stable=stable, weights=weights)
 
-    def build(self, family: str, route: Route, loaded: Mapping[str, Any] | None = None) -> VersionedFamily[Any]:
+    def build(self, family: str, route: TrafficSplit, loaded: Mapping[str, Any] | None = None) -> VersionedFamily[Any]:
         """The family under `route`: the versions of `loaded` it names, and the others loaded now."""
         scorers = {version: scorer for version, scorer in (loaded or {}).items() if version in route.versions()}
         for version in sorted(route.versions() - set(scorers)):
@@ -97,7 +97,7 @@ class FamilyLoader:
         self.report_route(family, route)
         return VersionedFamily(family=family, scorers=scorers, route=route, salt=self.settings.routing_salt)
 
-    def report_route(self, family: str, route: Route, dropped: Sequence[str] = ()) -> None:
+    def report_route(self, family: str, route: TrafficSplit, dropped: Sequence[str] = ()) -> None:
         """Export each version's share of traffic and role, and zero for versions no longer routed."""
         total = sum(weight for weight in route.weights.values() if weight > 0)
         for version in sorted(route.versions()):

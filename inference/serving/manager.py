@@ -40,7 +40,7 @@ from inference.serving.control import (
 from inference.serving.loader import Families, FamilyLoader
 from inference.serving.operations import Operations, seconds_since
 from inference.serving.protocol import RuntimeControls
-from inference.serving.versions import Route, VersionedFamily
+from inference.serving.versions import TrafficSplit, VersionedFamily
 from inference.settings import LATEST
 from inference.store.registry import UntrustedArtifact, check_semver, semver_key
 
@@ -179,7 +179,7 @@ class ModelManager:
                 f"weights: versions neither in the model store nor in the model source for {family}: {unknown}"
             )
         stable = self._shared_route(family, snapshot, current.route).stable
-        route = Route(stable=stable, weights={version: float(w) for version, w in weights.items()})
+        route = TrafficSplit(stable=stable, weights={version: float(w) for version, w in weights.items()})
         revision = await self._change(
             family, route, Change(snapshot.revision, actor, f"{family}: weights {route.to_dict()}")
         )
@@ -204,7 +204,7 @@ class ModelManager:
             resolved = await asyncio.to_thread(self.loader.resolve, family, version)
         except ArtifactError as err:
             raise ReloadFailed(f"{family} {version}: {err.message}; still serving the previous version") from err
-        route = Route(stable=resolved, weights={resolved: 100.0})
+        route = TrafficSplit(stable=resolved, weights={resolved: 100.0})
         revision = await self._change(family, route, Change(snapshot.revision, actor, f"{family}: reload {resolved}"))
         return {"route": route.to_dict(), "revision": revision}
 
@@ -289,10 +289,10 @@ class ModelManager:
         return snapshot
 
     @staticmethod
-    def _shared_route(family: str, snapshot: Snapshot, local: Route) -> Route:
+    def _shared_route(family: str, snapshot: Snapshot, local: TrafficSplit) -> TrafficSplit:
         """The family's route as the store has it (this worker may be a second behind), else what it serves."""
         wanted = snapshot.routes().get(family)
-        return Route(stable=wanted["stable"], weights=wanted["weights"]) if wanted else local
+        return TrafficSplit(stable=wanted["stable"], weights=wanted["weights"]) if wanted else local
 
     # --- keeping every worker in step --------------------------------------------------------------------
 
@@ -373,7 +373,7 @@ class ModelManager:
         applied = -1 if self._seen_revision is None else self._seen_revision
         return snapshot.revision <= applied or snapshot.revision < self._newest_committed
 
-    def _routes_to_apply(self, snapshot: Snapshot, failures: list[str]) -> list[tuple[str, Route]]:
+    def _routes_to_apply(self, snapshot: Snapshot, failures: list[str]) -> list[tuple[str, TrafficSplit]]:
         """The routes of `snapshot` that differ from what serves here (a malformed one goes to `failures`)."""
         changed = []
         for family, wanted in snapshot.routes().items():
@@ -381,7 +381,7 @@ class ModelManager:
             if versioned is None:
                 continue
             try:
-                route = Route(stable=wanted["stable"], weights=wanted["weights"])
+                route = TrafficSplit(stable=wanted["stable"], weights=wanted["weights"])
             except (InferenceError, KeyError, TypeError) as err:  # a state edited by hand
                 failures.append(f"{family}: the stored route {wanted!r} is not a route ({err})")
                 continue
@@ -499,7 +499,7 @@ class ModelManager:
             )
         return versioned
 
-    def _load_route(self, family: str, route: Route, current: VersionedFamily[Any]) -> VersionedFamily[Any]:
+    def _load_route(self, family: str, route: TrafficSplit, current: VersionedFamily[Any]) -> VersionedFamily[Any]:
         """The family under `route`, the versions it lacks loaded and validated (blocking: call on a thread once
         the worker serves); `ReloadFailed` with the reason when one does not."""
         try:
@@ -510,7 +510,7 @@ class ModelManager:
                 f"{family} {route.to_dict()}: {reason}; still serving {current.route.to_dict()}"
             ) from err
 
-    async def _change(self, family: str, route: Route, change: Change) -> int:
+    async def _change(self, family: str, route: TrafficSplit, change: Change) -> int:
         """Load and validate `route`, commit it to the control store as `change`, then swap it in; the revision
         committed."""
         async with self._lock:
@@ -557,7 +557,7 @@ class ModelManager:
             scorer.close()
 
 
-def _with_route(family: str, route: Route) -> Any:
+def _with_route(family: str, route: TrafficSplit) -> Any:
     def change(state: State) -> State:
         return {**state, "routes": {**state.get("routes", {}), family: route.to_dict()}}
 

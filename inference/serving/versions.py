@@ -21,9 +21,10 @@ VERSION_HEADERS = "X-Model-Version (or X-Model-Variant)"
 
 
 @dataclass(frozen=True)
-class Route:
-    """Traffic of one family: every version with a positive weight gets that share; `stable` is where a
-    rollback sends everything."""
+class TrafficSplit:
+    """How one family's traffic splits between its versions: every version with a positive weight gets that share;
+    `stable` is where a rollback sends everything. The settings and the admin API call a family's split its
+    "route" (INFERENCE_ROUTES, /admin/routes): those names are the API's and stay."""
 
     stable: str
     weights: Mapping[str, float] = field(default_factory=dict)
@@ -37,8 +38,8 @@ class Route:
     def versions(self) -> set[str]:
         return {self.stable, *self.weights}
 
-    def rolled_back(self) -> Route:
-        return Route(stable=self.stable, weights={self.stable: 100.0})
+    def rolled_back(self) -> TrafficSplit:
+        return TrafficSplit(stable=self.stable, weights={self.stable: 100.0})
 
     def to_dict(self) -> dict[str, object]:
         return {"stable": self.stable, "weights": dict(self.weights)}
@@ -48,7 +49,7 @@ class Route:
 class VersionedFamily(Generic[Scorer]):
     family: str
     scorers: Mapping[str, Scorer]
-    route: Route
+    route: TrafficSplit
     salt: str = "variants-v1"
 
     def __post_init__(self) -> None:

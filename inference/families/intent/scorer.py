@@ -99,11 +99,13 @@ class EnsembleFlag:
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, object]) -> EnsembleFlag:
+        # The control store's JSON, checked by the admin API when it was written.
         users = stored.get("allowed_users", [])
+        percentage = stored.get("rollout_percentage", 0.0)
         return cls(
             enabled=bool(stored.get("enabled", True)),
-            rollout_percentage=float(stored.get("rollout_percentage", 0.0)),  # type: ignore[arg-type]
-            allowed_users=frozenset(str(user) for user in users),  # type: ignore[attr-defined]
+            rollout_percentage=float(percentage) if isinstance(percentage, int | float | str) else 0.0,
+            allowed_users=frozenset(str(user) for user in users) if isinstance(users, list | tuple) else frozenset(),
             fallback=str(stored.get("fallback", CLASSIC)),
         )
 
