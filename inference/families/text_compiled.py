@@ -132,7 +132,8 @@ class FastTfidf:
     def rows(self, texts: Sequence[str]) -> SparseRows:
         key = tuple(texts)
         if getattr(self._last, "texts", None) == key:
-            return self._last.rows
+            last: SparseRows = self._last.rows
+            return last
         rows = self._featurise(key)
         self._last.texts, self._last.rows = key, rows
         return rows
@@ -215,7 +216,8 @@ def _transform(step: Any, shared: SharedVectorizers) -> Transform:
             vectorizer = getattr(step, name, None)
             if isinstance(vectorizer, TfidfVectorizer):
                 setattr(fast, name, shared.fast(vectorizer))
-        return fast.transform
+        transform: Callable[[Any], Any] = fast.transform
+        return transform
     if isinstance(step, StandardScaler) and step.n_features_in_:
         mean = step.mean_ if step.with_mean else None
         scale = step.scale_ if step.with_std else None
@@ -274,7 +276,7 @@ def _final(estimator: Any) -> Callable[[Any], np.ndarray]:
             if not multilabel:
                 sums = probabilities.sum(axis=1, keepdims=True)
                 np.divide(probabilities, sums, out=probabilities, where=sums != 0)
-            return probabilities
+            return np.asarray(probabilities)
 
         return one_vs_rest
     return lambda features: estimator.predict_proba(as_matrix(features))

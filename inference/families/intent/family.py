@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.errors import ArtifactError, InferenceError
 from inference.families.intent.scorer import FAMILY, IntentModels, IntentPolicy, IntentQuery, IntentScorer
 from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
 from inference.families.text_compiled import SharedVectorizers, with_fast_path
 from inference.logs import LOGGER_NAME
-from inference.schemas import ErrorDetail, IntentFailure
-from inference.serving.protocol import LoadContext
+from inference.schemas import ErrorDetail, IntentFailure, IntentResult
+from inference.serving.protocol import Family, LoadContext, Scorer
 from inference.settings import Settings
 from inference.store.registry import available_model_versions, resolve_model_version
 from inference.store.text_artifacts import (
@@ -111,3 +112,9 @@ def check_intent_models(
         )
     if verticals is not None and verticals.version != classic.version:
         raise ArtifactError(f"{VERTICALS_MODEL}:{verticals.version} is not of version {classic.version}")
+
+
+if TYPE_CHECKING:  # the type checker holds the family and its scorer to the serving layer's protocol
+
+    def _conforms(family: IntentFamily, scorer: IntentScorer) -> tuple[Family, Scorer[IntentQuery, IntentResult]]:
+        return family, scorer

@@ -10,6 +10,7 @@ verticals are the models' own labels (their metadata). No HTTP here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -186,7 +187,7 @@ class IntentScorer:
         options = batching or BatcherOptions()
         self.batchers: dict[str, AdaptiveBatcher[str, IntentResult]] = {
             variant: options.batcher(
-                lambda texts, variant=variant: self._predict(variant, texts),
+                functools.partial(self._predict, variant),
                 name=f"intent-{variant}",
                 cost=text_units,
                 chunk_units=CHUNK_UNITS,

@@ -81,14 +81,15 @@ def scaled_samples(
     """The held-out sample rows stored with a model (its imputation defaults when it has none), scaled: what the
     compiled form is compared with the booster on. Malformed samples fall back to the defaults here; the smoke
     test (`check_skill_models`) refuses them with its own message."""
-    samples = metadata.get("samples") if isinstance(metadata.get("samples"), dict) else {}
+    stored = metadata.get("samples")
+    samples = stored if isinstance(stored, dict) else {}
     try:
         rows = np.array(samples.get("inputs") or [defaults], dtype=np.float64)
     except (TypeError, ValueError):
         rows = np.array([defaults], dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != len(mean) or not np.all(np.isfinite(rows)):
         rows = np.array([defaults], dtype=np.float64)
-    return (rows - mean) / scale
+    return np.asarray((rows - mean) / scale, dtype=np.float64)
 
 
 def check_skill_name(skill: object, *, where: Path | str) -> str:

@@ -9,19 +9,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.errors import ArtifactError, InferenceError
-from inference.families.skills.artifacts import METADATA_FILE, load_skill_model, scaled_samples
+from inference.families.skills.artifacts import load_skill_model, scaled_samples
 from inference.families.skills.compiled import ONNX_FILE, Compiled, compile_booster
 from inference.families.skills.scorer import FAMILY, SkillsScorer
 from inference.families.skills.scoring import SKILL_MODEL_PREFIX, SkillModel, score_rows, skill_model_name
 from inference.logs import LOGGER_NAME
-from inference.schemas import ErrorDetail, SkillInferenceFailure, SkillInferenceRequest
-from inference.serving.protocol import LoadContext
+from inference.schemas import ErrorDetail, SkillInferenceFailure, SkillInferenceRequest, SkillInferenceResult
+from inference.serving.protocol import Family, LoadContext, Scorer
 from inference.settings import LATEST, Settings
-from inference.store.files import read_metadata
+from inference.store.files import METADATA_FILE, read_metadata
 from inference.store.registry import (
     available_model_versions,
     check_semver,
@@ -225,3 +226,11 @@ def model_summary(model: SkillModel) -> dict[str, object]:
             for spec in model.schema.features
         ],
     }
+
+
+if TYPE_CHECKING:  # the type checker holds the family and its scorer to the serving layer's protocol
+
+    def _conforms(
+        family: SkillsFamily, scorer: SkillsScorer
+    ) -> tuple[Family, Scorer[SkillInferenceRequest, SkillInferenceResult]]:
+        return family, scorer

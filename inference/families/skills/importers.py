@@ -214,7 +214,7 @@ def _from_pickles(folder: Path, metadata: dict[str, Any], *, trusted: bool) -> S
 
 def _from_pipeline(folder: Path, path: Path, metadata: dict[str, Any], *, trusted: bool) -> SkillSource:
     pipeline = load_pickle(path, trusted=trusted)
-    steps = getattr(pipeline, "steps", None)
+    steps = pipeline.steps if isinstance(pipeline, Pipeline) else []
     if (
         not isinstance(pipeline, Pipeline)
         or len(steps) != 2

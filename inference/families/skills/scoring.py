@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xgboost as xgb
@@ -87,7 +87,8 @@ def top_importances(
 ) -> tuple[tuple[str, float], ...]:
     """The booster's `k` largest gain importances, normalised to sum to 1 over all features, descending."""
     gains = booster.get_score(importance_type="gain")
-    by_name = {_feature_name(key, feature_names): float(value) for key, value in gains.items()}
+    # Gain importances are one number per feature (xgboost types every importance as float | list[float]).
+    by_name = {_feature_name(key, feature_names): float(cast(float, value)) for key, value in gains.items()}
     total = sum(by_name.values()) or 1.0
     ranked = sorted(
         ((name, by_name.get(name, 0.0) / total) for name in feature_names), key=lambda item: (-item[1], item[0])

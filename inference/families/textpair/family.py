@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.errors import ArtifactError, InferenceError
 from inference.families.text_compiled import with_fast_path
 from inference.families.textpair.scorer import FAMILY, TEXTPAIR_MODEL, TextPairScorer, positive_label
 from inference.logs import LOGGER_NAME
-from inference.schemas import ErrorDetail, TextPairFailure, TextPairRequest
-from inference.serving.protocol import LoadContext
+from inference.schemas import ErrorDetail, TextPairFailure, TextPairRequest, TextPairResult
+from inference.serving.protocol import Family, LoadContext, Scorer
 from inference.settings import Settings
 from inference.store.registry import available_model_versions, resolve_model_version
 from inference.store.text_artifacts import (
@@ -78,3 +79,11 @@ def check_pair_labels(model: TextModel) -> None:
         raise ArtifactError(
             f"{model.name}:{model.version}: positive_label {positive!r} is not one of its labels {list(model.labels)}"
         )
+
+
+if TYPE_CHECKING:  # the type checker holds the family and its scorer to the serving layer's protocol
+
+    def _conforms(
+        family: TextPairFamily, scorer: TextPairScorer
+    ) -> tuple[Family, Scorer[TextPairRequest, TextPairResult]]:
+        return family, scorer

@@ -6,8 +6,10 @@ fitted on the training texts), so it travels inside the model's Pipeline.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import accumulate
+from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -121,7 +123,7 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("n't", " not"))
 
 
-def _jaccard(first: set, second: set) -> float:
+def _jaccard(first: AbstractSet[Hashable], second: AbstractSet[Hashable]) -> float:
     union = first | second
     return len(first & second) / len(union) if union else 1.0
 
@@ -286,7 +288,7 @@ def _partial_ratio(first: str, second: str) -> float:
     return (1.0 - (total - 2 * lcs) / total) * 100
 
 
-def _cosine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def _cosine(first: Any, second: Any) -> np.ndarray:  # scipy sparse rows (scipy ships no types)
     # Rows of TfidfVectorizer output are L2-normalised, so the cosine is the row-wise dot product.
     return np.asarray(first.multiply(second).sum(axis=1)).ravel()
 
@@ -331,7 +333,7 @@ def lexical_features(first: str, second: str) -> list[float]:
     ]
 
 
-class PairFeaturizer(TransformerMixin, BaseEstimator):
+class PairFeaturizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no types
     """(text1, text2) pairs in, a (n, 30) float matrix out, columns in PAIR_FEATURES order."""
 
     def fit(self, pairs: Sequence[Pair], y: object = None) -> PairFeaturizer:

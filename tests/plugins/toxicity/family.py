@@ -8,13 +8,14 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bentoml
 
 from inference.errors import ArtifactError, InferenceError, InvalidRequest
 from inference.monitoring.observer import Observer
 from inference.serving.cache import CacheKey, input_hash
-from inference.serving.protocol import LoadContext, Measure, ScorerBase
+from inference.serving.protocol import Family, LoadContext, Measure, Scorer, ScorerBase
 from inference.settings import Settings
 from inference.store.registry import available_model_versions, resolve_model_version
 from tests.plugins.toxicity.schema import ToxicityFailure, ToxicityResult
@@ -101,3 +102,9 @@ class ToxicityFamily:
         from inference.schemas import ErrorDetail
 
         return ToxicityFailure(index=index, error=ErrorDetail(code=error.code, message=error.message))
+
+
+if TYPE_CHECKING:  # the type checker holds the family and its scorer to the serving layer's protocol
+
+    def _conforms(family: ToxicityFamily, scorer: ToxicityScorer) -> tuple[Family, Scorer[str, ToxicityResult]]:
+        return family, scorer
