@@ -20,11 +20,12 @@ from starlette.routing import Route
 from inference.errors import InferenceError
 from inference.families.registry import configured
 from inference.http import paths
-from inference.http.edge import Edge, EdgeLimits, error_headers
+from inference.http.edge import Edge, EdgeLimits
+from inference.http.errors import error_headers
+from inference.http.errors import error_response as http_error
 from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
 from inference.http.routes import route_table
-from inference.http.scoring import error_response as http_error
 from inference.http.scoring import scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
 from inference.monitoring.metrics import HttpMetrics

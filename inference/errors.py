@@ -23,6 +23,13 @@ class InferenceError(Exception):
         """The API's error answer: `{"error": message, "code": code}`."""
         return {"error": self.message, "code": self.code}
 
+    @classmethod
+    def recorded(cls, status: int, code: str, message: str) -> InferenceError:
+        """An error as a record kept it (an admin operation's outcome, read back from the control store)."""
+        error = cls(message)
+        error.status, error.code = HTTPStatus(status), code
+        return error
+
 
 class InvalidRequest(InferenceError):
     """The client sent something we cannot score; the message names the field and what was expected."""
@@ -102,6 +109,12 @@ class BodyTooLarge(InvalidRequest):
     limit = "body_bytes"
 
 
+class InvalidJson(InvalidRequest):
+    """The body is not valid JSON (the message says where)."""
+
+    code = "invalid_json"
+
+
 class UnsupportedMediaType(InvalidRequest):
     """A request body whose Content-Type is not application/json."""
 
@@ -121,6 +134,13 @@ class Unauthorized(InferenceError):
 
     code = "unauthorized"
     status = HTTPStatus.UNAUTHORIZED
+
+
+class AdminDisabled(InferenceError):
+    """An admin call while no INFERENCE_ADMIN_TOKEN is configured."""
+
+    code = "admin_disabled"
+    status = HTTPStatus.FORBIDDEN
 
 
 class WriterDisabled(InferenceError):

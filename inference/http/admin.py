@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError, InvalidHeader, InvalidRequest
+from inference.errors import AdminDisabled, InferenceError, InvalidHeader, InvalidRequest, Unauthorized
+from inference.http.errors import error_response, invalid_body
 from inference.http.tokens import token_name
 from inference.settings import get_settings
 
@@ -122,10 +123,6 @@ class ForgottenStudent(BaseModel):
     deleted: int = Field(description="Cached answers removed.")
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
-
-
 def _if_match(request: Request) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
@@ -149,14 +146,12 @@ def admin_routes(
     def guarded(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def endpoint(request: Request) -> JSONResponse:
             if not tokens:
-                return _error(
-                    403,
-                    "admin_disabled",
-                    f"the admin API is off; set {TOKEN_SETTING} or {TOKENS_SETTING} to turn it on",
+                return error_response(
+                    AdminDisabled(f"the admin API is off; set {TOKEN_SETTING} or {TOKENS_SETTING} to turn it on")
                 )
             name = token_name(tokens, request.headers.get("authorization"))
             if name is None:
-                return _error(401, "unauthorized", "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+                return error_response(Unauthorized("a valid bearer token is required"))
             try:
                 models = manager()
                 body = await handler(request, models, name)
@@ -166,11 +161,9 @@ def admin_routes(
                 headers = {"ETag": f'"{revision}"'} if revision is not None else None
                 return JSONResponse(body, headers=headers)
             except InferenceError as err:
-                return _error(int(err.status), err.code, err.message)
+                return error_response(err)
             except ValidationError as err:
-                first = err.errors()[0]
-                field = ".".join(str(part) for part in first["loc"]) or "body"
-                return _error(400, "invalid_request", f"{field}: {first['msg']}")
+                return error_response(invalid_body(err))
 
         return endpoint
 
@@ -200,7 +193,10 @@ def admin_routes(
         if outcome is None:
             return JSONResponse({"operation": started.record}, status_code=202, headers=location)
         if outcome["error"]:
-            return _error(outcome["error"]["status"], outcome["error"]["code"], outcome["error"]["message"], location)
+            failed = outcome["error"]
+            return error_response(
+                InferenceError.recorded(failed["status"], failed["code"], failed["message"]), location
+            )
         result = outcome["result"]
         return JSONResponse({**result, "operation": outcome}, headers={**location, "ETag": f'"{result["revision"]}"'})
 

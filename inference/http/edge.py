@@ -26,7 +26,6 @@ In order, for each request:
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -43,6 +42,7 @@ from inference.errors import (
     UnsupportedMediaType,
     WriterDisabled,
 )
+from inference.http.errors import error_bytes, error_headers
 from inference.http.jsonscan import JsonShape, json_shape
 from inference.http.tokens import token_name
 from inference.monitoring.request_labels import CURRENT_REQUEST, RequestLabels
@@ -457,7 +457,7 @@ class Edge:
     async def _refuse(self, send: Send, spec: RouteSpec, error: InferenceError, *, family: str | None = None) -> None:
         if error.limit:
             self.metrics.limit(family or spec.family, error.limit)
-        body = json.dumps(error.body()).encode()
+        body = error_bytes(error)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers += [(name.lower().encode(), value.encode()) for name, value in error_headers(error).items()]
         if isinstance(error, BodyTooLarge):
@@ -473,17 +473,6 @@ def outcome_of(status: int) -> str:
     if status >= 500:
         return "server_error"  # a 503 shed for load and a 504 timeout among them: the caller got no answer
     return "client_error" if status >= 400 else "ok"
-
-
-def error_headers(error: InferenceError) -> dict[str, str]:
-    """The headers an error's answer carries: when to retry an overload or an outage, how to authenticate."""
-    if isinstance(error, Overloaded):
-        return {"Retry-After": str(error.retry_after_s)}
-    if isinstance(error, Unauthorized):
-        return {"WWW-Authenticate": "Bearer"}
-    if int(error.status) == 503:
-        return {"Retry-After": "1"}
-    return {}
 
 
 def _too_large(most: int, got: str) -> BodyTooLarge:

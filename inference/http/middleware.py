@@ -7,6 +7,9 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from inference.errors import InvalidRequest
+from inference.http.errors import error_bytes, validation_error
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -64,23 +67,10 @@ def uniform_error(body: bytes) -> bytes:
         error = error[0]
     if not isinstance(error, dict) or not isinstance(error.get("error"), str) or "code" in error:
         return body
-    code, message = "invalid_request", error["error"]
     details = error.get("detail")
     if isinstance(details, list) and details and isinstance(details[0], dict):
-        first = details[0]
-        code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_request"
-        message = f"{_field(first.get('loc') or [])}: {first.get('msg', 'invalid')}"
-        if len(details) > 1:
-            message += f" (and {len(details) - 1} more)"
-    return json.dumps({"error": message, "code": code}).encode()
-
-
-def _field(location: list[object]) -> str:
-    """`["items", 3, "features"]` -> `items[3].features`; the whole body when there is no location."""
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "request body"
+        return error_bytes(validation_error(details))
+    return error_bytes(InvalidRequest(error["error"]))
 
 
 def _is_json(start: Message) -> bool:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError, StorageUnavailable
 from inference.http import paths
+from inference.http.errors import error_response
 from inference.http.tokens import admin_tokens, token_name
 from inference.logs import LOGGER_NAME
 from inference.schemas import (
@@ -44,11 +45,6 @@ if TYPE_CHECKING:
     from inference.settings import Settings
 
 logger = logging.getLogger(LOGGER_NAME)
-
-
-def error_response(error: InferenceError) -> JSONResponse:
-    """The one error shape of this API: `{"error": message, "code": code}`."""
-    return JSONResponse(error.body(), status_code=int(error.status))
 
 
 def public_families(families: list[FamilyModels]) -> list[FamilyModels]:

@@ -15,33 +15,17 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError, InvalidRequest
+from inference.errors import InferenceError
 from inference.families.registry import FamilySpec, JsonRoute, attribute
-from inference.http.edge import error_headers
+from inference.http.errors import error_response, invalid_body
 from inference.http.openapi import Operation
 from inference.http.paths import DEPRECATED_VERSION_HEADER, VERSION_HEADER
 
 if TYPE_CHECKING:
     from inference.app import App
-
-
-def error_response(error: InferenceError) -> JSONResponse:
-    """The one error shape of this API: `{"error": message, "code": code}`, with the headers the error calls for
-    (Retry-After, WWW-Authenticate)."""
-    return JSONResponse(error.body(), status_code=int(error.status), headers=error_headers(error) or None)
-
-
-def invalid_body(err: ValidationError) -> InvalidRequest:
-    """A body the route's model refuses, named by its first bad field (`items[3].text: Field required`)."""
-    first = err.errors()[0]
-    where = ""
-    for part in first.get("loc") or ():
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return InvalidRequest(f"{where or 'request body'}: {first.get('msg', 'invalid')}{more}")
 
 
 def forced_version(request: Request) -> str | None:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from inference.errors import InferenceError
-from inference.http.edge import error_headers
+from inference.http.errors import error_response
 from inference.http.oip.models import ProtocolModel, protocol_models
 from inference.http.oip.tensors import (
     HEADER_LENGTH,
@@ -66,7 +66,7 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
             try:
                 return await handler(request, current())
             except InferenceError as err:
-                return JSONResponse(err.body(), status_code=int(err.status), headers=error_headers(err))
+                return error_response(err)
 
         endpoint.__doc__ = handler.__doc__
         return endpoint
