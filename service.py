@@ -322,17 +322,7 @@ class Inference:
         """Labelled queries (their true intent): answered by every loaded version and variant on arrival, stored as
         right or wrong, for live accuracy and the ensemble's go/no-go (GET /api/v1/monitoring/accuracy). Needs a
         ratings writer's bearer token."""
-        from inference.monitoring.feedback import intent_feedback_rows
-
-        return await self._feedback(
-            ctx,
-            "intent",
-            request.items,
-            [item.text for item in request.items],
-            lambda items, scorers, chars: intent_feedback_rows(
-                IntentFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
-            ),
-        )
+        return await self._feedback(ctx, "intent", request.items, [item.text for item in request.items])
 
     @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
     async def post_textpair_feedback(
@@ -340,24 +330,14 @@ class Inference:
     ) -> FeedbackResponse:
         """Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings writer's
         bearer token."""
-        from inference.monitoring.feedback import textpair_feedback_rows
+        texts = [text for item in request.items for text in (item.text1, item.text2)]
+        return await self._feedback(ctx, "textpair", request.items, texts)
 
-        return await self._feedback(
-            ctx,
-            "textpair",
-            request.items,
-            [text for item in request.items for text in (item.text1, item.text2)],
-            lambda items, scorers, chars: textpair_feedback_rows(
-                TextPairFeedbackRequest.model_construct(items=items), scorers, max_text_chars=chars
-            ),
-        )
-
-    async def _feedback(
-        self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str], rows_of: Any
-    ) -> Any:
+    async def _feedback(self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str]) -> Any:
         """Labelled items answered by every loaded version and variant, a chunk at a time off the event loop (a
         request cut off or abandoned stops after the chunk in hand), then stored together."""
         from inference.families.texts import check_request_chars
+        from inference.http.writes import feedback_rows
         from inference.monitoring.feedback import check_count, store_feedback
         from inference.monitoring.observer import store_async
 
@@ -369,7 +349,9 @@ class Inference:
             rows = []
             for start in range(0, len(items), FEEDBACK_CHUNK):
                 chunk = items[start : start + FEEDBACK_CHUNK]
-                rows += await asyncio.to_thread(rows_of, chunk, scorers, settings.max_text_chars)
+                rows += await asyncio.to_thread(
+                    feedback_rows, family, chunk, scorers, max_text_chars=settings.max_text_chars, first_index=start
+                )
             written = await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
         except InferenceError as err:
             return error_response(err, ctx)

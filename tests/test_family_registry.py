@@ -66,3 +66,12 @@ def test_one_mapping_pins_every_familys_version_over_the_older_settings():
     assert settings.version_of("intent") == "v1.1.0"  # the older setting is still read
     assert settings.version_of("textpair") == LATEST
     assert Settings(_env_file=None, family_plugins=[PLUGIN]).version_of("toxicity") == LATEST
+
+
+def test_the_built_in_models_routes_are_the_paths_the_clients_call():
+    from inference.http import paths
+
+    registered = specs()
+    assert registered["skills"].models_route == paths.SKILLS_MODELS_ROUTE
+    assert registered["textpair"].models_route == paths.MODEL_INFO_ROUTE
+    assert registered["intent"].models_route is None

@@ -71,6 +71,10 @@ def test_labelled_feedback_gives_live_accuracy_per_version_and_variant(server):
         timeout=60,
     )
     assert bad.status_code == 400 and "items[1].intent" in bad.json()["error"], bad.text
+    # Items are scored a hundred at a time; a bad one past the first hundred is named by its place in the request.
+    late = [*items[:120], {"text": "cheap flights", "intent": "astrology"}]
+    named = httpx.post(url + INTENT, json={"items": late}, headers=RATINGS_AUTH, timeout=60)
+    assert named.status_code == 400 and named.json()["error"].startswith("items[120].intent: "), named.text
     for path in (INTENT, PAIRS):  # nothing to store is a 400, not a failure of the database
         empty = httpx.post(url + path, json={"items": []}, headers=RATINGS_AUTH, timeout=60)
         assert empty.status_code == 400 and empty.json()["error"] == "items: must hold at least 1 item", empty.text

@@ -56,6 +56,7 @@ class FamilySpec:
     cache_hit_ratio: float | None = None  # the cache objective, when the family has one
     protocol: str | None = None  # "module:attribute" of its Open Inference Protocol adapter
     importer: str | None = None  # "module:attribute" of (folder, version, ...) -> tags saved, for import_models.py
+    models_route: str | None = None  # GET: the stable version's models, when its scorer `DescribesModels`
     routes: tuple[JsonRoute, ...] = field(default_factory=tuple)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError, StorageUnavailable
+from inference.errors import InferenceError, InvalidRequest, StorageUnavailable
+from inference.families.registry import configured
 from inference.http import paths
 from inference.http.errors import error_response
 from inference.http.tokens import admin_tokens, token_name
@@ -36,9 +37,9 @@ from inference.schemas import (
     ModelDrift,
     ModelsResponse,
     SkillCorrelation,
-    SkillModelsResponse,
     VariantAccuracy,
 )
+from inference.serving.protocol import DescribesModels
 
 if TYPE_CHECKING:
     from inference.app import App
@@ -76,17 +77,20 @@ def carries_admin_token(settings: Settings, authorization: str | None) -> bool:
 def read_routes(current: Callable[[], App]) -> list[Route]:
     """The routes; `current` gives the worker's app (built at startup, after these routes)."""
 
-    async def list_skill_models(request: Request) -> Response:
-        """The skill models of the stable version: version, metadata, metrics, features."""
-        from inference.families.skills.family import model_summary
+    def description(family_name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def describe(request: Request) -> Response:
+            """The models of the family's stable version, as its scorer describes them (`DescribesModels`)."""
+            try:
+                family = current().serving.family(family_name)
+            except InferenceError as err:
+                return error_response(err)
+            scorer = family.scorers[family.route.stable]
+            if not isinstance(scorer, DescribesModels):
+                return error_response(InvalidRequest(f"the {family_name} family does not describe its models"))
+            described = await asyncio.to_thread(scorer.describe)  # may read the model store
+            return JSONResponse(described.model_dump(mode="json"))
 
-        try:
-            family = current().serving.family("skills")
-        except InferenceError as err:
-            return error_response(err)
-        scorer = family.scorers[family.route.stable]
-        models = await asyncio.to_thread(lambda: [model_summary(model) for model in scorer.models.values()])
-        return JSONResponse(SkillModelsResponse.model_validate({"models": models}).model_dump(mode="json"))
+        return describe
 
     async def list_models(request: Request) -> Response:
         """Every family this server serves, with its models, their loaded versions and the route between them."""
@@ -101,14 +105,6 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         detail = request.query_params.get("detail") == "true" and carries_admin_token(app.settings, authorization)
         body = health_body("ok" if ready else "unavailable", app.served(), app.manager.control_status(), detail=detail)
         return JSONResponse(body, status_code=200 if ready else 503)
-
-    async def textpair_model_info(request: Request) -> Response:
-        """The text-pair model: version, type, features, metrics, when it was trained."""
-        try:
-            family = current().serving.family("textpair")
-        except InferenceError as err:
-            return error_response(err)
-        return JSONResponse(family.scorers[family.route.stable].model_info().model_dump(mode="json"))
 
     async def drift(request: Request) -> Response:
         """PSI and KS of live inputs and scores against each skill model's reference (every worker's windows)."""
@@ -205,9 +201,12 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         return HTMLResponse(page)
 
     return [
-        Route(paths.SKILLS_MODELS_ROUTE, list_skill_models, methods=["GET"]),
         Route(paths.MODELS_ROUTE, list_models, methods=["GET"]),
-        Route(paths.MODEL_INFO_ROUTE, textpair_model_info, methods=["GET"]),
+        *(
+            Route(spec.models_route, description(spec.name), methods=["GET"])
+            for spec in configured().values()
+            if spec.models_route
+        ),
         Route(paths.HEALTH_ROUTE, health, methods=["GET"]),
         Route(paths.DRIFT_ROUTE, drift, methods=["GET"]),
         Route(paths.CORRELATION_ROUTE, correlation, methods=["GET"]),

@@ -5,22 +5,18 @@ go/no-go rule can be read off it: the ensemble goes ahead when it beats classic 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from inference.errors import BatchTooLarge, InvalidRequest
 from inference.families.intent.variants import CLASSIC, ENSEMBLE
-from inference.families.texts import check_text
 from inference.monitoring.objectives import ENSEMBLE_GO_IMPROVEMENT
 from inference.monitoring.writes import WriteResult, insert_rows
-from inference.schemas import MAX_RATINGS, IntentFeedbackRequest, TextPairFeedbackRequest
+from inference.schemas import MAX_RATINGS
 from inference.storage import labelled_feedback
-
-NO_VARIANT = ""  # the text pair has one
 
 
 @dataclass(frozen=True)
@@ -40,46 +36,6 @@ class Decision:
     improvement: float | None
     required: float
     decision: str
-
-
-def intent_feedback_rows(
-    request: IntentFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
-) -> list[dict[str, object]]:
-    """One row per labelled query and version and variant; `InvalidRequest` naming the item when a text is unusable
-    or its intent is not one the served models answer (nothing is stored then)."""
-    check_count(len(request.items))
-    texts = [item.text for item in request.items]
-    for index, item in enumerate(request.items):
-        check_text(item.text, field_name=f"items[{index}].text", max_chars=max_text_chars)
-        for version, scorer in scorers.items():
-            if item.intent not in scorer.labels():
-                raise InvalidRequest(
-                    f"items[{index}].intent: {item.intent!r} is not an intent of {version}; expected one of "
-                    f"{', '.join(scorer.labels())}"
-                )
-    received = datetime.now(UTC)
-    rows = []
-    for version, scorer in scorers.items():
-        for variant, answers in scorer.intents_by_variant(texts).items():
-            for item, predicted in zip(request.items, answers, strict=True):
-                rows.append(_row("intent", version, variant, item.intent, predicted, received))
-    return rows
-
-
-def textpair_feedback_rows(
-    request: TextPairFeedbackRequest, scorers: Mapping[str, Any], *, max_text_chars: int
-) -> list[dict[str, object]]:
-    check_count(len(request.items))
-    for index, item in enumerate(request.items):
-        check_text(item.text1, field_name=f"items[{index}].text1", max_chars=max_text_chars)
-        check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
-    pairs = [(item.text1, item.text2) for item in request.items]
-    received = datetime.now(UTC)
-    rows = []
-    for version, scorer in scorers.items():
-        for item, same in zip(request.items, scorer.same_meaning_of(pairs), strict=True):
-            rows.append(_row("textpair", version, NO_VARIANT, _same(item.same), _same(same), received))
-    return rows
 
 
 def store_feedback(engine: Engine, rows: Sequence[dict[str, object]]) -> WriteResult:
@@ -141,7 +97,9 @@ def check_count(count: int) -> None:
         raise BatchTooLarge(f"items: at most {MAX_RATINGS} items per request, got {count}")
 
 
-def _row(family: str, version: str, variant: str, label: str, predicted: str, received: datetime) -> dict[str, object]:
+def feedback_row(
+    family: str, version: str, variant: str, label: str, predicted: str, received: datetime
+) -> dict[str, object]:
     return {
         "family": family,
         "model_version": version,
@@ -151,7 +109,3 @@ def _row(family: str, version: str, variant: str, label: str, predicted: str, re
         "correct": int(label == predicted),
         "received_at": received,
     }
-
-
-def _same(same: bool) -> str:
-    return "same" if same else "different"

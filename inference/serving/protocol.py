@@ -151,6 +151,39 @@ class RuntimeControls(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LabelledAnswer:
+    """A version's answer to a labelled item, as feedback stores it: the item's place, the variant that answered
+    ("" for a family with one), the true label and the one given."""
+
+    index: int
+    variant: str
+    label: str
+    predicted: str
+
+
+@runtime_checkable
+class LabelledFeedback(Protocol):
+    """A scorer that answers labelled items (their true label known) for live accuracy per version and variant."""
+
+    def answer_labelled(
+        self, items: Sequence[Any], *, max_text_chars: int, first_index: int = 0
+    ) -> list[LabelledAnswer]:
+        """Every variant's answer to every item, straight from the models (no cache, batcher or fallback);
+        `InvalidRequest` naming the item (`items[first_index + i]`) when one is unusable or its label is not one
+        this version gives."""
+        ...
+
+
+@runtime_checkable
+class DescribesModels(Protocol):
+    """A scorer that describes its version's models for a read route (a family's models page)."""
+
+    def describe(self) -> BaseModel:
+        """The models of this version: names, metadata, metrics, features."""
+        ...
+
+
 class Family(Protocol):
     """A model family: which store models make up a version, and how a version is loaded."""
 

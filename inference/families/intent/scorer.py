@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sklearn
@@ -36,7 +36,7 @@ from inference.monitoring.metrics import Metrics, NoMetrics
 from inference.schemas import IntentResult, VerticalScore
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
-from inference.serving.protocol import Measure
+from inference.serving.protocol import LabelledAnswer, Measure
 from inference.serving.routing import choose_variant
 from inference.store.text_artifacts import TextModel
 
@@ -256,6 +256,25 @@ class IntentScorer:
     def close(self) -> None:
         for batcher in self.batchers.values():
             batcher.close()
+
+    def answer_labelled(
+        self, items: Sequence[Any], *, max_text_chars: int, first_index: int = 0
+    ) -> list[LabelledAnswer]:
+        """Labelled queries (`text`, `intent`), answered by both variants (`LabelledFeedback`)."""
+        labels = self.labels()
+        for index, item in enumerate(items, start=first_index):
+            check_text(item.text, field_name=f"items[{index}].text", max_chars=max_text_chars)
+            if item.intent not in labels:
+                raise InvalidRequest(
+                    f"items[{index}].intent: {item.intent!r} is not an intent of {self.version}; expected one of "
+                    f"{', '.join(labels)}"
+                )
+        found = self.intents_by_variant([item.text for item in items])
+        return [
+            LabelledAnswer(index, variant, item.intent, predicted)
+            for variant, answers in found.items()
+            for index, (item, predicted) in enumerate(zip(items, answers, strict=True), start=first_index)
+        ]
 
     def intents_by_variant(self, texts: Sequence[str]) -> dict[str, list[str]]:
         """The intent each variant gives each text, straight from the models (no cache, batcher or fallback): what

@@ -16,7 +16,7 @@ import numpy as np
 from inference.errors import ArtifactError, InferenceError
 from inference.families.skills.artifacts import load_skill_model, scaled_samples
 from inference.families.skills.compiled import ONNX_FILE, Compiled, compile_booster
-from inference.families.skills.scorer import FAMILY, SkillsScorer
+from inference.families.skills.scorer import FAMILY, SkillsScorer, model_summary  # noqa: F401  # re-exported
 from inference.families.skills.scoring import SKILL_MODEL_PREFIX, SkillModel, score_rows, skill_model_name
 from inference.logs import LOGGER_NAME
 from inference.schemas import ErrorDetail, SkillInferenceFailure, SkillInferenceRequest, SkillInferenceResult
@@ -205,27 +205,6 @@ def _labelled_versions() -> list[str]:
         for model in bentoml.models.list()
         if model.info.labels.get("family") == FAMILY and str(model.tag.name).startswith(SKILL_MODEL_PREFIX)
     ]
-
-
-def model_summary(model: SkillModel) -> dict[str, object]:
-    """What `GET /api/v1/skills/models` says of a served skill model, its features' schema included."""
-    metadata = model.metadata
-    return {
-        "skill": model.skill,
-        "served_version": model.version,
-        "available_versions": available_model_versions(model.store_name),
-        "trained_at": metadata.get("trained_at"),
-        "training_data_hash": metadata.get("training_data_hash"),
-        "metrics": metadata.get("metrics", {}),
-        "scoring": {"path": model.compiled.path, "reason": model.compiled.reason}
-        if model.compiled is not None
-        else {"path": "xgboost", "reason": "no compiled form"},
-        "feature_names": list(model.feature_names),
-        "features": [
-            {"name": spec.name, "imputation_default": spec.default, **spec.to_metadata()}
-            for spec in model.schema.features
-        ],
-    }
 
 
 if TYPE_CHECKING:  # the type checker holds the family and its scorer to the serving layer's protocol

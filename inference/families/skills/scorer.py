@@ -20,10 +20,12 @@ from inference.schemas import (
     FeatureImportance,
     SkillInferenceRequest,
     SkillInferenceResult,
+    SkillModelsResponse,
 )
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
 from inference.serving.protocol import Measure
+from inference.store.registry import available_model_versions
 
 if TYPE_CHECKING:
     from inference.monitoring.observer import Observer
@@ -133,6 +135,11 @@ class SkillsScorer:
     def close(self) -> None:
         self.batcher.close()
 
+    def describe(self) -> SkillModelsResponse:
+        """Every skill model of this version: metadata, metrics, scoring path, features (`DescribesModels`); reads
+        the model store for the available versions."""
+        return SkillModelsResponse.model_validate({"models": [model_summary(model) for model in self.models.values()]})
+
     # --- beyond the protocol: the Open Inference Protocol's rows -----------------------------------------------
 
     def prepare_request(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:
@@ -208,3 +215,24 @@ def explanation(model: SkillModel, row: PreparedRow, scored: RowScore) -> Explan
         rest=float(per_feature[order[TOP_CONTRIBUTIONS:]].sum()),
         margin=scored.margin,
     )
+
+
+def model_summary(model: SkillModel) -> dict[str, object]:
+    """What `GET /api/v1/skills/models` says of a served skill model, its features' schema included."""
+    metadata = model.metadata
+    return {
+        "skill": model.skill,
+        "served_version": model.version,
+        "available_versions": available_model_versions(model.store_name),
+        "trained_at": metadata.get("trained_at"),
+        "training_data_hash": metadata.get("training_data_hash"),
+        "metrics": metadata.get("metrics", {}),
+        "scoring": {"path": model.compiled.path, "reason": model.compiled.reason}
+        if model.compiled is not None
+        else {"path": "xgboost", "reason": "no compiled form"},
+        "feature_names": list(model.feature_names),
+        "features": [
+            {"name": spec.name, "imputation_default": spec.default, **spec.to_metadata()}
+            for spec in model.schema.features
+        ],
+    }

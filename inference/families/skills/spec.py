@@ -14,4 +14,5 @@ SPEC = FamilySpec(
     cache_hit_ratio=0.80,  # the caching requirement: skills > 80%
     protocol="inference.http.oip.models:SkillModels",
     importer="inference.families.skills.importers:import_skill_models",
+    models_route="/api/v1/skills/models",
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sklearn
 
@@ -17,7 +17,7 @@ from inference.faults import FaultInjector
 from inference.schemas import ModelRef, TextPairModelInfo, TextPairRequest, TextPairResult
 from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostModel
 from inference.serving.cache import CacheKey, input_hash
-from inference.serving.protocol import Measure
+from inference.serving.protocol import LabelledAnswer, Measure
 from inference.store.text_artifacts import TextModel
 
 if TYPE_CHECKING:
@@ -133,6 +133,24 @@ class TextPairScorer:
 
     # --- beyond the protocol -----------------------------------------------------------------------------------
 
+    def answer_labelled(
+        self, items: Sequence[Any], *, max_text_chars: int, first_index: int = 0
+    ) -> list[LabelledAnswer]:
+        """Labelled pairs (`text1`, `text2`, `same`), answered by the model (`LabelledFeedback`): labels "same"
+        and "different"."""
+        for index, item in enumerate(items, start=first_index):
+            check_text(item.text1, field_name=f"items[{index}].text1", max_chars=max_text_chars)
+            check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
+        sames = self.same_meaning_of([(item.text1, item.text2) for item in items])
+        return [
+            LabelledAnswer(index, "", _same_label(item.same), _same_label(same))
+            for index, (item, same) in enumerate(zip(items, sames, strict=True), start=first_index)
+        ]
+
+    def describe(self) -> TextPairModelInfo:
+        """The model: version, type, features, metrics, when it was trained (`DescribesModels`)."""
+        return self.model_info()
+
     def model_info(self) -> TextPairModelInfo:
         metadata = self.model.metadata
         features = [str(name) for name in metadata.get("features", [])]
@@ -166,6 +184,10 @@ class TextPairScorer:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             probabilities = self.model.predict_proba([list(pair) for pair in pairs])
         return [float(p) for p in probabilities[:, self._same]]
+
+
+def _same_label(same: bool) -> str:
+    return "same" if same else "different"
 
 
 def same_meaning(answer: TextPairResult) -> float:

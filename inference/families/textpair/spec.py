@@ -9,4 +9,5 @@ SPEC = FamilySpec(
     objectives=(LatencyObjective("textpair", "single", 5.0, source="text-pair requirement: P95 < 5 ms"),),
     protocol="inference.http.oip.models:TextPairModels",
     importer="inference.families.textpair.importers:import_textpair_model",
+    models_route="/model_info",
 )
