@@ -34,8 +34,6 @@ from inference.store.registry import available_model_versions, check_semver
 DEMO_VERSION = "v1.0.0"
 DEMO_FAMILIES = ("skills", "intent", "textpair")  # the families `--demo` trains (python -m train)
 DEMO_ARTIFACTS = Path("artifacts")
-# The flags that concern one family only.
-FAMILY_FLAGS = {"features": "skills", "imputation": "skills", "verticals": "intent", "positive_label": "textpair"}
 
 
 def importers() -> dict[str, str]:
@@ -93,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_semver(version)
         family = args.family or recognise_family(args.path)
-        misplaced = [
-            flag for flag, owner in FAMILY_FLAGS.items() if getattr(args, flag) is not None and owner != family
-        ]
+        # The flags that concern one family only, from each family's registration.
+        owners = {flag: name for name, spec in configured().items() for flag in spec.import_flags}
+        misplaced = [flag for flag, owner in owners.items() if getattr(args, flag) is not None and owner != family]
         if misplaced:
             flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in misplaced)
             raise ValueError(f"{flags}: not a flag of the {family} family")

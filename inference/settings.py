@@ -475,11 +475,17 @@ class Settings(BaseSettings):
         return found
 
     def version_of(self, family: str) -> str:
-        """The version `family` serves: INFERENCE_MODEL_VERSIONS, else the family's older setting, else latest."""
+        """The version `family` serves: INFERENCE_MODEL_VERSIONS, else the family's older setting, else its
+        registration's default (latest)."""
         if family in self.model_versions:
             return self.model_versions[family]
         legacy = getattr(self, f"{family}_version", None)
-        return legacy if isinstance(legacy, str) else LATEST
+        if isinstance(legacy, str):
+            return legacy
+        from inference.families.registry import specs
+
+        registered = specs(self.family_plugins).get(family)
+        return registered.default_version if registered is not None else LATEST
 
     def configured_routes(self) -> dict[str, dict[str, float]]:
         """INFERENCE_ROUTES, or the routes file when one is set."""

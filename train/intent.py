@@ -31,10 +31,11 @@ from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VE
 from inference.store.registry import library_versions
 from inference.store.text_artifacts import write_text_artifact
 from train.data.queries import INTENTS, VERTICALS, QuerySample, generate_queries
-from train.datasets import DataError, QueryTable
+from train.datasets import DataError, QueryTable, read_query_table
 from train.params import generated_only, recorded_params
 from train.plots import confusion_plots
 from train.samples import SAMPLE_COUNT, held_out_samples
+from train.trainer import Trainer
 
 VALIDATION_SHARE = 0.2
 TEST_SHARE = 0.2
@@ -301,3 +302,18 @@ def _data_hash(sample: QuerySample, seed: int) -> str:
     for text, intent, verticals in zip(sample.texts, sample.intents, sample.verticals, strict=True):
         digest.update(f"{text}\t{intent}\t{','.join(sorted(verticals))}\n".encode())
     return digest.hexdigest()
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    lines = [f"  {name:<18} {metrics}" for name, metrics in report["models"].items()]
+    return [*lines, f"  ensemble over classic: {report['ensemble_gain']}"]
+
+
+TRAINER = Trainer(
+    IntentTrainingParams,
+    train_intent,
+    lambda args: read_query_table(args.data),
+    "classic and ensemble intent classifiers, vertical detectors",
+    "text, intent, and optionally verticals (names separated by ';')",
+    summary=_summary,
+)

@@ -9,6 +9,7 @@ imputation defaults the service uses.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -30,10 +31,11 @@ from inference.monitoring.drift import reference_distribution
 from inference.store.registry import library_versions
 from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS
 from train.data.students import HIGH_SKILL_RATING, StudentSample, generate_students
-from train.datasets import DataError, SkillExamples, SkillTable
+from train.datasets import DEFAULT_RATING_THRESHOLD, DataError, SkillExamples, SkillTable, read_skill_table
 from train.params import generated_only, recorded_params
 from train.plots import BinaryEvaluation, binary_plots, markdown_images
 from train.samples import SAMPLE_COUNT
+from train.trainer import Trainer
 
 TEST_SHARE = 0.2
 
@@ -251,3 +253,44 @@ def _data_hash(sample: StudentSample, seed: int) -> str:
     digest.update(np.ascontiguousarray(sample.features).tobytes())
     digest.update(np.ascontiguousarray(sample.ratings).tobytes())
     return digest.hexdigest()
+
+
+def _read_data(args: argparse.Namespace) -> SkillTable:
+    threshold = DEFAULT_RATING_THRESHOLD if args.rating_threshold is None else args.rating_threshold
+    return read_skill_table(args.data, rating_threshold=threshold, features_file=args.features)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rating-threshold",
+        type=float,
+        help=f"with --data: label 1 is a rating at or above this (default: {DEFAULT_RATING_THRESHOLD:g}); "
+        "ignored when the file has a label column",
+    )
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help='with --data: JSON of the features per skill, {"skill": ["feature", ...]} (an entry may be '
+        '{"name", "unit", "minimum", "maximum", "description"}); default: every feature column with a value '
+        "among the skill's rows",
+    )
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    return [
+        f"  {skill:<18} AUC {m['auc']:.3f}  F1 {m['f1']:.3f}"
+        + (f"  r {m['rating_pearson_r']:.3f}" if "rating_pearson_r" in m else "")
+        for skill, m in report["skills"].items()
+    ]
+
+
+TRAINER = Trainer(
+    SkillTrainingParams,
+    train_skills,
+    _read_data,
+    "per-skill StandardScaler + XGBoost classifiers",
+    "student_id, skill, numeric feature columns, and rating (1-5) or label (0/1)",
+    summary=_summary,
+    add_options=_options,
+    data_only=("rating_threshold", "features"),
+)

@@ -4,6 +4,7 @@ written as an artifact with a report."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from inference.families.textpair.scorer import TEXTPAIR_MODEL
 from inference.store.registry import library_versions
 from inference.store.text_artifacts import write_text_artifact
 from train.data.pairs import PairSample, generate_pairs
-from train.datasets import DataError, PairTable
+from train.datasets import DataError, PairTable, read_pair_table
 from train.params import generated_only, recorded_params
 from train.plots import BinaryEvaluation, binary_plots, markdown_images
 from train.samples import SAMPLE_COUNT, held_out_samples
+from train.trainer import Trainer
 
 TEST_SHARE = 0.2
 LABELS = {0: "different", 1: "paraphrase"}  # the demo's labels; the service reads a model's own from its metadata
@@ -129,3 +131,22 @@ def _data_hash(sample: PairSample, seed: int) -> str:
     for (first, second), label in zip(sample.pairs, sample.labels, strict=True):
         digest.update(f"{first}\t{second}\t{label}\n".encode())
     return digest.hexdigest()
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--positive-label",
+        help="with --data: the label that means the same meaning (default: the one reading 1/true/yes/same/paraphrase)",
+    )
+
+
+TRAINER = Trainer(
+    TextPairTrainingParams,
+    train_textpair,
+    lambda args: read_pair_table(args.data, positive_label=args.positive_label),
+    "30 pair features into a logistic regression",
+    "text1, text2, label (two values)",
+    summary=lambda report: [f"  {report['model']:<18} {report['metrics']}"],
+    add_options=_options,
+    data_only=("positive_label",),
+)

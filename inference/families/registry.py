@@ -52,11 +52,14 @@ class FamilySpec:
 
     name: str
     family: str  # "module:attribute" of its `Family` class
+    default_version: str = "latest"  # served when INFERENCE_MODEL_VERSIONS names none (a Bento pins an exact one)
     objectives: tuple[LatencyObjective, ...] = ()
     cache_hit_ratio: float | None = None  # the cache objective, when the family has one
     protocol: str | None = None  # "module:attribute" of its Open Inference Protocol adapter
     importer: str | None = None  # "module:attribute" of (folder, version, ...) -> tags saved, for import_models.py
+    import_flags: tuple[str, ...] = ()  # the import_models.py options (ImportOptions fields) of this family only
     models_route: str | None = None  # GET: the stable version's models, when its scorer `DescribesModels`
+    trainer: str | None = None  # "module:attribute" of its `train.trainer.Trainer`, for `python -m train`
     routes: tuple[JsonRoute, ...] = field(default_factory=tuple)
 
 

@@ -14,4 +14,6 @@ SPEC = FamilySpec(
     cache_hit_ratio=0.60,  # the caching requirement: intent >= 60%
     protocol="inference.http.oip.models:IntentModels",
     importer="inference.families.intent.importers:import_intent_models",
+    import_flags=("verticals",),
+    trainer="train.intent:TRAINER",  # python -m train intent (not part of the served image)
 )

@@ -14,5 +14,7 @@ SPEC = FamilySpec(
     cache_hit_ratio=0.80,  # the caching requirement: skills > 80%
     protocol="inference.http.oip.models:SkillModels",
     importer="inference.families.skills.importers:import_skill_models",
+    import_flags=("features", "imputation"),
+    trainer="train.skills:TRAINER",  # python -m train skills (not part of the served image)
     models_route="/api/v1/skills/models",
 )

@@ -9,5 +9,7 @@ SPEC = FamilySpec(
     objectives=(LatencyObjective("textpair", "single", 5.0, source="text-pair requirement: P95 < 5 ms"),),
     protocol="inference.http.oip.models:TextPairModels",
     importer="inference.families.textpair.importers:import_textpair_model",
+    import_flags=("positive_label",),
+    trainer="train.textpair:TRAINER",  # python -m train textpair (not part of the served image)
     models_route="/model_info",
 )

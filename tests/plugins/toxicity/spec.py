@@ -10,6 +10,7 @@ BATCH_ROUTE = "/api/v1/toxicity/score/batch"
 SPEC = FamilySpec(
     name=FAMILY,
     family="tests.plugins.toxicity.family:ToxicityFamily",
+    default_version="v1.0.0",
     objectives=(LatencyObjective(FAMILY, "single", 5.0, source="as the other text families"),),
     cache_hit_ratio=0.5,
     protocol="tests.plugins.toxicity.protocol:ToxicityModels",
