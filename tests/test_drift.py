@@ -16,7 +16,7 @@ from inference.logs import LOGGER_NAME
 from inference.monitoring.drift import DriftMonitor, ks_distance, population_stability_index, reference_distribution
 from inference.monitoring.ground_truth import PredictionLog
 from inference.monitoring.metrics import NoMetrics
-from inference.monitoring.observer import Monitoring, Observer
+from inference.monitoring.observer import DriftInputs, Monitoring, Observer
 from inference.storage import DeferredEngine
 from train.data.students import generate_students
 
@@ -100,7 +100,14 @@ def test_drift_gauges_stay_current_while_the_database_is_away(tmp_path, caplog):
     )
     for index, (value, score) in enumerate(zip(rng.normal(loc=1.5, size=300), rng.uniform(size=300), strict=True)):
         features = {"words_per_response": float(value)}
-        observer.skill_answer("skill-communication", "v1", reference, features, f"s{index}", "communication", score)
+        observer.answer(
+            "skills",
+            "skill-communication",
+            "v1",
+            score,
+            inputs=DriftInputs(reference, features),
+            logged_as=(f"s{index}", "communication"),
+        )
     with caplog.at_level(logging.ERROR, logger=LOGGER_NAME):
         asyncio.run(monitoring.tick(statistics=True))
     assert metrics.gauges.get(("inference_drift_window_size", None)) == 300

@@ -34,6 +34,15 @@ from inference.schemas import MAX_RATINGS, RatingsRequest
 logger = logging.getLogger(LOGGER_NAME)
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class DriftInputs:
+    """What drift compares of an answer: the inputs given, and the model's reference distribution of them."""
+
+    reference: Mapping[str, Any]
+    features: Mapping[str, object]
+
+
 LATENCY_WINDOW = 2000
 
 
@@ -90,24 +99,25 @@ class Observer:
                     window = self.latencies.setdefault((family, observed.version), deque(maxlen=LATENCY_WINDOW))
                 window.append(elapsed)
 
-    def skill_answer(
+    def answer(
         self,
+        family: str,
         model: str,
         version: str,
-        reference: Mapping[str, Any],
-        features: Mapping[str, object],
-        student_id: str,
-        skill: str,
         score: float,
+        *,
+        inputs: DriftInputs | None = None,
+        logged_as: tuple[str, str] | None = None,
     ) -> None:
-        self.metrics.score("skills", model, version, score)
-        if reference:
-            self.drift.observe(model, version, reference, features, score)
-        if self.prediction_log_share >= 1.0 or random.random() < self.prediction_log_share:
-            self.predictions.add(student_id, skill, version, score)
-
-    def answer(self, family: str, model: str, version: str, score: float) -> None:
+        """An answer given: its score into the score distribution; with `inputs`, the inputs and score into the
+        drift windows (against the model's reference distribution); with `logged_as` (subject, item: a student
+        and a skill), into the prediction log, sampled by INFERENCE_PREDICTION_LOG_SHARE."""
         self.metrics.score(family, model, version, score)
+        if inputs is not None and inputs.reference:
+            self.drift.observe(model, version, inputs.reference, inputs.features, score)
+        if logged_as is not None and (self.prediction_log_share >= 1.0 or random.random() < self.prediction_log_share):
+            subject, item = logged_as
+            self.predictions.add(subject, item, version, score)
 
     def cache(self, family: str, version: str, hits: int, misses: int) -> None:
         self.metrics.cache(family, version, "hit", hits)

@@ -7,13 +7,13 @@ No HTTP here: the service maps `InferenceError`s to status codes, tests call thi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inference.errors import InferenceError, InvalidRequest, TooManyFeatures
 from inference.families.skills.features import PreparedRow, check_skill, prepare_matrix, prepare_row
 from inference.families.skills.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
+from inference.monitoring.observer import DriftInputs, Observer
 from inference.schemas import (
     Explanation,
     FeatureContribution,
@@ -26,9 +26,6 @@ from inference.serving.batching import AdaptiveBatcher, BatcherOptions, CostMode
 from inference.serving.cache import CacheKey, input_hash
 from inference.serving.protocol import Measure
 from inference.store.registry import available_model_versions
-
-if TYPE_CHECKING:
-    from inference.monitoring.observer import Observer
 
 FAMILY = "skills"
 TOP_CONTRIBUTIONS = 5
@@ -117,14 +114,13 @@ class SkillsScorer:
 
     def observe(self, request: SkillInferenceRequest, answer: SkillInferenceResult, observer: Observer) -> None:
         model = self.models[answer.skill]
-        observer.skill_answer(
+        observer.answer(
+            FAMILY,
             model.store_name,
             answer.model_version,
-            model.metadata.get("reference", {}),
-            request.features,
-            request.student_id,
-            answer.skill,
             answer.score,
+            inputs=DriftInputs(model.metadata.get("reference", {}), request.features),
+            logged_as=(request.student_id, answer.skill),
         )
 
     def measure(self, answer: object) -> Measure | None:
