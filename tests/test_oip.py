@@ -13,6 +13,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.utils.docs import run_python_example
+from tests.utils.prometheus import metric_total
 from tests.utils.requests import student_items
 from train.data.catalogue import SKILLS
 
@@ -225,3 +226,18 @@ def test_text_models_refuse_bad_tensors_naming_the_input_and_row(server):
         headers={"Inference-Header-Content-Length": str(len(header))},
     )
     assert answer.status_code == 400 and "9 bytes announced" in answer.json()["error"], answer.text
+
+
+def test_skill_rows_take_the_json_apis_path_through_the_result_cache(client, server):
+    skill = "communication"
+    names = client.get_model_metadata(f"skill-{skill}")["parameters"]["feature_names"]
+    rows = feature_rows(student_items(3, seed=67, skills=(skill,)), names)
+    body = {
+        "inputs": [{"name": "features", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}]
+    }
+    url = server.url + f"/v2/models/skill-{skill}/infer"
+    hits = metric_total(server.url, "inference_cache_requests_total", family="skills", outcome="hit")
+    first = httpx.post(url, json=body).json()["outputs"]
+    for _ in range(9):  # ten requests on at most two workers (a cache each): one worker answers five or more
+        assert httpx.post(url, json=body).json()["outputs"] == first
+    assert metric_total(server.url, "inference_cache_requests_total", family="skills", outcome="hit") >= hits + 12

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from inference.errors import InferenceError, InvalidRequest, TooManyFeatures
-from inference.families.skills.features import PreparedRow, check_skill, prepare_matrix, prepare_row
+from inference.families.skills.features import PreparedRow, check_skill, prepare_row
 from inference.families.skills.scoring import RowScore, SkillModel, SkillRow, score_skill_rows
 from inference.monitoring.observer import DriftInputs, Observer
 from inference.schemas import (
@@ -120,7 +120,7 @@ class SkillsScorer:
             answer.model_version,
             answer.score,
             inputs=DriftInputs(model.metadata.get("reference", {}), request.features),
-            logged_as=(request.student_id, answer.skill),
+            logged_as=(request.student_id, answer.skill) if request.student_id else None,  # a row of a student
         )
 
     def measure(self, answer: object) -> Measure | None:
@@ -136,7 +136,7 @@ class SkillsScorer:
         the model store for the available versions."""
         return SkillModelsResponse.model_validate({"models": [model_summary(model) for model in self.models.values()]})
 
-    # --- beyond the protocol: the Open Inference Protocol's rows -----------------------------------------------
+    # --- beyond the protocol ------------------------------------------------------------------------------------
 
     def prepare_request(self, request: SkillInferenceRequest) -> tuple[SkillModel, PreparedRow]:
         if len(request.features) > self.max_features:  # the edge refuses such a body; this guards other callers
@@ -146,26 +146,6 @@ class SkillsScorer:
             )
         model = self.models[check_skill(request.skill, self.skills)]
         return model, prepare_row(request.features, model)
-
-    async def score_matrix(self, skill: str, values: np.ndarray) -> list[RowScore]:
-        """Rows of one skill in the model's column order, NaN where missing: imputed, checked, scored together.
-        A row the JSON API would refuse raises its error, prefixed with the row's number."""
-        model = self.models[skill]
-        missing = np.isnan(values)
-        prepared = prepare_matrix(values, missing, model)
-        if not prepared.valid.all():
-            row = int(np.flatnonzero(~prepared.valid)[0])
-            given = {
-                name: float(value)
-                for name, value, gone in zip(model.feature_names, values[row], missing[row], strict=True)
-                if not gone
-            }
-            try:
-                prepare_row(given, model)  # the JSON API's message for this row
-            except InvalidRequest as err:
-                raise InvalidRequest(f"row {row}: {err.message}") from None
-            raise InvalidRequest(f"row {row}: not a valid row")
-        return await self.batcher.submit_many([SkillRow(model, row) for row in prepared.values])
 
     def answer(
         self, request: SkillInferenceRequest, model: SkillModel, row: PreparedRow, scored: RowScore

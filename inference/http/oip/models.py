@@ -7,19 +7,21 @@ how input tensors become the family's requests and its answers output tensors.
     textpair                      BYTES `text1`, `text2` [n]            ->  `prediction` INT64, `label` BYTES,
                                                                             `confidence` FP64 [n]
 
-Text requests take the JSON API's path (`Serving.answer_many`: version, result cache, batcher, observation), so a
-text scores the same on either protocol; a version given in the path is the JSON API's `X-Model-Version`.
+Every family's rows take the JSON API's path (`Serving.answer_many`: version, result cache, batcher, observation,
+limits), so a row scores the same on either protocol; a version given in the path is the JSON API's
+`X-Model-Version`. Skill rows carry no student: they are not written to the prediction log.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from inference.errors import InferenceError, InvalidRequest
+from inference.errors import InferenceError
 from inference.http.oip.tensors import InputTensor, OutputTensor, ProtocolError
 
 if TYPE_CHECKING:
@@ -53,6 +55,40 @@ class ProtocolModel:
         self, name: str, version: str, inputs: list[InputTensor], serving: Serving, *, most: int
     ) -> list[OutputTensor]:
         raise NotImplementedError
+
+    async def answers(
+        self,
+        serving: Serving,
+        version: str,
+        requests: Sequence[Any],
+        *,
+        most: int,
+        field: str = "inputs",
+        noun: str = "row",
+        row_code: str | None = None,
+    ) -> list[Any]:
+        """The family's answers to the rows' requests through the JSON API's path (version, result cache,
+        batcher, observation); a row that cannot be answered refuses the request, naming the row, with the JSON
+        API's error code (or `row_code`)."""
+        from inference.serving.pipeline import BatchLimit
+
+        limit = BatchLimit(field, noun, most)
+        outcome = await serving.answer_many(
+            self.family,
+            requests,
+            caller_ids=[None] * len(requests),
+            forced_version=version,
+            limit=limit,
+            endpoint="oip",
+        )
+        for row, answer in enumerate(outcome.answers):
+            if isinstance(answer, InferenceError):
+                if int(answer.status) >= 500:
+                    raise answer
+                raise ProtocolError(
+                    400, f"row {row}: {answer.message}", code=row_code or answer.code, limit=answer.limit
+                )
+        return outcome.answers
 
 
 class SkillModels(ProtocolModel):
@@ -103,11 +139,24 @@ class SkillModels(ProtocolModel):
             )
         if tensor.shape[0] == 0:
             raise ProtocolError(400, f"{tensor.name}: at least one row is needed")
-        values = np.asarray(tensor.values).reshape(tensor.shape[0], n_features)
-        try:
-            scores = await scorer.score_matrix(skill, values)
-        except InvalidRequest as err:
-            raise ProtocolError(400, err.message) from None
+        from inference.schemas import SkillInferenceRequest
+
+        # Each row becomes the JSON API's request (NaN: a missing value, imputed there) and takes its path.
+        values = np.asarray(tensor.values, dtype=np.float64).reshape(tensor.shape[0], n_features)
+        names = scorer.models[skill].feature_names
+        requests = [
+            SkillInferenceRequest.model_construct(
+                student_id="",  # rows without a student: not in the prediction log, any version by weight
+                skill=skill,
+                features={name: value for name, value in zip(names, row, strict=True) if not math.isnan(value)},
+                explain=False,
+            )
+            for row in values.tolist()
+        ]
+        # A bad row has always answered `invalid_request` here (the JSON API names the finer code).
+        scores = await self.answers(
+            serving, version, requests, most=most, field=tensor.name, noun="row", row_code="invalid_request"
+        )
         return [
             OutputTensor("score", "FP64", [score.score for score in scores]),
             OutputTensor("confidence", "FP64", [score.confidence for score in scores]),
@@ -132,6 +181,12 @@ class TextModels(ProtocolModel):
     def output_type(self, output: str) -> str:
         return "FP64" if output == "confidence" else "BYTES"
 
+    async def answers(
+        self, serving: Serving, version: str, requests: Sequence[Any], *, most: int, field: str = "", noun: str = "text"
+    ) -> list[Any]:
+        """As for any family, the batch named by the first input (`text: at most 1000 texts per request`)."""
+        return await super().answers(serving, version, requests, most=most, field=field or self.inputs[0], noun=noun)
+
     def texts(self, inputs: list[InputTensor]) -> list[list[str]]:
         """The texts of each expected input, by position in `self.inputs`; all of one length."""
         given = {tensor.name: tensor for tensor in inputs}
@@ -151,25 +206,6 @@ class TextModels(ProtocolModel):
         if len(lengths) != 1 or 0 in lengths:
             raise ProtocolError(400, f"inputs: {', '.join(self.inputs)} must hold the same number of texts, at least 1")
         return columns
-
-    async def answers(self, serving: Serving, version: str, requests: Sequence[Any], *, most: int) -> list[Any]:
-        from inference.serving.pipeline import BatchLimit
-
-        limit = BatchLimit(self.inputs[0], "text", most)
-        outcome = await serving.answer_many(
-            self.family,
-            requests,
-            caller_ids=[None] * len(requests),
-            forced_version=version,
-            limit=limit,
-            endpoint="oip",
-        )
-        for row, answer in enumerate(outcome.answers):
-            if isinstance(answer, InferenceError):
-                if int(answer.status) >= 500:
-                    raise answer
-                raise ProtocolError(400, f"row {row}: {answer.message}", code=answer.code, limit=answer.limit)
-        return outcome.answers
 
 
 class IntentModels(TextModels):
