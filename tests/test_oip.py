@@ -241,3 +241,8 @@ def test_skill_rows_take_the_json_apis_path_through_the_result_cache(client, ser
     for _ in range(9):  # ten requests on at most two workers (a cache each): one worker answers five or more
         assert httpx.post(url, json=body).json()["outputs"] == first
     assert metric_total(server.url, "inference_cache_requests_total", family="skills", outcome="hit") >= hits + 12
+    # Observed once per request, by the protocol's handler around the serving path (not once more inside it).
+    timed = {"family": "skills", "endpoint": "oip"}
+    before = metric_total(server.url, "inference_model_duration_seconds_count", **timed)
+    httpx.post(url, json=body).raise_for_status()
+    assert metric_total(server.url, "inference_model_duration_seconds_count", **timed) == before + 1

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,8 @@ from inference.schemas import MAX_RATINGS, RatingsRequest
 
 logger = logging.getLogger(LOGGER_NAME)
 T = TypeVar("T")
+# Whether a request's observation is open in this task: a nested one counts nothing (see Observer.request).
+_OBSERVING: ContextVar[bool] = ContextVar("inference_observing", default=False)
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,26 @@ class Observer:
 
     @contextmanager
     def request(self, family: str, endpoint: str = "single") -> Iterator[Observed]:
-        """Times the request and counts its outcome; an error is also counted by its code."""
+        """Times the request and counts its outcome; an error is also counted by its code. Inside another
+        request's observation (the protocol's handler around the serving path) it counts nothing: the outer one
+        counts the request once."""
         observed = Observed(family, endpoint=endpoint)
+        if _OBSERVING.get():
+            yield observed
+            return
+        token = _OBSERVING.set(True)
+        try:
+            with self._observe(family, observed):
+                yield observed
+        finally:
+            _OBSERVING.reset(token)
+
+    @contextmanager
+    def _observe(self, family: str, observed: Observed) -> Iterator[None]:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            yield observed
+            yield
         except InferenceError as err:
             outcome = "client_error" if int(err.status) < 500 else "server_error"
             self.metrics.error(family, err.code)
