@@ -225,9 +225,9 @@ class Inference:
     @bentoml.api(route=paths.SKILLS_BATCH_ROUTE)
     async def skills_infer_batch(self, request: SkillBatchRequest, /, ctx: bentoml.Context) -> SkillBatchResponse:
         """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
-        items = request.items
-        if request.explain:
-            items = [item if item.explain else item.model_copy(update={"explain": True}) for item in items]
+        from inference.families.skills.requests import items_of
+
+        items = items_of(request)
         callers = [item.student_id for item in items]
         return await self._many("skills", items, callers, ("items", "item"), SkillBatchResponse, ctx)
 
@@ -242,21 +242,16 @@ class Inference:
         return await self._classify(request, "ensemble", ctx)
 
     async def _classify(self, request: IntentRequest, preference: str | None, ctx: bentoml.Context) -> Any:
-        from inference.families.intent.scorer import IntentQuery
+        from inference.families.intent.requests import query_of
 
-        query = IntentQuery(request.text, preference=preference, user_id=request.user_id)
-        return await self._one("intent", query, request.user_id, ctx)
+        return await self._one("intent", query_of(request, preference), request.user_id, ctx)
 
     @bentoml.api(route=paths.CLASSIFY_BATCH_ROUTE)
     async def classify_batch(self, request: IntentBatchRequest, /, ctx: bentoml.Context) -> IntentBatchResponse:
         """Up to 1000 queries, answered in order by one variant; a bad text gets an error in its place."""
-        from inference.families.intent.scorer import IntentQuery
+        from inference.families.intent.requests import queries_of
 
-        preference = _header(ctx, PREFERENCE_HEADER)
-        queries = [
-            IntentQuery(text, field=f"texts[{index}]", preference=preference, user_id=request.user_id)
-            for index, text in enumerate(request.texts)
-        ]
+        queries = queries_of(request, _header(ctx, PREFERENCE_HEADER))
         callers = [request.user_id] * len(queries)
         return await self._many("intent", queries, callers, ("texts", "text"), IntentBatchResponse, ctx)
 
