@@ -15,7 +15,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.families.intent.variants import VARIANTS
 from inference.faults import parse_fault
-from inference.http.tokens import unsafe_token
 from inference.schemas import SKILL_NAME
 
 LATEST = "latest"
@@ -501,6 +500,20 @@ TOKEN_SETTINGS = {
     "ratings_token": "INFERENCE_RATINGS_TOKEN",
     "ratings_tokens": "INFERENCE_RATINGS_TOKENS",
 }
+
+
+MIN_TOKEN_CHARS = 24  # `openssl rand -hex 32` gives 64
+# The examples' tokens all start with one of these (compared ignoring case), as do the usual hand-typed stand-ins.
+PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "and-me", "replace-me", "replace_me")
+
+
+def unsafe_token(token: str) -> str | None:
+    """Why `token` must not guard a route, or None when it may. The reason never quotes the token."""
+    if token.lower().startswith(PLACEHOLDER_PREFIXES):
+        return "is an example placeholder (deploy/secrets.env.example, k8s/base/secret.example.yaml), not a secret"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is shorter than {MIN_TOKEN_CHARS} characters"
+    return None
 
 
 def _check_token(setting: str, token: SecretStr) -> None:

@@ -42,7 +42,6 @@ from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.expression import FunctionElement
 
 from inference.errors import SchemaMismatch
-from inference.families.skills.schema import MAX_FEATURE_NAME_BYTES, RESERVED_FEATURE_NAMES
 from inference.logs import LOGGER_NAME
 from inference.sharding import SHARD_KEY_HEX_DIGITS, shard_key
 
@@ -122,7 +121,8 @@ skill_assessments = Table(
 )
 
 # One row per invocation of the batch scorer: what it did, how fast, and where it got to (`last_student_id`,
-# committed with each chunk), which is where a rerun of the same mode and shard resumes.
+# committed with each chunk), which is where a rerun of the same mode and shard resumes. Its `status`:
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 scoring_runs = Table(
     "scoring_runs",
     metadata,
@@ -330,9 +330,9 @@ def migrate(connection: Connection, tables: Iterable[Table] | None = None) -> li
 # updated_at.
 STUDENT_FEATURES = "student_features"
 # The student table's own columns, and PostgreSQL's longest identifier (NAMEDATALEN - 1: it cuts longer ones, so two
-# long features could become one column): the rules a feature name follows, from the skills' schema.
-STUDENT_KEY_COLUMNS = RESERVED_FEATURE_NAMES
-MAX_IDENTIFIER_BYTES = MAX_FEATURE_NAME_BYTES
+# long features could become one column): the rules a feature name follows (the skills' schema reads them here).
+STUDENT_KEY_COLUMNS = ("student_id", "updated_at")
+MAX_IDENTIFIER_BYTES = 63
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # SQLite folds ASCII letters only
 
 

@@ -12,10 +12,18 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, literal, select, text, update
 
-from inference.batch.database import INTERRUPTED, SUCCEEDED, BatchDatabase
+from inference.batch.database import BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.sharding import Shard, shard_key
-from inference.storage import rejected_rows, scoring_failures, scoring_runs, shard_key_of, skill_assessments
+from inference.storage import (
+    INTERRUPTED,
+    SUCCEEDED,
+    rejected_rows,
+    scoring_failures,
+    scoring_runs,
+    shard_key_of,
+    skill_assessments,
+)
 from tests.utils.batch import (
     batch_command,
     demo_database,

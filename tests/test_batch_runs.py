@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from inference.batch.database import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, BatchDatabase
+from inference.batch.database import BatchDatabase
 from inference.batch.scorer import BatchScorer, RunOptions
 from inference.errors import RunInProgress
 from inference.families.skills.family import load_skill_models
 from inference.sharding import EVERYONE
-from inference.storage import rejected_rows, scoring_failures, scoring_runs
+from inference.storage import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, rejected_rows, scoring_failures, scoring_runs
 from tests.conftest import CANDIDATE
 from tests.utils.batch import (
     count_rows,

@@ -25,11 +25,12 @@ from types import FrameType
 import sqlalchemy.exc
 from sqlalchemy import Engine
 
-from inference.batch.database import INTERRUPTED, BatchDatabase
+from inference.batch.database import BatchDatabase
 from inference.cli import positive_int
 from inference.errors import InferenceError, RunInProgress
 from inference.settings import Settings
 from inference.sharding import EVERYONE, Shard
+from inference.storage import INTERRUPTED
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_IN_PROGRESS = 1, 2, 3, 4
 

@@ -51,7 +51,10 @@ from inference.monitoring.writes import (
     write_isolating,
 )
 from inference.sharding import Shard
-from inference.storage import (
+from inference.storage import (  # the run states are the scoring_runs table's
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
     STUDENT_FEATURES,
     ensure_student_features,
     scoring_failures,
@@ -65,7 +68,6 @@ logger = logging.getLogger(LOGGER_NAME)
 Mode = Literal["full", "incremental"]
 MODES: tuple[Mode, ...] = ("full", "incremental")
 
-RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 UNFINISHED = (RUNNING, FAILED, INTERRUPTED)
 
 # An assessment is rewritten only when something about it changed: the model's answer, or the features' time

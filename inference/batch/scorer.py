@@ -27,10 +27,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from inference.batch.chunks import ScoredChunk, model_versions, score_chunk, served_feature_names
 from inference.batch.database import (
-    FAILED,
-    INTERRUPTED,
-    RUNNING,
-    SUCCEEDED,
     UNFINISHED,
     BatchDatabase,
     ChunkWrite,
@@ -43,6 +39,7 @@ from inference.families.skills.scoring import SkillModel
 from inference.logs import LOGGER_NAME
 from inference.monitoring.writes import is_refused_row
 from inference.sharding import EVERYONE, Shard
+from inference.storage import FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
 logger = logging.getLogger(LOGGER_NAME)
 

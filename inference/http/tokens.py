@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-if TYPE_CHECKING:
-    from inference.settings import Settings
+# The rule of a safe token is the settings' (they refuse an unsafe one at start); named here too for the routes.
+from inference.settings import MIN_TOKEN_CHARS, PLACEHOLDER_PREFIXES, Settings, unsafe_token
+
+__all__ = ["MIN_TOKEN_CHARS", "PLACEHOLDER_PREFIXES", "unsafe_token"]
 
 ADMIN_TOKEN_NAME = "admin"  # how the audit names INFERENCE_ADMIN_TOKEN
 WRITER_TOKEN_NAME = "ratings"  # and INFERENCE_RATINGS_TOKEN
-MIN_TOKEN_CHARS = 24  # `openssl rand -hex 32` gives 64
-# The examples' tokens all start with one of these (compared ignoring case), as do the usual hand-typed stand-ins.
-PLACEHOLDER_PREFIXES = ("change-me", "changeme", "change_me", "and-me", "replace-me", "replace_me")
 
 
 def named_tokens(single_name: str, single: SecretStr | None, named: Mapping[str, SecretStr]) -> dict[str, str]:
@@ -38,15 +36,6 @@ def admin_tokens(settings: Settings) -> dict[str, str]:
 def writer_tokens(settings: Settings) -> dict[str, str]:
     """The ratings writers' tokens by name (a role apart from the admin's)."""
     return named_tokens(WRITER_TOKEN_NAME, settings.ratings_token, settings.ratings_tokens)
-
-
-def unsafe_token(token: str) -> str | None:
-    """Why `token` must not guard a route, or None when it may. The reason never quotes the token."""
-    if token.lower().startswith(PLACEHOLDER_PREFIXES):
-        return "is an example placeholder (deploy/secrets.env.example, k8s/base/secret.example.yaml), not a secret"
-    if len(token) < MIN_TOKEN_CHARS:
-        return f"is shorter than {MIN_TOKEN_CHARS} characters"
-    return None
 
 
 def token_name(tokens: Mapping[str, str], authorization: str | None) -> str | None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from inference.storage import scoring_runs
+from inference.storage import FAILED, INTERRUPTED, SUCCEEDED, scoring_runs
 
 USUAL_RUNS = 7  # the usual duration: the median of this many successful runs before the latest
 MIN_USUAL_RUNS = 3  # fewer than this: no usual duration yet, so no "slower than usual"
@@ -29,10 +29,6 @@ class BatchHealth:
 
 def batch_health(engine: Engine) -> list[BatchHealth]:
     """Per mode (full, incremental), from the latest finished runs (every shard's run counts as one)."""
-    # Here, not at the top: the batch scorer's module brings psycopg and its bulk writers, which a worker that
-    # never reads this need not import at start.
-    from inference.batch.database import FAILED, INTERRUPTED, SUCCEEDED
-
     query = (
         select(scoring_runs.c.mode, scoring_runs.c.status, scoring_runs.c.finished_at, scoring_runs.c.duration_s)
         .where(scoring_runs.c.finished_at.is_not(None))

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from inference.errors import ArtifactError
+from inference.storage import MAX_IDENTIFIER_BYTES, STUDENT_KEY_COLUMNS
 
 SCHEMA_KEYS = ("unit", "minimum", "maximum", "description")
 # A feature is also a column of the batch scorer's `student_features` table (quoted, so any text works): at most
 # PostgreSQL's 63 bytes, and not one of the table's own columns.
-MAX_FEATURE_NAME_BYTES = 63
-RESERVED_FEATURE_NAMES = ("student_id", "updated_at")
+MAX_FEATURE_NAME_BYTES = MAX_IDENTIFIER_BYTES
+RESERVED_FEATURE_NAMES = STUDENT_KEY_COLUMNS
 
 
 def check_feature_name(name: object, *, where: Path | str) -> str:
