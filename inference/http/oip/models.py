@@ -182,10 +182,19 @@ class TextModels(ProtocolModel):
         return "FP64" if output == "confidence" else "BYTES"
 
     async def answers(
-        self, serving: Serving, version: str, requests: Sequence[Any], *, most: int, field: str = "", noun: str = "text"
+        self,
+        serving: Serving,
+        version: str,
+        requests: Sequence[Any],
+        *,
+        most: int,
+        field: str = "",
+        noun: str = "text",
+        row_code: str | None = None,
     ) -> list[Any]:
         """As for any family, the batch named by the first input (`text: at most 1000 texts per request`)."""
-        return await super().answers(serving, version, requests, most=most, field=field or self.inputs[0], noun=noun)
+        field = field or self.inputs[0]
+        return await super().answers(serving, version, requests, most=most, field=field, noun=noun, row_code=row_code)
 
     def texts(self, inputs: list[InputTensor]) -> list[list[str]]:
         """The texts of each expected input, by position in `self.inputs`; all of one length."""
