@@ -233,3 +233,23 @@ def test_a_text_model_without_samples_must_answer_a_neutral_input_finitely_and_i
     broken = FixedProbabilities([float("nan"), 1.0])
     with pytest.raises(ArtifactError, match="textpair:v0: the smoke prediction is not finite and within"):
         check_text_model(TextModel("textpair", "v0", broken, ("different", "paraphrase")), NEUTRAL)
+
+
+def test_an_intent_callers_version_and_variant_are_drawn_independently():
+    from inference.serving.routing import choose_variant
+
+    salt = Settings(_env_file=None).routing_salt  # what the version split and the intent variant split both use
+    family = VersionedFamily(
+        "intent", {"v1": "old", "v2": "new"}, TrafficSplit(stable="v1", weights={"v1": 90, "v2": 10}), salt=salt
+    )
+    users = [f"user-{index}" for index in range(20_000)]
+    canary = {user for user in users if family.choose(caller_id=user)[0] == "v2"}
+    ensemble = {
+        user
+        for user in users
+        if choose_variant({"classic": 90, "ensemble": 10}, caller_id=user, salt=salt) == "ensemble"
+    }
+    assert len(canary) / len(users) == pytest.approx(0.10, abs=0.01)
+    assert len(ensemble) / len(users) == pytest.approx(0.10, abs=0.01)
+    # Independent draws: about a tenth of the canary is in the ensemble (the same draw would put all of it there).
+    assert len(canary & ensemble) / len(canary) == pytest.approx(0.10, abs=0.02)
