@@ -26,7 +26,7 @@ from inference.http.errors import error_response as http_error
 from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
 from inference.http.routes import route_table
-from inference.http.scoring import scoring_routes
+from inference.http.scoring import forced_version, scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
 from inference.http.writes import write_routes
 from inference.monitoring.metrics import HttpMetrics
@@ -70,7 +70,7 @@ RATINGS_TOKENS = writer_tokens(get_settings())
 
 
 def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
-    """The API's error answer (inference/http/scoring.py). BentoML sets an `@api` route's status from its
+    """The API's error answer (inference/http/errors.py). BentoML sets an `@api` route's status from its
     context, even when the route returns a response of its own."""
     response = http_error(error)
     ctx.response.status_code = response.status_code
@@ -259,7 +259,7 @@ class Inference:
         """One request of `family` through the serving path: its answer, or its error in the API's shape."""
         try:
             result, outcome = await self.app.serving.answer_one(
-                family, request, caller_id=caller_id, forced_version=_forced_version(ctx)
+                family, request, caller_id=caller_id, forced_version=forced_version(ctx.request)
             )
         except InferenceError as err:
             return error_response(err, ctx)  # BentoML passes a Response through
@@ -284,7 +284,7 @@ class Inference:
                 family,
                 requests,
                 caller_ids=caller_ids,
-                forced_version=_forced_version(ctx),
+                forced_version=forced_version(ctx.request),
                 limit=BatchLimit(field, noun, self.app.settings.max_batch_items),
             )
         except InferenceError as err:
@@ -329,9 +329,3 @@ Inference.add_asgi_middleware(UniformErrors)
 
 def _header(ctx: bentoml.Context, name: str) -> str | None:
     return ctx.request.headers.get(name)
-
-
-def _forced_version(ctx: bentoml.Context) -> str | None:
-    """The version a request forces: X-Model-Version, else its older name X-Model-Variant (deprecated)."""
-    headers = ctx.request.headers
-    return headers.get(VERSION_HEADER) or headers.get(DEPRECATED_VERSION_HEADER)
