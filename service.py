@@ -28,17 +28,21 @@ from inference.http.reads import read_routes
 from inference.http.routes import route_table
 from inference.http.scoring import forced_version, scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
-from inference.http.writes import write_routes
 from inference.monitoring.metrics import HttpMetrics
 from inference.schemas import (
+    FeedbackResponse,
     IntentBatchRequest,
     IntentBatchResponse,
+    IntentFeedbackRequest,
     IntentRequest,
     IntentResult,
+    RatingsRequest,
+    RatingsResponse,
     SkillBatchRequest,
     SkillBatchResponse,
     SkillInferenceRequest,
     SkillInferenceResult,
+    TextPairFeedbackRequest,
     TextPairRequest,
     TextPairResult,
 )
@@ -65,6 +69,8 @@ SCORING_ROUTES = [
 ]
 
 STATE_DIR_VARIABLE = "INFERENCE_STATE_DIR"
+# Labelled feedback items scored per step off the event loop: a step of 100 takes tens of milliseconds.
+FEEDBACK_CHUNK = 100
 # The ratings writers' tokens, by name (a role apart from the admin's).
 RATINGS_TOKENS = writer_tokens(get_settings())
 
@@ -136,7 +142,6 @@ extra_routes = Starlette(
         Route("/docs.json", _docs_json, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         *read_routes(current),
-        *write_routes(current),
         *_admin_routes(),
         *_oip_routes(),
         # The JSON routes of registered families that have no @api method below (a team's own families).
@@ -292,6 +297,61 @@ class Inference:
         results, succeeded = outcome.in_place()
         self._after_response(ctx, family, outcome)
         return response.model_construct(results=results, succeeded=succeeded, failed=len(requests) - succeeded)
+
+    @bentoml.api(route=paths.RATINGS_ROUTE)
+    async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
+        """Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with. Needs
+        `Authorization: Bearer <token>` with a ratings writer's token (INFERENCE_RATINGS_TOKEN(S))."""
+        from inference.monitoring.observer import check_ratings, store_ratings_async
+
+        try:  # the writer's token was checked at the edge, before the body was read
+            rows = check_ratings(request, self.app.served_skills())
+            written = await store_ratings_async(self.app.monitoring.engine, rows)
+            return RatingsResponse(stored=written.stored, rejected=[row.index for row in written.rejected])
+        except InferenceError as err:
+            # A route answers its error as a Response, which BentoML sends as it is (not the declared type).
+            return error_response(err, ctx)  # type: ignore[return-value]
+
+    @bentoml.api(route=paths.INTENT_FEEDBACK_ROUTE)
+    async def post_intent_feedback(self, request: IntentFeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
+        """Labelled queries (their true intent): answered by every loaded version and variant on arrival, stored as
+        right or wrong, for live accuracy and the ensemble's go/no-go (GET /api/v1/monitoring/accuracy). Needs a
+        ratings writer's bearer token."""
+        return await self._feedback(ctx, "intent", request.items, [item.text for item in request.items])
+
+    @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
+    async def post_textpair_feedback(
+        self, request: TextPairFeedbackRequest, /, ctx: bentoml.Context
+    ) -> FeedbackResponse:
+        """Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings writer's
+        bearer token."""
+        texts = [text for item in request.items for text in (item.text1, item.text2)]
+        return await self._feedback(ctx, "textpair", request.items, texts)
+
+    async def _feedback(self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str]) -> Any:
+        """Labelled items answered by every loaded version and variant, a chunk at a time off the event loop (a
+        request cut off or abandoned stops after the chunk in hand), then stored together."""
+        from inference.families.texts import check_request_chars
+        from inference.http.writes import feedback_rows
+        from inference.monitoring.feedback import check_count, store_feedback
+        from inference.monitoring.observer import store_async
+
+        settings = self.app.settings
+        try:  # the writer's token was checked at the edge, before the body was read
+            check_count(len(items))
+            check_request_chars(texts, field_name="items", max_chars=settings.max_request_chars)
+            scorers = dict(self.app.serving.family(family).scorers)
+            rows = []
+            for start in range(0, len(items), FEEDBACK_CHUNK):
+                chunk = items[start : start + FEEDBACK_CHUNK]
+                rows += await asyncio.to_thread(
+                    feedback_rows, family, chunk, scorers, max_text_chars=settings.max_text_chars, first_index=start
+                )
+            written = await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
+        except InferenceError as err:
+            return error_response(err, ctx)
+        answered = sorted({f"{row['model_version']}/{row['variant']}".rstrip("/") for row in rows})
+        return FeedbackResponse(stored=len(items), scored_by=answered, rejected_rows=len(written.rejected))
 
     @bentoml.on_shutdown
     async def close(self) -> None:

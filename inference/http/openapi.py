@@ -66,7 +66,6 @@ class Operation:
     accepted: type[BaseModel] | None = None  # the 202 answer of a route whose work may outlast the call
     tag: str = "Service APIs"
     protocol: bool = False  # the Open Inference Protocol: errors in its {"error"} shape, binary bodies too
-    operation_id: str | None = None  # by default from the method and the path
 
     def path_parameters(self) -> list[str]:
         return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
@@ -76,6 +75,7 @@ ADMIN = "Admin"
 OIP = "Open Inference Protocol"
 TOKEN = (401, 403)
 # The routes that store what a writer sends (INFERENCE_RATINGS_TOKEN): ratings and labelled feedback.
+WRITER_ROUTES = (paths.RATINGS_ROUTE, paths.INTENT_FEEDBACK_ROUTE, paths.TEXTPAIR_FEEDBACK_ROUTE)
 IF_MATCH = (("If-Match", "The revision the change is based on (GET /admin/routes); 409 when it moved on."),)
 ACCEPTED_TEXT = (
     "The change runs on as an operation (it loads a model version); follow it at the Location header, "
@@ -85,10 +85,6 @@ MODEL = "/v2/models/{name}"
 VERSIONED = MODEL + "/versions/{version}"
 
 OPERATIONS: tuple[Operation, ...] = (
-    # The writing routes (inference/http/writes.py), under the operation ids they had as BentoML APIs.
-    Operation("POST", paths.RATINGS_ROUTE, "Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with. Needs `Authorization: Bearer <token>` with a ratings writer's token (INFERENCE_RATINGS_TOKEN(S)).", schemas.RatingsResponse, body=schemas.RatingsRequest, statuses=TOKEN, operation_id="inference_post_ratings"),
-    Operation("POST", paths.INTENT_FEEDBACK_ROUTE, "Labelled queries (their true intent): answered by every loaded version and variant on arrival, stored as right or wrong, for live accuracy and the ensemble's go/no-go (GET /api/v1/monitoring/accuracy). Needs a ratings writer's bearer token.", schemas.FeedbackResponse, body=schemas.IntentFeedbackRequest, statuses=TOKEN, operation_id="inference_post_intent_feedback"),
-    Operation("POST", paths.TEXTPAIR_FEEDBACK_ROUTE, "Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings writer's bearer token.", schemas.FeedbackResponse, body=schemas.TextPairFeedbackRequest, statuses=TOKEN, operation_id="inference_post_textpair_feedback"),
     Operation("GET", paths.SKILLS_MODELS_ROUTE, "The skill models of the stable version.", schemas.SkillModelsResponse),
     Operation("GET", paths.MODELS_ROUTE, "Every family served: models, versions, route.", schemas.ModelsResponse),
     Operation("GET", paths.MODEL_INFO_ROUTE, "The text-pair model: version, features, metrics.", schemas.TextPairModelInfo),
@@ -157,6 +153,8 @@ class Document:
         ok = responses.get(200) or responses.get("200")
         kept = {"200": ok} if ok is not None else {}
         statuses = (*ALWAYS, *(WITH_BODY if "requestBody" in operation else ()))
+        if path in WRITER_ROUTES:
+            statuses += TOKEN
         kept.update(self._errors(statuses, protocol=False))
         operation["responses"] = kept
 
@@ -175,7 +173,7 @@ class Document:
         described: dict[str, Any] = {
             "tags": [operation.tag],
             "summary": operation.summary,
-            "operationId": operation.operation_id or _operation_id(operation),
+            "operationId": _operation_id(operation),
             "parameters": [
                 *(
                     {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
