@@ -35,6 +35,8 @@ class ProtocolModel:
 
     family: ClassVar[str]
     outputs: ClassVar[tuple[str, ...]]
+    row_noun: ClassVar[str] = "row"  # how a batch names its rows in a refusal (`text: at most 1000 texts ...`)
+    row_code: ClassVar[str | None] = None  # the code of a bad row's refusal; None: the JSON API's for that row
 
     def segment(self, name: str) -> str:
         """The model's `segment` label in the request metrics."""
@@ -63,16 +65,14 @@ class ProtocolModel:
         requests: Sequence[Any],
         *,
         most: int,
-        field: str = "inputs",
-        noun: str = "row",
-        row_code: str | None = None,
+        field: str | None = None,
     ) -> list[Any]:
         """The family's answers to the rows' requests through the JSON API's path (version, result cache,
-        batcher, observation); a row that cannot be answered refuses the request, naming the row, with the JSON
-        API's error code (or `row_code`)."""
+        batcher, observation); a row that cannot be answered refuses the request, naming the row. `field` names
+        the batch in a refusal (default: `batch_field()`)."""
         from inference.serving.pipeline import BatchLimit
 
-        limit = BatchLimit(field, noun, most)
+        limit = BatchLimit(field or self.batch_field(), self.row_noun, most)
         outcome = await serving.answer_many(
             self.family,
             requests,
@@ -86,9 +86,12 @@ class ProtocolModel:
                 if int(answer.status) >= 500:
                     raise answer
                 raise ProtocolError(
-                    400, f"row {row}: {answer.message}", code=row_code or answer.code, limit=answer.limit
+                    400, f"row {row}: {answer.message}", code=self.row_code or answer.code, limit=answer.limit
                 )
         return outcome.answers
+
+    def batch_field(self) -> str:
+        return "inputs"
 
 
 class SkillModels(ProtocolModel):
@@ -96,6 +99,7 @@ class SkillModels(ProtocolModel):
 
     family = "skills"
     outputs = ("score", "confidence")
+    row_code = "invalid_request"  # a bad row has always answered this here (the JSON API names the finer code)
     prefix = "skill-"
 
     def segment(self, name: str) -> str:
@@ -153,10 +157,7 @@ class SkillModels(ProtocolModel):
             )
             for row in values.tolist()
         ]
-        # A bad row has always answered `invalid_request` here (the JSON API names the finer code).
-        scores = await self.answers(
-            serving, version, requests, most=most, field=tensor.name, noun="row", row_code="invalid_request"
-        )
+        scores = await self.answers(serving, version, requests, most=most, field=tensor.name)
         return [
             OutputTensor("score", "FP64", [score.score for score in scores]),
             OutputTensor("confidence", "FP64", [score.confidence for score in scores]),
@@ -167,6 +168,7 @@ class TextModels(ProtocolModel):
     """A text family: BYTES inputs of one text per row, answered through the family's serving path."""
 
     inputs: ClassVar[tuple[str, ...]]
+    row_noun = "text"
 
     def metadata(self, name: str, version: str, family: VersionedFamily[Any]) -> dict[str, Any]:
         return {
@@ -181,20 +183,8 @@ class TextModels(ProtocolModel):
     def output_type(self, output: str) -> str:
         return "FP64" if output == "confidence" else "BYTES"
 
-    async def answers(
-        self,
-        serving: Serving,
-        version: str,
-        requests: Sequence[Any],
-        *,
-        most: int,
-        field: str = "",
-        noun: str = "text",
-        row_code: str | None = None,
-    ) -> list[Any]:
-        """As for any family, the batch named by the first input (`text: at most 1000 texts per request`)."""
-        field = field or self.inputs[0]
-        return await super().answers(serving, version, requests, most=most, field=field, noun=noun, row_code=row_code)
+    def batch_field(self) -> str:
+        return self.inputs[0]  # `text: at most 1000 texts per request`
 
     def texts(self, inputs: list[InputTensor]) -> list[list[str]]:
         """The texts of each expected input, by position in `self.inputs`; all of one length."""
