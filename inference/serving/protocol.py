@@ -153,10 +153,9 @@ class RuntimeControls(Protocol):
 
 @dataclass(frozen=True)
 class LabelledAnswer:
-    """A version's answer to a labelled item, as feedback stores it: the item's place, the variant that answered
-    ("" for a family with one), the true label and the one given."""
+    """A version's answer to a labelled item, as feedback stores it: the variant that answered ("" for a family
+    with one), the true label and the one given."""
 
-    index: int
     variant: str
     label: str
     predicted: str

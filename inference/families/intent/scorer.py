@@ -271,9 +271,9 @@ class IntentScorer:
                 )
         found = self.intents_by_variant([item.text for item in items])
         return [
-            LabelledAnswer(index, variant, item.intent, predicted)
+            LabelledAnswer(variant, item.intent, predicted)
             for variant, answers in found.items()
-            for index, (item, predicted) in enumerate(zip(items, answers, strict=True), start=first_index)
+            for item, predicted in zip(items, answers, strict=True)
         ]
 
     def intents_by_variant(self, texts: Sequence[str]) -> dict[str, list[str]]:

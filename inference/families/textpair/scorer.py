@@ -143,8 +143,8 @@ class TextPairScorer:
             check_text(item.text2, field_name=f"items[{index}].text2", max_chars=max_text_chars)
         sames = self.same_meaning_of([(item.text1, item.text2) for item in items])
         return [
-            LabelledAnswer(index, "", _same_label(item.same), _same_label(same))
-            for index, (item, same) in enumerate(zip(items, sames, strict=True), start=first_index)
+            LabelledAnswer("", _same_label(item.same), _same_label(same))
+            for item, same in zip(items, sames, strict=True)
         ]
 
     def describe(self) -> TextPairModelInfo:
