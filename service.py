@@ -17,41 +17,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from inference.errors import InferenceError
 from inference.families.registry import configured
 from inference.http import paths
 from inference.http.edge import Edge, EdgeLimits
-from inference.http.errors import error_headers
-from inference.http.errors import error_response as http_error
 from inference.http.middleware import UniformErrors
 from inference.http.reads import read_routes
 from inference.http.routes import route_table
-from inference.http.scoring import forced_version, scoring_routes
+from inference.http.scoring import scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
+from inference.http.writes import write_routes
 from inference.monitoring.metrics import HttpMetrics
-from inference.schemas import (
-    FeedbackResponse,
-    IntentBatchRequest,
-    IntentBatchResponse,
-    IntentFeedbackRequest,
-    IntentRequest,
-    IntentResult,
-    RatingsRequest,
-    RatingsResponse,
-    SkillBatchRequest,
-    SkillBatchResponse,
-    SkillInferenceRequest,
-    SkillInferenceResult,
-    TextPairFeedbackRequest,
-    TextPairRequest,
-    TextPairResult,
-)
 from inference.serving.batching import BACKLOGS
 from inference.settings import get_settings
 
 if TYPE_CHECKING:
     from inference.app import App
-    from inference.serving.pipeline import Outcome
 
 logger = logging.getLogger("inference")
 
@@ -61,27 +41,13 @@ VERSION_HEADER = paths.VERSION_HEADER.lower()
 DEPRECATED_VERSION_HEADER = paths.DEPRECATED_VERSION_HEADER.lower()
 # OpenTelemetry's exclude list matches by regular-expression search: these cover every scoring route.
 SCORING_ROUTES = [
-    paths.SKILLS_INFER_ROUTE,
-    paths.CLASSIFY_ROUTE,
-    "/api/v2/classify",
-    paths.TEXTPAIR_ROUTE,
+    *(route.path for spec in configured(get_settings()).values() for route in spec.routes),
     "/v2/models/",
 ]
 
 STATE_DIR_VARIABLE = "INFERENCE_STATE_DIR"
-# Labelled feedback items scored per step off the event loop: a step of 100 takes tens of milliseconds.
-FEEDBACK_CHUNK = 100
 # The ratings writers' tokens, by name (a role apart from the admin's).
 RATINGS_TOKENS = writer_tokens(get_settings())
-
-
-def error_response(error: InferenceError, ctx: bentoml.Context) -> JSONResponse:
-    """The API's error answer (inference/http/errors.py). BentoML sets an `@api` route's status from its
-    context, even when the route returns a response of its own."""
-    response = http_error(error)
-    ctx.response.status_code = response.status_code
-    ctx.response.headers.update(error_headers(error))
-    return response
 
 
 def current() -> App:
@@ -111,12 +77,15 @@ def openapi_document() -> dict[str, Any]:
     from inference.http.oip import server_version
     from inference.http.openapi import full_document
     from inference.http.scoring import scoring_operations
+    from inference.http.writes import write_operations
+
+    families = list(configured(get_settings()).values())
 
     return full_document(
         Inference.openapi_spec.asdict(),
         title=Inference.name,
         version=server_version(),
-        extra=scoring_operations(list(configured(get_settings()).values())),
+        extra=[*scoring_operations(families), *write_operations(families)],
     )
 
 
@@ -144,8 +113,9 @@ extra_routes = Starlette(
         *read_routes(current),
         *_admin_routes(),
         *_oip_routes(),
-        # The JSON routes of registered families that have no @api method below (a team's own families).
+        # Every family's JSON scoring routes and feedback route, from its registration; the teachers' ratings.
         *scoring_routes(list(configured(get_settings()).values()), current),
+        *write_routes(list(configured(get_settings()).values()), current),
     ]
 )
 
@@ -217,153 +187,9 @@ class Inference:
     def __is_ready__(self) -> bool:
         return self.app.ready()
 
-    @bentoml.api(route=paths.SKILLS_INFER_ROUTE)
-    async def skills_infer(self, request: SkillInferenceRequest, /, ctx: bentoml.Context) -> SkillInferenceResult:
-        """Score one student on one skill (the version: X-Model-Version, else the route, sticky per student)."""
-        return await self._one("skills", request, request.student_id, ctx)
-
-    @bentoml.api(route=paths.SKILLS_BATCH_ROUTE)
-    async def skills_infer_batch(self, request: SkillBatchRequest, /, ctx: bentoml.Context) -> SkillBatchResponse:
-        """Score up to 1000 items; a bad item gets an error in its place and the others are still scored."""
-        from inference.families.skills.requests import items_of
-
-        items = items_of(request)
-        callers = [item.student_id for item in items]
-        return await self._many("skills", items, callers, ("items", "item"), SkillBatchResponse, ctx)
-
-    @bentoml.api(route=paths.CLASSIFY_ROUTE)
-    async def classify(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
-        """Intent and verticals of one query, from the variant in X-Model-Preference or the configured split."""
-        return await self._classify(request, _header(ctx, PREFERENCE_HEADER), ctx)
-
-    @bentoml.api(route=paths.ENSEMBLE_ROUTE)
-    async def classify_ensemble(self, request: IntentRequest, /, ctx: bentoml.Context) -> IntentResult:
-        """Always the ensemble (classic answers, flagged as a fallback, when the ensemble cannot)."""
-        return await self._classify(request, "ensemble", ctx)
-
-    async def _classify(self, request: IntentRequest, preference: str | None, ctx: bentoml.Context) -> Any:
-        from inference.families.intent.requests import query_of
-
-        return await self._one("intent", query_of(request, preference), request.user_id, ctx)
-
-    @bentoml.api(route=paths.CLASSIFY_BATCH_ROUTE)
-    async def classify_batch(self, request: IntentBatchRequest, /, ctx: bentoml.Context) -> IntentBatchResponse:
-        """Up to 1000 queries, answered in order by one variant; a bad text gets an error in its place."""
-        from inference.families.intent.requests import queries_of
-
-        queries = queries_of(request, _header(ctx, PREFERENCE_HEADER))
-        callers = [request.user_id] * len(queries)
-        return await self._many("intent", queries, callers, ("texts", "text"), IntentBatchResponse, ctx)
-
-    @bentoml.api(route=paths.TEXTPAIR_ROUTE)
-    async def predict(self, request: TextPairRequest, /, ctx: bentoml.Context) -> TextPairResult:
-        """Whether two texts mean the same, with the model's confidence."""
-        return await self._one("textpair", request, None, ctx)
-
-    async def _one(self, family: str, request: Any, caller_id: str | None, ctx: bentoml.Context) -> Any:
-        """One request of `family` through the serving path: its answer, or its error in the API's shape."""
-        try:
-            result, outcome = await self.app.serving.answer_one(
-                family, request, caller_id=caller_id, forced_version=forced_version(ctx.request)
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)  # BentoML passes a Response through
-        self._after_response(ctx, family, outcome)
-        return result
-
-    async def _many(
-        self,
-        family: str,
-        requests: list[Any],
-        caller_ids: list[str | None],
-        batch: tuple[str, str],
-        response: type[Any],
-        ctx: bentoml.Context,
-    ) -> Any:
-        """A batch of `family`, each failed item's error in its place: `response(results, succeeded, failed)`."""
-        from inference.serving.pipeline import BatchLimit
-
-        field, noun = batch
-        try:
-            outcome = await self.app.serving.answer_many(
-                family,
-                requests,
-                caller_ids=caller_ids,
-                forced_version=forced_version(ctx.request),
-                limit=BatchLimit(field, noun, self.app.settings.max_batch_items),
-            )
-        except InferenceError as err:
-            return error_response(err, ctx)
-        results, succeeded = outcome.in_place()
-        self._after_response(ctx, family, outcome)
-        return response.model_construct(results=results, succeeded=succeeded, failed=len(requests) - succeeded)
-
-    @bentoml.api(route=paths.RATINGS_ROUTE)
-    async def post_ratings(self, request: RatingsRequest, /, ctx: bentoml.Context) -> RatingsResponse:
-        """Teacher ratings (1-5) for students' skills: the ground truth the scores are correlated with. Needs
-        `Authorization: Bearer <token>` with a ratings writer's token (INFERENCE_RATINGS_TOKEN(S))."""
-        from inference.monitoring.observer import check_ratings, store_ratings_async
-
-        try:  # the writer's token was checked at the edge, before the body was read
-            rows = check_ratings(request, self.app.served_skills())
-            written = await store_ratings_async(self.app.monitoring.engine, rows)
-            return RatingsResponse(stored=written.stored, rejected=[row.index for row in written.rejected])
-        except InferenceError as err:
-            # A route answers its error as a Response, which BentoML sends as it is (not the declared type).
-            return error_response(err, ctx)  # type: ignore[return-value]
-
-    @bentoml.api(route=paths.INTENT_FEEDBACK_ROUTE)
-    async def post_intent_feedback(self, request: IntentFeedbackRequest, /, ctx: bentoml.Context) -> FeedbackResponse:
-        """Labelled queries (their true intent): answered by every loaded version and variant on arrival, stored as
-        right or wrong, for live accuracy and the ensemble's go/no-go (GET /api/v1/monitoring/accuracy). Needs a
-        ratings writer's bearer token."""
-        return await self._feedback(ctx, "intent", request.items, [item.text for item in request.items])
-
-    @bentoml.api(route=paths.TEXTPAIR_FEEDBACK_ROUTE)
-    async def post_textpair_feedback(
-        self, request: TextPairFeedbackRequest, /, ctx: bentoml.Context
-    ) -> FeedbackResponse:
-        """Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings writer's
-        bearer token."""
-        texts = [text for item in request.items for text in (item.text1, item.text2)]
-        return await self._feedback(ctx, "textpair", request.items, texts)
-
-    async def _feedback(self, ctx: bentoml.Context, family: str, items: list[Any], texts: list[str]) -> Any:
-        """Labelled items answered by every loaded version and variant, a chunk at a time off the event loop (a
-        request cut off or abandoned stops after the chunk in hand), then stored together."""
-        from inference.families.texts import check_request_chars
-        from inference.http.writes import feedback_rows
-        from inference.monitoring.feedback import check_count, store_feedback
-        from inference.monitoring.observer import store_async
-
-        settings = self.app.settings
-        try:  # the writer's token was checked at the edge, before the body was read
-            check_count(len(items))
-            check_request_chars(texts, field_name="items", max_chars=settings.max_request_chars)
-            scorers = dict(self.app.serving.family(family).scorers)
-            rows = []
-            for start in range(0, len(items), FEEDBACK_CHUNK):
-                chunk = items[start : start + FEEDBACK_CHUNK]
-                rows += await asyncio.to_thread(
-                    feedback_rows, family, chunk, scorers, max_text_chars=settings.max_text_chars, first_index=start
-                )
-            written = await store_async("labelled items", store_feedback, self.app.monitoring.engine, rows)
-        except InferenceError as err:
-            return error_response(err, ctx)
-        answered = sorted({f"{row['model_version']}/{row['variant']}".rstrip("/") for row in rows})
-        return FeedbackResponse(stored=len(items), scored_by=answered, rejected_rows=len(written.rejected))
-
     @bentoml.on_shutdown
     async def close(self) -> None:
         await self.app.close()
-
-    def _after_response(self, ctx: bentoml.Context, family: str, outcome: Outcome) -> None:
-        """The shadow's copy of a sampled request: a background task, run once the response has been sent."""
-        shadow = self.app.shadows.get(family)
-        if shadow is not None:
-            compare = shadow.task(outcome)
-            if compare is not None:
-                ctx.response.background.add_task(compare)
 
 
 # The edge comes first of the service's middlewares: load, writers' tokens and every request limit are checked
@@ -385,7 +211,3 @@ Inference.add_asgi_middleware(
     backlog=BACKLOGS.refusal,
 )
 Inference.add_asgi_middleware(UniformErrors)
-
-
-def _header(ctx: bentoml.Context, name: str) -> str | None:
-    return ctx.request.headers.get(name)

@@ -100,9 +100,20 @@ TARGETS = {
         "/readyz",
         env=(("INFERENCE_FAMILIES", '["skills"]'), ("CACHE_URL", "none://")),
     ),
+    "bentoml-api": Target(
+        "this service, skills routes as @bentoml.api methods (BentoML's IO layer)",
+        [*SERVE[:2], "loadtests.peers.bentoml_api:ApiSkills", *SERVE[3:]],
+        "/readyz",
+        env=(("INFERENCE_FAMILIES", '["skills"]'), ("CACHE_URL", "none://")),
+    ),
     "fastapi": Target(
         f"FastAPI done carefully ({WORKERS} uvicorn workers, inplace_predict, orjson)",
         uvicorn("loadtests.peers.fastapi_careful:app", WORKERS),
+        "/readyz",
+    ),
+    "ceiling": Target(
+        f"HTTP ceiling: bare Starlette, fixed answer ({WORKERS} uvicorn workers)",
+        uvicorn("loadtests.peers.ceiling:app", WORKERS),
         "/readyz",
     ),
     "fastapi-naive": Target(

@@ -4,8 +4,8 @@
     python -m loadtests.client_bench --url http://127.0.0.1:3000 --calls 2000 --rounds 10
 
 Sequential single skill calls through: httpx with a kept-alive connection (the floor),
-`inference.client.InferenceClient` (httpx underneath, plus validation into the service's models), and BentoML's
-own `SyncHTTPClient`. The clients take turns in blocks of `calls / rounds` calls, the order reversed every other
+and `inference.client.InferenceClient` (httpx underneath, plus validation into the service's models). (BentoML's
+own `SyncHTTPClient` calls `@bentoml.api` methods only, which the scoring routes no longer are.) The clients take turns in blocks of `calls / rounds` calls, the order reversed every other
 round, so that a drift of the machine or the server touches them all alike; each gets the same payloads (a server
 given with --url should have its result cache off, or the later clients of a round get cached answers). Reported:
 P50/P95 per call over all rounds, and the median over rounds of each client's P50 minus the floor's in that round.
@@ -88,23 +88,18 @@ def interleaved(clients: dict[str, Callable[[dict], object]], payloads: list[dic
 
 
 def sequential(url: str, calls: int, rounds: int) -> dict[str, Figures]:
-    import bentoml
-
     from inference.client import InferenceClient
 
     payloads = items(calls)
     with (
         httpx.Client(base_url=url, timeout=10) as raw,
         InferenceClient(url) as client,
-        bentoml.SyncHTTPClient(url, server_ready_timeout=30) as bento,
     ):
         clients: dict[str, Callable[[dict], object]] = {
             FLOOR: lambda p: raw.post("/api/v1/skills/infer", json=p).raise_for_status(),
             "inference.client.InferenceClient": lambda p: client.infer_skill(
                 p["student_id"], p["skill"], p["features"]
             ),
-            # The route takes the request body whole (a positional-only model): passed as one argument.
-            "bentoml.SyncHTTPClient": lambda p: bento.call("skills_infer", p),
         }
         return interleaved(clients, payloads, rounds)
 

@@ -27,6 +27,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIGURATIONS = {
     "shipped (no access log, scoring routes not traced)": {},
+    # The same, with the skills routes as @bentoml.api methods (BentoML's IO layer) in place of mounted routes.
+    "skills routes as @bentoml.api methods": {"STACK_COST_SERVICE": "loadtests.peers.bentoml_api:ApiSkills"},
     "+ access log": {"INFERENCE_ACCESS_LOG": "true"},
     "+ tracing spans on the scoring routes": {"INFERENCE_TRACE_SCORING": "true"},
     "+ both (BentoML's defaults)": {"INFERENCE_ACCESS_LOG": "true", "INFERENCE_TRACE_SCORING": "true"},
@@ -73,10 +75,11 @@ async def _call(app, path: str, body: bytes) -> None:
 async def _measure(requests: int) -> dict[str, float]:
     import bentoml
 
-    import service
+    from inference.families.registry import attribute
+    from inference.http import paths
     from loadtests.latency import request_bodies
 
-    app = service.Inference.to_asgi()
+    app = attribute(os.environ.get("STACK_COST_SERVICE", "service:Inference")).to_asgi()
     startup: asyncio.Queue[dict] = asyncio.Queue()
     events: asyncio.Queue[dict] = asyncio.Queue()
     await startup.put({"type": "lifespan.startup"})
@@ -90,7 +93,7 @@ async def _measure(requests: int) -> dict[str, float]:
 
     bodies = [json.dumps(body).encode() for body in request_bodies(500, seed=2024)]
     batch = json.dumps({"items": request_bodies(100, seed=7)}).encode()
-    single_path, batch_path = service.SKILLS_INFER_ROUTE, service.SKILLS_BATCH_ROUTE
+    single_path, batch_path = paths.SKILLS_INFER_ROUTE, paths.SKILLS_BATCH_ROUTE
     for body in bodies[:100]:
         await _call(app, single_path, body)
 

@@ -32,6 +32,8 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
             "fastapi-naive",
             "batchable",
             "mlserver",
+            "bentoml-api",
+            "ceiling",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -40,16 +42,17 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = re.findall(r"^  (.+?)\s+(\d+) QPS .* errors (\d+)$", run.stdout, flags=re.MULTILINE)
-    assert len(rows) == 46  # 6 workloads x 5 targets, and 8 text workloads x 2 (the service, the text peer)
+    assert len(rows) == 58  # 6 workloads x 7 targets, and 8 text workloads x 2 (the service, the text peer)
     # A peer may complete nothing, or time out, in a 1-second workload while it drains the 64-client burst: that
     # is its figure to print. This service must answer, without errors; so must the text peer (no burst there),
     # or its figures would not be of the same answers.
-    ours, text_peer = rows[:6] + rows[30:38], rows[38:]
+    ours, text_peer = rows[:6] + rows[42:50], rows[50:]
     assert all(int(qps) > 0 for _, qps, _ in ours + text_peer), run.stdout
     assert all(errors == "0" for _, _, errors in ours + text_peer), run.stdout
     assert "careful FastAPI: QPS / P50" in run.stdout
     assert "| infer, 64 clients |" in run.stdout and "In-process limit" in run.stdout
-    for peer in ("FastAPI done carefully", "FastAPI naive", "this service's scoring behind BentoML", "MLServer"):
+    peers = ("FastAPI done carefully", "FastAPI naive", "this service's scoring behind BentoML", "MLServer")
+    for peer in (*peers, "this service, skills routes as @bentoml.api", "HTTP ceiling"):
         assert f"QPS of this service over {peer}" in run.stdout
     judged = re.findall(r"^\| (.+?) \| (.+?) \| (yes|no) \|$", run.stdout, flags=re.MULTILINE)
     assert len(judged) == len(TARGETS), run.stdout[-3000:]  # every target judged, none left unmeasured
@@ -83,4 +86,4 @@ def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(train
     assert (tmp_path / "skills-batch.svg").read_text().lstrip().startswith("<?xml")
     shares = re.findall(r"^\s+([\d.]+)%  (.+)$", run.stdout, flags=re.MULTILINE)
     assert len(shares) >= 10 and all(0 < float(share) <= 100 for share, _ in shares), run.stdout
-    assert "Inference.skills_infer_batch (service.py)" in run.stdout, run.stdout
+    assert "endpoint (inference/http/scoring.py)" in run.stdout, run.stdout  # the scoring route

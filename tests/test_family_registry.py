@@ -33,10 +33,12 @@ def test_a_plugin_is_registered_beside_them_and_its_parts_are_found():
     assert protocol_family([PLUGIN])("/v2/models/skill-leadership/infer") == "skills"
     assert protocol_family()("/v2/models/toxicity/infer") == "unknown"  # not registered without the setting
     settings = Settings(family_plugins=[PLUGIN], families=["toxicity"])
-    assert [(spec.template, spec.family, spec.endpoint) for spec in registered_routes(settings)] == [
+    routes = [(spec.template, spec.family, spec.endpoint) for spec in registered_routes(settings)]
+    assert routes[-2:] == [
         ("/api/v1/toxicity/score", "toxicity", "single"),
         ("/api/v1/toxicity/score/batch", "toxicity", "batch"),
     ]
+    assert ("/api/v1/skills/infer/batch", "skills", "batch") in routes  # the built-in families' routes, as theirs
 
 
 def test_settings_name_only_registered_families():

@@ -301,6 +301,8 @@ def _type(field: dict, schemas: dict) -> str:
 
 
 def _constraints(field: dict) -> str:
+    if "anyOf" in field:  # an optional field: the constraints of its non-null form
+        return "; ".join(filter(None, (_constraints(option) for option in field["anyOf"])))
     found = []
     for key, shown in (("minLength", "length ≥"), ("maxLength", "length ≤"), ("minimum", "≥"), ("maximum", "≤")):
         if key in field:

@@ -1,7 +1,7 @@
 """The registry of model families: one `FamilySpec` per family, the only place that names a family's parts.
 
 A spec names its `Family` class, its latency objectives and cache objective, its Open Inference Protocol adapter,
-its importer and, for a family whose JSON routes are not BentoML `@api` methods of service.py, those routes. The
+its importer and its JSON routes. The
 service, the model loader, the protocol, the alert rules and `import_models.py` read the specs; nothing else
 lists the families. Parts are named as "module:attribute" and imported on first use: `bentoml serve` reads the
 registry in its supervising process, which must not pay for the model libraries.
@@ -35,15 +35,33 @@ BUILT_IN = (
 @dataclass(frozen=True)
 class JsonRoute:
     """A JSON scoring route served from the registry (inference/http/scoring.py): the body's pydantic model, and
-    the function that turns a body into the family's requests and their callers' ids (for sticky versions).
-    `batch` names the body's list field and its noun ("items", "item") for a route that answers many."""
+    the function that turns a body and the request's headers into the family's requests and their callers' ids
+    (for sticky versions). `batch` names the body's list field and its noun ("items", "item") for a route that
+    answers many; `features` names a mapping field whose keys count against INFERENCE_MAX_FEATURES, per item
+    ("features", or "items[].features" in a batch), checked at the edge before the body is parsed."""
 
     path: str
     body: str  # "module:attribute" of the pydantic model of the body
-    requests: str  # "module:attribute" of (body) -> (requests, caller ids)
+    requests: str  # "module:attribute" of (body, headers) -> (requests, caller ids)
     answer: str  # "module:attribute" of the pydantic model of the answer (the OpenAPI document's)
     summary: str = ""
     batch: tuple[str, str] | None = None
+    features: str | None = None
+    name: str | None = None  # the OpenAPI operation's name (operationId "inference_<name>"); else from the path
+
+
+@dataclass(frozen=True)
+class FeedbackRoute:
+    """The route callers send labelled items to (their true answers), for live accuracy
+    (inference/http/writes.py): each loaded version answers them through the family's `LabelledFeedback`. The
+    body's model has the items in `items`; `texts` gives an item's texts, counted against the request's
+    characters before any is scored."""
+
+    path: str
+    body: str  # "module:attribute" of the pydantic model of the body
+    texts: str  # "module:attribute" of (item) -> its texts
+    name: str | None = None  # the OpenAPI operation's name, as JsonRoute's
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,7 @@ class FamilySpec:
     models_route: str | None = None  # GET: the stable version's models, when its scorer `DescribesModels`
     trainer: str | None = None  # "module:attribute" of its `train.trainer.Trainer`, for `python -m train`
     routes: tuple[JsonRoute, ...] = field(default_factory=tuple)
+    feedback: FeedbackRoute | None = None
 
 
 def attribute(reference: str) -> Any:

@@ -1,8 +1,9 @@
 """One OpenAPI document for every route, served at `GET /docs.json` (Swagger UI at `/` reads it).
 
-BentoML describes its `@api` routes (the scoring and feedback POSTs) and its own probes; the routes mounted beside
-them through Starlette (reads, admin, the Open Inference Protocol) are described here, in one table, from the same
-pydantic models the routes answer with. Every operation lists the statuses it can answer in the API's error shape:
+Every route of the API is mounted through Starlette and described here from the pydantic models it reads and
+answers with: the reads, admin and Open Inference Protocol routes in one table below, the families' scoring and
+feedback routes from their registrations (inference/http/scoring.py, writes.py); BentoML describes only its own
+probes. Every operation lists the statuses it can answer in the API's error shape:
 400/413/415 where a body is read, 401/403 where a token is needed, 503 while a family or the database is not
 ready, 504 when the request timeout passes; and 202 where the route starts an admin operation it may not wait for.
 A test checks that the table and the mounted routes match.
@@ -52,7 +53,7 @@ class ErrorBody(BaseModel):
 
 @dataclass(frozen=True)
 class Operation:
-    """One route outside BentoML's `@api`: what it answers (a model, or a media type with no schema), the body it
+    """One route: what it answers (a model, or a media type with no schema), the body it
     reads, its parameters and the statuses it adds to the common ones."""
 
     method: str
@@ -66,6 +67,7 @@ class Operation:
     accepted: type[BaseModel] | None = None  # the 202 answer of a route whose work may outlast the call
     tag: str = "Service APIs"
     protocol: bool = False  # the Open Inference Protocol: errors in its {"error"} shape, binary bodies too
+    operation_id: str | None = None  # else from the method and path
 
     def path_parameters(self) -> list[str]:
         return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
@@ -74,8 +76,6 @@ class Operation:
 ADMIN = "Admin"
 OIP = "Open Inference Protocol"
 TOKEN = (401, 403)
-# The routes that store what a writer sends (INFERENCE_RATINGS_TOKEN): ratings and labelled feedback.
-WRITER_ROUTES = (paths.RATINGS_ROUTE, paths.INTENT_FEEDBACK_ROUTE, paths.TEXTPAIR_FEEDBACK_ROUTE)
 IF_MATCH = (("If-Match", "The revision the change is based on (GET /admin/routes); 409 when it moved on."),)
 ACCEPTED_TEXT = (
     "The change runs on as an operation (it loads a model version); follow it at the Location header, "
@@ -153,8 +153,6 @@ class Document:
         ok = responses.get(200) or responses.get("200")
         kept = {"200": ok} if ok is not None else {}
         statuses = (*ALWAYS, *(WITH_BODY if "requestBody" in operation else ()))
-        if path in WRITER_ROUTES:
-            statuses += TOKEN
         kept.update(self._errors(statuses, protocol=False))
         operation["responses"] = kept
 
@@ -173,7 +171,7 @@ class Document:
         described: dict[str, Any] = {
             "tags": [operation.tag],
             "summary": operation.summary,
-            "operationId": _operation_id(operation),
+            "operationId": operation.operation_id or _operation_id(operation),
             "parameters": [
                 *(
                     {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -35,34 +35,12 @@ def protocol_family(plugins: Sequence[str] = ()) -> Callable[[str], str]:
 def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTable:
     """The routes with their limits from `settings`; `mounted` are the Starlette routes mounted beside BentoML's
     (reads, admin, the protocol), known by their templates."""
-    single = settings.max_single_body_bytes
-    items = settings.max_batch_items
 
     def per_request(field: str, noun: str, most: int) -> Count:
         return Count(depth=2, field=field, noun=noun, per="per request", most=most, error=BatchTooLarge)
 
-    def features(depth: int, field: str) -> Count:
-        return Count(depth, field, "feature", "per item", settings.max_features, TooManyFeatures)
-
     specs = [
-        RouteSpec(paths.SKILLS_INFER_ROUTE, "skills", single, (features(2, "features"),), endpoint="single"),
-        RouteSpec(
-            paths.SKILLS_BATCH_ROUTE,
-            "skills",
-            counts=(per_request("items", "item", items), features(4, "items[].features")),
-            endpoint="batch",
-            batch=True,
-        ),
-        RouteSpec(paths.CLASSIFY_ROUTE, "intent", single, endpoint="single"),
-        RouteSpec(paths.ENSEMBLE_ROUTE, "intent", single, endpoint="single"),
-        RouteSpec(
-            paths.CLASSIFY_BATCH_ROUTE,
-            "intent",
-            counts=(per_request("texts", "text", items),),
-            endpoint="batch",
-            batch=True,
-        ),
-        RouteSpec(paths.TEXTPAIR_ROUTE, "textpair", single, endpoint="single"),
+        *registered_routes(settings),
         RouteSpec(
             paths.RATINGS_ROUTE,
             "ratings",
@@ -71,10 +49,16 @@ def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTabl
             batch=True,
         ),
         *(
-            RouteSpec(path, "feedback", counts=(per_request("items", "item", MAX_RATINGS),), writer=True, batch=True)
-            for path in (paths.INTENT_FEEDBACK_ROUTE, paths.TEXTPAIR_FEEDBACK_ROUTE)
+            RouteSpec(
+                spec.feedback.path,
+                "feedback",
+                counts=(per_request("items", "item", MAX_RATINGS),),
+                writer=True,
+                batch=True,
+            )
+            for spec in configured(settings).values()
+            if spec.feedback is not None
         ),
-        *registered_routes(settings),
         *(
             RouteSpec(
                 path,
@@ -95,14 +79,29 @@ def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTabl
 
 def registered_routes(settings: Settings) -> list[RouteSpec]:
     """The JSON routes of the registered families (`FamilySpec.routes`): a single route's body bound to a single
-    request's, a batch route's items counted against INFERENCE_MAX_BATCH_ITEMS."""
+    request's, a batch route's items counted against INFERENCE_MAX_BATCH_ITEMS, a route's `features` mapping
+    against INFERENCE_MAX_FEATURES per item."""
     specs = []
     for spec in configured(settings).values():
         for route in spec.routes:
-            if route.batch is None:
-                specs.append(RouteSpec(route.path, spec.name, settings.max_single_body_bytes, endpoint="single"))
-                continue
-            field, noun = route.batch
-            count = Count(2, field, noun, "per request", settings.max_batch_items, BatchTooLarge)
-            specs.append(RouteSpec(route.path, spec.name, counts=(count,), endpoint="batch", batch=True))
+            counts = []
+            if route.batch is not None:
+                field, noun = route.batch
+                counts.append(Count(2, field, noun, "per request", settings.max_batch_items, BatchTooLarge))
+            if route.features is not None:
+                depth = 2 + 2 * route.features.count("[]")  # each list on the way adds an array and its objects
+                counts.append(
+                    Count(depth, route.features, "feature", "per item", settings.max_features, TooManyFeatures)
+                )
+            single = route.batch is None
+            specs.append(
+                RouteSpec(
+                    route.path,
+                    spec.name,
+                    settings.max_single_body_bytes if single else None,
+                    tuple(counts),
+                    endpoint="single" if single else "batch",
+                    batch=not single,
+                )
+            )
     return specs

@@ -1,6 +1,8 @@
-"""JSON scoring routes from the family registry: a family whose spec lists `routes` (`JsonRoute`) is served here,
-with no route of its own in service.py. Each request takes the serving path every family takes (version choice,
-result cache, batcher, observation, shadow), and the edge holds it to the same limits as any scoring route.
+"""The JSON scoring routes, from the family registry: every `JsonRoute` of a family's spec is served here, as a
+Starlette route mounted in the BentoML service (not an `@bentoml.api` method: docs/performance.md, "The scoring
+routes outside BentoML's IO layer"). Each request takes the serving path every family takes (version choice,
+result cache, batcher, observation, shadow), and the edge holds it to its route's limits before the body is read.
+The body is parsed and validated once, by pydantic from the bytes; the answer's bytes are written by pydantic.
 
     POST <path>    body: the route's pydantic model -> one answer, or {"results", "succeeded", "failed"} for a
                    batch route (a failed item's error in its place)
@@ -8,11 +10,10 @@ result cache, batcher, observation, shadow), and the edge holds it to the same l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError
 from inference.families.registry import FamilySpec, JsonRoute, attribute
-from inference.http.errors import error_response, invalid_body
+from inference.http.answers import answer, failed, read_body
 from inference.http.openapi import Operation
 from inference.http.paths import DEPRECATED_VERSION_HEADER, VERSION_HEADER
 
@@ -46,6 +47,7 @@ def scoring_operations(specs: Sequence[FamilySpec]) -> list[Operation]:
             headers=version,
             statuses=(413,),
             tag=spec.name,
+            operation_id=f"inference_{route.name}" if route.name else None,
         )
         for spec in specs
         for route in spec.routes
@@ -63,24 +65,21 @@ def scoring_routes(specs: Sequence[FamilySpec], current: Callable[[], App]) -> l
 
 def _endpoint(family: str, route: JsonRoute, current: Callable[[], App]) -> Callable[[Request], Any]:
     body_model: type[BaseModel] | None = None
-    to_requests: Callable[[Any], tuple[list[Any], list[str | None]]] | None = None
+    answer_model: type[BaseModel] | None = None
+    to_requests: Callable[[Any, Mapping[str, str]], tuple[list[Any], list[str | None]]] | None = None
 
     async def endpoint(request: Request) -> Response:
-        nonlocal body_model, to_requests
-        if body_model is None or to_requests is None:  # imported on first use, in a worker
-            body_model, to_requests = attribute(route.body), attribute(route.requests)
+        nonlocal body_model, answer_model, to_requests
+        if body_model is None or answer_model is None or to_requests is None:  # imported on first use, in a worker
+            body_model, answer_model = attribute(route.body), attribute(route.answer)
+            to_requests = attribute(route.requests)
         app = current()
         try:
-            try:
-                body = body_model.model_validate_json(await request.body())
-            except ValidationError as err:
-                raise invalid_body(err) from err
-            requests, callers = to_requests(body)
+            requests, callers = to_requests(await read_body(request, body_model), request.headers)
             if route.batch is None:
-                answer, outcome = await app.serving.answer_one(
+                result, outcome = await app.serving.answer_one(
                     family, requests[0], caller_id=callers[0], forced_version=forced_version(request)
                 )
-                content = answer.model_dump(mode="json")
             else:
                 from inference.serving.pipeline import BatchLimit
 
@@ -93,17 +92,14 @@ def _endpoint(family: str, route: JsonRoute, current: Callable[[], App]) -> Call
                     limit=BatchLimit(field, noun, app.settings.max_batch_items),
                 )
                 results, succeeded = outcome.in_place()
-                content = {
-                    "results": [result.model_dump(mode="json") for result in results],
-                    "succeeded": succeeded,
-                    "failed": len(results) - succeeded,
-                }
+                result = answer_model.model_construct(
+                    results=results, succeeded=succeeded, failed=len(results) - succeeded
+                )
         except InferenceError as err:
-            return error_response(err)
+            return failed(err)
         shadow = app.shadows.get(family)
         compare = shadow.task(outcome) if shadow is not None else None
-        background = BackgroundTask(compare) if compare is not None else None
-        return Response(orjson.dumps(content), media_type="application/json", background=background)
+        return answer(result, background=BackgroundTask(compare) if compare is not None else None)
 
     endpoint.__doc__ = route.summary
     return endpoint

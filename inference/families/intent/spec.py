@@ -1,6 +1,6 @@
 """The intent family's registration."""
 
-from inference.families.registry import FamilySpec
+from inference.families.registry import FamilySpec, FeedbackRoute, JsonRoute
 from inference.monitoring.objectives import LatencyObjective
 
 SPEC = FamilySpec(
@@ -16,4 +16,39 @@ SPEC = FamilySpec(
     importer="inference.families.intent.importers:import_intent_models",
     import_flags=("verticals",),
     trainer="train.intent:TRAINER",  # python -m train intent (not part of the served image)
+    routes=(
+        JsonRoute(
+            name="classify",
+            path="/api/classify",
+            body="inference.schemas:IntentRequest",
+            requests="inference.families.intent.requests:one",
+            answer="inference.schemas:IntentResult",
+            summary="Intent and verticals of one query, from the variant in X-Model-Preference or the configured split.",
+        ),
+        JsonRoute(
+            name="classify_ensemble",
+            path="/api/v2/classify/ensemble",
+            body="inference.schemas:IntentRequest",
+            requests="inference.families.intent.requests:ensemble",
+            answer="inference.schemas:IntentResult",
+            summary="Always the ensemble (classic answers, flagged as a fallback, when the ensemble cannot).",
+        ),
+        JsonRoute(
+            name="classify_batch",
+            path="/api/classify/batch",
+            body="inference.schemas:IntentBatchRequest",
+            requests="inference.families.intent.requests:batch",
+            answer="inference.schemas:IntentBatchResponse",
+            summary="Up to 1000 queries, answered in order by one variant; a bad text gets an error in its place.",
+            batch=("texts", "text"),
+        ),
+    ),
+    feedback=FeedbackRoute(
+        name="post_intent_feedback",
+        path="/api/v1/monitoring/feedback/intent",
+        body="inference.schemas:IntentFeedbackRequest",
+        texts="inference.families.intent.requests:labelled_texts",
+        summary="Labelled queries (their true intent): answered by every loaded version and variant on arrival, "
+        "stored as right or wrong, for live accuracy and the ensemble's go/no-go. Needs a ratings writer's token.",
+    ),
 )

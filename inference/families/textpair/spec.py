@@ -1,6 +1,6 @@
 """The text-pair family's registration."""
 
-from inference.families.registry import FamilySpec
+from inference.families.registry import FamilySpec, FeedbackRoute, JsonRoute
 from inference.monitoring.objectives import LatencyObjective
 
 SPEC = FamilySpec(
@@ -12,4 +12,22 @@ SPEC = FamilySpec(
     import_flags=("positive_label",),
     trainer="train.textpair:TRAINER",  # python -m train textpair (not part of the served image)
     models_route="/model_info",
+    routes=(
+        JsonRoute(
+            name="predict",
+            path="/predict",
+            body="inference.schemas:TextPairRequest",
+            requests="inference.families.textpair.requests:one",
+            answer="inference.schemas:TextPairResult",
+            summary="Whether two texts mean the same, with the model's confidence.",
+        ),
+    ),
+    feedback=FeedbackRoute(
+        name="post_textpair_feedback",
+        path="/api/v1/monitoring/feedback/textpair",
+        body="inference.schemas:TextPairFeedbackRequest",
+        texts="inference.families.textpair.requests:labelled_texts",
+        summary="Labelled text pairs (whether they truly mean the same), as the intent feedback. Needs a ratings "
+        "writer's token.",
+    ),
 )

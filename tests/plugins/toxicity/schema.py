@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
 from inference.schemas import ErrorDetail
@@ -35,9 +37,9 @@ class ToxicityBatchResponse(BaseModel):
     failed: int
 
 
-def one_request(body: ToxicityRequest) -> tuple[list[str], list[str | None]]:
+def one_request(body: ToxicityRequest, headers: Mapping[str, str]) -> tuple[list[str], list[str | None]]:
     return [body.text], [body.user_id]
 
 
-def batch_requests(body: ToxicityBatch) -> tuple[list[str], list[str | None]]:
+def batch_requests(body: ToxicityBatch, headers: Mapping[str, str]) -> tuple[list[str], list[str | None]]:
     return list(body.texts), [body.user_id] * len(body.texts)
