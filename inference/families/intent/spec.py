@@ -12,7 +12,7 @@ SPEC = FamilySpec(
         LatencyObjective("intent", "batch", 100.0, source="intent requirement: 100 texts in < 100 ms"),
     ),
     cache_hit_ratio=0.60,  # the caching requirement: intent >= 60%
-    protocol="inference.http.oip.models:IntentModels",
+    protocol="inference.families.intent.protocol:IntentModels",
     importer="inference.families.intent.importers:import_intent_models",
     import_flags=("verticals",),
     trainer="train.intent:TRAINER",  # python -m train intent (not part of the served image)

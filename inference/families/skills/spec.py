@@ -12,7 +12,7 @@ SPEC = FamilySpec(
         LatencyObjective("skills", "batch", 20.0, source="skills infer/batch of 100 items P95"),
     ),
     cache_hit_ratio=0.80,  # the caching requirement: skills > 80%
-    protocol="inference.http.oip.models:SkillModels",
+    protocol="inference.families.skills.protocol:SkillModels",
     importer="inference.families.skills.importers:import_skill_models",
     import_flags=("features", "imputation"),
     trainer="train.skills:TRAINER",  # python -m train skills (not part of the served image)

@@ -7,7 +7,7 @@ SPEC = FamilySpec(
     name="textpair",
     family="inference.families.textpair.family:TextPairFamily",
     objectives=(LatencyObjective("textpair", "single", 5.0, source="text-pair requirement: P95 < 5 ms"),),
-    protocol="inference.http.oip.models:TextPairModels",
+    protocol="inference.families.textpair.protocol:TextPairModels",
     importer="inference.families.textpair.importers:import_textpair_model",
     import_flags=("positive_label",),
     trainer="train.textpair:TRAINER",  # python -m train textpair (not part of the served image)

@@ -6,8 +6,10 @@
     GET  /v2/models/{name}[/versions/{version}]/ready
     POST /v2/models/{name}[/versions/{version}]/infer
 
-The models and their tensors are in `inference.http.oip.models` (skills as FP32/FP64 feature rows, intent and
-text pair as BYTES texts); the wire format, JSON or binary both ways, in `inference.http.oip.tensors`. The request
+Each family's adapter (`FamilySpec.protocol`, `families/<name>/protocol.py`, an
+`inference.serving.tensors.ProtocolModel`) names its models and turns tensors into its requests and back (skills
+as FP32/FP64 feature rows, intent and text pair as BYTES texts); the wire format, JSON or binary both ways, is in
+`inference.http.oip.tensors`. The request
 `id` is echoed. Without a version, the family's stable version answers. Errors are `{"error": message, "code":
 code}` with 400 (the request; a tensor larger than the limits allow is refused from its declared shape, before its
 data is read), 404 (no such model or version) or 503 (not loaded, or overloaded: with Retry-After).
@@ -25,7 +27,7 @@ from starlette.routing import Route
 
 from inference.errors import InferenceError
 from inference.http.errors import error_response
-from inference.http.oip.models import ProtocolModel, protocol_models
+from inference.http.oip.models import protocol_models
 from inference.http.oip.tensors import (
     HEADER_LENGTH,
     ProtocolError,
@@ -37,6 +39,7 @@ from inference.http.oip.tensors import (
 
 if TYPE_CHECKING:
     from inference.app import App
+    from inference.serving.tensors import ProtocolModel
     from inference.serving.versions import VersionedFamily
 
 PREFIX = "/v2"

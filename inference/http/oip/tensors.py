@@ -12,30 +12,21 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 import numpy as np
 import orjson
 from starlette.responses import JSONResponse, Response
 
-from inference.errors import InferenceError
+from inference.serving.tensors import InputTensor, OutputTensor, ProtocolError
+
+__all__ = ["InputTensor", "OutputTensor", "ProtocolError"]  # the wire's types, defined with the models' interface
 
 HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
 LENGTH = struct.Struct("<I")  # a BYTES element's length prefix in the binary layout
 MAX_INPUTS = 16  # no model here takes more than two input tensors
 MAX_DIMENSIONS = 8
-
-
-class ProtocolError(InferenceError):
-    """A request the protocol refuses: 400, or 404 for a model or version this server does not have."""
-
-    def __init__(self, status: int, message: str, *, code: str | None = None, limit: str | None = None) -> None:
-        super().__init__(message)
-        self.status = HTTPStatus(status)
-        self.code = code or ("not_found" if status == 404 else "invalid_request")
-        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -45,23 +36,6 @@ class TensorLimits:
 
     rows: int
     elements: int
-
-
-@dataclass(frozen=True)
-class InputTensor:
-    """One decoded input: numbers as a float64 array of its shape, BYTES as a flat list of strings."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    values: np.ndarray | list[str]
-
-
-@dataclass(frozen=True)
-class OutputTensor:
-    name: str
-    datatype: str  # FP64, INT64 or BYTES
-    values: Sequence[Any]
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.http.oip.models import TextModels
-from inference.http.oip.tensors import InputTensor, OutputTensor
 from inference.serving.pipeline import Serving
+from inference.serving.tensors import InputTensor, OutputTensor, TextModels
 from inference.serving.versions import VersionedFamily
 from tests.plugins.toxicity.spec import FAMILY
 
