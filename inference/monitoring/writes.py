@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+import psycopg.sql
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, Table, insert
 
@@ -95,11 +96,38 @@ def insert_rows(engine: Engine, table: Table, rows: Sequence[Mapping[str, object
     rows = list(rows)
 
     def write(connection: Connection, positions: range) -> int:
-        connection.execute(insert(table), rows if len(positions) == len(rows) else [rows[i] for i in positions])
+        part = rows if len(positions) == len(rows) else [rows[i] for i in positions]
+        if connection.dialect.name == "postgresql" and _copyable(table, part):
+            _copy(connection, table, part)
+        else:
+            connection.execute(insert(table), part)
         return len(positions)
 
     written, rejected = write_isolating(engine, table.name, len(rows), write, rows.__getitem__)
     return WriteResult(sum(written), rejected)
+
+
+def _copyable(table: Table, rows: Sequence[Mapping[str, object]]) -> bool:
+    """Whether COPY writes `rows` as INSERT would: every column with a default computed in Python is given."""
+    given = rows[0].keys() if rows else ()
+    return all(column.default is None or column.name in given for column in table.columns)
+
+
+def _copy(connection: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
+    """PostgreSQL's COPY FROM STDIN on the transaction's own connection: 3 µs of CPU per prediction-log row against
+    18 µs for SQLAlchemy's executemany INSERT (measured, docs/performance.md), most of which holds the GIL the
+    event loop needs. A refused row fails the whole COPY, as it fails an INSERT: the caller isolates it the same
+    way."""
+    columns = [column.name for column in table.columns if column.name in rows[0]]
+    statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+        psycopg.sql.Identifier(table.name), psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, columns))
+    )
+    try:
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[column] for column in columns])
+    except psycopg.Error as err:  # raised as SQLAlchemy raises the driver's errors of an INSERT
+        raise sqlalchemy.exc.DBAPIError.instance(f"COPY {table.name}", None, err, psycopg.Error) from err
 
 
 def write_isolating(
