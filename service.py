@@ -1,5 +1,8 @@
-"""The BentoML service: routes and lifecycle only. What a worker serves with is built by `inference.app.build`;
-every route takes its family's generic path (`inference.serving.pipeline.Serving`)."""
+"""The BentoML service: the workers' lifecycle, BentoML's configuration, the middlewares and the mounted routes.
+What a worker serves with is built by `inference.app.build`. Every route is mounted from `inference.http`: each
+family's scoring and feedback routes from its registration (`FamilySpec`), the reads, the admin API and the Open
+Inference Protocol; no route is an `@bentoml.api` method (docs/performance.md, "The scoring routes outside
+BentoML's IO layer")."""
 
 from __future__ import annotations
 
