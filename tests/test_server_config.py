@@ -62,3 +62,34 @@ def test_the_supervising_process_imports_no_model_library():
     output = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert output.returncode == 0, output.stderr
     assert output.stdout.strip() == "[]"
+
+
+def test_a_skills_only_worker_imports_neither_the_text_stack_nor_the_text_models(trained_versions, tmp_path):
+    """What `python -m loadtests.worker_start` measures per family: a worker serving skills alone leaves
+    scikit-learn's text stack unimported and no text model loaded; one serving the text pair imports no XGBoost
+    and no ONNX Runtime."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.utils.servers import PROJECT_ROOT
+
+    def child(families: str) -> dict:
+        env = {**os.environ, "INFERENCE_FAMILIES": families, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+        run = subprocess.run(
+            [sys.executable, "-m", "loadtests.worker_start", "--child"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    skills = child('["skills"]')
+    assert skills["text_stack"] is False and "onnxruntime" in skills["modules"], skills
+    textpair = child('["textpair"]')
+    assert textpair["text_stack"] is True, textpair  # the comparison above is not vacuous
+    assert "xgboost" not in textpair["modules"] and "onnxruntime" not in textpair["modules"], textpair
