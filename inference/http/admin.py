@@ -143,8 +143,8 @@ def admin_routes(
     change waits `wait_s` (None: INFERENCE_ADMIN_WAIT_S) for its operation before answering 202."""
     operation_wait_s = get_settings().admin_wait_s if wait_s is None else wait_s
 
-    def guarded(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]:
-        async def endpoint(request: Request) -> JSONResponse:
+    def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
             if not tokens:
                 return error_response(
                     AdminDisabled(f"the admin API is off; set {TOKEN_SETTING} or {TOKENS_SETTING} to turn it on")

@@ -67,7 +67,8 @@ def oip_routes(current: Callable[[], App]) -> list[Route]:
     def guarded(handler: Callable[..., Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request, current())
+                response: Response = await handler(request, current())
+                return response
             except InferenceError as err:
                 return error_response(err)
 

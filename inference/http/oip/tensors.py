@@ -23,7 +23,7 @@ from inference.serving.tensors import InputTensor, OutputTensor, ProtocolError
 __all__ = ["InputTensor", "OutputTensor", "ProtocolError"]  # the wire's types, defined with the models' interface
 
 HEADER_LENGTH = "inference-header-content-length"
-NUMBER_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
+NUMBER_TYPES: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.dtype("<i8")}
 LENGTH = struct.Struct("<I")  # a BYTES element's length prefix in the binary layout
 MAX_INPUTS = 16  # no model here takes more than two input tensors
 MAX_DIMENSIONS = 8
@@ -118,8 +118,10 @@ def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> np.ndarray
         dtype = NUMBER_TYPES[datatype]
         if len(raw) != count * dtype.itemsize:
             raise ProtocolError(400, f"{name}: {len(raw)} bytes do not hold {count} values of {datatype}")
-        return np.frombuffer(raw, dtype=dtype).astype(np.float64)
-    texts, position = [], 0
+        values: np.ndarray = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+        return values
+    texts: list[str] = []
+    position = 0
     while position < len(raw):
         if position + LENGTH.size > len(raw):
             raise ProtocolError(400, f"{name}: element {len(texts)}: truncated length prefix")
@@ -177,7 +179,7 @@ def requested_outputs(header: dict[str, Any], available: Sequence[str]) -> list[
     wanted = []
     for output in requested:
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in available:
+        if not isinstance(name, str) or name not in available:
             raise ProtocolError(400, f"outputs: unknown output {name!r}; this model has {', '.join(available)}")
         wanted.append((name, bool((output.get("parameters") or {}).get("binary_data", binary_all))))
     return wanted
@@ -216,7 +218,8 @@ def encode_answer(
 
 def _to_binary(output: OutputTensor) -> bytes:
     if output.datatype != "BYTES":
-        return np.asarray(output.values, dtype=NUMBER_TYPES[output.datatype]).tobytes()
+        encoded: bytes = np.asarray(output.values, dtype=NUMBER_TYPES[output.datatype]).tobytes()
+        return encoded
     parts = []
     for value in output.values:
         encoded = str(value).encode("utf-8")
