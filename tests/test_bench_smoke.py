@@ -87,3 +87,17 @@ def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(train
     shares = re.findall(r"^\s+([\d.]+)%  (.+)$", run.stdout, flags=re.MULTILINE)
     assert len(shares) >= 10 and all(0 < float(share) <= 100 for share, _ in shares), run.stdout
     assert "endpoint (inference/http/scoring.py)" in run.stdout, run.stdout  # the scoring route
+
+
+def test_the_tails_benchmark_runs_both_configurations(trained_versions):
+    run = subprocess.run(
+        [sys.executable, "-m", "loadtests.tails", "--seconds", "1", "--rounds", "1"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = re.findall(r"^\| 1 \| (.+?) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", run.stdout, flags=re.MULTILINE)
+    assert [name for name, *_ in rows] == ["prediction log on (shipped)", "prediction log off"], run.stdout
+    assert all(int(requests) > 0 and float(p50) <= float(p99) <= float(p999) for _, requests, p50, p99, p999 in rows)
