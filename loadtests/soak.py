@@ -114,6 +114,17 @@ def p95_per_window(prefix: Path, window_s: float) -> list[float]:
     return [statistics.median(values) for values in ordered]
 
 
+def failure_kinds(prefix: Path) -> list[str]:
+    """Each kind of failed request of a locust run: its method, route, error and count."""
+    path = Path(f"{prefix}_failures.csv")
+    if not path.exists():
+        return []
+    with path.open() as failures:
+        return [
+            f"{row['Method']} {row['Name']}: {row['Error']} ({row['Occurrences']}x)" for row in csv.DictReader(failures)
+        ]
+
+
 def soak(
     *,
     minutes: float,
@@ -150,6 +161,11 @@ def soak(
         samples.append((time.monotonic() - started, memory_mib(process)[0]))
 
     row = aggregated(work / "soak")
+    failed = failure_kinds(work / "soak")
+    if failed:
+        print("failed requests (locust's failures, by route and error):", flush=True)
+        for line in failed:
+            print(f"  {line}", flush=True)
     return SoakResult(
         capacity_rps=capacity,
         target_rps=target_rps,
