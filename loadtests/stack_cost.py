@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIGURATIONS = {
@@ -72,14 +74,15 @@ async def _call(app, path: str, body: bytes) -> None:
         raise RuntimeError(f"{path} answered {status}")
 
 
-async def _measure(requests: int) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def in_process(reference: str = "service:Inference") -> AsyncIterator[Any]:
+    """The BentoML service `reference` names as an ASGI app in this process, started (its lifespan, its worker's
+    timers) and ready (models loaded); shut down on leaving."""
     import bentoml
 
     from inference.families.registry import attribute
-    from inference.http import paths
-    from loadtests.latency import request_bodies
 
-    app = attribute(os.environ.get("STACK_COST_SERVICE", "service:Inference")).to_asgi()
+    app = attribute(reference).to_asgi()
     startup: asyncio.Queue[dict] = asyncio.Queue()
     events: asyncio.Queue[dict] = asyncio.Queue()
     await startup.put({"type": "lifespan.startup"})
@@ -90,6 +93,38 @@ async def _measure(requests: int) -> dict[str, float]:
         if time.monotonic() > deadline:
             raise TimeoutError("models not loaded in 60 s")
         await asyncio.sleep(0.05)
+    try:
+        yield app
+    finally:
+        await startup.put({"type": "lifespan.shutdown"})
+        await lifespan
+
+
+def child_figures(module: str, arguments: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
+    """`python -m <module> --child <arguments>` in a fresh process (BentoML reads its configuration when
+    service.py is imported), with `env` over this one's and a Prometheus directory of its own: the JSON it printed
+    last."""
+    with tempfile.TemporaryDirectory(prefix="child-metrics-") as metrics_dir:
+        child_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "INFERENCE_LOG_LEVEL": "WARNING", **env}
+        output = subprocess.run(
+            [sys.executable, "-m", module, "--child", *arguments],
+            cwd=PROJECT_ROOT,
+            env=child_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+async def _measure(requests: int) -> dict[str, float]:
+    async with in_process(os.environ.get("STACK_COST_SERVICE", "service:Inference")) as app:
+        return await _measure_app(app, requests)
+
+
+async def _measure_app(app: Any, requests: int) -> dict[str, float]:
+    from inference.http import paths
+    from loadtests.latency import request_bodies
 
     bodies = [json.dumps(body).encode() for body in request_bodies(500, seed=2024)]
     batch = json.dumps({"items": request_bodies(100, seed=7)}).encode()
@@ -122,32 +157,14 @@ async def _measure(requests: int) -> dict[str, float]:
             await run(per_block)
             samples.append((time.process_time() - started) / per_block * 1e6)
         figures[name] = min(samples)
-    await startup.put({"type": "lifespan.shutdown"})
-    await lifespan
     return figures
 
 
 def run_configuration(env: dict[str, str], requests: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="stack-cost-") as metrics_dir:
-        child_env = {
-            **os.environ,
-            **env,
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-            "INFERENCE_LOG_LEVEL": "WARNING",
-            # Every request must reach the models: with the default in-process cache, the repeated bodies below
-            # would be answered from it after their first pass and the figures would be those of cache hits.
-            "CACHE_URL": "none://",
-            "INFERENCE_FAMILIES": '["skills"]',
-        }
-        output = subprocess.run(
-            [sys.executable, "-m", "loadtests.stack_cost", "--child", "--requests", str(requests)],
-            cwd=PROJECT_ROOT,
-            env=child_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    # Every request must reach the models: with the default in-process cache, the repeated bodies would be
+    # answered from it after their first pass and the figures would be those of cache hits.
+    child_env = {**env, "CACHE_URL": "none://", "INFERENCE_FAMILIES": '["skills"]'}
+    return child_figures("loadtests.stack_cost", ["--requests", str(requests)], child_env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

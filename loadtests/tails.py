@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from loadtests.stack_cost import child_figures
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIGURATIONS = {
@@ -29,33 +28,22 @@ CONFIGURATIONS = {
 
 
 async def _measure(seconds: float) -> dict[str, float]:
-    import bentoml
     import numpy as np
 
-    import service
     from inference.http import paths
     from loadtests.latency import request_bodies
-    from loadtests.stack_cost import _call
+    from loadtests.stack_cost import _call, in_process
 
-    app = service.Inference.to_asgi()
-    startup: asyncio.Queue[dict] = asyncio.Queue()
-    events: asyncio.Queue[dict] = asyncio.Queue()
-    await startup.put({"type": "lifespan.startup"})
-    lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, startup.get, events.put))
-    assert (await events.get())["type"] == "lifespan.startup.complete"
-    while not bentoml.get_current_service().__is_ready__():
-        await asyncio.sleep(0.05)
     bodies = [json.dumps(body).encode() for body in request_bodies(500, seed=2024)]
-    for body in bodies[:200]:
-        await _call(app, paths.SKILLS_INFER_ROUTE, body)
     latencies = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        await _call(app, paths.SKILLS_INFER_ROUTE, bodies[len(latencies) % len(bodies)])
-        latencies.append(time.perf_counter() - started)
-    await startup.put({"type": "lifespan.shutdown"})
-    await lifespan
+    async with in_process() as app:
+        for body in bodies[:200]:
+            await _call(app, paths.SKILLS_INFER_ROUTE, body)
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await _call(app, paths.SKILLS_INFER_ROUTE, bodies[len(latencies) % len(bodies)])
+            latencies.append(time.perf_counter() - started)
     values = np.array(latencies) * 1000
     return {
         "requests": len(values),
@@ -80,24 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for round_index in range(args.rounds):
         for name, extra in CONFIGURATIONS.items():
-            with tempfile.TemporaryDirectory(prefix="tails-") as scratch:
-                env = {
-                    **os.environ,
-                    **extra,
-                    "PROMETHEUS_MULTIPROC_DIR": scratch,
-                    "CACHE_URL": "none://",
-                    "INFERENCE_FAMILIES": '["skills"]',
-                    "INFERENCE_LOG_LEVEL": "WARNING",
-                }
-                output = subprocess.run(
-                    [sys.executable, "-m", "loadtests.tails", "--child", "--seconds", str(args.seconds)],
-                    cwd=PROJECT_ROOT,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-            row = json.loads(output.strip().splitlines()[-1])
+            env = {**extra, "CACHE_URL": "none://", "INFERENCE_FAMILIES": '["skills"]'}
+            row = child_figures("loadtests.tails", ["--seconds", str(args.seconds)], env)
             print(
                 f"| {round_index + 1} | {name} | {row['requests']} | {row['p50']:.2f} | {row['p99']:.2f} | "
                 f"{row['p999']:.2f} | {row['max']:.1f} |",

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from loadtests.stack_cost import child_figures
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("xgboost", "onnxruntime", "sklearn", "scipy", "pandas")
@@ -61,19 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|")
     for name, families in CONFIGURATIONS.items():
-        with tempfile.TemporaryDirectory(prefix="worker-start-") as metrics_dir:
-            env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "INFERENCE_LOG_LEVEL": "WARNING"}
-            if families:
-                env["INFERENCE_FAMILIES"] = families
-            output = subprocess.run(
-                [sys.executable, "-m", "loadtests.worker_start", "--child"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        figures = json.loads(output.strip().splitlines()[-1])
+        figures = child_figures("loadtests.worker_start", [], {"INFERENCE_FAMILIES": families} if families else {})
         libraries = ", ".join(f"{library} {count}" for library, count in figures["modules"].items())
         print(
             f"| {name} | {figures['import_s']:.2f} | {figures['build_s']:.2f} | {libraries} | "

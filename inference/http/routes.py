@@ -32,13 +32,14 @@ def protocol_family(plugins: Sequence[str] = ()) -> Callable[[str], str]:
     return family_of
 
 
+def per_request(field: str, noun: str, most: int) -> Count:
+    """At most `most` elements of the body's list `field` (1000 items per request)."""
+    return Count(depth=2, field=field, noun=noun, per="per request", most=most, error=BatchTooLarge)
+
+
 def route_table(settings: Settings, *, mounted: Iterable[Any] = ()) -> RouteTable:
     """The routes with their limits from `settings`; `mounted` are the Starlette routes mounted beside BentoML's
     (reads, admin, the protocol), known by their templates."""
-
-    def per_request(field: str, noun: str, most: int) -> Count:
-        return Count(depth=2, field=field, noun=noun, per="per request", most=most, error=BatchTooLarge)
-
     specs = [
         *registered_routes(settings),
         RouteSpec(
@@ -87,7 +88,7 @@ def registered_routes(settings: Settings) -> list[RouteSpec]:
             counts = []
             if route.batch is not None:
                 field, noun = route.batch
-                counts.append(Count(2, field, noun, "per request", settings.max_batch_items, BatchTooLarge))
+                counts.append(per_request(field, noun, settings.max_batch_items))
             if route.features is not None:
                 depth = 2 + 2 * route.features.count("[]")  # each list on the way adds an array and its objects
                 counts.append(
