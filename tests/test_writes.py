@@ -157,6 +157,47 @@ def test_ratings_and_feedback_with_a_refused_row_store_the_others(url):
     assert json.loads(kept["labelled_feedback"].row)["label"] == feedback[1]["label"]
 
 
+def test_sqlite_rows_written_in_one_statement_are_stored_as_sqlalchemys_insert_stores_them(tmp_path):
+    """The prediction log's flush binds its rows to SQLite as one JSON array (the interpreter lock let go once, not
+    per row): each value must land with the type and text SQLAlchemy's own INSERT gives it, and read back equal."""
+    now = datetime.now(UTC)
+    rows = [
+        {"student_id": "s-1", "skill": "leadership", "model_version": "v1", "score": 0.1 + 0.2, "predicted_at": now},
+        {"student_id": 'qu"ote\\ é 学 \n', "skill": "x", "model_version": "v2", "score": 1.0, "predicted_at": now},
+        {"student_id": "s-3", "skill": "x", "model_version": "v3", "score": np.float32(0.25), "predicted_at": now},
+        {"student_id": "s-4", "skill": "x", "model_version": "v4", "score": 7, "predicted_at": now},
+    ]
+    stored = {}
+    for way in ("insert_rows", "sqlalchemy"):
+        engine = engine_for(f"sqlite:///{tmp_path / way}.db")
+        if way == "insert_rows":
+            assert insert_rows(engine, predictions, rows).stored == len(rows)
+        else:
+            with engine.begin() as connection:
+                connection.execute(insert(predictions), rows)
+        with engine.connect() as connection:
+            raw = "SELECT student_id, typeof(score), score, predicted_at, typeof(predicted_at) FROM predictions ORDER BY id"
+            stored[way] = (
+                connection.exec_driver_sql(raw).all(),
+                connection.execute(select(predictions).order_by(predictions.c.id)).all(),
+            )
+    assert stored["insert_rows"] == stored["sqlalchemy"]
+    assert [row.predicted_at for row in stored["insert_rows"][1]] == [now.replace(tzinfo=None)] * len(rows)
+
+
+def test_a_value_json_cannot_carry_is_refused_by_sqlite_and_the_others_written(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'big.db'}")
+    now = datetime.now(UTC)
+    rows = [
+        {"student_id": f"s-{index}", "skill": "x", "model_version": "v1", "score": 0.5, "predicted_at": now}
+        for index in range(10)
+    ]
+    rows[4] = {**rows[4], "student_id": "lone \ud800 surrogate"}  # not UTF-8: neither JSON nor SQLite take it
+    result = insert_rows(engine, predictions, rows)
+    assert result.stored == 9 and [row.index for row in result.rejected] == [4]
+    assert "UnicodeEncodeError" in result.rejected[0].reason
+
+
 @pytest.mark.parametrize("refused", [1, 4])
 def test_finding_the_refused_rows_costs_a_logarithmic_number_of_statements(url, refused):
     engine = engine_for(url)
