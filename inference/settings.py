@@ -353,6 +353,13 @@ class Settings(BaseSettings):
         description="Students the batch scorer reads, scores and commits at a time; a killed run resumes after "
         "the last chunk it committed.",
     )
+    batch_lookback_s: float = Field(
+        3600.0,
+        ge=0,
+        description="An incremental run reads the students whose updated_at is later than the last finished run's "
+        "start less this margin: a feature writer's time stamps may trail its commits (a long transaction) or run "
+        "behind this clock. A change stamped earlier than that is scored by the next full run.",
+    )
     batch_retries: int = Field(
         3, ge=0, le=10, description="Retries of a database call that failed transiently (connection lost, locked)."
     )

@@ -150,6 +150,10 @@ scoring_runs = Table(
     Column("students_per_s", Float, nullable=True),
     Column("assessments_per_s", Float, nullable=True),
     Column("error", Text, nullable=True),
+    # When the students this run covers were last all read: its start, or for a resumed run the start of the run it
+    # resumed (students before the checkpoint were read then). The next incremental run of the shard reads only the
+    # students updated since (less INFERENCE_BATCH_LOOKBACK_S) instead of comparing every student's assessments.
+    Column("features_watermark", DateTime(timezone=True), nullable=True),
     Index("ix_scoring_runs_mode_shard", "mode", "shard_index", "shard_count"),
 )
 

@@ -31,4 +31,5 @@ def test_the_batch_benchmark_reports_full_rerun_incremental_and_pure_scoring(tra
         assert result["full_process_s"] >= result["full_run_s"]
         assert result["ratio_full_process_to_pure_scoring"] > 1
         assert 0 < result["incremental_students_read"] < 100  # ~5% of 600 changed
+        assert result["unchanged_incremental_students_read"] == 0
     assert "| postgresql | 600 x 7 |" in run.stdout

@@ -113,6 +113,40 @@ def test_incremental_scores_only_students_whose_features_changed(database, popul
     assert score(database, stable_models, mode="incremental").students_read == 0
 
 
+def test_incremental_reads_students_updated_since_the_last_finished_run_less_the_lookback(database, stable_models):
+    """The watermark: an incremental run reads the range of the updated_at index after the last finished run's
+    start less the lookback, not every student. A change stamped within the lookback (a writer whose stamps trail
+    its commits) is scored; one stamped before it is left to the next full run (docs/batch.md)."""
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    students = load_students(database, generate_students(300, seed=5).feature_dicts(), updated_at=long_ago)
+    assert score(database, stable_models, mode="incremental").students_read == 300  # no finished run: everyone
+    full = score(database, stable_models)
+    assert full.students_read == 300
+    started = database.run(full.run_id).started_at.replace(tzinfo=UTC)
+    stamps = {
+        students[0]: started + timedelta(seconds=5),  # after the run: scored
+        students[1]: started - timedelta(minutes=10),  # committed late, within the lookback: scored
+        students[2]: long_ago + timedelta(hours=1),  # stamped before the lookback: left to the next full run
+    }
+    features = database.student_features
+    with database.engine.begin() as connection:
+        for student, stamp in stamps.items():
+            connection.execute(
+                update(features)
+                .where(features.c.student_id == student)
+                .values(help_given_per_week=func.coalesce(features.c.help_given_per_week, 0) + 1, updated_at=stamp)
+            )
+    incremental = score(database, stable_models, mode="incremental", lookback_s=3600)
+    assert (incremental.students_pending, incremental.students_read) == (2, 2)
+    fresh = {row.student_id for row in stored_assessments_all(database) if row.run_id == incremental.run_id}
+    assert fresh == {students[0], students[1]}
+    assert score(database, stable_models, mode="incremental").students_read == 0
+    full_again = score(database, stable_models)
+    assert students[2] in {
+        row.student_id for row in stored_assessments_all(database) if row.run_id == full_again.run_id
+    }
+
+
 def stored_assessments_all(database):
     from inference.storage import skill_assessments
 
@@ -270,6 +304,25 @@ def test_a_stopped_run_is_recorded_as_interrupted_and_resumed_by_the_next(databa
     assert len(stored_assessments(database.engine)) == 7000
     restarted = score(database, stable_models, chunk_size=100, restart=True)
     assert restarted.resumed_from is None and restarted.students_read == 1000
+
+
+def test_a_resumed_run_keeps_the_watermark_of_the_run_it_resumed(database, population, stable_models):
+    """Students before the checkpoint were read by the stopped run: changes since its start are the next run's."""
+    stop = threading.Event()
+
+    class StopAfterOneChunk(BatchDatabase):
+        def write_chunk(self, scored, *, run_id, **options):
+            stop.set()
+            return super().write_chunk(scored, run_id=run_id, **options)
+
+    options = RunOptions(chunk_size=100, retry_backoff_s=0.0)
+    first = BatchScorer(StopAfterOneChunk(database.engine, DEMO_FEATURE_NAMES), stable_models, options, stop=stop).run()
+    second = score(database, stable_models, chunk_size=100)
+    assert second.resumed_from == first.run_id
+    first_run, second_run = database.run(first.run_id), database.run(second.run_id)
+    assert first_run.features_watermark == first_run.started_at < second_run.started_at
+    assert second_run.features_watermark == first_run.started_at
+    assert database.incremental_since(EVERYONE).replace(tzinfo=None) == first_run.started_at.replace(tzinfo=None)
 
 
 def test_a_new_model_version_rescoring_replaces_scores_and_never_resumes_the_old_versions_run(

@@ -64,6 +64,7 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         retry_backoff_s=settings.batch_retry_backoff_s,
         progress_interval_s=settings.batch_progress_interval_s,
         restart=args.restart,
+        lookback_s=settings.batch_lookback_s,
     )
     engine = _engine(args, settings)  # first: an unreachable database is reported as such, before model loading
     models = pinned_skill_models(settings)

@@ -19,13 +19,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy.exc
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from inference.batch.chunks import ScoredChunk, model_versions, score_chunk, served_feature_names
+from inference.batch.chunks import FeatureChunk, ScoredChunk, model_versions, score_chunk, served_feature_names
 from inference.batch.database import (
     UNFINISHED,
     BatchDatabase,
@@ -55,6 +56,7 @@ class RunOptions:
     retry_backoff_s: float = 1.0  # first wait; doubles per retry, with jitter
     progress_interval_s: float = 10.0
     restart: bool = False  # ignore an unfinished run's checkpoint and start from the first student
+    lookback_s: float = 3600.0  # an incremental run reads students updated since the last finished run less this
 
 
 @dataclass
@@ -171,6 +173,9 @@ class BatchScorer:
         self.options = options
         self.stop = stop or threading.Event()
         self._clock = clock
+        self._since: datetime | None = None  # an incremental run: only students updated after this are read
+        self._pending_ids: list[str] | None = None  # their ids, when `_since` is set
+        self._ids_read = 0
 
     def run(self) -> RunSummary:
         """Score the shard's pending students; raises `RunInProgress` when another run holds the shard, and
@@ -212,6 +217,7 @@ class BatchScorer:
 
     def _start(self) -> tuple[RunSummary, str | None]:
         options, versions = self.options, model_versions(self.models)
+        started_at = datetime.now(UTC)  # before anything is read: what changes from now on is the next run's
         previous = self.database.latest_run(mode=options.mode, shard=options.shard)
         resumed = self._resumable(previous)
         after = resumed.last_student_id if resumed else None
@@ -226,9 +232,18 @@ class BatchScorer:
                 options.shard,
                 ", ".join(examples),
             )
-        pending = self._retrying("counting pending students", self.database.count_pending)(
-            mode=options.mode, shard=options.shard, after=after
-        )
+        if options.mode == "incremental":
+            watermark = self._retrying("reading the last finished run", self.database.incremental_since)(options.shard)
+            self._since = watermark - timedelta(seconds=options.lookback_s) if watermark is not None else None
+        if self._since is not None:
+            self._pending_ids = self._retrying("finding the students changed", self.database.pending_since)(
+                shard=options.shard, since=self._since
+            )
+            pending = len(self._pending_ids)
+        else:
+            pending = self._retrying("counting pending students", self.database.count_pending)(
+                mode=options.mode, shard=options.shard, after=after
+            )
         run_id = self.database.start_run(
             mode=options.mode,
             shard=options.shard,
@@ -238,18 +253,35 @@ class BatchScorer:
             abandoned=previous if previous is not None and previous.status == RUNNING else None,
             students_pending=pending,
             students_skipped=skipped,
+            started_at=started_at,
         )
         logger.info(
-            "run %d started: %s scoring of shard %s, %s students pending%s; models %s",
+            "run %d started: %s scoring of shard %s, %s students pending%s%s; models %s",
             run_id,
             options.mode,
             options.shard,
             f"{pending:,}",
             f", resuming run {resumed.run_id} after {after!r}" if resumed else "",
+            f" (students updated since {self._since:%Y-%m-%d %H:%M:%S} UTC)" if self._since is not None else "",
             ", ".join(sorted(set(versions.values()))),
         )
         resumed_from = resumed.run_id if resumed else None
         return RunSummary(run_id, RUNNING, options.mode, options.shard, resumed_from, pending), after
+
+    def _read_chunk(self, after: str | None) -> FeatureChunk:
+        """The next chunk: after `after` among the pending students, or, for an incremental run with a watermark,
+        the next ids found at its start that are still there (empty: none left)."""
+        if self._pending_ids is None:
+            return self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
+                mode=self.options.mode, shard=self.options.shard, after=after, limit=self.options.chunk_size
+            )
+        while True:
+            start = self._ids_read
+            ids = self._pending_ids[start : start + self.options.chunk_size]
+            self._ids_read += len(ids)
+            chunk = self._retrying(f"reading students after {after!r}", self.database.read_students)(ids)
+            if len(chunk) or not ids:
+                return chunk
 
     def _resumable(self, previous: RunRecord | None) -> RunRecord | None:
         if previous is None or previous.status not in UNFINISHED:
@@ -278,9 +310,7 @@ class BatchScorer:
         with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="batch-writer") as pool:
             try:
                 while not self.stop.is_set():
-                    chunk = self._retrying(f"reading students after {after!r}", self.database.read_chunk)(
-                        mode=options.mode, shard=options.shard, after=after, limit=options.chunk_size
-                    )
+                    chunk = self._read_chunk(after)
                     if not len(chunk):
                         break
                     after = chunk.student_ids[-1]
