@@ -25,6 +25,7 @@ KUSTOMIZATIONS = [
     "k8s/base",
     "k8s/overlays/stable",
     "k8s/overlays/canary",
+    "k8s/overlays/staging",
     "k8s/gateway",
     "k8s/legacy-nginx",
     "k8s/rollouts",
@@ -177,6 +178,32 @@ def test_stable_and_canary_run_side_by_side_with_distinct_versions():
     assert images[0] != images[1]
     # The public edge is gateway/ (or legacy-nginx/), applied beside the overlays, not in them.
     assert not {kind for kind, _ in [*stable, *canary]} & {"Ingress", "HTTPRoute"}
+
+
+def test_staging_runs_both_tracks_and_their_route_in_its_own_namespace_host_and_smaller_limits():
+    staging = render("k8s/overlays/staging")
+    production = named([*render("k8s/overlays/stable"), *render("k8s/overlays/canary")])
+    objects = named(staging)
+    assert {doc["metadata"].get("namespace") for doc in staging if doc["kind"] != "Namespace"} == {"inference-staging"}
+    assert ("Namespace", "inference-staging") in objects
+    route = objects["HTTPRoute", "inference"]
+    assert route["spec"]["hostnames"] == ["staging.inference.example.com"]
+    backends = {ref["name"] for rule in route["spec"]["rules"] for ref in rule["backendRefs"]}
+    assert backends == {"inference-stable", "inference-canary"}
+    assert {name for kind, name in objects if kind == "Service"} == backends
+    canary_rules(route)  # the same X-Canary rules and API paths as production's route
+    for track in ("stable", "canary"):
+        name = f"inference-{track}"
+        resources = objects["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert resources == {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        }
+        big = production["Deployment", name]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert big["limits"] == {"cpu": "2", "memory": "2Gi"}  # production's, unchanged by staging
+        autoscaler = objects["HorizontalPodAutoscaler", name]["spec"]
+        assert (autoscaler["minReplicas"], autoscaler["maxReplicas"]) == (1, 2)
+        assert objects["Deployment", name]["metadata"]["labels"]["environment"] == "staging"
 
 
 # The public API paths, as Gateway API and Ingress path matches: every rule of a route matches exactly these.
