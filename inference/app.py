@@ -16,6 +16,7 @@ from pathlib import Path
 
 from inference.families import get_family
 from inference.logs import LOGGER_NAME
+from inference.monitoring.cost import CostMeter, Prices
 from inference.monitoring.drift import DriftMonitor
 from inference.monitoring.ground_truth import PredictionLog
 from inference.monitoring.metrics import Metrics, NoMetrics
@@ -118,6 +119,7 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
         ),
         predictions=PredictionLog(engine),
         prediction_log_share=settings.prediction_log_share,
+        cost=CostMeter(Prices(settings.cost_cpu_hour, settings.cost_gib_hour)),
     )
     serving = Serving(families, cache, observer=observer)
     monitoring = Monitoring(

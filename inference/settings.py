@@ -324,6 +324,18 @@ class Settings(BaseSettings):
         description="Teacher ratings received longer ago than this are deleted by the retention job; 0: forever. "
         "They are the training labels of the next versions (`python -m train.export`): keep them long.",
     )
+    cost_cpu_hour: float = Field(
+        0.04,
+        ge=0,
+        description="Price of one CPU for an hour, in your currency: what inference_cost_dollars_total charges "
+        "requests for their CPU time. The default is a placeholder of the order of cloud list prices; set yours.",
+    )
+    cost_gib_hour: float = Field(
+        0.005,
+        ge=0,
+        description="Price of one GiB of memory for an hour: what requests are charged for the replica's resident "
+        "memory while they are served. A placeholder like the CPU price.",
+    )
     prediction_log_share: float = Field(
         1.0, ge=0, le=1, description="Share of skill scores written to the prediction log (for the correlation)."
     )

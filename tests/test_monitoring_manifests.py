@@ -10,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+from inference.monitoring.cost import CostMeter, Prices
 from inference.monitoring.metrics import GAUGES, HttpMetrics, PrometheusMetrics, count_rows_dropped
 from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
@@ -37,6 +38,9 @@ def exported():
     metrics.batch("skills", "v1", 8)
     metrics.fallback("intent", "v1", "ensemble_timeout")
     metrics.cache("skills", "v1", "hit")
+    cost = CostMeter(Prices(cpu_hour=1.0, gib_hour=1.0))
+    cost.served("skills", "leadership", 0.01)
+    cost.charge()
     for name, (_, labels) in GAUGES.items():
         metrics.gauge(name, 1.0, **dict.fromkeys(labels, "x"))
     families = [family for family in prometheus_client.REGISTRY.collect() if family.name.startswith("inference_")]

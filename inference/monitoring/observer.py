@@ -24,6 +24,7 @@ import numpy as np
 from inference.errors import BatchTooLarge, InferenceError, InvalidRequest, StorageUnavailable, UnknownSkill
 from inference.logs import LOGGER_NAME
 from inference.monitoring.batch_runs import BatchHealth, batch_health
+from inference.monitoring.cost import CostMeter
 from inference.monitoring.drift import DriftMonitor, DriftReport
 from inference.monitoring.feedback import Accuracy, feedback_accuracy
 from inference.monitoring.ground_truth import Correlation, PredictionLog, correlations, store_ratings
@@ -67,6 +68,7 @@ class Observer:
     prediction_log_share: float = 1.0
     latencies: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     cache_counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    cost: CostMeter | None = None  # what requests cost, charged on the monitoring timer
 
     @contextmanager
     def request(self, family: str, endpoint: str = "single") -> Iterator[Observed]:
@@ -110,6 +112,8 @@ class Observer:
                 labels.family, labels.endpoint = family, observed.endpoint
                 labels.segment, labels.version = observed.segment, observed.version
             self.metrics.request(family, observed.version, outcome, elapsed, observed.endpoint, observed.segment)
+            if self.cost is not None:
+                self.cost.served(family, observed.segment, elapsed)
             if outcome == "ok":
                 window = self.latencies.get((family, observed.version))
                 if window is None:
@@ -309,6 +313,9 @@ class Monitoring:
 
         Each step fails on its own: drift needs no database, so its gauges stay current while the database is
         away; the predictions stay buffered, and the reads keep the last figures meanwhile."""
+        if self.observer.cost is not None:
+            with _tried_again_next_time("cost"):
+                self.observer.cost.charge()
         with _tried_again_next_time("prediction log"):
             await asyncio.to_thread(self.observer.predictions.flush)
         if share_drift:

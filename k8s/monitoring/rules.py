@@ -58,6 +58,13 @@ def recording_rules() -> list[dict[str, Any]]:
             "expr": 'sum by (family) (rate(inference_cache_requests_total{outcome="hit"}[5m])) '
             '/ sum by (family) (rate(inference_cache_requests_total{outcome=~"hit|miss"}[5m]))',
         },
+        {
+            # What 1,000 requests cost per family and segment (the variant for intent), priced by the service's
+            # INFERENCE_COST_CPU_HOUR and INFERENCE_COST_GIB_HOUR (inference/monitoring/cost.py).
+            "record": "inference_cost_per_1k_requests",
+            "expr": "1000 * sum by (family, segment) (rate(inference_cost_dollars_total[5m])) "
+            "/ sum by (family, segment) (rate(inference_cost_requests_total[5m]))",
+        },
     ]
     windows = sorted({window for long, short, *_ in BURN_RATES for window in (long, short)}, key=_seconds)
     for window in windows:
