@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from inference.monitoring.cost import CostMeter, Prices
+from inference.monitoring.cost import GIB, CostMeter, Prices
 from inference.monitoring.metrics import GAUGES, HttpMetrics, PrometheusMetrics, count_rows_dropped
 from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
@@ -41,6 +41,9 @@ def exported():
     cost = CostMeter(Prices(cpu_hour=1.0, gib_hour=1.0))
     cost.served("skills", "leadership", 0.01)
     cost.charge()
+    ticks = iter([0.0, 1.0])
+    idle = CostMeter(Prices(1.0, 1.0), cpu_seconds=lambda: 0.0, resident_bytes=lambda: GIB, clock=lambda: next(ticks))
+    idle.charge()  # nothing served: the idle cost
     for name, (_, labels) in GAUGES.items():
         metrics.gauge(name, 1.0, **dict.fromkeys(labels, "x"))
     families = [family for family in prometheus_client.REGISTRY.collect() if family.name.startswith("inference_")]

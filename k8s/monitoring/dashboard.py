@@ -67,6 +67,31 @@ PANELS = [
             " / sum by (family, model_version, shadow_version) (rate(inference_shadow_comparisons_total[15m]))"
         ],
     ),
+    ("Cost per 1,000 requests by family and segment", "timeseries", "currencyUSD", ["inference_cost_per_1k_requests"]),
+    (
+        "CPU-seconds per request by family and segment",
+        "timeseries",
+        "s",
+        [
+            "sum by (family, segment) (rate(inference_cost_cpu_seconds_total[5m]))"
+            " / sum by (family, segment) (rate(inference_cost_requests_total[5m]))"
+        ],
+    ),
+    (
+        "Memory (GiB-seconds) per request by family and segment",
+        "timeseries",
+        "short",
+        [
+            "sum by (family, segment) (rate(inference_cost_memory_gib_seconds_total[5m]))"
+            " / sum by (family, segment) (rate(inference_cost_requests_total[5m]))"
+        ],
+    ),
+    (
+        "Idle cost (served nothing) per hour",
+        "timeseries",
+        "currencyUSD",
+        ["3600 * sum(rate(inference_cost_idle_dollars_total[5m]))"],
+    ),
     (
         "Batch size (rows per model call)",
         "timeseries",
