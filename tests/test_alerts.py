@@ -249,6 +249,35 @@ def test_the_model_alerts_fire_at_the_settings_thresholds(tmp_path):
     check(tmp_path, tests)
 
 
+def test_the_accuracy_floor_alert_fires_for_a_variant_under_80_percent_on_enough_feedback(tmp_path):
+    items = Settings().feedback_min_items
+    ensemble = 'family="intent",model_version="v1",variant="ensemble"'
+    classic = 'family="intent",model_version="v1",variant="classic"'
+    few = 'family="textpair",model_version="v1",variant="default"'
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"inference_feedback_accuracy{{{ensemble}}}", "values": "0.79x60"},
+                {"series": f"inference_feedback_items{{{ensemble}}}", "values": f"{items}x60"},
+                {"series": f"inference_feedback_accuracy{{{classic}}}", "values": "0.80x60"},  # at the floor: fine
+                {"series": f"inference_feedback_items{{{classic}}}", "values": "5000x60"},
+                {"series": f"inference_feedback_accuracy{{{few}}}", "values": "0.5x60"},  # too few items to judge
+                {"series": f"inference_feedback_items{{{few}}}", "values": f"{items - 1}x60"},
+            ],
+            "promql_expr_test": [
+                fires(
+                    "InferenceAccuracyBelowFloor",
+                    "40m",
+                    {"severity": "critical", "family": "intent", "model_version": "v1", "variant": "ensemble"},
+                ),
+                silent("InferenceAccuracyBelowFloor", "20m"),
+            ],
+        }
+    ]
+    check(tmp_path, tests)
+
+
 def test_the_nightly_batch_alerts_fire_when_it_failed_is_late_or_slow(tmp_path):
     # promtool's clock starts at 0 (1970): a success at t=0 is "late" once evaluated past the limit.
     late_after_s = BATCH_LATE_AFTER_H * 3600

@@ -28,4 +28,6 @@ BATCH_LATE_AFTER_H = 26.0
 # The dual-mode requirement's go/no-go rule: the ensemble goes to full production when its accuracy beats classic's
 # by more than 10% (relative), on labelled feedback.
 ENSEMBLE_GO_IMPROVEMENT = 0.10
+# ... and its floor: a text-family version and variant answering under 80% of the labelled feedback right alerts.
+ACCURACY_FLOOR = 0.80
 BATCH_SLOWER_THAN_USUAL = 1.5

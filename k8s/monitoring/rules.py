@@ -15,7 +15,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from inference.families.registry import cache_hit_ratios, latency_objectives
-from inference.monitoring.objectives import AVAILABILITY, BATCH_LATE_AFTER_H, BATCH_SLOWER_THAN_USUAL
+from inference.monitoring.objectives import (
+    ACCURACY_FLOOR,
+    AVAILABILITY,
+    BATCH_LATE_AFTER_H,
+    BATCH_SLOWER_THAN_USUAL,
+)
 from inference.settings import Settings
 
 OUT = Path(__file__).with_name("prometheusrule.yaml")
@@ -155,6 +160,19 @@ def model_alerts(settings: Settings) -> list[dict[str, Any]]:
                 "description": 'Pearson r is {{ $value | printf "%.2f" }} (alert below '
                 f"{settings.correlation_alert_below:.2f}). Compare versions with GET /api/v1/monitoring/correlation; "
                 "roll back with POST /admin/routes/skills/rollback.",
+            },
+        },
+        {
+            "alert": "InferenceAccuracyBelowFloor",
+            "expr": f"inference_feedback_accuracy < {ACCURACY_FLOOR:g} and on (family, model_version, variant) "
+            f"inference_feedback_items >= {settings.feedback_min_items}",
+            "for": "30m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "{{ $labels.family }} {{ $labels.model_version }} {{ $labels.variant }} answers under "
+                f"{ACCURACY_FLOOR:.0%} of the labelled feedback right",
+                "description": "Accuracy {{ $value | humanizePercentage }} over the feedback window; compare with GET "
+                "/api/v1/monitoring/accuracy; move traffic off it with the admin routes (docs/versions.md).",
             },
         },
         {
