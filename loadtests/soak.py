@@ -33,13 +33,17 @@ LOCUST = Path(sys.executable).with_name("locust")
 RSS_EVERY_S = 5.0
 
 
+RETRIED = " (again after a 503)"  # soak_users.py's name for a request sent again after a shed, as the clients do
+
+
 @dataclass
 class SoakResult:
     capacity_rps: float
     target_rps: float
     achieved_rps: float
     requests: int
-    failures: int
+    failures: int  # after the clients' retries of a shed request
+    retried: int  # requests sent again after a 503 with Retry-After
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -95,6 +99,12 @@ def run_locust(url: str, *, users: int, seconds: int, rate_per_user: float, pref
 def aggregated(prefix: Path) -> dict[str, str]:
     with open(f"{prefix}_stats.csv") as stats:
         return next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
+
+
+def retried_after_shed(prefix: Path) -> int:
+    """Requests sent again after a 503 with Retry-After (loadtests/soak_users.py, as the clients do)."""
+    with open(f"{prefix}_stats.csv") as stats:
+        return sum(int(row["Request Count"]) for row in csv.DictReader(stats) if row["Name"].endswith(RETRIED))
 
 
 def p95_per_window(prefix: Path, window_s: float) -> list[float]:
@@ -172,6 +182,7 @@ def soak(
         achieved_rps=float(row["Requests/s"]),
         requests=int(row["Request Count"]),
         failures=int(row["Failure Count"]),
+        retried=retried_after_shed(work / "soak"),
         p50_ms=float(row["50%"]),
         p95_ms=float(row["95%"]),
         p99_ms=float(row["99%"]),
@@ -200,6 +211,7 @@ def report(result: SoakResult) -> tuple[str, bool]:
         f"| capacity (probe) | {result.capacity_rps:.0f} req/s |",
         f"| soak rate, target / achieved | {result.target_rps:.0f} / {result.achieved_rps:.0f} req/s |",
         f"| requests, failures | {result.requests:,}, {result.failures} |",
+        f"| shed (503 with Retry-After) and sent again, as the clients do | {result.retried:,} |",
         f"| P50 / P95 / P99 over the soak | {result.p50_ms:.0f} / {result.p95_ms:.0f} / {result.p99_ms:.0f} ms |",
         f"| P95 per {result.window_s:.0f} s window after the warm-up | "
         f"{', '.join(f'{value:.0f}' for value in result.p95_after_warmup())} ms "

@@ -99,5 +99,18 @@ def test_the_tails_benchmark_runs_both_configurations(trained_versions):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     rows = re.findall(r"^\| 1 \| (.+?) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", run.stdout, flags=re.MULTILINE)
-    assert [name for name, *_ in rows] == ["prediction log on (shipped)", "prediction log off"], run.stdout
+    assert [name for name, *_ in rows] == ["prediction log on (shipped; SQLite)", "prediction log off"], run.stdout
     assert all(int(requests) > 0 and float(p50) <= float(p99) <= float(p999) for _, requests, p50, p99, p999 in rows)
+
+
+def test_the_flush_benchmark_prints_each_flush_and_the_longest_wait_beside_it():
+    run = subprocess.run(
+        [sys.executable, "-m", "loadtests.tails", "--flushes", "2"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = re.findall(r"^\| sqlite \| ([\d.]+) \| ([\d.]+) \|$", run.stdout, flags=re.MULTILINE)
+    assert len(rows) == 2 and all(float(flush) > 0 and float(wait) >= 0 for flush, wait in rows), run.stdout
