@@ -19,7 +19,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -132,13 +132,19 @@ def _copy(connection: Connection, table: Table, rows: Sequence[Mapping[str, obje
     )
     try:
         with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for start in range(0, len(rows), _ROWS_BETWEEN_YIELDS):
-                if start:
-                    time.sleep(_YIELD_S)
-                for row in rows[start : start + _ROWS_BETWEEN_YIELDS]:
+            for part in _slices_letting_go(rows):
+                for row in part:
                     copy.write_row([row[column] for column in columns])
     except psycopg.Error as err:  # raised as SQLAlchemy raises the driver's errors of an INSERT
         raise sqlalchemy.exc.DBAPIError.instance(f"COPY {table.name}", None, err, psycopg.Error) from err
+
+
+def _slices_letting_go(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`rows` in slices of `_ROWS_BETWEEN_YIELDS`, the interpreter lock let go for `_YIELD_S` between two."""
+    for start in range(0, len(rows), _ROWS_BETWEEN_YIELDS):
+        if start:
+            time.sleep(_YIELD_S)
+        yield rows[start : start + _ROWS_BETWEEN_YIELDS]
 
 
 def _insert_json(connection: Connection, table: Table, rows: Sequence[Mapping[str, object]]) -> None:
@@ -151,12 +157,10 @@ def _insert_json(connection: Connection, table: Table, rows: Sequence[Mapping[st
     columns = [column for column in table.columns if column.name in rows[0]]
     processors = [column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect) for column in columns]
     values = []
-    for start in range(0, len(rows), _ROWS_BETWEEN_YIELDS):
-        if start:
-            time.sleep(_YIELD_S)
+    for part in _slices_letting_go(rows):
         values.extend(
             [value if process is None else process(value) for value, process in zip(row, processors, strict=True)]
-            for row in ([row[column.name] for column in columns] for row in rows[start : start + _ROWS_BETWEEN_YIELDS])
+            for row in ([row[column.name] for column in columns] for row in part)
         )
     try:
         payload = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY).decode()
