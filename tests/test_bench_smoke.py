@@ -15,32 +15,21 @@ from tests.utils.servers import PROJECT_ROOT
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-def test_the_harness_compares_the_service_with_both_peers(trained_versions, text_reports):
-    tool("wrk", "apt-get install wrk")
+def benchmark(module: str, *arguments: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`python -m module arguments` from the project's root; fails the test, with the output's end, unless it
+    exits 0."""
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.bench",
-            "--duration",
-            "1",
-            "--rounds",
-            "1",
-            "--targets",
-            "service",
-            "fastapi",
-            "fastapi-naive",
-            "batchable",
-            "mlserver",
-            "bentoml-api",
-            "ceiling",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,  # the first run creates MLServer's virtual environment
+        [sys.executable, "-m", module, *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_the_harness_compares_the_service_with_both_peers(trained_versions, text_reports):
+    tool("wrk", "apt-get install wrk")
+    targets = ("service", "fastapi", "fastapi-naive", "batchable", "mlserver", "bentoml-api", "ceiling")
+    # 900 s: the first run creates MLServer's virtual environment.
+    run = benchmark("loadtests.bench", "--duration", "1", "--rounds", "1", "--targets", *targets, timeout=900)
     rows = re.findall(r"^  (.+?)\s+(\d+) QPS .* errors (\d+)$", run.stdout, flags=re.MULTILINE)
     assert len(rows) == 58  # 6 workloads x 7 targets, and 8 text workloads x 2 (the service, the text peer)
     # A peer may complete nothing, or time out, in a 1-second workload while it drains the 64-client burst: that
@@ -59,14 +48,7 @@ def test_the_harness_compares_the_service_with_both_peers(trained_versions, text
 
 
 def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_versions):
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtests.cache_memory", "--keys", "20000", "--max-entries", "2000"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = benchmark("loadtests.cache_memory", "--keys", "20000", "--max-entries", "2000", timeout=600)
     rows = re.findall(r"^\| ([\d,]+) \| ([\d.]+) \|$", run.stdout, flags=re.MULTILINE)
     assert [keys for keys, _ in rows] == [f"{n:,}" for n in range(0, 20001, 2000)], run.stdout
     assert all(float(rss) > 0 for _, rss in rows)
@@ -75,14 +57,9 @@ def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_vers
 
 def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(trained_versions, tmp_path):
     tool("wrk", "apt-get install wrk")
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtests.profile", "--only", "skills-batch", "--seconds", "3", "--out", str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = benchmark(
+        "loadtests.profile", "--only", "skills-batch", "--seconds", "3", "--out", str(tmp_path), timeout=300
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (tmp_path / "skills-batch.svg").read_text().lstrip().startswith("<?xml")
     shares = re.findall(r"^\s+([\d.]+)%  (.+)$", run.stdout, flags=re.MULTILINE)
     assert len(shares) >= 10 and all(0 < float(share) <= 100 for share, _ in shares), run.stdout
@@ -90,27 +67,13 @@ def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(train
 
 
 def test_the_tails_benchmark_runs_both_configurations(trained_versions):
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtests.tails", "--seconds", "1", "--rounds", "1"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = benchmark("loadtests.tails", "--seconds", "1", "--rounds", "1", timeout=300)
     rows = re.findall(r"^\| 1 \| (.+?) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", run.stdout, flags=re.MULTILINE)
     assert [name for name, *_ in rows] == ["prediction log on (shipped; SQLite)", "prediction log off"], run.stdout
     assert all(int(requests) > 0 and float(p50) <= float(p99) <= float(p999) for _, requests, p50, p99, p999 in rows)
 
 
 def test_the_flush_benchmark_prints_each_flush_and_the_longest_wait_beside_it():
-    run = subprocess.run(
-        [sys.executable, "-m", "loadtests.tails", "--flushes", "2"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = benchmark("loadtests.tails", "--flushes", "2", timeout=300)
     rows = re.findall(r"^\| sqlite \| ([\d.]+) \| ([\d.]+) \|$", run.stdout, flags=re.MULTILINE)
     assert len(rows) == 2 and all(float(flush) > 0 and float(wait) >= 0 for flush, wait in rows), run.stdout
