@@ -3,16 +3,21 @@ follows the policy: probes, non-root, read-only root filesystem, resources, imag
 weights within 0-100, stable and canary side by side without overlap; the custom resources hold together (the
 Gateway API route's weights and X-Canary rules, the Rollout's plugin and the route it edits, the KServe predictor
 against the base Deployment); and the settings docs/deployment.md and docs/batch.md state (replicas left to the
-HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model pins) are the rendered ones."""
+HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model pins) are the rendered ones. The units
+(one Deployment per family and one for the intent ensemble, overlays/units) are checked with and without the
+ensemble: their families, resources, KEDA scaling and the routes that reach each."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 import sys
+import zoneinfo
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -26,7 +31,9 @@ KUSTOMIZATIONS = [
     "k8s/overlays/stable",
     "k8s/overlays/canary",
     "k8s/overlays/staging",
+    "k8s/overlays/units",
     "k8s/gateway",
+    "k8s/gateway/units",
     "k8s/legacy-nginx",
     "k8s/rollouts",
     "k8s/kserve",
@@ -35,7 +42,15 @@ KUSTOMIZATIONS = [
     "k8s/monitoring",
 ]
 # Custom resources: kubernetes-validate has no schema for them; the tests below check what matters in them.
-CUSTOM_KINDS = {"HTTPRoute", "Rollout", "AnalysisTemplate", "PodMonitor", "PrometheusRule", "InferenceService"}
+CUSTOM_KINDS = {
+    "HTTPRoute",
+    "Rollout",
+    "AnalysisTemplate",
+    "PodMonitor",
+    "PrometheusRule",
+    "InferenceService",
+    "ScaledObject",
+}
 # Applied by hand in the Argo Rollouts controller's namespace, not by a kustomization.
 ROLLOUTS_CONTROLLER_CONFIG = "k8s/rollouts/argo-rollouts-config.yaml"
 GATEWAY_PLUGIN = "argoproj-labs/gatewayAPI"
@@ -502,7 +517,8 @@ def matches(selector: dict, labels: dict) -> bool:
 def test_serving_selectors_pick_the_serving_pods_and_never_the_batch_scorers():
     batch_pods = [pod_labels(doc) for doc in render("k8s/batch")]
     assert all(labels["app.kubernetes.io/component"] == "batch-scoring" for labels in batch_pods)
-    for path in ("k8s/base", "k8s/overlays/stable", "k8s/overlays/canary", "k8s/rollouts", "k8s/monitoring"):
+    serving = ("k8s/base", "k8s/overlays/stable", "k8s/overlays/canary", "k8s/overlays/units", "k8s/rollouts")
+    for path in (*serving, "k8s/monitoring"):
         for doc in render(path):
             selector = selector_of(doc)
             if selector is None:
@@ -593,3 +609,361 @@ def test_the_public_edge_routes_the_api_and_nothing_else():
             matches = [(match["path"]["type"], match["path"]["value"]) for match in rule["matches"]]
             assert [path for path in PUBLIC if not _exposes(matches, path)] == [], kustomization
             assert [path for path in INTERNAL if _exposes(matches, path)] == [], kustomization
+
+
+# One Deployment per family and one for the intent ensemble (docs/deployment.md, "One Deployment per family").
+UNITS_OVERLAY = "k8s/overlays/units"
+UNITS_ROUTES = "k8s/gateway/units"
+FRONTS = {"skills", "intent", "textpair"}
+# What each unit serves (INFERENCE_FAMILIES) and its resources: the dual-mode requirement's for classic (0.25 CPU,
+# 0.5 GB) and the ensemble (0.5 CPU, 1 GB); the skills unit more memory for its in-process cache.
+UNIT_FAMILIES = {"skills": ["skills"], "intent": ["intent"], "textpair": ["textpair"], "ensemble": ["intent"]}
+UNIT_RESOURCES = {
+    "skills": {"requests": {"cpu": "250m", "memory": "768Mi"}, "limits": {"cpu": "1", "memory": "1536Mi"}},
+    "intent": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "textpair": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "ensemble": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+}
+# Replicas: the fronts from one (their signal comes from their own pods: at zero nothing would wake them), the
+# ensemble from zero (woken by the front's count of the answers that wanted it).
+UNIT_REPLICAS = {"skills": (1, 10), "intent": (1, 10), "textpair": (1, 10), "ensemble": (0, 2)}
+ENSEMBLE_SERVICE_NAME = "intent-ensemble"  # service.py's @bentoml.service(name=...)
+# KEDA's ScaledObject as its CRD declares the fields used here (kedacore/keda, config/crd/bases/
+# keda.sh_scaledobjects.yaml, v1alpha1): kubernetes-validate has no schema for it. Unknown fields are refused, as
+# the API server's structural schema would prune them; trigger metadata is a map of strings.
+SCALED_OBJECT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string", "minLength": 1},
+                        "envSourceContainerName": {"type": "string"},
+                    },
+                },
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "advanced": {"type": "object"},
+                "fallback": {"type": "object"},
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "metadata"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string", "minLength": 1},
+                            "name": {"type": "string"},
+                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                            "authenticationRef": {"type": "object"},
+                            "useCachedMetrics": {"type": "boolean"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+# The metadata KEDA's scalers read (pkg/scalers/prometheus_scaler.go, cron_scaler.go): required, then optional.
+TRIGGER_METADATA = {
+    "prometheus": ({"serverAddress", "query", "threshold"}, {"activationThreshold", "ignoreNullValues"}),
+    "cron": ({"timezone", "start", "end", "desiredReplicas"}, set()),
+}
+
+
+def render_units(tmp_path: Path, *, ensemble: bool = True, namespace: str = "inference") -> list[dict]:
+    """overlays/units as written, or changed as docs/deployment.md says: without the ensemble (the line of its
+    component deleted), or in another namespace (rendered from a copy in tmp_path, its paths made relative)."""
+    if ensemble and namespace == "inference":
+        return render(UNITS_OVERLAY)
+    lines = (PROJECT_ROOT / UNITS_OVERLAY / "kustomization.yaml").read_text().splitlines()
+    if not ensemble:
+        kept = [line for line in lines if not line.strip().startswith("- ../../units/ensemble")]
+        assert len(kept) == len(lines) - 1, "overlays/units lists the ensemble's component on a line of its own"
+        lines = kept
+    assert lines.count("namespace: inference") == 1
+    lines[lines.index("namespace: inference")] = f"namespace: {namespace}"
+    k8s = os.path.relpath(PROJECT_ROOT / "k8s", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text("\n".join(lines).replace("../../", f"{k8s}/") + "\n")
+    return render(str(tmp_path))
+
+
+def unit_objects(documents: list[dict]) -> dict[str, dict[str, dict]]:
+    """The rendered objects by unit (their `unit` label), then by kind: one of each kind per unit."""
+    units: dict[str, dict[str, dict]] = {}
+    for doc in documents:
+        unit = doc["metadata"].get("labels", {}).get("unit")
+        assert unit is not None, f"{doc['kind']} {doc['metadata']['name']} belongs to no unit"
+        assert doc["kind"] not in units.setdefault(unit, {}), f"two {doc['kind']} objects in the unit {unit}"
+        units[unit][doc["kind"]] = doc
+    return units
+
+
+def settings_of(objects: dict[str, dict]) -> dict[str, str]:
+    """The settings a unit's container takes from its own settings ConfigMap."""
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    (source,) = container["envFrom"]
+    assert source["configMapRef"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    return objects["ConfigMap"]["data"]
+
+
+@pytest.mark.parametrize("ensemble", [True, False], ids=["with-ensemble", "without-ensemble"])
+def test_the_units_validate_strictly_and_render_the_ensemble_only_when_listed(ensemble, tmp_path):
+    documents = render_units(tmp_path, ensemble=ensemble)
+    validate_strictly(documents, tmp_path)
+    units = unit_objects(documents)
+    assert set(units) == (FRONTS | {"ensemble"} if ensemble else FRONTS)
+    assert ensemble or not [doc for doc in documents if "ensemble" in doc["metadata"]["name"]]
+    for unit, objects in units.items():
+        # KEDA makes the HorizontalPodAutoscaler; a disruption budget only for a unit that keeps a replica.
+        kinds = {"Deployment", "Service", "ConfigMap", "ScaledObject"}
+        assert set(objects) == (kinds | {"PodDisruptionBudget"} if UNIT_REPLICAS[unit][0] >= 1 else kinds), unit
+        for kind, doc in objects.items():
+            assert doc["metadata"]["namespace"] == "inference", f"{unit}: {kind}"
+            if kind != "ConfigMap":  # the settings keep their generated name, inference-settings-<unit>-<hash>
+                assert doc["metadata"]["name"] == f"inference-{unit}", f"{unit}: {kind}"
+
+
+def test_each_unit_serves_only_its_families_in_the_base_pod_with_its_own_resources(tmp_path):
+    from inference.settings import Settings
+
+    base = named(render("k8s/base"))["Deployment", "inference"]["spec"]["template"]["spec"]
+    (base_container,) = base["containers"]
+    (monitor,) = [doc for doc in render("k8s/monitoring") if doc["kind"] == "PodMonitor"]
+    units = unit_objects(render_units(tmp_path))
+    images = set()
+    for unit, objects in units.items():
+        deployment = objects["Deployment"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        families = json.loads(settings_of(objects)["INFERENCE_FAMILIES"])
+        assert families == UNIT_FAMILIES[unit] and Settings(families=families).families == families, unit
+        assert container["resources"] == UNIT_RESOURCES[unit], unit
+        # The base's pod otherwise: probes, shutdown, security, secrets, volumes.
+        own = {"resources", "envFrom", "args", "image"}
+        assert {key: value for key, value in container.items() if key not in own} == {
+            key: value for key, value in base_container.items() if key not in own
+        }, unit
+        assert {key: value for key, value in pod.items() if key != "containers"} == {
+            key: value for key, value in base.items() if key != "containers"
+        }, unit
+        images.add(container["image"])
+        assert "replicas" not in deployment["spec"], unit  # KEDA's autoscaler owns the count
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector["unit"] == unit and matches(selector, labels)
+        assert objects["Service"]["spec"]["selector"] == selector, unit
+        if "PodDisruptionBudget" in objects:
+            assert objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == selector, unit
+        for other, theirs in units.items():  # each unit's Service reaches its own pods only
+            their_labels = theirs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+            assert other == unit or not matches(selector, their_labels), (unit, other)
+        # Scraped by k8s/monitoring's PodMonitor: the series the ScaledObjects query.
+        assert matches(monitor["spec"]["selector"]["matchLabels"], labels), unit
+    (image,) = images  # the one image, the base's, at the overlay's version
+    assert image.rsplit(":", 1)[0] == base_container["image"].rsplit(":", 1)[0]
+    assert re.search(r":\d+\.\d+\.\d+$", image), image
+
+
+def test_the_runbooks_table_of_units_gives_the_rendered_resources_and_replicas(tmp_path):
+    """docs/deployment.md, "One Deployment per family": a row per unit."""
+    runbook = (PROJECT_ROOT / "docs" / "deployment.md").read_text()
+    rows = re.findall(
+        r"^\| `inference-(\w+)`[^|]* \|[^|]*\| ([^|]+) \| ([^|]+) \| (\d+)-(\d+) \|", runbook, re.MULTILINE
+    )
+    units = unit_objects(render_units(tmp_path))
+    assert sorted(unit for unit, *_ in rows) == sorted(units)
+
+    def quantities(cell: str) -> dict[str, str]:
+        cpu, memory, unit = re.fullmatch(r"(\S+) CPU, (\d+) (MiB|GiB)", cell).groups()
+        return {"cpu": cpu, "memory": memory + unit.removesuffix("B")}
+
+    for unit, requests, limits, least, most in rows:
+        resources = units[unit]["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        assert resources == {"requests": quantities(requests), "limits": quantities(limits)}, unit
+        spec = units[unit]["ScaledObject"]["spec"]
+        assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (int(least), int(most)), unit
+
+
+def test_the_classic_front_calls_the_ensemble_units_service_which_runs_the_ensemble_alone(tmp_path):
+    import bentoml
+    from bentoml_cli._internal.start import start_command
+
+    units = unit_objects(render_units(tmp_path))
+    front = settings_of(units["intent"])
+    # Left out, the ensemble changes nothing for the front: the same URL, where nobody answers (classic does).
+    assert settings_of(unit_objects(render_units(tmp_path, ensemble=False))["intent"]) == front
+    assert all("INFERENCE_ENSEMBLE_SERVICE" not in settings_of(units[unit]) for unit in ("skills", "textpair"))
+    url = urlsplit(front["INFERENCE_ENSEMBLE_SERVICE"])
+    service = units["ensemble"]["Service"]
+    (port,) = service["spec"]["ports"]
+    assert (url.scheme, url.hostname, url.port, url.path) == ("http", service["metadata"]["name"], port["port"], "")
+    assert service["metadata"]["namespace"] == units["intent"]["Deployment"]["metadata"]["namespace"]
+    (container,) = units["ensemble"]["Deployment"]["spec"]["template"]["spec"]["containers"]
+    (container_port,) = container["ports"]
+    assert port["targetPort"] == container_port["name"] and container_port["containerPort"] == 3000
+    settings = settings_of(units["ensemble"])
+    assert settings["INFERENCE_ENSEMBLE_SERVICE"] == "apart"  # declares the ensemble's service beside the front
+    assert json.loads(settings["INFERENCE_FAMILIES"]) == ["intent"]
+    # BentoML's image entrypoint hands `start-http-server ...` to its start command with the Bento's path; the
+    # arguments start the ensemble's own service of the Bento, which service.py names so.
+    entrypoint = Path(bentoml.__file__).parent / "_internal" / "container" / "frontend" / "dockerfile" / "entrypoint.sh"
+    assert 'set -- python -m bentoml_cli._internal.start "${@:1}" "$BENTO_PATH"' in entrypoint.read_text()
+    name, *arguments = container["args"]
+    context = start_command.get_command(None, name).make_context(name, [*arguments, "/home/bentoml/bento"])
+    assert context.params["service_name"] == ENSEMBLE_SERVICE_NAME
+    assert f'name="{ENSEMBLE_SERVICE_NAME}"' in (PROJECT_ROOT / "service.py").read_text()
+    for unit in FRONTS:  # the fronts run the image's default, `bentoml serve`
+        assert "args" not in units[unit]["Deployment"]["spec"]["template"]["spec"]["containers"][0], unit
+
+
+def query_selector(query: str) -> tuple[str, dict[str, tuple[str, str]]]:
+    """The one series selector of a PromQL query: its metric and label matchers ({label: (operator, value)})."""
+    (selector,) = re.findall(r"(\w+)\{([^}]*)\}", query)
+    metric, matchers = selector
+    return metric, {
+        label: (operator, value) for label, operator, value in re.findall(r'(\w+)(=~|!=|=)"([^"]*)"', matchers)
+    }
+
+
+def exported_labels(metric: str) -> list[str]:
+    """The labels inference/monitoring/metrics.py declares for a metric it exports, by its exposed name (a
+    counter's with `_total`)."""
+    source = (PROJECT_ROOT / "inference" / "monitoring" / "metrics.py").read_text()
+    name = metric.removesuffix("_total")
+    kind = "Counter" if name != metric else "Gauge"
+    found = re.search(rf'"{kind}",\s*"{name}",.*?\[([^\]]*)\]', source, re.DOTALL)
+    assert found, f"{metric}: not exported by inference/monitoring/metrics.py"
+    return re.findall(r'"(\w+)"', found.group(1))
+
+
+def test_each_unit_scales_with_keda_within_its_bounds_on_what_its_pods_report(tmp_path):
+    import jsonschema
+
+    documents = render_units(tmp_path)
+    assert "HorizontalPodAutoscaler" not in {doc["kind"] for doc in documents}  # KEDA makes its own
+    units = unit_objects(documents)
+    pods = {unit: f"{objects['Deployment']['metadata']['name']}-5d8f7c9b6-x2x4z" for unit, objects in units.items()}
+    for unit, objects in units.items():
+        scaled, deployment = objects["ScaledObject"], objects["Deployment"]
+        jsonschema.validate(scaled, SCALED_OBJECT_SCHEMA)
+        spec = scaled["spec"]
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+        assert spec["scaleTargetRef"] == target, unit
+        assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == UNIT_REPLICAS[unit], unit
+        triggers = {trigger["type"]: trigger["metadata"] for trigger in spec["triggers"]}
+        assert len(triggers) == len(spec["triggers"]), unit
+        for kind, metadata in triggers.items():
+            required, optional = TRIGGER_METADATA[kind]
+            assert required <= set(metadata) <= required | optional, f"{unit}: {kind} {sorted(metadata)}"
+        prometheus = triggers["prometheus"]
+        metric, labels = query_selector(prometheus["query"])
+        assert set(labels) <= {"namespace", "pod", *exported_labels(metric)}, unit
+        # This namespace's pods of the unit measured: its own, or for the ensemble the classic front's.
+        measured = "intent" if unit == "ensemble" else unit
+        assert labels["namespace"] == ("=", scaled["metadata"]["namespace"]), unit
+        operator, pattern = labels["pod"]
+        assert operator == "=~" and [name for name, pod in pods.items() if re.fullmatch(pattern, pod)] == [measured]
+        if unit in FRONTS:  # requests in flight, every worker's, averaged over a minute; 4 a replica
+            assert metric == "inference_http_requests_in_flight", unit
+            assert re.fullmatch(r"sum\(avg_over_time\(\w+\{[^}]*\}\[1m\]\)\)", prometheus["query"]), unit
+            assert float(prometheus["threshold"]) == 4 and set(triggers) == {"prometheus"}, unit
+    # The ensemble: woken by the answers for which it was chosen, whichever answered them, and kept warm by the
+    # cron trigger on working days from 07:00 to 19:00.
+    ensemble = {
+        trigger["type"]: trigger["metadata"] for trigger in units["ensemble"]["ScaledObject"]["spec"]["triggers"]
+    }
+    assert set(ensemble) == {"prometheus", "cron"}
+    wanted = ensemble["prometheus"]
+    metric, labels = query_selector(wanted["query"])
+    assert metric == "inference_variant_wanted_total"
+    assert labels["family"] == ("=", "intent") and labels["variant"] == ("=", "ensemble")
+    assert re.fullmatch(r"sum\(rate\(\w+\{[^}]*\}\[2m\]\)\)", wanted["query"])
+    assert 0 < float(wanted["activationThreshold"]) < float(wanted["threshold"])
+    cron = ensemble["cron"]
+    zoneinfo.ZoneInfo(cron["timezone"])  # an IANA zone, or KEDA refuses the trigger
+    assert (cron["start"], cron["end"], cron["desiredReplicas"]) == ("0 7 * * 1-5", "0 19 * * 1-5", "1")
+    # In another namespace the queries follow it (the overlay's `replacements`), or they would count nobody's pods.
+    for scaled in [
+        doc for doc in render_units(tmp_path, namespace="inference-elsewhere") if doc["kind"] == "ScaledObject"
+    ]:
+        for trigger in scaled["spec"]["triggers"]:
+            if trigger["type"] == "prometheus":
+                namespace = query_selector(trigger["metadata"]["query"])[1]["namespace"]
+                assert namespace == ("=", "inference-elsewhere"), scaled["metadata"]["name"]
+
+
+def backend_for(routes: list[dict], path: str) -> str | None:
+    """The Service a Gateway sends `path` to across the HTTPRoutes of one host: of the matching paths an Exact one,
+    then the longest PathPrefix (Gateway API precedence; these routes match on nothing else)."""
+    candidates = []
+    for route in routes:
+        for rule in route["spec"]["rules"]:
+            (backend,) = rule["backendRefs"]
+            for match in rule["matches"]:
+                assert set(match) == {"path"}, match
+                kind, value = match["path"]["type"], match["path"]["value"]
+                if _exposes([(kind, value)], path):
+                    candidates.append((kind == "Exact", len(value), backend["name"]))
+    if not candidates:
+        return None
+    best = max(candidates)[:2]
+    (winner,) = {name for exact, length, name in candidates if (exact, length) == best}
+    return winner
+
+
+def test_the_units_routes_send_each_familys_paths_to_its_unit_and_keep_the_rest_inside(tmp_path):
+    from inference.families.registry import specs
+    from inference.http.oip.models import protocol_models
+
+    routes = render(UNITS_ROUTES)
+    assert {route["kind"] for route in routes} == {"HTTPRoute"}
+    units = unit_objects(render_units(tmp_path))
+    services = {objects["Service"]["metadata"]["name"]: objects["Service"] for objects in units.values()}
+    for route in routes:
+        # Their Services' namespace (a backendRef without a namespace is the route's own), one host, one Gateway.
+        assert route["metadata"]["namespace"] == units["intent"]["Service"]["metadata"]["namespace"]
+        assert route["spec"]["hostnames"] == ["inference.example.com"]
+        assert route["spec"]["parentRefs"] == routes[0]["spec"]["parentRefs"]
+        for rule in route["spec"]["rules"]:
+            (backend,) = rule["backendRefs"]
+            assert backend["name"] != "inference-ensemble"  # reached by the classic front only
+            assert backend["port"] in {port["port"] for port in services[backend["name"]]["spec"]["ports"]}
+    # Every family's own paths, its Open Inference Protocol models included, reach its unit.
+    skills = json.loads(models_env()["INFERENCE_SKILLS"])
+    models = ["intent-classic", "intent-ensemble", "textpair", *(f"skill-{skill}" for skill in skills)]
+    for family, spec in specs().items():
+        paths = [route.path for route in spec.routes]
+        paths += [spec.feedback.path] if spec.feedback else []
+        paths += [spec.models_route] if spec.models_route and spec.models_route.startswith("/api/") else []
+        claimed = [
+            name for name in models for model in protocol_models() if model.family == family and model.claims(name)
+        ]
+        assert claimed, f"{family}: no protocol model"
+        paths += [f"/v2/models/{name}/infer" for name in claimed]
+        paths += [f"/v2/models/{name}/versions/v1.0.0/infer" for name in claimed]
+        assert {path: backend_for(routes, path) for path in paths} == dict.fromkeys(paths, f"inference-{family}")
+    # What no family owns goes to the skills unit; the accuracy of labelled feedback to the classic front.
+    shared = ["/health", "/api/v1/models", "/api/v1/monitoring/ratings", "/v2", "/v2/health/ready"]
+    assert {path: backend_for(routes, path) for path in shared} == dict.fromkeys(shared, "inference-skills")
+    assert backend_for(routes, "/api/v1/monitoring/accuracy") == "inference-intent"
+    assert [path for path in PUBLIC if backend_for(routes, path) is None] == []
+    assert [path for path in INTERNAL if backend_for(routes, path) is not None] == []
