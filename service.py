@@ -49,6 +49,11 @@ SCORING_ROUTES = [
 ]
 
 STATE_DIR_VARIABLE = "INFERENCE_STATE_DIR"
+# Where the intent ensemble runs: in the intent worker (`local`), as its own BentoML service that `bentoml serve`
+# starts beside this one (`apart`), or at a URL (its own deployment). Read at import, as BentoML builds the
+# services' graph from the class definitions.
+ENSEMBLE_AT = get_settings().ensemble_service
+ENSEMBLE_APART = ENSEMBLE_AT != "local" and "intent" in get_settings().families
 # The ratings writers' tokens, by name (a role apart from the admin's).
 RATINGS_TOKENS = writer_tokens(get_settings())
 
@@ -143,6 +148,62 @@ def _cors() -> dict[str, object]:
     }
 
 
+@bentoml.service(
+    name="intent-ensemble",
+    workers=get_settings().ensemble_workers,
+    traffic={"timeout": get_settings().request_timeout_s},
+    logging={"access": {"enabled": get_settings().access_log}},
+    # BentoML's client of a dependency starts a new connection pool every 100 calls or 300 s by default, closing
+    # the connections of calls in flight (errors under load); the ensemble's callers keep theirs.
+    runner_connection={"max_requests": 1_000_000_000, "max_age": 86_400.0},
+)
+class IntentEnsemble:
+    """The intent ensemble as its own service (INFERENCE_ENSEMBLE_SERVICE apart or a URL): the ensemble model of
+    each intent version the front asks for, batched; the front keeps classic and the vertical detectors and falls
+    back to classic when this service is absent, starting or slow (inference/families/intent/apart.py)."""
+
+    def __init__(self) -> None:
+        from inference.families.intent.apart import EnsembleWorker
+        from inference.families.intent.variants import ENSEMBLE_MODEL
+        from inference.faults import FaultInjector
+        from inference.serving.batching import BatcherOptions
+        from inference.store.registry import resolve_model_version
+
+        settings = get_settings()
+        logging.getLogger("inference").setLevel(settings.log_level)
+        self.max_items = settings.max_batch_items
+        self.max_text_chars = settings.max_text_chars
+        self.worker = EnsembleWorker(
+            BatcherOptions(
+                max_batch_size=settings.batcher_max_size,
+                max_wait_ms=settings.batcher_max_wait_ms,
+                max_queue_wait_s=settings.max_queue_wait_ms / 1000,
+                retry_after_s=settings.retry_after_s,
+            ),
+            faults=FaultInjector(settings.inject_faults),
+        )
+        # The versions the settings name are loaded before the first call; others (a version an admin routes to
+        # later) on the first call that asks for them.
+        named = {settings.version_of("intent"), *settings.configured_routes().get("intent", {})}
+        self.worker.preload(sorted({resolve_model_version(ENSEMBLE_MODEL, version) for version in named}))
+        gc.freeze()
+
+    @bentoml.api
+    async def classify(self, texts: list[str], version: str) -> list[tuple[str, float]]:
+        """Each text's intent and probability by the ensemble of `version`."""
+        from bentoml.exceptions import InvalidArgument
+
+        if len(texts) > self.max_items:
+            raise InvalidArgument(f"texts: at most {self.max_items} items, got {len(texts)}")
+        if any(len(text) > self.max_text_chars for text in texts):
+            raise InvalidArgument(f"texts: each at most {self.max_text_chars} characters")
+        return await self.worker.classify(texts, version)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.worker.close()
+
+
 # BentoML reads its configuration when the class is decorated, so these settings are read at import. They are
 # defaults: a BentoML configuration file (BENTOML_CONFIG) overrides them.
 @bentoml.asgi_app(extra_routes, path="/")
@@ -157,8 +218,14 @@ def _cors() -> dict[str, object]:
     metrics={"enabled": False},  # the edge's, by route template, and /metrics above
     tracing={"excluded_urls": None if get_settings().trace_scoring else SCORING_ROUTES},
     http=_cors(),
+    # BentoML's /readyz also waits on every dependency: an ensemble at zero replicas, or starting, would take the
+    # intent front out of service, while it answers with classic meanwhile. Ready is this worker's own families.
+    runner_probe={"enabled": False, "timeout": 1, "period": 10},
 )
 class Inference:
+    if ENSEMBLE_APART:  # the ensemble's own service: started beside this one, or reached at its URL
+        ensemble = bentoml.depends(IntentEnsemble, url=None if ENSEMBLE_AT == "apart" else ENSEMBLE_AT)
+
     def __init__(self) -> None:
         # Imported here, not at the top: `bentoml serve` imports this module in its supervising process too,
         # which never scores; the model libraries would cost that process ~90 MiB and ~2 s of start.
@@ -170,7 +237,14 @@ class Inference:
         # Built before the worker accepts its first connection (this runs in the worker's startup), so with
         # several workers on one socket no request reaches a worker that is still loading while another one
         # already answers /readyz.
-        self.app: App = build(settings, metrics=PrometheusMetrics())
+        remotes: dict[str, object] = {}
+        if ENSEMBLE_APART:
+            from inference.families.intent.variants import ENSEMBLE_MODEL
+            from inference.http.ensemble import BentoEnsemble
+
+            self.ensemble_client = BentoEnsemble(self.ensemble)
+            remotes[ENSEMBLE_MODEL] = self.ensemble_client
+        self.app: App = build(settings, metrics=PrometheusMetrics(), remotes=remotes)
         # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
         # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
         gc.freeze()
@@ -185,6 +259,8 @@ class Inference:
 
     @bentoml.on_startup
     async def start_background_work(self) -> None:
+        if ENSEMBLE_APART:
+            self.ensemble_client.bind(asyncio.get_running_loop())
         self.app.start()
 
     def __is_ready__(self) -> bool:

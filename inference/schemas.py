@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,7 @@ SKILL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a skill's model is `skill-
 MAX_ITEMS_DEFAULT = 1000  # INFERENCE_MAX_BATCH_ITEMS's default
 MAX_RATINGS = 1000  # teacher ratings per request: fixed, not a setting
 MAX_TEXT_CHARS_DEFAULT = 2000  # INFERENCE_MAX_TEXT_CHARS's default
+SATISFACTION_MIN, SATISFACTION_MAX = 1, 10  # the dual-mode requirement's user satisfaction scale
 
 # Constraints the service checks itself (so that a refusal names the field in the API's error shape, and one bad
 # item of a batch does not refuse the others), stated in the OpenAPI document for clients and for API fuzzing.
@@ -169,6 +170,12 @@ class IntentResult(BaseModel):
         "could and the default answered."
     )
     cached: bool = Field(False, description="True when the answer came from the result cache.")
+    fallback_reason: str | None = Field(
+        None,
+        description="Why a fallback answered: ensemble_timeout, ensemble_overloaded, ensemble_error, "
+        "ensemble_unreachable (its own service cannot be reached, e.g. at zero replicas), ensemble_unavailable "
+        "(its service refused: starting or overloaded), or default_answer; null otherwise.",
+    )
 
 
 class IntentFailure(BaseModel):
@@ -304,7 +311,26 @@ class RatingsResponse(BaseModel):
     )
 
 
-class LabelledQuery(BaseModel):
+class RatedAnswer(BaseModel):
+    """What a caller made of the answer it was shown: the variant that gave it and how satisfied the caller was.
+    Feedback items with these fields give the go/no-go matrix its satisfaction, per variant."""
+
+    variant: Literal["classic", "ensemble"] | None = Field(
+        None,
+        description="The intent variant whose answer the caller was shown (the answer's `variant`); required with "
+        "`satisfaction`.",
+    )
+    satisfaction: int | None = Field(
+        None,
+        ge=SATISFACTION_MIN,
+        le=SATISFACTION_MAX,
+        strict=True,  # 7, not 7.5 or "7"
+        description=f"The caller's satisfaction with that answer, {SATISFACTION_MIN} (worst) to {SATISFACTION_MAX} "
+        "(best).",
+    )
+
+
+class LabelledQuery(RatedAnswer):
     text: str = Field(description="A query the service may have classified.", json_schema_extra=TEXT_SCHEMA)
     intent: str = Field(description="Its true intent: one of the intents the served models answer.")
 
@@ -343,6 +369,10 @@ class VariantAccuracy(BaseModel):
     variant: str = Field(description="classic or ensemble (intent); empty for the text pair.")
     items: int = Field(description="Labelled items in the window this version and variant answered.")
     accuracy: float | None = Field(description="Share answered right; null below the minimum of items.")
+    rated: int = Field(0, description="Of them, the items whose caller was shown this variant's answer and rated it.")
+    satisfaction: float | None = Field(
+        None, description="Their mean satisfaction (1-10); null below the minimum of items."
+    )
 
 
 class EnsembleDecision(BaseModel):
@@ -354,6 +384,30 @@ class EnsembleDecision(BaseModel):
     decision: str = Field(description="go, no-go, or not enough feedback (fewer than the minimum of items).")
 
 
+class MatrixCriterion(BaseModel):
+    name: str = Field(description="accuracy, satisfaction, cost or stability.")
+    value: float | None = Field(
+        description="accuracy: (ensemble - classic) / classic accuracy; satisfaction: the mean (1-10) of callers "
+        "shown the ensemble; cost: ensemble / classic cost per request - 1; stability: the share of the answers the "
+        "ensemble was chosen for that it gave itself (cost and stability: this worker's, since it started). Null "
+        "without data."
+    )
+    minimum: float
+    target: float
+    weight: float
+    score: float | None = Field(
+        description="0 up to the minimum, 1 from the target on, linear between; null without data."
+    )
+
+
+class GoNoGoMatrix(BaseModel):
+    model_version: str
+    criteria: list[MatrixCriterion]
+    score: float | None = Field(description="The criteria's scores, weighted; null while one has no data.")
+    proceed_above: float
+    decision: str = Field(description="proceed (score above proceed_above), hold, or not enough data.")
+
+
 class AccuracyResponse(BaseModel):
     computed_at: datetime = Field(
         description="When these figures were computed (every 15 s): a read answers from the latest, and from the "
@@ -363,6 +417,11 @@ class AccuracyResponse(BaseModel):
     min_items: int
     accuracy: list[VariantAccuracy]
     ensemble: list[EnsembleDecision] = Field(description="The go/no-go rule of the ensemble, per intent version.")
+    go_no_go: list[GoNoGoMatrix] = Field(
+        default_factory=list,
+        description="The dual-mode requirement's go/no-go matrix (accuracy, satisfaction, cost, stability), per "
+        "intent version with feedback or loaded; see docs/monitoring.md.",
+    )
 
 
 class ModelDrift(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -182,6 +183,17 @@ class Settings(BaseSettings):
         "even when no exporter is configured, which costs about half the CPU of a scoring request, so the scoring "
         "routes are left out unless this is on; configure an exporter in BentoML's `tracing` settings to use it.",
     )
+    ensemble_service: str = Field(
+        "local",
+        description="Where the intent ensemble runs: `local` (in the intent worker), `apart` (its own BentoML "
+        "service, `intent-ensemble`, which `bentoml serve` starts beside the front as a process group of its own), "
+        "or the URL of its own deployment (http://host:port, called through bentoml.depends). Apart or remote, an "
+        "intent worker loads no ensemble model, and an ensemble that is absent, starting or slow is answered by "
+        'classic with `fallback` and a reason (docs/deployment.md, "The ensemble as its own service").',
+    )
+    ensemble_workers: int = Field(
+        1, ge=1, le=64, description="Workers of the ensemble's own service (INFERENCE_ENSEMBLE_SERVICE apart)."
+    )
     intent_split: dict[str, float] = Field(
         default_factory=lambda: {"classic": 90.0, "ensemble": 10.0},
         description="Weights of the intent variants for callers that do not ask for one (header "
@@ -195,6 +207,54 @@ class Settings(BaseSettings):
     )
     intent_ensemble_budget_ms: float = Field(
         250.0, gt=0, le=60_000, description="An ensemble answer slower than this is replaced by classic's (fallback)."
+    )
+    ensemble_guard: bool = Field(
+        True,
+        description="The guard: a cost or latency spike of the intent ensemble lowers its rollout percentage by "
+        "itself, within the bounds below, recorded in the admin audit by `guard` (docs/monitoring.md). It never "
+        "raises the share, nor changes enabled or allowed_users.",
+    )
+    ensemble_guard_cost_per_1k: float = Field(
+        1.0,
+        gt=0,
+        description="The guard acts when 1,000 ensemble requests cost more than this (in the currency of "
+        "INFERENCE_COST_CPU_HOUR) over its window: the requirement's ceiling of 0.001 a request.",
+    )
+    ensemble_guard_p95_ms: float | None = Field(
+        None,
+        gt=0,
+        le=60_000,
+        description="The guard acts when the ensemble requests' P95 latency over its window is above this; unset: "
+        "INFERENCE_INTENT_ENSEMBLE_BUDGET_MS (over 5% of them waited out the budget).",
+    )
+    ensemble_guard_floor_percentage: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="The guard never lowers the ensemble's rollout percentage below this, and leaves a share at or "
+        "under it alone: a trickle of ensemble requests keeps its figures measured.",
+    )
+    ensemble_guard_step: float = Field(
+        0.5, gt=0, lt=1, description="Each action of the guard multiplies the rollout percentage by this (0.5 halves)."
+    )
+    ensemble_guard_cooldown_s: float = Field(
+        300.0,
+        ge=0,
+        description="The guard acts at most once in this long, counted from the share's last change, whoever made "
+        "it (an operator's change included).",
+    )
+    ensemble_guard_window_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="The guard's figures cover this many recent seconds, and only requests since the share last "
+        "changed.",
+    )
+    ensemble_guard_min_answers: int = Field(
+        100,
+        ge=1,
+        description="Fewest ensemble requests behind a figure before the guard acts on it: a handful of slow or "
+        "costly requests cannot move the share.",
     )
     default_intent: str = Field(
         "informational",
@@ -415,6 +475,13 @@ class Settings(BaseSettings):
         if any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
             raise ValueError("weights must be non-negative with a positive sum")
         return value
+
+    @field_validator("ensemble_service")
+    @classmethod
+    def _ensemble_place(cls, value: str) -> str:
+        if value in ("local", "apart") or re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", value):
+            return value.rstrip("/")
+        raise ValueError(f"expected local, apart or an http(s)://host:port URL, got {value!r}")
 
     @field_validator("inject_faults")
     @classmethod

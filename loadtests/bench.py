@@ -176,7 +176,8 @@ def running(target: Target, work: Path) -> Iterator[tuple[str, psutil.Process, f
             time.sleep(0.05)
         yield url, psutil.Process(process.pid), time.perf_counter() - started
     finally:
-        os.killpg(process.pid, 15)
+        with contextlib.suppress(ProcessLookupError):  # stopped already (a benchmark that stops its server)
+            os.killpg(process.pid, 15)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:

@@ -22,6 +22,9 @@ class CountingMetrics:
         assert version == "v1.0.0"
         self.fallbacks.append((family, reason))
 
+    def wanted(self, family, version, variant, count):
+        pass
+
     def cache(self, family, version, outcome, count=1):
         pass
 

@@ -22,6 +22,9 @@ class CountingMetrics:
     def fallback(self, family, version, reason):
         pass
 
+    def wanted(self, family, version, variant, count):
+        pass
+
     def cache(self, family, version, outcome, count=1):
         if count:
             self.cache_calls.append((family, version, outcome, count))

@@ -35,6 +35,10 @@ class Metrics(Protocol):
 
     def fallback(self, family: str, version: str, reason: str) -> None: ...
 
+    def wanted(self, family: str, version: str, variant: str, count: int) -> None:
+        """`count` answers for which `variant` was chosen, whichever answered them: what scales an apart variant."""
+        ...
+
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None: ...
 
     def gauge(self, name: str, value: float, **labels: str) -> None: ...
@@ -65,6 +69,9 @@ class NoMetrics:
         pass
 
     def fallback(self, family: str, version: str, reason: str) -> None:
+        pass
+
+    def wanted(self, family: str, version: str, variant: str, count: int) -> None:
         pass
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
@@ -258,6 +265,18 @@ def count_rows_dropped(table: str, reason: str, count: int = 1) -> None:
         ).labels(table=table, reason=reason).inc(count)
 
 
+def count_guard_action(family: str, segment: str, reason: str, count: int = 1) -> None:
+    """The guard lowered a segment's traffic share (inference/serving/guard.py); `reason`: cost or latency. A
+    count of 0 exports the series at 0, so that the alert on its increase sees the first action."""
+    _metric(
+        "Counter",
+        "inference_guard_actions",
+        "Times the guard lowered a segment's traffic share (the intent ensemble's rollout percentage), by reason: "
+        "cost or latency over its ceiling.",
+        ["family", "segment", "reason"],
+    ).labels(family=family, segment=segment, reason=reason).inc(count)
+
+
 class PrometheusMetrics(_KeptChildren):
     """Create one per worker, after BentoML has started (the multiprocess directory must be set)."""
 
@@ -300,6 +319,13 @@ class PrometheusMetrics(_KeptChildren):
             "inference_fallbacks",
             "Answers given by a fallback: another variant, or the configured default answer.",
             ["family", "model_version", "reason"],
+        )
+        self._wanted = _metric(
+            "Counter",
+            "inference_variant_wanted",
+            "Answers for which a variant was chosen, whichever answered them (a fallback included): the demand that "
+            "scales a variant running as its own deployment, from zero.",
+            ["family", "model_version", "variant"],
         )
         self._cache = _metric(
             "Counter",
@@ -356,6 +382,9 @@ class PrometheusMetrics(_KeptChildren):
 
     def fallback(self, family: str, version: str, reason: str) -> None:
         self._child(self._fallbacks, family, version, reason).inc()
+
+    def wanted(self, family: str, version: str, variant: str, count: int) -> None:
+        self._child(self._wanted, family, version, variant).inc(count)
 
     def cache(self, family: str, version: str, outcome: str, count: int = 1) -> None:
         if count:

@@ -34,8 +34,17 @@ FamilyLookup = Callable[[str], Family]  # a family's name -> its `Family` (the c
 class FamilyLoader:
     """Loads one version of a family, validated (its schema, its labels, the smoke test on stored samples)."""
 
-    def __init__(self, settings: Settings, lookup: FamilyLookup, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        lookup: FamilyLookup,
+        *,
+        metrics: Metrics | None = None,
+        remotes: Mapping[str, object] | None = None,
+    ) -> None:
+        """`remotes`: clients of the parts of families that run as services of their own (`LoadContext.remotes`)."""
         self.settings = settings
+        self.remotes = dict(remotes or {})
         self.family = lookup
         self.metrics = metrics or NoMetrics()
         self.faults = FaultInjector(settings.inject_faults)
@@ -79,7 +88,9 @@ class FamilyLoader:
             on_dispatch=on_batch,
             on_queued=on_queued,
         )
-        context = LoadContext(settings=settings, metrics=self.metrics, faults=self.faults, batching=batching)
+        context = LoadContext(
+            settings=settings, metrics=self.metrics, faults=self.faults, batching=batching, remotes=self.remotes
+        )
         return self.family(family).load(version, context)
 
     def initial_route(self, family: str) -> TrafficSplit:

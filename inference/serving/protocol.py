@@ -16,7 +16,7 @@ ensemble flag). How to add a family: docs/architecture.md, "Adding a family".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
@@ -45,6 +45,9 @@ class LoadContext:
     metrics: Metrics
     faults: FaultInjector
     batching: BatcherOptions  # what every batcher of the version shares: sizes, the queue's bound, reporting
+    # Parts of a family that run as services of their own, by name (the intent ensemble's, when apart): the
+    # composition root's clients of them. Empty when everything runs in this process.
+    remotes: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,10 @@ class LabelledFeedback(Protocol):
     def answer_labelled(
         self, items: Sequence[Any], *, max_text_chars: int, first_index: int = 0
     ) -> list[LabelledAnswer]:
-        """Every variant's answer to every item, straight from the models (no cache, batcher or fallback);
-        `InvalidRequest` naming the item (`items[first_index + i]`) when one is unusable or its label is not one
-        this version gives."""
+        """Every variant's answer to every item, straight from the models (no cache, batcher or fallback), each
+        variant's answers in the order of `items` (a variant that cannot answer gives none); `InvalidRequest`
+        naming the item (`items[first_index + i]`) when one is unusable or its label is not one this version
+        gives."""
         ...
 
 

@@ -55,9 +55,12 @@ def start_server(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     timeout: float = 90.0,
+    port: int | None = None,
+    command: list[str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Run `bentoml serve <target>` from the project root; stop it (SIGTERM, then SIGKILL) on exit."""
-    port = free_port()
+    """Run `bentoml serve <target>` (or `command`, given the host and port) from the project root, on `port` or a
+    free one; stop it (SIGTERM, then SIGKILL) on exit."""
+    port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"server-{port}.log"
     # Each server gets a BentoML home of its own, sharing the stores: BentoML keeps its Prometheus files in the
@@ -67,7 +70,7 @@ def start_server(
     full_env = {**os.environ, **(env or {}), "BENTOML_HOME": str(home)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            [*(command or [BENTOML, "serve", target]), "--host", "127.0.0.1", "--port", str(port)],
             cwd=PROJECT_ROOT,
             env=full_env,
             stdout=log,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from inference.errors import ArtifactError, InferenceError
+from inference.families.intent.apart import EnsembleService
 from inference.families.intent.scorer import FAMILY, IntentModels, IntentPolicy, IntentQuery, IntentScorer
 from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
 from inference.families.text_compiled import SharedVectorizers, with_fast_path
@@ -36,7 +37,8 @@ class IntentFamily:
     name = FAMILY
 
     def model_names(self, settings: Settings, version: str) -> list[str]:
-        names = [CLASSIC_MODEL, ENSEMBLE_MODEL]
+        # An ensemble running apart is its own service's: this server neither loads nor pulls it.
+        names = [CLASSIC_MODEL] + ([ENSEMBLE_MODEL] if settings.ensemble_service == "local" else [])
         # The detectors are optional: a version in the store says whether it has them; one not (yet) in this
         # store is taken to have them, as the trainers write them.
         in_store = version in available_model_versions(CLASSIC_MODEL)
@@ -52,17 +54,23 @@ class IntentFamily:
 
     def load(self, version: str, context: LoadContext) -> IntentScorer:
         settings = context.settings
+        # The ensemble's own service, when it runs apart (service.py passes its client); else its model is loaded
+        # here. A server started without that client (a tool, a test in process) loads it here too.
+        remote = cast("EnsembleService | None", context.remotes.get(ENSEMBLE_MODEL))
         classic = load_stored_text_model(CLASSIC_MODEL, version)
-        ensemble = load_stored_text_model(ENSEMBLE_MODEL, version)
+        ensemble = load_stored_text_model(ENSEMBLE_MODEL, version) if remote is None else None
         verticals = load_stored_text_model(VERTICALS_MODEL, version) if has_verticals(version) else None
         check_intent_models(classic, ensemble, verticals, default_intent=settings.default_intent)
         for model in (classic, ensemble, verticals):
             if model is not None:
                 check_text_model(model, NEUTRAL_TEXTS)
                 logger.info("loaded %s:%s", model.name, model.version)
+        if remote is not None:
+            logger.info("intent %s: the ensemble runs as its own service (%s)", version, settings.ensemble_service)
         # The models of a version answer the same texts: a vectorizer they share featurises a query once.
         shared = SharedVectorizers()
-        classic, ensemble = (with_fast_path(model, NEUTRAL_TEXTS, shared) for model in (classic, ensemble))
+        classic = with_fast_path(classic, NEUTRAL_TEXTS, shared)
+        ensemble = None if ensemble is None else with_fast_path(ensemble, NEUTRAL_TEXTS, shared)
         verticals = None if verticals is None else with_fast_path(verticals, NEUTRAL_TEXTS, shared)
         logger.info("intent %s: %d distinct vectorizers across its models", version, len(shared))
         return IntentScorer(
@@ -78,6 +86,7 @@ class IntentFamily:
             faults=context.faults,
             metrics=context.metrics,
             batching=context.batching,
+            remote=remote,
         )
 
     def import_artifacts(self, root: Path, version: str) -> list[str]:
@@ -97,10 +106,11 @@ def has_verticals(version: str) -> bool:
 
 
 def check_intent_models(
-    classic: TextModel, ensemble: TextModel, verticals: TextModel | None, *, default_intent: str | None
+    classic: TextModel, ensemble: TextModel | None, verticals: TextModel | None, *, default_intent: str | None
 ) -> None:
-    """Both variants answer the same intents, and the default intent (answered when no model can) is one of them."""
-    if sorted(classic.labels) != sorted(ensemble.labels):
+    """Both variants answer the same intents, and the default intent (answered when no model can) is one of them.
+    (An ensemble running apart is held to classic's intents answer by answer.)"""
+    if ensemble is not None and sorted(classic.labels) != sorted(ensemble.labels):
         raise ArtifactError(
             f"intent {classic.version}: classic's intents {sorted(classic.labels)} differ from the ensemble's "
             f"{sorted(ensemble.labels)}; both variants must answer the same intents"

@@ -1,9 +1,10 @@
 """One loaded version of the intent family: query text in, intent and verticals out, from the `classic` or the
 `ensemble` variant. It implements the family protocol (`inference.serving.protocol.Scorer`).
 
-Each variant has its own adaptive batcher (and thread), so a slow ensemble never holds up classic answers.
-The ensemble degrades gracefully: when it fails or misses its latency budget, classic answers, flagged as a
-fallback; when classic fails too, the configured default intent answers, flagged, with HTTP 200. The intents and
+Each variant has its own adaptive batcher (and thread), so a slow ensemble never holds up classic answers; or the
+ensemble runs as a service of its own (`inference.families.intent.apart`), and this worker holds no ensemble model.
+The ensemble degrades gracefully: when it fails, is absent or misses its latency budget, classic answers, flagged as
+a fallback; when classic fails too, the configured default intent answers, flagged, with HTTP 200. The intents and
 verticals are the models' own labels (their metadata). No HTTP here.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import functools
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ import numpy as np
 import sklearn
 
 from inference.errors import InferenceError, InvalidHeader, InvalidRequest, Overloaded
+from inference.families.intent.apart import EnsembleAbsent, EnsembleService, Vote
 from inference.families.intent.variants import (
     CLASSIC,
     DEFAULT_VARIANT,
@@ -67,11 +70,14 @@ class IntentQuery:
 @dataclass(frozen=True)
 class IntentModels:
     classic: TextModel
-    ensemble: TextModel
+    ensemble: TextModel | None  # None when the ensemble runs as its own service
     verticals: TextModel | None = None  # a version may come without vertical detectors
 
     def variant(self, name: str) -> TextModel:
-        return self.classic if name == CLASSIC else self.ensemble
+        model = self.classic if name == CLASSIC else self.ensemble
+        if model is None:
+            raise LookupError(f"intent {self.classic.version}: the {name} variant runs as its own service")
+        return model
 
     def thresholds(self) -> np.ndarray:
         """Per-vertical decision thresholds (chosen on validation data at training; 0.5 where none was stored),
@@ -138,8 +144,27 @@ def predict_intents(
         intent_probabilities = model.predict_proba(list(texts))
         vertical_scores = None if verticals is None else verticals.predict_proba(list(texts))
     best = intent_probabilities.argmax(axis=1)
+    votes = [(model.labels[column], float(intent_probabilities[row, column])) for row, column in enumerate(best)]
+    return intent_results(votes, vertical_scores, verticals, thresholds, variant=variant, version=model.version)
+
+
+def vertical_scores(verticals: TextModel, texts: Sequence[str]) -> np.ndarray:
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return np.asarray(verticals.predict_proba(list(texts)))
+
+
+def intent_results(
+    votes: Sequence[Vote],
+    vertical_scores: np.ndarray | None,
+    verticals: TextModel | None,
+    thresholds: np.ndarray,
+    *,
+    variant: str,
+    version: str,
+) -> list[IntentResult]:
+    """The answers from each text's intent and probability and the detectors' scores (None without detectors)."""
     results = []
-    for row, column in enumerate(best):
+    for row, (intent, confidence) in enumerate(votes):
         detected: list[tuple[str, float]] = []
         if verticals is not None and vertical_scores is not None:
             detected = sorted(
@@ -151,11 +176,11 @@ def predict_intents(
             )
         results.append(
             IntentResult.model_construct(
-                intent=model.labels[column],
-                confidence=float(intent_probabilities[row, column]),
+                intent=intent,
+                confidence=confidence,
                 verticals=[VerticalScore.model_construct(vertical=name, score=score) for name, score in detected],
                 variant=variant,
-                model_version=model.version,
+                model_version=version,
                 fallback=False,
             )
         )
@@ -174,8 +199,13 @@ class IntentScorer:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         batching: BatcherOptions | None = None,
+        remote: EnsembleService | None = None,
     ) -> None:
+        """`remote`: the ensemble's own service, when it runs apart (then `models.ensemble` is None)."""
         self.models = models
+        self.remote = remote
+        # What became of the answers the ensemble was chosen for, in this worker: `answered`, or the fallback reason.
+        self.ensemble_outcomes: Counter[str] = Counter()
         self.policy = policy
         self.version = models.classic.version
         self.faults = faults or FaultInjector()
@@ -195,6 +225,7 @@ class IntentScorer:
                 family=FAMILY if variant == CLASSIC else None,  # an overloaded ensemble is answered by classic
             )
             for variant in VARIANTS
+            if variant == CLASSIC or remote is None
         }
 
     # --- the family protocol ---------------------------------------------------------------------------------
@@ -281,6 +312,12 @@ class IntentScorer:
         labelled feedback is scored with."""
         found = {}
         for variant in VARIANTS:
+            if variant == ENSEMBLE and self.remote is not None:
+                try:
+                    found[variant] = [intent for intent, _ in self.remote.classify_blocking(texts, self.version)]
+                except EnsembleAbsent as err:  # the items are kept, scored by classic only
+                    self._fell_back(err.reason, err, count=0)  # not an answer: the ensemble's stability is unchanged
+                continue
             model = self.models.variant(variant)
             with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
                 probabilities = model.predict_proba(list(texts))
@@ -331,17 +368,35 @@ class IntentScorer:
             self.faults.before_call(self.models.verticals.name)
         return predict_intents(model, self.models.verticals, self._thresholds, texts, variant=variant)
 
+    async def _ensemble(self, texts: list[str]) -> list[IntentResult]:
+        if self.remote is None:
+            return await self.batchers[ENSEMBLE].submit_many(texts)
+        votes = await self.remote.classify(texts, self.version)
+        labels = set(self.models.classic.labels)
+        if len(votes) != len(texts) or any(intent not in labels for intent, _ in votes):
+            raise EnsembleAbsent("ensemble_error", f"the ensemble's service answered {len(votes)} unusable votes")
+        verticals = self.models.verticals
+        scores = None if verticals is None else await asyncio.to_thread(vertical_scores, verticals, texts)
+        return intent_results(votes, scores, verticals, self._thresholds, variant=ENSEMBLE, version=self.version)
+
     async def _answer(self, texts: list[str], variant: str) -> list[IntentResult]:
+        reason = None
         if variant == ENSEMBLE:
+            self.metrics.wanted(FAMILY, self.version, ENSEMBLE, len(texts))
             # Past its budget the ensemble's part is cancelled: its chunks not yet computed are skipped.
             try:
-                return await asyncio.wait_for(self.batchers[ENSEMBLE].submit_many(texts), self.policy.ensemble_budget_s)
+                answers = await asyncio.wait_for(self._ensemble(texts), self.policy.ensemble_budget_s)
             except TimeoutError:
-                self._fell_back("ensemble_timeout", None)
+                reason = self._fell_back("ensemble_timeout", None, len(texts))
             except Overloaded:
-                self._fell_back("ensemble_overloaded", None)
+                reason = self._fell_back("ensemble_overloaded", None, len(texts))
+            except EnsembleAbsent as err:
+                reason = self._fell_back(err.reason, err, len(texts))
             except Exception as err:  # any failure of the ensemble is answered by classic
-                self._fell_back("ensemble_error", err)
+                reason = self._fell_back("ensemble_error", err, len(texts))
+            else:
+                self.ensemble_outcomes["answered"] += len(texts)
+                return answers
         try:
             answers = await self.batchers[CLASSIC].submit_many(texts)
         except Overloaded:  # not a failure: the caller is told to come back (503, Retry-After)
@@ -349,8 +404,8 @@ class IntentScorer:
         except Exception as err:  # every model failed: the configured default answers
             self._fell_back("default_answer", err)
             return [self._default_answer() for _ in texts]
-        if variant == ENSEMBLE:
-            return [answer.model_copy(update={"fallback": True}) for answer in answers]
+        if reason is not None:
+            return [answer.model_copy(update={"fallback": True, "fallback_reason": reason}) for answer in answers]
         return answers
 
     def _default_answer(self) -> IntentResult:
@@ -361,10 +416,13 @@ class IntentScorer:
             variant=DEFAULT_VARIANT,
             model_version=None,
             fallback=True,
+            fallback_reason="default_answer",
         )
 
-    def _fell_back(self, reason: str, error: BaseException | None) -> None:
+    def _fell_back(self, reason: str, error: BaseException | None, count: int = 1) -> str:
         self.metrics.fallback(FAMILY, self.version, reason)
+        if reason.startswith("ensemble_") and count:
+            self.ensemble_outcomes[reason] += count
         held_back = self._fallback_log.allow()
         if held_back is not None:
             logger.warning(
@@ -373,3 +431,4 @@ class IntentScorer:
                 f": {type(error).__name__}: {error}" if error else "",
                 held_back,
             )
+        return reason
