@@ -85,7 +85,8 @@ predictions = Table(
 
 # Labelled feedback of the text families (the truth of a query's intent, of a pair's meaning), one row per item and
 # version and variant that answered it when it arrived: live accuracy per version and variant. The texts are not
-# kept.
+# kept. `satisfaction` (1-10, intent) is the caller's rating of the answer it was shown, on the rows of the variant
+# that answered it (NULL on the others): a column added later, so a database of an older release gains it on start.
 labelled_feedback = Table(
     "labelled_feedback",
     metadata,
@@ -97,6 +98,7 @@ labelled_feedback = Table(
     Column("predicted", String(128), nullable=False),
     Column("correct", Integer, nullable=False),  # 1 or 0: summed as the count of right answers
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("satisfaction", Integer, nullable=True),
     Index("ix_labelled_feedback_received_at", "received_at"),
 )
 

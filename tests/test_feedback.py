@@ -63,6 +63,8 @@ def test_labelled_feedback_gives_live_accuracy_per_version_and_variant(server):
     url = server.url
     queries = generate_queries(300, seed=991)
     items = [{"text": text, "intent": intent} for text, intent in zip(queries.texts, queries.intents, strict=True)]
+    for item in items[:150]:  # their callers were shown the ensemble's answer, and rated it
+        item.update(variant="ensemble", satisfaction=9)
     assert httpx.post(url + INTENT, json={"items": items[:5]}, timeout=60).status_code == 401  # a writer's only
     bad = httpx.post(
         url + INTENT,
@@ -112,7 +114,15 @@ def test_labelled_feedback_gives_live_accuracy_per_version_and_variant(server):
     improvement = (ensemble["accuracy"] - classic["accuracy"]) / classic["accuracy"]
     assert decision["improvement"] == pytest.approx(improvement, abs=1e-3)
     assert decision["decision"] == ("go" if improvement > ENSEMBLE_GO_IMPROVEMENT else "no-go")
+    assert (classic["rated"], ensemble["rated"], ensemble["satisfaction"]) == (0, 150, 9.0)
+    # The go/no-go matrix: no intent request scored on this server yet, so no cost to compare, and it waits.
+    (matrix,) = [entry for entry in body["go_no_go"] if entry["model_version"] == "v1.0.0"]
+    criteria = {entry["name"]: entry for entry in matrix["criteria"]}
+    assert criteria["satisfaction"]["value"] == 9.0 and criteria["satisfaction"]["score"] == 1.0
+    assert criteria["accuracy"]["value"] == decision["improvement"]
+    assert (criteria["cost"]["value"], matrix["decision"]) == (None, "not enough data")
     page = httpx.get(url + "/dashboard", timeout=30).text
     assert "Accuracy on labelled feedback" in page and f">{decision['decision']}</td>" in page
+    assert "Go/no-go matrix of the ensemble" in page and "intent v1.0.0: score -" in page
     metrics = httpx.get(url + "/metrics", timeout=30).text
     assert 'inference_feedback_accuracy{family="intent",model_version="v1.0.0",variant="classic"}' in metrics

@@ -20,6 +20,7 @@ from inference.http.reads import read_routes
 from inference.monitoring.drift import DriftMonitor
 from inference.monitoring.ground_truth import PredictionLog
 from inference.monitoring.observer import Monitoring, Observer
+from inference.serving.loader import Families
 from inference.settings import Settings
 from inference.storage import DeferredEngine, labelled_feedback, predictions, teacher_ratings
 
@@ -101,9 +102,8 @@ def reads_app(engine: Any) -> tuple[Starlette, Monitoring]:
         correlation_window_days=30,
         correlation_min_pairs=20,
     )
-    app = SimpleNamespace(
-        settings=Settings(), monitoring=monitoring, serving=SimpleNamespace(observer=observer), shadows={}
-    )
+    serving = SimpleNamespace(observer=observer, families=Families(enabled=[]))
+    app = SimpleNamespace(settings=Settings(), monitoring=monitoring, serving=serving, shadows={})
     return Starlette(routes=read_routes(lambda: app)), monitoring
 
 

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert, inspect, select
 
 from inference.errors import SchemaMismatch
+from inference.monitoring.feedback import feedback_accuracy, feedback_row, store_feedback
 from inference.storage import (
     engine_for,
     ensure_student_features,
+    labelled_feedback,
     migrate,
     skill_assessments,
     student_features_table,
@@ -38,7 +40,7 @@ def create_older_table(url, table, *, without):
         table.name,
         MetaData(),
         *(
-            Column(column.name, column.type, nullable=column.nullable)
+            Column(column.name, column.type, nullable=column.nullable, primary_key=column.primary_key)
             for column in table.columns
             if column.name != without
         ),
@@ -46,6 +48,7 @@ def create_older_table(url, table, *, without):
     engine = create_engine(url)
     older.create(engine)
     engine.dispose()
+    return older
 
 
 def columns_of(engine, table_name):
@@ -108,6 +111,26 @@ def test_features_differing_only_in_case_are_refused_on_sqlite(tmp_path):
     with pytest.raises(SchemaMismatch, match="features 'Alcohol' and 'alcohol' differ only in case"):
         ensure_student_features(engine, ["Alcohol", "alcohol"])
     engine.dispose()
+
+
+def test_labelled_feedback_of_an_older_release_gains_the_satisfaction_column_and_keeps_its_rows(empty_database_url):
+    older = create_older_table(empty_database_url, labelled_feedback, without="satisfaction")
+    received = datetime.now(UTC)
+    row = feedback_row("intent", "v1", "ensemble", "informational", "informational", received)
+    del row["satisfaction"]  # a row an older release stored
+    release = create_engine(empty_database_url)
+    with release.begin() as connection:
+        connection.execute(insert(older).values(row))
+    release.dispose()
+    engine = engine_for(empty_database_url)
+    try:
+        assert "satisfaction" in columns_of(engine, "labelled_feedback")
+        rated = feedback_row("intent", "v1", "ensemble", "informational", "navigational", received, satisfaction=9)
+        assert store_feedback(engine, [rated]).stored == 1
+        (accuracy,) = feedback_accuracy(engine, window_days=1, min_items=1)
+        assert (accuracy.items, accuracy.accuracy, accuracy.rated, accuracy.satisfaction) == (2, 0.5, 1, 9.0)
+    finally:
+        engine.dispose()
 
 
 def test_a_missing_not_null_column_is_an_error_naming_it(empty_database_url):

@@ -1,7 +1,8 @@
 """The built-in dashboard (`GET /dashboard`): one HTML page, plots drawn as inline SVG, no script and nothing
 fetched from elsewhere, so it renders anywhere the service is reachable. Drift covers every worker of the server
-(their windows as they last shared them); latencies and cache counts are the answering worker's; correlations and
-accuracy come from the database, as the worker's timer last computed them."""
+(their windows as they last shared them); latencies, cache counts, cost and the go/no-go matrix's cost and stability
+are the answering worker's; correlations, accuracy and satisfaction come from the database, as the worker's timer
+last computed them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
+from inference.monitoring.cost import Charge
 from inference.monitoring.drift import DriftReport
 from inference.monitoring.feedback import Accuracy, Decision
+from inference.monitoring.gonogo import PROCEED, CriterionScore, Matrix
 from inference.monitoring.ground_truth import Correlation
 from inference.serving.shadow import Agreement
 
 BAR_WIDTH, CHART_HEIGHT = 22, 120
+# How each go/no-go criterion's value, minimum and target read.
+CRITERION_FORMATS = {"accuracy": "{:+.1%}", "satisfaction": "{:.1f}/10", "cost": "{:+.0%}", "stability": "{:.2%}"}
 
 
 def score_chart(title: str, reference: Sequence[float], live: Sequence[float]) -> str:
@@ -52,6 +57,8 @@ def render_dashboard(
     shadow: Sequence[Agreement] | None = None,
     accuracy: Sequence[Accuracy] = (),
     decisions: Sequence[Decision] = (),
+    matrices: Sequence[Matrix] = (),
+    costs: Sequence[Charge] | None = None,
 ) -> str:
     r_by_model: dict[tuple[str, str], list[Correlation]] = {}
     for entry in correlations:  # served first, then nightly (the batch scorer's assessments)
@@ -112,7 +119,8 @@ def render_dashboard(
     )
     accuracy_rows = "".join(
         f"<tr><td>{escape(entry.family)}</td><td>{escape(entry.model_version)}</td><td>{escape(entry.variant)}</td>"
-        f"<td>{entry.items}</td><td>{'too few' if entry.accuracy is None else f'{entry.accuracy:.1%}'}</td></tr>"
+        f"<td>{entry.items}</td><td>{'too few' if entry.accuracy is None else f'{entry.accuracy:.1%}'}</td>"
+        f"<td>{entry.rated}</td><td>{'-' if entry.satisfaction is None else f'{entry.satisfaction:.1f}/10'}</td></tr>"
         for entry in accuracy
     )
     decision_rows = "".join(
@@ -123,7 +131,7 @@ def render_dashboard(
     )
     accuracy_table = (
         "<h2>Accuracy on labelled feedback</h2><table><tr><th>family</th><th>version</th><th>variant</th>"
-        f"<th>items</th><th>accuracy</th></tr>{accuracy_rows}</table>"
+        f"<th>items</th><th>accuracy</th><th>rated</th><th>satisfaction</th></tr>{accuracy_rows}</table>"
         + (
             "<p>The ensemble goes to full production when it beats classic by more than "
             f"{decisions[0].required:.0%} on the same items:</p><table><tr><th>version</th><th>ensemble over classic"
@@ -142,12 +150,63 @@ margin:0 24px 24px 0;padding:8px 12px;border:1px solid #ddd;border-radius:6px}} 
 td,th{{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}} .alert{{color:#c0392b}} .ok{{color:#1e8449}}
 small{{color:#666}}</style></head>
 <body><h1>inference</h1><p>{datetime.now(UTC).isoformat(timespec="seconds")} · answered by worker {escape(worker)}
-(drift covers every worker of this server; latencies and cache counts are this worker's; correlations and accuracy
-come from the database, computed every 15 s) · PSI alert above {psi_alert}</p>
+(drift covers every worker of this server; latencies, cache counts and cost are this worker's; correlations and
+accuracy come from the database, computed every 15 s) · PSI alert above {psi_alert}</p>
 <h2>Latency of successful requests (ms)</h2><table><tr><th>family</th><th>version</th><th>P50</th><th>P95</th>
 <th>requests</th></tr>{latency_rows}</table>
 <h2>Result cache</h2><table><tr><th>family</th><th>hits</th><th>misses</th><th>hit ratio</th></tr>{cache_rows}</table>
+{cost_table(costs)}
 {shadow_table}
 {accuracy_table}
+{matrix_tables(matrices)}
 <h2>Scores against the reference, per skill and version</h2>{empty}{"".join(sections)}
 </body></html>"""
+
+
+def cost_table(costs: Sequence[Charge] | None) -> str:
+    """What this worker's requests cost since it started, per family and segment (intent: the variant)."""
+    if costs is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(charge.family)}</td><td>{escape(charge.segment) or '-'}</td><td>{charge.requests}</td>"
+        f"<td>{per_1k:.3g}</td><td>{1000 * charge.cpu_s / charge.requests:.3f}</td></tr>"
+        for charge in costs
+        if (per_1k := charge.dollars_per_1k_requests()) is not None
+    )
+    return (
+        "<h2>Cost of this worker's requests since it started</h2><table><tr><th>family</th>"
+        "<th>segment (variant, skill)</th><th>requests</th><th>per 1,000 requests</th><th>CPU ms per request</th>"
+        f"</tr>{rows}</table>{'' if rows else '<p>No request charged yet (charged once a second).</p>'}"
+    )
+
+
+def matrix_tables(matrices: Sequence[Matrix]) -> str:
+    """The go/no-go matrix of each intent version: each criterion against its minimum and target, the total."""
+    if not matrices:
+        return ""
+    tables = []
+    for matrix in matrices:
+        rows = "".join(_criterion_row(entry) for entry in matrix.criteria)
+        total = "-" if matrix.score is None else f"{matrix.score:.3f}"
+        tables.append(
+            f"<h3>intent {escape(matrix.model_version)}: score {total}, "
+            f'<span class="{"ok" if matrix.decision == PROCEED else "alert"}">{escape(matrix.decision)}</span></h3>'
+            "<table><tr><th>criterion</th><th>measured</th><th>minimum</th><th>target</th><th>weight</th>"
+            f"<th>score</th></tr>{rows}</table>"
+        )
+    return (
+        "<h2>Go/no-go matrix of the ensemble</h2><p>The ensemble proceeds to full production when the weighted "
+        f"score is above {matrices[0].proceed_above}; a criterion without data leaves the decision at not enough "
+        "data. Accuracy and satisfaction come from the labelled feedback; cost and stability are this worker's, "
+        "since it started.</p>" + "".join(tables)
+    )
+
+
+def _criterion_row(entry: CriterionScore) -> str:
+    shown = CRITERION_FORMATS.get(entry.name, "{:g}")
+    value = "no data" if entry.value is None else shown.format(entry.value)
+    score = "-" if entry.score is None else f"{entry.score:.2f}"
+    return (
+        f"<tr><td>{escape(entry.name)}</td><td>{value}</td><td>{shown.format(entry.minimum)}</td>"
+        f"<td>{shown.format(entry.target)}</td><td>{entry.weight:.0%}</td><td>{score}</td></tr>"
+    )

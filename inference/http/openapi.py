@@ -91,7 +91,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", paths.HEALTH_ROUTE, "Status (503 while a family is not loaded) and the models; the reasons with detail=true and an admin token.", schemas.HealthResponse, query=(("detail", {"type": "boolean", "default": False}, "With an admin bearer token: why a family or the control store failed."),)),
     Operation("GET", paths.DRIFT_ROUTE, "PSI and KS of live inputs against each skill model's reference.", schemas.DriftResponse),
     Operation("GET", paths.CORRELATION_ROUTE, "Scores against teacher ratings, per skill and version.", schemas.CorrelationResponse),
-    Operation("GET", paths.ACCURACY_ROUTE, "Live accuracy on labelled feedback; the ensemble's go/no-go.", schemas.AccuracyResponse),
+    Operation("GET", paths.ACCURACY_ROUTE, "Live accuracy and satisfaction on labelled feedback; the ensemble's go/no-go rule and matrix.", schemas.AccuracyResponse),
     Operation("GET", paths.DASHBOARD_ROUTE, "The monitoring dashboard.", "text/html"),
     Operation("GET", "/admin/routes", "Every family's route, the controls, the revision (ETag).", admin.RoutesState, statuses=TOKEN, tag=ADMIN),
     Operation("PUT", "/admin/routes/{family}", "Set a family's version weights, loading the versions not loaded yet.", admin.RouteChange, body=admin.WeightsRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), accepted=admin.OperationState, tag=ADMIN),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,9 @@ from inference.schemas import (
     DriftResponse,
     EnsembleDecision,
     FamilyModels,
+    GoNoGoMatrix,
     HealthResponse,
+    MatrixCriterion,
     ModelDrift,
     ModelsResponse,
     SkillCorrelation,
@@ -43,6 +45,8 @@ from inference.serving.protocol import DescribesModels
 
 if TYPE_CHECKING:
     from inference.app import App
+    from inference.monitoring.feedback import Accuracy
+    from inference.monitoring.gonogo import Matrix
     from inference.settings import Settings
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -72,6 +76,33 @@ def health_body(
 def carries_admin_token(settings: Settings, authorization: str | None) -> bool:
     """Whether a request's Authorization header holds one of the admin API's bearer tokens."""
     return token_name(admin_tokens(settings), authorization) is not None
+
+
+def go_no_go_matrices(app: App, accuracy: Sequence[Accuracy]) -> list[Matrix]:
+    """The go/no-go matrix per intent version: accuracy and satisfaction from the labelled feedback, cost and
+    stability from this worker's cost meter and loaded intent scorers."""
+    from inference.monitoring.gonogo import FAMILY, cost_increase, ensemble_matrices
+
+    observer = app.serving.observer
+    versioned = app.serving.families.get(FAMILY)
+    outcomes: dict[str, Mapping[str, int] | None] = {}
+    for version, scorer in versioned.scorers.items() if versioned is not None else ():
+        # `ensemble_outcomes` (answered, or the fallback's reason): kept by intent scorers from the release that
+        # counts them on; None (no data) for a scorer without them.
+        counted = getattr(scorer, "ensemble_outcomes", None)
+        outcomes[version] = dict(counted) if counted is not None else None
+    charged = observer.cost.totals() if observer.cost is not None else []
+    return ensemble_matrices(accuracy, cost_increase=cost_increase(charged), outcomes=outcomes)
+
+
+def matrix_answer(matrix: Matrix) -> GoNoGoMatrix:
+    return GoNoGoMatrix(
+        model_version=matrix.model_version,
+        criteria=[MatrixCriterion(**vars(entry)) for entry in matrix.criteria],
+        score=matrix.score,
+        proceed_above=matrix.proceed_above,
+        decision=matrix.decision,
+    )
 
 
 def read_routes(current: Callable[[], App]) -> list[Route]:
@@ -147,8 +178,8 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
         return JSONResponse(body.model_dump(mode="json"))
 
     async def accuracy(request: Request) -> Response:
-        """Live accuracy of the intent and text-pair versions and variants on labelled feedback, and the ensemble's
-        go/no-go (it must beat classic by more than 10%)."""
+        """Live accuracy (and satisfaction) of the intent and text-pair versions and variants on labelled feedback,
+        the ensemble's go/no-go (it must beat classic by more than 10%) and the go/no-go matrix."""
         from inference.monitoring.feedback import ensemble_decisions
 
         app = current()
@@ -163,11 +194,13 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
             min_items=app.settings.feedback_min_items,
             accuracy=[VariantAccuracy(**vars(entry)) for entry in figures.value],
             ensemble=[EnsembleDecision(**vars(entry)) for entry in ensemble_decisions(figures.value)],
+            go_no_go=[matrix_answer(matrix) for matrix in go_no_go_matrices(app, figures.value)],
         )
         return JSONResponse(body.model_dump(mode="json"))
 
     async def dashboard(request: Request) -> Response:
-        """The monitoring dashboard (HTML): drift, score histograms, correlations, latency, cache."""
+        """The monitoring dashboard (HTML): drift, score histograms, correlations, latency, cache, cost, accuracy
+        and the go/no-go matrix."""
         from inference.http.dashboard import render_dashboard
         from inference.monitoring.feedback import ensemble_decisions
 
@@ -197,6 +230,8 @@ def read_routes(current: Callable[[], App]) -> list[Route]:
             shadow=[pair for shadow in app.shadows.values() for pair in shadow.pairs.values()] if app.shadows else None,
             accuracy=accuracy,
             decisions=ensemble_decisions(accuracy),
+            matrices=go_no_go_matrices(app, accuracy),
+            costs=observer.cost.totals() if observer.cost is not None else None,
         )
         return HTMLResponse(page)
 

@@ -8,7 +8,7 @@ checked at the edge before the body is read.
 Labelled items are answered by every loaded version (and variant) of the family through its `LabelledFeedback`
 ability, a chunk at a time off the event loop (a request cut off or abandoned stops after the chunk in hand), and
 each answer becomes a row of `labelled_feedback` (`inference.monitoring.feedback` stores them and computes the
-accuracy)."""
+accuracy); an item's satisfaction (`RatedAnswer`) goes on the rows of the variant the caller was shown."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from inference.families.registry import FamilySpec, FeedbackRoute, attribute
 from inference.http import paths
 from inference.http.answers import answer, failed, read_body
 from inference.http.openapi import TOKEN, Operation
-from inference.monitoring.feedback import feedback_row
+from inference.monitoring.feedback import feedback_row, satisfaction_of
 from inference.schemas import FeedbackResponse, RatingsRequest, RatingsResponse
-from inference.serving.protocol import LabelledFeedback
+from inference.serving.protocol import LabelledAnswer, LabelledFeedback
 
 if TYPE_CHECKING:
     from inference.app import App
@@ -96,7 +96,7 @@ def _ratings(current: Callable[[], App]) -> Callable[[Request], Any]:
 def _feedback(family: str, route: FeedbackRoute, current: Callable[[], App]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         from inference.families.texts import check_request_chars
-        from inference.monitoring.feedback import check_count, store_feedback
+        from inference.monitoring.feedback import check_count, check_rated, store_feedback
         from inference.monitoring.observer import store_async
 
         app = current()
@@ -104,6 +104,7 @@ def _feedback(family: str, route: FeedbackRoute, current: Callable[[], App]) -> 
         try:
             items = list((await read_body(request, attribute(route.body))).items)
             check_count(len(items))
+            check_rated(items)
             texts_of = attribute(route.texts)
             texts = [text for item in items for text in texts_of(item)]
             check_request_chars(texts, field_name="items", max_chars=settings.max_request_chars)
@@ -134,6 +135,15 @@ def feedback_rows(
     for version, scorer in scorers.items():
         if not isinstance(scorer, LabelledFeedback):
             raise InvalidRequest(f"items: the {family} family takes no labelled feedback")
+        by_variant: dict[str, list[LabelledAnswer]] = {}
         for answer_ in scorer.answer_labelled(items, max_text_chars=max_text_chars, first_index=first_index):
-            rows.append(feedback_row(family, version, answer_.variant, answer_.label, answer_.predicted, received))
+            by_variant.setdefault(answer_.variant, []).append(answer_)
+        for variant, answers in by_variant.items():
+            for item, answer_ in zip(items, answers, strict=True):  # each variant's answers in the items' order
+                satisfaction = satisfaction_of(item, variant)
+                rows.append(
+                    feedback_row(
+                        family, version, variant, answer_.label, answer_.predicted, received, satisfaction=satisfaction
+                    )
+                )
     return rows

@@ -1,7 +1,9 @@
 """Ground truth for the text families: labelled feedback (a query's true intent, whether two texts truly mean the
 same), answered on arrival by every loaded version and intent variant and stored as right or wrong, so that live
 accuracy is known per version and variant, on the same items for all of them, and the dual-mode requirement's
-go/no-go rule can be read off it: the ensemble goes ahead when it beats classic by more than 10%."""
+go/no-go rule can be read off it: the ensemble goes ahead when it beats classic by more than 10%. An intent item may
+carry the caller's satisfaction with the answer it was shown (`RatedAnswer`), stored on the rows of the variant that
+gave it: the mean per version and variant is the go/no-go matrix's satisfaction (`inference.monitoring.gonogo`)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from inference.errors import BatchTooLarge, InvalidRequest
-from inference.families.intent.variants import CLASSIC, ENSEMBLE
+from inference.families.intent.variants import CLASSIC, ENSEMBLE, VARIANTS
 from inference.monitoring.objectives import ENSEMBLE_GO_IMPROVEMENT
 from inference.monitoring.writes import WriteResult, insert_rows
-from inference.schemas import MAX_RATINGS
+from inference.schemas import MAX_RATINGS, RatedAnswer
 from inference.storage import labelled_feedback
 
 
@@ -26,6 +28,8 @@ class Accuracy:
     variant: str
     items: int
     accuracy: float | None  # None below the minimum of items
+    rated: int = 0  # items whose caller, shown this variant's answer, said how satisfied it was
+    satisfaction: float | None = None  # their mean (1-10); None below the minimum of items
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ def store_feedback(engine: Engine, rows: Sequence[dict[str, object]]) -> WriteRe
 
 
 def feedback_accuracy(engine: Engine, *, window_days: float, min_items: int) -> list[Accuracy]:
-    """Per family, version and variant: the share of the labelled items received in the window it answered right."""
+    """Per family, version and variant: the share of the labelled items received in the window it answered right,
+    and the mean satisfaction of the callers shown its answer (each from `min_items` items on)."""
     since = datetime.now(UTC) - timedelta(days=window_days)
     query = (
         select(
@@ -55,6 +60,8 @@ def feedback_accuracy(engine: Engine, *, window_days: float, min_items: int) -> 
             labelled_feedback.c.variant,
             func.count(),
             func.sum(labelled_feedback.c.correct),
+            func.count(labelled_feedback.c.satisfaction),
+            func.avg(labelled_feedback.c.satisfaction),
         )
         .where(labelled_feedback.c.received_at >= since)
         .group_by(labelled_feedback.c.family, labelled_feedback.c.model_version, labelled_feedback.c.variant)
@@ -64,9 +71,15 @@ def feedback_accuracy(engine: Engine, *, window_days: float, min_items: int) -> 
         rows = connection.execute(query).all()
     return [
         Accuracy(
-            family, version, variant, int(items), round(int(right) / int(items), 4) if items >= min_items else None
+            family,
+            version,
+            variant,
+            int(items),
+            round(int(right) / int(items), 4) if items >= min_items else None,
+            int(rated),
+            round(float(mean), 4) if rated >= min_items else None,  # PostgreSQL's avg is a Decimal
         )
-        for family, version, variant, items, right in rows
+        for family, version, variant, items, right, rated, mean in rows
     ]
 
 
@@ -97,8 +110,32 @@ def check_count(count: int) -> None:
         raise BatchTooLarge(f"items: at most {MAX_RATINGS} items per request, got {count}")
 
 
+def check_rated(items: Sequence[object]) -> None:
+    """A satisfaction is the rating of one variant's answer: the item names the variant (`RatedAnswer`)."""
+    for index, item in enumerate(items):
+        if isinstance(item, RatedAnswer) and item.satisfaction is not None and item.variant is None:
+            raise InvalidRequest(
+                f"items[{index}].variant: required with satisfaction: the variant whose answer the caller was shown "
+                f"(one of {', '.join(VARIANTS)})"
+            )
+
+
+def satisfaction_of(item: object, variant: str) -> int | None:
+    """The caller's satisfaction on the row of the variant that answered it; None on the other variants' rows."""
+    if isinstance(item, RatedAnswer) and item.variant == variant:
+        return item.satisfaction
+    return None
+
+
 def feedback_row(
-    family: str, version: str, variant: str, label: str, predicted: str, received: datetime
+    family: str,
+    version: str,
+    variant: str,
+    label: str,
+    predicted: str,
+    received: datetime,
+    *,
+    satisfaction: int | None = None,
 ) -> dict[str, object]:
     return {
         "family": family,
@@ -108,4 +145,5 @@ def feedback_row(
         "predicted": predicted,
         "correct": int(label == predicted),
         "received_at": received,
+        "satisfaction": satisfaction,
     }
