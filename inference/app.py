@@ -11,10 +11,12 @@ import asyncio
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.families import get_family
+from inference.families.intent.variants import ENSEMBLE
 from inference.logs import LOGGER_NAME
 from inference.monitoring.cost import CostMeter, Prices
 from inference.monitoring.drift import DriftMonitor
@@ -24,6 +26,7 @@ from inference.monitoring.observer import Monitoring, Observer
 from inference.schemas import FamilyModels
 from inference.serving.cache import cache_from_url
 from inference.serving.control import control_store
+from inference.serving.guard import Guard, GuardLimits
 from inference.serving.loader import FamilyLoader, load_families
 from inference.serving.manager import ModelManager
 from inference.serving.pipeline import Serving
@@ -41,6 +44,7 @@ class App:
     monitoring: Monitoring
     manager: ModelManager
     shadows: dict[str, Shadow]
+    guard: Guard | None = None  # of the intent ensemble's share (INFERENCE_ENSEMBLE_GUARD)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def ready(self) -> bool:
@@ -57,13 +61,15 @@ class App:
         return list(versioned.scorers[versioned.route.stable].skills)
 
     def start(self) -> None:
-        """The background work of a worker: following admin changes, the monitoring timers."""
+        """The background work of a worker: following admin changes, the monitoring timers, the guard."""
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.manager.follow(), name="model-changes"),
             loop.create_task(self.monitoring.run(), name="monitoring"),
             loop.create_task(self._open_database(), name="open-database"),
         ]
+        if self.guard is not None:
+            self._tasks.append(loop.create_task(self.guard.run(), name="guard"))
 
     async def _open_database(self) -> None:
         """Open the database (and create its schema) off the event loop, once the worker serves: an early, clear
@@ -89,14 +95,21 @@ class App:
             shadow.scorer.close()
 
 
-def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path | None = None) -> App:
-    """Everything one worker serves with. A family that fails to load leaves the app unready (the reason in the log
-    and, for an admin, on /health?detail=true), and a database that cannot be reached leaves ratings and
-    correlations failing until it can; neither stops the worker."""
+def build(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    state_dir: Path | None = None,
+    remotes: Mapping[str, object] | None = None,
+) -> App:
+    """Everything one worker serves with; `remotes`: clients of the parts of families that run as services of their
+    own (the intent ensemble's, when apart), by name. A family that fails to load leaves the app unready (the
+    reason in the log and, for an admin, on /health?detail=true), and a database that cannot be reached leaves
+    ratings and correlations failing until it can; neither stops the worker."""
     metrics = metrics or NoMetrics()
     # What the server's workers share: admin changes without a control store, and the drift windows.
     shared = state_dir or settings.state_dir or _server_state_dir()
-    loader = FamilyLoader(settings, get_family, metrics=metrics)
+    loader = FamilyLoader(settings, get_family, metrics=metrics, remotes=remotes)
     logger.info("loading families %s", settings.families)
     families = load_families(settings, loader)
     cache = cache_from_url(
@@ -142,10 +155,33 @@ def build(settings: Settings, *, metrics: Metrics | None = None, state_dir: Path
         metrics=metrics,
     )
     manager.adopt_shared_state()
-    app = App(settings, serving, monitoring, manager, load_shadows(settings, get_family, metrics))
+    app = App(
+        settings,
+        serving,
+        monitoring,
+        manager,
+        load_shadows(settings, get_family, metrics),
+        _guard(settings, manager, observer),
+    )
     if app.ready():
         logger.info("ready: %s", {entry.family: entry.route for entry in families.served()})
     return app
+
+
+def _guard(settings: Settings, manager: ModelManager, observer: Observer) -> Guard | None:
+    """The guard of the intent ensemble's share (its `ensemble` flag), when intent is served and the guard on."""
+    if not settings.ensemble_guard or "intent" not in settings.families:
+        return None
+    limits = GuardLimits(
+        cost_per_1k=settings.ensemble_guard_cost_per_1k,
+        p95_ms=settings.ensemble_guard_p95_ms or settings.intent_ensemble_budget_ms,
+        floor_percentage=settings.ensemble_guard_floor_percentage,
+        step=settings.ensemble_guard_step,
+        cooldown_s=settings.ensemble_guard_cooldown_s,
+        window_s=settings.ensemble_guard_window_s,
+        min_answers=settings.ensemble_guard_min_answers,
+    )
+    return Guard(manager, observer, limits, family="intent", segment=ENSEMBLE, control="ensemble")
 
 
 def _server_state_dir() -> Path:

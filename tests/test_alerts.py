@@ -438,3 +438,56 @@ def test_the_shedding_alert_fires_past_one_percent_of_requests_shed_and_not_belo
         },
     ]
     check(tmp_path, tests)
+
+
+def test_the_guard_alert_fires_when_the_guard_lowers_a_share_and_clears_half_an_hour_later(tmp_path):
+    acted = 'inference_guard_actions_total{family="intent",segment="ensemble",reason="latency"}'
+    expected = {"severity": "warning", "family": "intent", "segment": "ensemble", "reason": "latency"}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [{"series": acted, "values": "0 0 0 1+0x60"}],  # exported at 0, one action at 3m
+            "promql_expr_test": [
+                fires("InferenceEnsembleGuardActed", "4m", expected),
+                silent("InferenceEnsembleGuardActed", "40m"),
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [{"series": acted, "values": "0+0x60"}],  # a guard that never acted
+            "promql_expr_test": [silent("InferenceEnsembleGuardActed", "30m")],
+        },
+    ]
+    check(tmp_path, tests)
+
+
+def test_the_cost_alert_fires_for_the_segment_whose_thousand_requests_cost_over_the_ceiling(tmp_path):
+    ceiling = Settings().ensemble_guard_cost_per_1k
+
+    def costing(segment: str, per_1k: float) -> list[dict]:
+        """600 requests a minute of intent's `segment`, each 1,000 of them charged `per_1k`."""
+        labels = f'family="intent",segment="{segment}"'
+        return [
+            {"series": f"inference_cost_requests_total{{{labels}}}", "values": "0+600x60"},
+            {"series": f"inference_cost_dollars_total{{{labels}}}", "values": f"0+{0.6 * per_1k:g}x60"},
+        ]
+
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [*costing("ensemble", 3 * ceiling), *costing("classic", ceiling / 10)],
+            "promql_expr_test": [
+                fires(
+                    "InferenceCostAboveCeiling",
+                    "30m",
+                    {"severity": "warning", "family": "intent", "segment": "ensemble"},
+                )
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": costing("ensemble", ceiling / 2),
+            "promql_expr_test": [silent("InferenceCostAboveCeiling", "30m")],
+        },
+    ]
+    check(tmp_path, tests)

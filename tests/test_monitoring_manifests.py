@@ -11,7 +11,13 @@ import pytest
 import yaml
 
 from inference.monitoring.cost import GIB, CostMeter, Prices
-from inference.monitoring.metrics import GAUGES, HttpMetrics, PrometheusMetrics, count_rows_dropped
+from inference.monitoring.metrics import (
+    GAUGES,
+    HttpMetrics,
+    PrometheusMetrics,
+    count_guard_action,
+    count_rows_dropped,
+)
 from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
 
@@ -31,12 +37,14 @@ def exported():
     edge.in_flight("/api/v1/skills/infer", 1)
     edge.scored("skills", "single", "leadership", "v1", "ok", 0.01)
     count_rows_dropped("predictions", "invalid_row")
+    count_guard_action("intent", "ensemble", "latency")
     metrics.error("skills", "unknown_skill")
     metrics.limit("skills", "batch_items")
     metrics.shadow("skills", "v1", "v2", compared=1, abs_diff=0.1, agreed=1)
     metrics.score("skills", "skill-leadership", "v1", 0.5)
     metrics.batch("skills", "v1", 8)
     metrics.fallback("intent", "v1", "ensemble_timeout")
+    metrics.wanted("intent", "v1", "ensemble", 1)
     metrics.cache("skills", "v1", "hit")
     cost = CostMeter(Prices(cpu_hour=1.0, gib_hour=1.0))
     cost.served("skills", "leadership", 0.01)
@@ -81,6 +89,7 @@ def test_every_query_of_the_rules_and_the_dashboard_names_an_exported_metric_or_
         "InferenceControlStoreUnreachable",
         "InferenceCacheHitRatioLow",
         "InferenceCanaryErrorsWorseThanStable",
+        "InferenceEnsembleGuardActed",
     } <= alerts
 
 

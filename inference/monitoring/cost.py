@@ -14,13 +14,16 @@ Exported as counters, summed over the workers by Prometheus' multiprocess collec
 inference_cost_cpu_seconds_total, inference_cost_memory_gib_seconds_total, inference_cost_dollars_total and
 inference_cost_requests_total {family, segment}, and inference_cost_idle_dollars_total. The recording rule
 `inference_cost_per_1k_requests` (k8s/monitoring/prometheusrule.yaml) divides the dollars by the requests.
+
+The charges of the last RECENT_S are also kept in process (`spent`): what the guard reads to price a variant's
+recent requests (inference/serving/guard.py).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +32,8 @@ import psutil
 from inference.monitoring.metrics import _metric
 
 GIB = 1024**3
+RECENT_S = 600.0  # charges kept in process for `spent`: the longest window the guard may measure over
+MAX_RECENT = 20_000  # a bound on them whatever the number of families and segments
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,9 @@ class Charge:
     cpu_s: float
     gib_s: float
     dollars: float
+
+    def dollars_per_1k_requests(self) -> float | None:
+        return 1000 * self.dollars / self.requests if self.requests > 0 else None
 
 
 class CostMeter:
@@ -67,8 +75,10 @@ class CostMeter:
         self._export = export
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])  # requests, seconds
+        self._charged: dict[tuple[str, str], Charge] = {}  # every charge since the meter started, summed
         self._last_cpu = cpu_seconds()
         self._last_time = clock()
+        self._recent: deque[tuple[float, Charge]] = deque(maxlen=MAX_RECENT)  # (when charged, charge), oldest first
 
     def served(self, family: str, segment: str, seconds: float) -> None:
         """A request answered (or refused, or cut off) after `seconds`: it is charged at the next `charge`."""
@@ -96,9 +106,51 @@ class CostMeter:
             share = seconds / total if total > 0 else 1.0 / len(served)
             charge = Charge(family, segment, int(requests), cpu_s * share, gib_s * share, dollars * share)
             charges.append(charge)
+            self._add_to_totals(charge)
             if self._export:
                 _export(charge)
+        self._keep_recent(now, charges)
         return charges
+
+    def spent(self, family: str, segment: str, *, since: float) -> tuple[float, int]:
+        """Dollars and requests charged to a family and segment by the charges made at or after `since` (on the
+        meter's clock), within the last RECENT_S."""
+        dollars, requests = 0.0, 0
+        with self._lock:
+            for charged_at, charge in reversed(self._recent):
+                if charged_at < since:
+                    break
+                if (charge.family, charge.segment) == (family, segment):
+                    dollars += charge.dollars
+                    requests += charge.requests
+        return dollars, requests
+
+    def _keep_recent(self, now: float, charges: list[Charge]) -> None:
+        with self._lock:
+            self._recent.extend((now, charge) for charge in charges)
+            while self._recent and self._recent[0][0] < now - RECENT_S:
+                self._recent.popleft()
+
+    def totals(self) -> list[Charge]:
+        """What each family and segment was charged since the meter started (this process's requests only), by
+        family and segment: the dashboard's cost per 1,000 requests and the go/no-go matrix's cost."""
+        with self._lock:
+            return [self._charged[key] for key in sorted(self._charged)]
+
+    def _add_to_totals(self, charge: Charge) -> None:
+        key = (charge.family, charge.segment)
+        with self._lock:
+            before = self._charged.get(key)
+            if before is not None:
+                charge = Charge(
+                    charge.family,
+                    charge.segment,
+                    before.requests + charge.requests,
+                    before.cpu_s + charge.cpu_s,
+                    before.gib_s + charge.gib_s,
+                    before.dollars + charge.dollars,
+                )
+            self._charged[key] = charge
 
     def _price(self, cpu_s: float, gib_s: float) -> float:
         return (cpu_s * self.prices.cpu_hour + gib_s * self.prices.gib_hour) / 3600

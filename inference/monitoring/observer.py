@@ -67,6 +67,9 @@ class Observer:
     predictions: PredictionLog = field(default_factory=lambda: PredictionLog(None))
     prediction_log_share: float = 1.0
     latencies: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    # (family, segment) -> (when it ended, on time.monotonic; seconds) of recent successful requests: the guard's
+    # figures (inference/serving/guard.py)
+    segment_latencies: dict[tuple[str, str], deque[tuple[float, float]]] = field(default_factory=dict)
     cache_counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     cost: CostMeter | None = None  # what requests cost, charged on the monitoring timer
 
@@ -119,6 +122,13 @@ class Observer:
                 if window is None:
                     window = self.latencies.setdefault((family, observed.version), deque(maxlen=LATENCY_WINDOW))
                 window.append(elapsed)
+                if observed.segment:
+                    ended = self.segment_latencies.get((family, observed.segment))
+                    if ended is None:
+                        ended = self.segment_latencies.setdefault(
+                            (family, observed.segment), deque(maxlen=LATENCY_WINDOW)
+                        )
+                    ended.append((time.monotonic(), elapsed))
 
     def answer(
         self,
@@ -146,6 +156,15 @@ class Observer:
         counts = self.cache_counts[family]
         counts["hit"] += hits
         counts["miss"] += misses
+
+    def segment_p95(self, family: str, segment: str, *, since: float) -> tuple[float, int]:
+        """P95 in ms and count of this worker's recent successful requests of a family and segment that ended at or
+        after `since` (time.monotonic); (0.0, 0) when there are none."""
+        ended = self.segment_latencies.get((family, segment))
+        seconds = [elapsed for at, elapsed in list(ended or ()) if at >= since]
+        if not seconds:
+            return 0.0, 0
+        return float(np.percentile(np.asarray(seconds), 95)) * 1000, len(seconds)
 
     def latency_quantiles(self) -> dict[tuple[str, str], tuple[float, float, int]]:
         """(family, version) -> (P50, P95 in ms, count) over this worker's recent successful requests."""

@@ -209,10 +209,18 @@ class ModelManager:
         return {"route": route.to_dict(), "revision": revision}
 
     async def set_control(
-        self, family: str, name: str, changes: dict[str, Any], *, actor: str = "admin", based_on: int | None = None
+        self,
+        family: str,
+        name: str,
+        changes: dict[str, Any],
+        *,
+        actor: str = "admin",
+        based_on: int | None = None,
+        reason: str = "",
     ) -> dict[str, Any]:
         """Change a family's runtime control (intent: `ensemble`, the dual-mode flag) for every replica: the
-        fields given replace the current ones. Answers `{name: the control after the change, "revision": ...}`."""
+        fields given replace the current ones; `reason`, when given, follows the change in the audit. Answers
+        `{name: the control after the change, "revision": ...}`."""
         versioned = self._current(family)
         current = _control_of(versioned.scorers[versioned.route.stable], family, name)
         snapshot = await self._snapshot(based_on)
@@ -224,9 +232,16 @@ class ModelManager:
             return {**state, "controls": {**controls, family: family_controls}}
 
         async with self._lock:
-            committed = await self._commit(Change(snapshot.revision, actor, f"{family}: {name} {merged}"), change)
+            action = f"{family}: {name} {merged}" + (f"; {reason}" if reason else "")
+            committed = await self._commit(Change(snapshot.revision, actor, action), change)
         logger.info("%s %s now %s", family, name, merged)
         return {name: merged, "revision": committed.revision}
+
+    async def stored_control(self, family: str, name: str) -> tuple[int, dict[str, Any]]:
+        """The control store's revision and a family's runtime control as stored in it (empty: never changed, the
+        configured one applies); `ControlUnavailable` when the store cannot be read."""
+        snapshot = await self._snapshot(None)
+        return snapshot.revision, _stored_control(snapshot.state, family, name)
 
     async def operation(self, operation_id: str) -> dict[str, Any]:
         """An admin operation's record, read from the control store (any worker of any replica may have run it),

@@ -320,6 +320,40 @@ def canary_alerts() -> list[dict[str, Any]]:
     ]
 
 
+def cost_alerts(settings: Settings) -> list[dict[str, Any]]:
+    """What requests cost against the ceiling the guard holds the intent ensemble to, and each time the guard
+    lowered the ensemble's share (inference/serving/guard.py)."""
+    ceiling = settings.ensemble_guard_cost_per_1k
+    return [
+        {
+            "alert": "InferenceCostAboveCeiling",
+            "expr": f"inference_cost_per_1k_requests > {ceiling:g}",
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"1,000 {{{{ $labels.family }}}} {{{{ $labels.segment }}}} requests cost over {ceiling:g}",
+                "description": "{{ $value | humanize }} per 1,000 requests over 5 minutes (INFERENCE_COST_CPU_HOUR and "
+                "INFERENCE_COST_GIB_HOUR prices), above INFERENCE_ENSEMBLE_GUARD_COST_PER_1K. The guard lowers the "
+                "intent ensemble's share by itself, down to its floor; for anything else, see what costs on "
+                "/dashboard (CPU, memory) and docs/troubleshooting.md.",
+            },
+        },
+        {
+            "alert": "InferenceEnsembleGuardActed",
+            "expr": "sum by (family, segment, reason) (increase(inference_guard_actions_total[30m])) > 0",
+            "for": "0m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "The guard lowered the {{ $labels.segment }} share of {{ $labels.family }} "
+                "({{ $labels.reason }} over its ceiling)",
+                "description": "GET /admin/audit says by how much and on which figure (changed_by guard). Find the "
+                "cause, then restore the share with PUT /admin/intent/ensemble (docs/troubleshooting.md); the guard "
+                "never raises it.",
+            },
+        },
+    ]
+
+
 def rule_groups(settings: Settings | None = None) -> list[dict[str, Any]]:
     settings = settings or Settings()
     return [
@@ -334,6 +368,7 @@ def rule_groups(settings: Settings | None = None) -> list[dict[str, Any]]:
                 *batch_alerts(),
                 *reliability_alerts(),
                 *canary_alerts(),
+                *cost_alerts(settings),
             ],
         },
     ]
