@@ -155,7 +155,9 @@ def running(target: Target, work: Path) -> Iterator[tuple[str, psutil.Process, f
     if target.protocol == "v2":
         mlserver.write_repository(work / f"mlserver-{port}", port)
     env = {**os.environ, **dict(target.env)}
-    if target.command[0].endswith("bentoml"):  # a BentoML home of its own (metrics files), sharing the stores
+    # A BentoML server (`bentoml serve`, or BentoML's start command for one service) gets a BentoML home of its own
+    # (metrics files), sharing the stores.
+    if target.command[0].endswith("bentoml") or "bentoml_cli._internal.start" in target.command:
         env["BENTOML_HOME"] = str(backend_home(work, "bench", port))
     log_path = work / f"{port}.log"
     started = time.perf_counter()

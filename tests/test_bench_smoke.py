@@ -2,6 +2,7 @@
 the careful and the naive FastAPI apps, BentoML's batchable API, MLServer; the careful FastAPI app of the text
 families), with no request to this service failing, and judges the targets from its own figures."""
 
+import json
 import re
 import subprocess
 import sys
@@ -53,6 +54,19 @@ def test_the_cache_memory_benchmark_runs_and_prints_the_workers_rss(trained_vers
     assert [keys for keys, _ in rows] == [f"{n:,}" for n in range(0, 20001, 2000)], run.stdout
     assert all(float(rss) > 0 for _, rss in rows)
     print(run.stdout[-1500:])
+
+
+def test_the_unit_memory_benchmark_sums_a_units_supervisor_and_its_worker(trained_versions, tmp_path):
+    figures = tmp_path / "units.json"
+    run = benchmark(
+        "loadtests.unit_memory", "--units", "skills", "--requests", "20", "--json", str(figures), timeout=300
+    )
+    rows = re.findall(r"^\| skills \| 1 \| (\d+) \| (\d+) \| (\d+) \| (yes|no)", run.stdout, flags=re.MULTILINE)
+    assert len(rows) == 1, run.stdout
+    pss_total, pss_workers, rss_total = (int(figure) for figure in rows[0][:3])
+    assert 0 < pss_workers < pss_total <= rss_total, run.stdout  # the supervisor's share is in the total only
+    (measured,) = json.loads(figures.read_text())["units"]["skills"]["rounds"]
+    assert (measured["processes"], measured["workers"], measured["requests"]) == (2, 1, 20)
 
 
 def test_the_profiler_writes_a_flame_graph_and_names_where_the_samples_are(trained_versions, tmp_path):
