@@ -5,7 +5,8 @@ right?" after a rollout, in staging or in production.
     python -m inference.client.smoke http://inference-stable --metrics-url http://inference-stable:3000/metrics
 
 Checks, each printed as a line with its outcome and time:
-- `/health` answers ok, and lists the families served (those loaded are checked below);
+- `/health` answers ok, and lists the families served (those loaded are checked below, with those `--families`
+  names: behind one host, a deployment of one unit per family answers /health from one of its units);
 - each loaded family answers a real request through its public route: skills scores a student with every feature at
   its imputation default on the first served skill, intent classifies a query (classic and
   ensemble: an ensemble answer that fell back to classic is a failure), text pair compares two
@@ -47,8 +48,17 @@ class Outcome:
 
 
 class Smoke:
-    def __init__(self, url: str, *, token: str | None, timeout_s: float, metrics_url: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout_s: float,
+        metrics_url: str | None,
+        families: Sequence[str] = (),
+    ) -> None:
         self.url = url
+        self.named = list(families)  # checked whatever /health lists
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s = timeout_s
         self.metrics_url = metrics_url
@@ -102,6 +112,7 @@ class Smoke:
         with self._client(None) as client:
             health = client.health()
         self.families = [family.family for family in health.families if family.loaded]
+        self.families += [family for family in self.named if family not in self.families]
         missing = [family.family for family in health.families if not family.loaded]
         if health.status != "ok":
             raise AssertionError(f"status {health.status!r}; families not loaded: {missing}")
@@ -148,7 +159,9 @@ def _classic(client: InferenceClient) -> str:
 def _ensemble(client: InferenceClient) -> str:
     result = client.classify_ensemble(QUERY)
     if result.fallback:
-        raise AssertionError(f"answered by {result.variant} in the ensemble's place (fallback)")
+        raise AssertionError(
+            f"answered by {result.variant} in the ensemble's place (fallback: {result.fallback_reason or 'no reason'})"
+        )
     return f"{result.variant} {result.model_version}: {result.intent}"
 
 
@@ -167,8 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-url", help="where Prometheus scrapes the service (checked when given)")
     parser.add_argument("--token", help="a bearer token, when the edge asks for one")
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per request (10)")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=[],
+        help="families to check besides those /health lists (a deployment of one unit per family: skills intent "
+        "textpair)",
+    )
     args = parser.parse_args(argv)
-    outcomes = Smoke(args.url, token=args.token, timeout_s=args.timeout_s, metrics_url=args.metrics_url).run()
+    outcomes = Smoke(
+        args.url, token=args.token, timeout_s=args.timeout_s, metrics_url=args.metrics_url, families=args.families
+    ).run()
     failed = [outcome.check for outcome in outcomes if not outcome.passed]
     print(
         f"{len(outcomes) - len(failed)} of {len(outcomes)} checks passed"
