@@ -69,6 +69,19 @@ PANELS = [
     ),
     ("Cost per 1,000 requests by family and segment", "timeseries", "currencyUSD", ["inference_cost_per_1k_requests"]),
     (
+        # Beside the cost: what the same family and segment (skill, intent variant) answer in, at three quantiles.
+        "P50, P95 and P99 latency by family and segment",
+        "timeseries",
+        "s",
+        [
+            (
+                f"histogram_quantile({q}, sum by (family, segment, le) (rate(inference_request_duration_seconds_bucket[5m])))",
+                f"{{{{family}}}} {{{{segment}}}} {name}",
+            )
+            for q, name in (("0.5", "P50"), ("0.95", "P95"), ("0.99", "P99"))
+        ],
+    ),
+    (
         "CPU-seconds per request by family and segment",
         "timeseries",
         "s",
@@ -101,6 +114,17 @@ PANELS = [
 ]
 
 
+def query_target(n: int, query: str | tuple[str, str]) -> dict[str, object]:
+    """A panel's `n`th query; a (query, legend) pair names its series."""
+    expr, legend = query if isinstance(query, tuple) else (query, None)
+    return {
+        "refId": chr(ord("A") + n),
+        "expr": expr,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        **({"legendFormat": legend} if legend else {}),
+    }
+
+
 def dashboard() -> dict[str, object]:
     panels = []
     for index, (title, kind, unit, queries) in enumerate(PANELS):
@@ -112,14 +136,7 @@ def dashboard() -> dict[str, object]:
                 "datasource": {"type": "prometheus", "uid": "${datasource}"},
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
                 "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [
-                    {
-                        "refId": chr(ord("A") + n),
-                        "expr": query,
-                        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                    }
-                    for n, query in enumerate(queries)
-                ],
+                "targets": [query_target(n, query) for n, query in enumerate(queries)],
             }
         )
     return {
