@@ -49,11 +49,12 @@ def recognise_family(root: Path) -> str:
         return "intent"
     if is_textpair_folder(root):
         return "textpair"
-    if root.is_dir() and source_folders(root):
+    if root.is_dir() and source_folders(root, telling=True):
         return "skills"
     raise ValueError(
         f"{root}: cannot tell the family: expected classic/ and ensemble/ (intent), textpair/ (text pair) or skill "
-        "folders holding a scaler or a pipeline (skills); or pass --family"
+        "folders holding a scaler, a pipeline or an XGBoost model.json (skills); or pass --family (a pickled model "
+        "alone, without a scaler, is imported with --family skills)"
     )
 
 

@@ -71,6 +71,24 @@ def test_each_skill_format_becomes_the_pickle_free_format_with_the_originals_pro
     assert np.allclose(skill.probability(np.array(samples["inputs"])), samples["scores"], atol=CONVERSION_TOLERANCE)
 
 
+@pytest.mark.parametrize("factory", [own_models.unscaled_classifier, own_models.unscaled_json])
+def test_a_model_without_a_scaler_is_stored_with_identity_scaling_said_in_its_metadata(tmp_path, factory):
+    skill = factory(tmp_path / "team")
+    out = convert_skill_folder(skill.folder, tmp_path / "store-format", version="v1.0.0", options=TRUSTED)
+    model = load_skill_model(out, version="v1.0.0")
+    assert model.metadata["source"]["scaling"] == "identity"
+    scaler = json.loads((out / "scaler.json").read_text())
+    assert set(scaler["mean"]) == {0.0} and set(scaler["scale"]) == {1.0}
+    assert np.max(np.abs(score_rows(model, skill.rows).score - skill.probability(skill.rows))) <= CONVERSION_TOLERANCE
+
+
+def test_a_model_without_a_scaler_has_no_training_means_to_impute_with(tmp_path):
+    skill = own_models.unscaled_classifier(tmp_path / "team")
+    (skill.folder / "features.json").write_text(json.dumps(skill.feature_names))  # names only, no defaults
+    with pytest.raises(ArtifactError, match=r"model\.pkl: a model without a scaler has no training means"):
+        convert_skill_folder(skill.folder, tmp_path / "out", version="v1.0.0", options=TRUSTED)
+
+
 def test_the_early_stopped_classifier_keeps_only_the_trees_predict_proba_uses(tmp_path):
     skill = own_models.pickled_classifier(tmp_path / "team")
     classifier = pickle.loads((skill.folder / "model.pkl").read_bytes())
@@ -192,7 +210,7 @@ def test_a_feature_list_the_scalers_shape_contradicts_is_refused(tmp_path):
     refused_skill_import(
         tmp_path / "team",
         TRUSTED,
-        rf"{skill.folder / 'features.json'}: lists 12 features, but the scaler \(pipeline.joblib\) was fitted on 13",
+        rf"{skill.folder / 'features.json'}: lists 12 features, but the scaler \(pipeline.joblib\) takes 13",
     )
 
 

@@ -156,7 +156,52 @@ def json_model(root: Path, name: str = "disease_progression") -> OwnSkill:
     )
 
 
-SKILL_FACTORIES = (pickled_classifier, joblib_pipeline, pickled_booster, json_model)
+def _defaults(names: list[str], rows: np.ndarray) -> list[dict[str, object]]:
+    """features.json objects naming each feature with its median as the imputation default."""
+    return [{"name": name, "default": float(np.median(rows[:, index]))} for index, name in enumerate(names)]
+
+
+def unscaled_classifier(root: Path, name: str = "cultivar_zero") -> OwnSkill:
+    """Wine (cultivar 0 or not): model.pkl alone, an XGBClassifier trained on the raw features (no scaler: the
+    commonest tree-model export), with features.json giving names and defaults."""
+    data = datasets.load_wine()
+    x_train, y_train, x_test, _ = _split(data.data, (data.target == 0).astype(int))
+    classifier = xgb.XGBClassifier(n_estimators=TREES, max_depth=2, n_jobs=1).fit(x_train, y_train)
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "model.pkl").write_bytes(pickle.dumps(classifier))
+    (folder / "features.json").write_text(json.dumps(_defaults(list(data.feature_names), x_train)))
+    return OwnSkill(
+        name,
+        folder,
+        list(data.feature_names),
+        x_test,
+        lambda rows: classifier.predict_proba(rows)[:, 1],
+        np.mean(x_train, axis=0),
+    )
+
+
+def unscaled_json(root: Path, name: str = "malignancy_raw") -> OwnSkill:
+    """Breast cancer: model.json alone (a Booster trained on raw features, saved in XGBoost's format, without
+    scaler.json), with features.json."""
+    data = datasets.load_breast_cancer()
+    x_train, y_train, x_test, _ = _split(data.data, data.target)
+    names = [re.sub(r"\W+", "_", feature) for feature in data.feature_names]
+    matrix = xgb.DMatrix(x_train, label=y_train, feature_names=names)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, matrix, TREES)
+    folder = root / name
+    folder.mkdir(parents=True)
+    booster.save_model(folder / "model.json")
+    (folder / "features.json").write_text(json.dumps(_defaults(names, x_train)))
+
+    def probability(rows: np.ndarray) -> np.ndarray:
+        margin = booster.predict(xgb.DMatrix(rows, feature_names=names), output_margin=True)
+        return 1.0 / (1.0 + np.exp(-margin.astype(np.float64)))
+
+    return OwnSkill(name, folder, names, x_test, probability, np.mean(x_train, axis=0))
+
+
+SKILL_FACTORIES = (pickled_classifier, joblib_pipeline, pickled_booster, json_model, unscaled_classifier, unscaled_json)
 
 
 # --- text models: which data set's description a sentence comes from ---------------------------------------------

@@ -4,10 +4,11 @@ never unpickles a skill model.
 One folder per skill, named after the skill (`skill-<name>` in the store), holding one of:
 
 - `model.pkl` (a pickled binary `XGBClassifier` or xgboost `Booster`) with `scaler.pkl` (its fitted
-  `StandardScaler`); `.joblib` files too. Opened only with `--trust-pickles`.
+  `StandardScaler`), or alone (a model trained on raw features: identity scaling, said in the metadata's
+  `source.scaling`); `.joblib` files too. Opened only with `--trust-pickles`.
 - `pipeline.joblib` (or `.pkl`): a fitted scikit-learn `Pipeline` of exactly a `StandardScaler` then an
   `XGBClassifier`. Opened only with `--trust-pickles`.
-- `model.json` (or `model.ubj`) with `scaler.json`: the store's own format.
+- `model.json` (or `model.ubj`) with `scaler.json`: the store's own format; without `scaler.json`, identity scaling.
 
 and, optionally, `features.json` (the feature names in column order, or objects with `name`, `unit`, `minimum`,
 `maximum`, `description`, `default`), `metadata.json` (anything the store format's metadata holds; kept) and
@@ -83,7 +84,7 @@ class SkillSource:
     kind: str
     files: tuple[Path, ...]
     model_file: Path  # named when the conversion differs
-    scaler_file: Path
+    scaler_file: Path | None  # None: no scaler, the model takes raw features (identity scaling)
     booster: xgb.Booster
     center: np.ndarray  # what the scaler subtracts
     scale: np.ndarray  # what it divides by
@@ -93,15 +94,18 @@ class SkillSource:
     metadata: dict[str, Any]  # the metadata.json beside it, or nothing
 
 
-def is_skill_folder(folder: Path) -> bool:
-    return bool(present_files(folder, (*SCALERS, *PIPELINES)))
+def is_skill_folder(folder: Path, *, telling: bool = False) -> bool:
+    """Whether `folder` holds a skill model; `telling`: one that says it is a skill model without --family (a
+    scaler, a pipeline or XGBoost's own format: a pickled model alone could be any family's)."""
+    telltales = (*SCALERS, *PIPELINES, *MODEL_FILES)
+    return bool(present_files(folder, telltales if telling else (*telltales, *PICKLED_MODELS)))
 
 
-def source_folders(root: Path) -> list[Path]:
+def source_folders(root: Path, *, telling: bool = False) -> list[Path]:
     """The skill folders under `root`: `root` itself when it holds a skill model, else its sub-folders that do."""
-    if is_skill_folder(root):
+    if is_skill_folder(root, telling=telling):
         return [root]
-    return sorted(folder for folder in root.iterdir() if folder.is_dir() and is_skill_folder(folder))
+    return sorted(folder for folder in root.iterdir() if folder.is_dir() and is_skill_folder(folder, telling=telling))
 
 
 def import_skill_models(root: Path, *, version: str, options: ImportOptions) -> list[str]:
@@ -110,7 +114,8 @@ def import_skill_models(root: Path, *, version: str, options: ImportOptions) -> 
     folders = source_folders(root) if root.is_dir() else []
     if not folders:
         raise ArtifactError(
-            f"{root}: no skill model folders (each holds scaler.pkl, pipeline.joblib or scaler.json with its model)"
+            f"{root}: no skill model folders (each holds model.pkl, pipeline.joblib or model.json, with its scaler "
+            "when it has one)"
         )
     with tempfile.TemporaryDirectory(prefix="skills-import-") as scratch:
         for folder in folders:
@@ -133,7 +138,12 @@ def convert_skill_folder(folder: Path, out_dir: Path, *, version: str, options: 
         **kept_metadata(source.metadata),
         "skill": skill,
         **schema.to_metadata(),
-        "source": {**describe_sources(source.kind, source.files), "imputed_with_means": imputed_means},
+        "source": {
+            **describe_sources(source.kind, source.files),
+            "imputed_with_means": imputed_means,
+            # What the features go through before the trees: the scaler's, or nothing (a model without one).
+            "scaling": "standard" if source.scaler_file is not None else "identity",
+        },
     }
     directory = out_dir / skill
     write_skill_artifact(directory, booster=source.booster, mean=source.center, scale=source.scale, metadata=metadata)
@@ -159,8 +169,8 @@ def read_skill_source(folder: Path, *, trusted: bool) -> SkillSource:
     if len(found) != 1:
         held = ", ".join(path.name for files in found.values() for path in files) or "none of them"
         raise ArtifactError(
-            f"{folder}: expected one skill model: model.pkl with scaler.pkl, pipeline.joblib, or model.json with "
-            f"scaler.json; it holds {held}"
+            f"{folder}: expected one skill model: model.pkl (with scaler.pkl when it has one), pipeline.joblib, or "
+            f"model.json (with scaler.json); it holds {held}"
         )
     metadata = folder_metadata(folder)
     if "pipeline" in found:
@@ -172,8 +182,10 @@ def read_skill_source(folder: Path, *, trusted: bool) -> SkillSource:
 
 def _from_pickles(folder: Path, metadata: dict[str, Any], *, trusted: bool) -> SkillSource:
     model_file = one_file(folder, PICKLED_MODELS, "pickled model")
-    scaler_file = one_file(folder, PICKLED_SCALERS, "pickled StandardScaler")
     model = load_pickle(model_file, trusted=trusted)
+    if not present_files(folder, PICKLED_SCALERS):
+        return _unscaled(folder, model_file, model, metadata)
+    scaler_file = one_file(folder, PICKLED_SCALERS, "pickled StandardScaler")
     scaler = load_pickle(scaler_file, trusted=trusted)
     center, scale, mean = _scaler_parameters(scaler, where=scaler_file)
     if isinstance(model, xgb.XGBClassifier):
@@ -207,6 +219,40 @@ def _from_pickles(folder: Path, metadata: dict[str, Any], *, trusted: bool) -> S
         stated_names=_stated(
             (scaler_file, getattr(scaler, "feature_names_in_", None)), (model_file, booster.feature_names)
         ),
+        original=original,
+        metadata=metadata,
+    )
+
+
+def _unscaled(folder: Path, model_file: Path, model: object, metadata: dict[str, Any]) -> SkillSource:
+    """A model trained on raw features, the commonest tree-model export: stored with identity scaling (subtract 0,
+    divide by 1), so it scores exactly what it was given."""
+    if isinstance(model, xgb.XGBClassifier):
+        booster = _classifier_booster(model, where=model_file)
+
+        def original(rows: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict_proba(rows)[:, 1], dtype=np.float64)
+
+    elif isinstance(model, xgb.Booster):
+        booster = _check_objective(model, where=model_file)
+
+        def original(rows: np.ndarray) -> np.ndarray:
+            return _booster_probabilities(model, rows)
+
+    else:
+        raise ArtifactError(f"{model_file}: a {type(model).__name__}; expected an xgboost XGBClassifier or Booster")
+    width = booster.num_features()
+    return SkillSource(
+        folder=folder,
+        kind="pickled xgboost model without a scaler",
+        files=(model_file,),
+        model_file=model_file,
+        scaler_file=None,
+        booster=booster,
+        center=np.zeros(width),
+        scale=np.ones(width),
+        training_mean=None,
+        stated_names=_stated((model_file, booster.feature_names)),
         original=original,
         metadata=metadata,
     )
@@ -263,6 +309,22 @@ def _from_json(folder: Path, metadata: dict[str, Any]) -> SkillSource:
     except xgb.core.XGBoostError as err:
         raise ArtifactError(f"{model_file}: not a readable XGBoost model ({err})") from err
     _check_objective(booster, where=model_file)
+    if not scaler_file.is_file():  # a model trained on raw features: identity scaling
+        width = booster.num_features()
+        return SkillSource(
+            folder=folder,
+            kind="XGBoost JSON model without a scaler",
+            files=(model_file,),
+            model_file=model_file,
+            scaler_file=None,
+            booster=booster,
+            center=np.zeros(width),
+            scale=np.ones(width),
+            training_mean=None,
+            stated_names=_stated((model_file, booster.feature_names)),
+            original=lambda rows: _booster_probabilities(booster, rows),
+            metadata=metadata,
+        )
     scaler = read_json(scaler_file)
     vectors = [scaler.get(key) if isinstance(scaler, dict) else None for key in ("mean", "scale")]
     try:
@@ -369,6 +431,9 @@ def skill_schema(source: SkillSource, options: ImportOptions) -> tuple[FeatureSc
             raise ArtifactError(
                 f"{source.scaler_file}: the scaler kept no means (with_mean=False, with_std=False); give the "
                 "imputation defaults in a file (--imputation FILE)"
+                if source.scaler_file is not None
+                else f"{source.model_file}: a model without a scaler has no training means; give the imputation "
+                f'defaults in {FEATURES_FILE} ("default") or a file (--imputation FILE)'
             )
         defaults.update({name: float(source.training_mean[names.index(name)]) for name in missing})
     elif missing:
@@ -388,10 +453,10 @@ def skill_schema(source: SkillSource, options: ImportOptions) -> tuple[FeatureSc
 def _agreed_names(source: SkillSource, stated: Mapping[Path, tuple[str, ...]]) -> list[str]:
     """The one feature order every stated list agrees on, as long as the scaler and the booster are wide."""
     width = len(source.center)
+    takes = f"the scaler ({source.scaler_file.name})" if source.scaler_file is not None else "the model"
     if source.booster.num_features() != width:
         raise ArtifactError(
-            f"{source.model_file}: the model takes {source.booster.num_features()} features, the scaler "
-            f"({source.scaler_file.name}) {width}"
+            f"{source.model_file}: the model takes {source.booster.num_features()} features, {takes} {width}"
         )
     if not stated:
         raise ArtifactError(
@@ -400,10 +465,7 @@ def _agreed_names(source: SkillSource, stated: Mapping[Path, tuple[str, ...]]) -
         )
     for where, names in stated.items():
         if len(names) != width:
-            raise ArtifactError(
-                f"{where}: lists {len(names)} features, but the scaler ({source.scaler_file.name}) was fitted on "
-                f"{width}"
-            )
+            raise ArtifactError(f"{where}: lists {len(names)} features, but {takes} takes {width}")
         for name in names:
             check_feature_name(name, where=where)
     (first, names), *others = stated.items()
