@@ -37,7 +37,7 @@ from sqlalchemy import Column, Engine, Table, delete, func, select
 
 from inference.batch.progress import Progress
 from inference.cli import positive_int
-from inference.settings import Settings
+from inference.settings import Settings, pins_file
 from inference.storage import labelled_feedback, predictions, rejected_rows, teacher_ratings
 
 EXIT_FAILED = 1
@@ -183,7 +183,7 @@ def _apply(
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings()
+    settings = Settings(_env_file=pins_file())
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True

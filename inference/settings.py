@@ -33,6 +33,13 @@ class Settings(BaseSettings):
         env_prefix="INFERENCE_", env_file=MODEL_PINS_FILE, extra="ignore", frozen=True, hide_input_in_errors=True
     )
 
+    models_file: str = Field(
+        str(MODEL_PINS_FILE),
+        description="The file pinning the model versions served (models.env beside the code: the Bento's pins). "
+        "`none`: serve what the model store holds, with no pins: the newest version of each family, every skill "
+        "model at the newest skills version, and (unless INFERENCE_FAMILIES is set) only the families the store "
+        "holds models of; nothing is trained.",
+    )
     skills_version: str = Field(
         LATEST,
         description="Version of the skill models served (INFERENCE_SKILLS), e.g. v1.0.0. `latest` (highest semver "
@@ -444,6 +451,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the `inference` logger."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Format of the service's log lines: `text` (BentoML's) or `json`, one object per line with "
+        "time, level, logger, message and, for a line logged while a request was answered, its request_id (the "
+        "X-Request-ID of the answer). For the `inference` logger, BentoML's loggers and the access log.",
+    )
 
     @field_validator("skills")
     @classmethod
@@ -559,6 +572,11 @@ class Settings(BaseSettings):
                     found.append((setting, token.get_secret_value()))
         return found
 
+    @property
+    def serves_store(self) -> bool:
+        """INFERENCE_MODELS_FILE=none: what the store holds is served, no pins."""
+        return self.models_file.strip().lower() in ("", "none")
+
     def version_of(self, family: str) -> str:
         """The version `family` serves: INFERENCE_MODEL_VERSIONS, else the family's older setting, else its
         registration's default (latest)."""
@@ -646,4 +664,10 @@ def read_routes_file(path: Path, known: Sequence[str] | None) -> dict[str, dict[
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings(_env_file=pins_file())
+
+
+def pins_file() -> Path | None:
+    """The pins file INFERENCE_MODELS_FILE names (models.env by default); None for `none`."""
+    named = os.environ.get("INFERENCE_MODELS_FILE", str(MODEL_PINS_FILE)).strip()
+    return None if named.lower() in ("", "none") else Path(named)

@@ -28,7 +28,9 @@ from sqlalchemy import Engine
 from inference.batch.database import BatchDatabase
 from inference.cli import positive_int
 from inference.errors import InferenceError, RunInProgress
-from inference.settings import Settings
+from inference.logs import StderrHandler
+from inference.progress import on_terminal
+from inference.settings import Settings, pins_file
 from inference.sharding import EVERYONE, Shard
 from inference.storage import INTERRUPTED
 
@@ -36,11 +38,12 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_IN_PROGRESS = 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = Settings()
+    settings = Settings(_env_file=pins_file())
     parser = _parser(settings)
     args = parser.parse_args(argv)
+    # To stderr as it is at each line: while a progress bar shows, it prints them above itself.
     logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr, force=True
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s", handlers=[StderrHandler()], force=True
     )
     try:
         return int(args.command(args, settings))
@@ -63,6 +66,7 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         retries=settings.batch_retries,
         retry_backoff_s=settings.batch_retry_backoff_s,
         progress_interval_s=settings.batch_progress_interval_s,
+        progress_bar=on_terminal(),
         restart=args.restart,
         lookback_s=settings.batch_lookback_s,
     )

@@ -164,7 +164,7 @@ class Families:
 
 
 def load_families(settings: Settings, loader: FamilyLoader) -> Families:
-    families = Families(enabled=list(settings.families))
+    families = Families(enabled=held_families(settings, loader))
     if settings.inject_faults:
         logger.warning("fault injection is on: %s", settings.inject_faults)
     for family in families.enabled:
@@ -175,3 +175,22 @@ def load_families(settings: Settings, loader: FamilyLoader) -> Families:
             families.errors[family] = str(err)
             logger.error("the %s family failed to load, the service stays unready: %s", family, err, exc_info=True)
     return families
+
+
+def held_families(settings: Settings, loader: FamilyLoader) -> list[str]:
+    """The families to serve: INFERENCE_FAMILIES; serving what the store holds (INFERENCE_MODELS_FILE=none) with no
+    INFERENCE_FAMILIES set, those of them the store holds models of."""
+    if not settings.serves_store or "families" in settings.model_fields_set:
+        return list(settings.families)
+    held = []
+    for family in settings.families:
+        try:
+            versions = loader.versions(family)
+        except Exception as err:  # a family whose models cannot be listed is not served, and said so
+            logger.warning("serving what the store holds: cannot list the %s models (%s)", family, err)
+            continue
+        if versions:
+            held.append(family)
+        else:
+            logger.info("serving what the store holds: no %s models in it, %s not served", family, family)
+    return held or list(settings.families)
