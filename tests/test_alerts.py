@@ -1,9 +1,12 @@
 """Every alert of k8s/monitoring/prometheusrule.yaml, unit-tested with `promtool test rules` on synthetic series:
 it fires when it should (with the labels an on-call needs) and stays silent when it should not. The thresholds
-are read from the objectives and settings the rules are generated from, not copied here."""
+are read from the objectives and settings the rules are generated from, not copied here. Each alert's runbook_url
+names a heading of docs/troubleshooting.md."""
 
+import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -14,6 +17,7 @@ from tests.utils.prometheus import promtool
 from tests.utils.servers import PROJECT_ROOT
 
 RULES = PROJECT_ROOT / "k8s" / "monitoring" / "prometheusrule.yaml"
+DOCS = PROJECT_ROOT / "docs"
 LE = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "+Inf"]
 
 
@@ -491,3 +495,42 @@ def test_the_cost_alert_fires_for_the_segment_whose_thousand_requests_cost_over_
         },
     ]
     check(tmp_path, tests)
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file: lower case, punctuation dropped but hyphens and
+    underscores, spaces as hyphens, `-1`, `-2`, ... after a repeated one; headings inside fenced code skipped."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.DOTALL | re.MULTILINE)
+    seen: dict[str, int] = {}
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", prose, flags=re.MULTILINE):
+        anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(f"{anchor}-{seen[anchor]}" if anchor in seen else anchor)
+        seen[anchor] = seen.get(anchor, 0) + 1
+    return anchors
+
+
+def test_every_alert_links_the_section_of_the_runbook_headed_by_its_name():
+    """A renamed or deleted heading in docs/troubleshooting.md fails this, as the on-call's link would break."""
+    anchors = heading_anchors((DOCS / "troubleshooting.md").read_text())
+    groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
+    alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    assert alerts
+    for alert in alerts:
+        url = urlsplit(alert["annotations"]["runbook_url"])
+        assert url.scheme == "https" and url.path.endswith("/docs/troubleshooting.md"), alert["alert"]
+        assert url.fragment == alert["alert"].lower() and url.fragment in anchors, alert["alert"]
+
+
+def test_the_runbooks_links_to_sections_resolve():
+    """Every `#anchor` link of docs/troubleshooting.md, to itself or to another file of docs/, names a heading there
+    (which also holds heading_anchors to the anchors written by hand)."""
+    runbook = (DOCS / "troubleshooting.md").read_text()
+    links = re.findall(r"\]\(([\w.-]*)#([\w-]+)\)", runbook)
+    assert len(links) >= 10
+    broken = [
+        f"{file}#{anchor}"
+        for file, anchor in links
+        if anchor not in heading_anchors((DOCS / (file or "troubleshooting.md")).read_text())
+    ]
+    assert broken == []

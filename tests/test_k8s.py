@@ -5,11 +5,14 @@ Gateway API route's weights and X-Canary rules, the Rollout's plugin and the rou
 against the base Deployment); and the settings docs/deployment.md and docs/batch.md state (replicas left to the
 HPA, revisions kept, graceful shutdown, the batch Jobs' retries and model pins) are the rendered ones. The units
 (one Deployment per family and one for the intent ensemble, overlays/units) are checked with and without the
-ensemble: their families, resources, KEDA scaling and the routes that reach each."""
+ensemble: their families, resources, KEDA scaling and the routes that reach each. Every pod's network, identity and
+placement: a ServiceAccount without an API token, NetworkPolicies read by a small evaluator of their semantics (who
+gets in, where the pods may go), and each Deployment's topology spread over its own pods."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -174,7 +177,15 @@ def test_the_service_pods_probe_health_and_shut_down_gracefully():
     }
     assert container["envFrom"][0]["configMapRef"]["name"].startswith("inference-settings")
     kinds = {doc["kind"] for doc in render("k8s/base")}
-    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}
+    assert kinds == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "ServiceAccount",
+        "NetworkPolicy",
+    }
 
 
 def test_stable_and_canary_run_side_by_side_with_distinct_versions():
@@ -222,7 +233,13 @@ def test_staging_runs_both_tracks_and_their_route_in_its_own_namespace_host_and_
 
 
 # The public API paths, as Gateway API and Ingress path matches: every rule of a route matches exactly these.
-API_PATHS = {("PathPrefix", "/api"), ("PathPrefix", "/v2"), ("Exact", "/predict"), ("Exact", "/health")}
+API_PATHS = {
+    ("PathPrefix", "/api"),
+    ("PathPrefix", "/v2"),
+    ("Exact", "/predict"),
+    ("Exact", "/model_info"),
+    ("Exact", "/health"),
+}
 
 
 def canary_rules(route: dict) -> dict[str | None, dict]:
@@ -355,7 +372,7 @@ def test_the_rollouts_controller_loads_the_plugin_the_rollout_names_with_the_rig
 
 def test_the_legacy_nginx_ingresses_split_the_overlays_services():
     objects = named(render("k8s/legacy-nginx"))
-    assert {kind for kind, _ in objects} == {"Ingress"}
+    assert {kind for kind, _ in objects} == {"Ingress", "NetworkPolicy"}
     hosts = set()
     for track in ("stable", "canary"):
         (rule,) = objects["Ingress", f"inference-{track}"]["spec"]["rules"]
@@ -384,7 +401,8 @@ def test_the_kserve_predictor_runs_the_base_deployments_container_as_knative_acc
     pod = deployment["spec"]["template"]["spec"]
     (server,) = pod["containers"]
     objects = named(render("k8s/kserve"))
-    assert {kind for kind, _ in objects} == {"InferenceService", "ConfigMap"}  # no second Deployment, Service, HPA
+    # No second Deployment, Service, HPA, nor the base's NetworkPolicy (Knative's proxies are not the Gateway's).
+    assert {kind for kind, _ in objects} == {"InferenceService", "ConfigMap", "ServiceAccount"}
     service = objects["InferenceService", "inference"]
     assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"  # for the canary
     # KServe's ingress routes every path: /admin and /metrics must not be published.
@@ -419,6 +437,9 @@ def test_the_kserve_predictor_runs_the_base_deployments_container_as_knative_acc
     assert predictor["volumes"] == pod["volumes"]
     assert predictor["annotations"] == deployment["spec"]["template"]["metadata"]["annotations"]  # scraped alike
     assert "lifecycle" not in container and "securityContext" not in predictor
+    assert predictor["serviceAccountName"] == pod["serviceAccountName"]  # the base's, without an API token
+    assert predictor["automountServiceAccountToken"] is False
+    assert objects["ServiceAccount", predictor["serviceAccountName"]]["automountServiceAccountToken"] is False
     autoscaler = base["HorizontalPodAutoscaler", "inference"]["spec"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
         autoscaler["minReplicas"],
@@ -426,12 +447,17 @@ def test_the_kserve_predictor_runs_the_base_deployments_container_as_knative_acc
     )
 
 
+def batch_jobs() -> list[dict]:
+    """The CronJobs of k8s/batch, without its ServiceAccount and NetworkPolicy."""
+    return [doc for doc in render("k8s/batch") if doc["kind"] == "CronJob"]
+
+
 def test_batch_cronjobs_run_the_scorer_nightly_and_sharded_with_arguments_the_cli_accepts():
     from inference.batch.__main__ import _parser
     from inference.settings import Settings
     from inference.sharding import Shard
 
-    jobs = {doc["metadata"]["name"]: doc for doc in render("k8s/batch")}
+    jobs = {doc["metadata"]["name"]: doc for doc in batch_jobs()}
     assert set(jobs) == {"skill-scoring-nightly", "skill-scoring-full", "data-retention"}  # tests/test_retention.py
     nightly, full = jobs["skill-scoring-nightly"], jobs["skill-scoring-full"]
     assert nightly["spec"]["schedule"] == "0 2 * * *" and nightly["spec"]["concurrencyPolicy"] == "Forbid"
@@ -464,7 +490,7 @@ def test_batch_jobs_retry_failed_pods_but_fail_at_once_on_bad_arguments():
     arguments, docs/batch.md "Commands") fails either Job without a retry."""
     from inference.batch.__main__ import EXIT_USAGE
 
-    jobs = {doc["metadata"]["name"]: doc["spec"]["jobTemplate"]["spec"] for doc in render("k8s/batch")}
+    jobs = {doc["metadata"]["name"]: doc["spec"]["jobTemplate"]["spec"] for doc in batch_jobs()}
     assert jobs["skill-scoring-nightly"]["backoffLimit"] == 3
     assert jobs["skill-scoring-full"]["backoffLimit"] == 8
     for name, job in jobs.items():
@@ -505,7 +531,7 @@ def test_the_batch_scorer_scores_with_the_model_versions_the_service_serves_the_
     (deployment,) = [doc for doc in stable if doc["kind"] == "Deployment"]
     (server,) = deployment["spec"]["template"]["spec"]["containers"]
     assert model_pins(server, config_maps) == pinned
-    for job in render("k8s/batch"):
+    for job in batch_jobs():
         (scorer,) = pod_spec(job)["containers"]
         assert model_pins(scorer, {}) == pinned, f"{job['metadata']['name']} overrides models.env"
 
@@ -515,7 +541,7 @@ def matches(selector: dict, labels: dict) -> bool:
 
 
 def test_serving_selectors_pick_the_serving_pods_and_never_the_batch_scorers():
-    batch_pods = [pod_labels(doc) for doc in render("k8s/batch")]
+    batch_pods = [pod_labels(doc) for doc in batch_jobs()]
     assert all(labels["app.kubernetes.io/component"] == "batch-scoring" for labels in batch_pods)
     serving = ("k8s/base", "k8s/overlays/stable", "k8s/overlays/canary", "k8s/overlays/units", "k8s/rollouts")
     for path in (*serving, "k8s/monitoring"):
@@ -547,6 +573,8 @@ def selector_of(document: dict) -> dict | None:
         return spec["selector"]["matchLabels"]
     if kind == "Service":
         return spec["selector"]
+    if kind == "NetworkPolicy":
+        return spec["podSelector"]["matchLabels"]
     return None
 
 
@@ -568,6 +596,7 @@ PUBLIC = [
     "/api/classify/batch",
     "/api/v1/monitoring/ratings",
     "/predict",
+    "/model_info",
     "/health",
     "/v2/models/skill-communication/infer",
     "/api/v1/models",
@@ -583,6 +612,7 @@ INTERNAL = [
     "/livez",
     "/apix",
     "/predict/x",
+    "/model_info/x",
 ]
 
 
@@ -734,7 +764,7 @@ def test_the_units_validate_strictly_and_render_the_ensemble_only_when_listed(en
     assert ensemble or not [doc for doc in documents if "ensemble" in doc["metadata"]["name"]]
     for unit, objects in units.items():
         # KEDA makes the HorizontalPodAutoscaler; a disruption budget only for a unit that keeps a replica.
-        kinds = {"Deployment", "Service", "ConfigMap", "ScaledObject"}
+        kinds = {"Deployment", "Service", "ConfigMap", "ScaledObject", "ServiceAccount", "NetworkPolicy"}
         assert set(objects) == (kinds | {"PodDisruptionBudget"} if UNIT_REPLICAS[unit][0] >= 1 else kinds), unit
         for kind, doc in objects.items():
             assert doc["metadata"]["namespace"] == "inference", f"{unit}: {kind}"
@@ -762,8 +792,10 @@ def test_each_unit_serves_only_its_families_in_the_base_pod_with_its_own_resourc
         assert {key: value for key, value in container.items() if key not in own} == {
             key: value for key, value in base_container.items() if key not in own
         }, unit
-        assert {key: value for key, value in pod.items() if key != "containers"} == {
-            key: value for key, value in base.items() if key != "containers"
+        # Its own: the ServiceAccount and the spread's selector, both the unit's (tests below).
+        own_pod = {"containers", "serviceAccountName", "topologySpreadConstraints"}
+        assert {key: value for key, value in pod.items() if key not in own_pod} == {
+            key: value for key, value in base.items() if key not in own_pod
         }, unit
         images.add(container["image"])
         assert "replicas" not in deployment["spec"], unit  # KEDA's autoscaler owns the count
@@ -933,6 +965,7 @@ def backend_for(routes: list[dict], path: str) -> str | None:
 def test_the_units_routes_send_each_familys_paths_to_its_unit_and_keep_the_rest_inside(tmp_path):
     from inference.families.registry import specs
     from inference.http.oip.models import protocol_models
+    from inference.http.paths import MODEL_INFO_ROUTE, TEXTPAIR_ROUTE
 
     routes = render(UNITS_ROUTES)
     assert {route["kind"] for route in routes} == {"HTTPRoute"}
@@ -953,7 +986,7 @@ def test_the_units_routes_send_each_familys_paths_to_its_unit_and_keep_the_rest_
     for family, spec in specs().items():
         paths = [route.path for route in spec.routes]
         paths += [spec.feedback.path] if spec.feedback else []
-        paths += [spec.models_route] if spec.models_route and spec.models_route.startswith("/api/") else []
+        paths += [spec.models_route] if spec.models_route else []  # /model_info is the text pair's
         claimed = [
             name for name in models for model in protocol_models() if model.family == family and model.claims(name)
         ]
@@ -965,5 +998,216 @@ def test_the_units_routes_send_each_familys_paths_to_its_unit_and_keep_the_rest_
     shared = ["/health", "/api/v1/models", "/api/v1/monitoring/ratings", "/v2", "/v2/health/ready"]
     assert {path: backend_for(routes, path) for path in shared} == dict.fromkeys(shared, "inference-skills")
     assert backend_for(routes, "/api/v1/monitoring/accuracy") == "inference-intent"
+    assert backend_for(routes, MODEL_INFO_ROUTE) == backend_for(routes, TEXTPAIR_ROUTE) == "inference-textpair"
     assert [path for path in PUBLIC if backend_for(routes, path) is None] == []
     assert [path for path in INTERNAL if backend_for(routes, path) is not None] == []
+
+
+# Network, identity and placement (docs/deployment.md): the serving pods' NetworkPolicies, ServiceAccounts and
+# topology spread, in every kustomization that runs them.
+SERVING = ["k8s/base", "k8s/overlays/stable", "k8s/overlays/canary", "k8s/overlays/staging", "k8s/rollouts"]
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label Kubernetes gives every namespace: its name
+SERVING_PORT = 3000
+# What every serving pod may reach: Redis, PostgreSQL and DNS, at any address (often managed, outside the cluster).
+STORE_PORTS = {("TCP", 6379), ("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+PROBED_PORTS = {(protocol, port) for protocol in ("TCP", "UDP") for port in (53, 80, 443, 3000, 5432, 6379, 9090)}
+# A pod (its namespace and labels), or None: an address outside the cluster.
+Pod = tuple[str, dict[str, str]]
+
+
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a pod's labels; {} selects every pod."""
+    if not matches(selector.get("matchLabels", {}), labels):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, values = expression["key"], expression.get("values", [])
+        held = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[expression["operator"]]
+        if not held:
+            return False
+    return True
+
+
+def peer_holds(peer: dict, policy_namespace: str, pod: Pod | None) -> bool:
+    """NetworkPolicy peer semantics: a podSelector alone means the policy's namespace; a namespaceSelector alone,
+    every pod of the namespaces it selects; both, the pods selected in those namespaces."""
+    assert set(peer) <= {"podSelector", "namespaceSelector"}, f"a peer this test cannot read: {peer}"
+    if pod is None:
+        return False
+    namespace, labels = pod
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], {NAMESPACE_NAME: namespace})
+    else:
+        in_namespace = namespace == policy_namespace
+    return in_namespace and selects(peer.get("podSelector", {}), labels)
+
+
+def allows(policy: dict, direction: str, other: Pod | None, protocol: str, port: int, home: str) -> bool:
+    """Whether the policy lets its pods take a connection from `other` ("ingress") or open one to it ("egress")
+    on the port; `home` is the namespace of a policy rendered without one."""
+    assert direction.capitalize() in policy["spec"]["policyTypes"], f"{policy['metadata']['name']}: {direction} open"
+    namespace = policy["metadata"].get("namespace", home)
+    peers = "from" if direction == "ingress" else "to"
+    for rule in policy["spec"].get(direction, []):
+        for entry in rule.get("ports", []):
+            assert isinstance(entry.get("port"), int) and "endPort" not in entry, entry  # one port, by number
+        ports = {(entry.get("protocol", "TCP"), entry["port"]) for entry in rule.get("ports", [])}
+        if ports and (protocol, port) not in ports:
+            continue
+        if peers not in rule or any(peer_holds(peer, namespace, other) for peer in rule[peers]):
+            return True
+    return False
+
+
+def let_in(policy: dict, sources: dict[str, Pod | None], home: str, port: int = SERVING_PORT) -> set[str]:
+    """The sources the policy lets reach its pods' port over TCP."""
+    return {name for name, source in sources.items() if allows(policy, "ingress", source, "TCP", port, home)}
+
+
+def let_out(policy: dict, destination: Pod | None, home: str) -> set[tuple[str, int]]:
+    """The ports, of PROBED_PORTS, on which the policy's pods may reach `destination`."""
+    return {
+        (protocol, port)
+        for protocol, port in PROBED_PORTS
+        if allows(policy, "egress", destination, protocol, port, home)
+    }
+
+
+@functools.cache
+def gateway_namespace() -> str:
+    """The namespace of the Gateway every HTTPRoute attaches to, production's, the units' and staging's alike."""
+    namespaces = {
+        ref.get("namespace")
+        for path in ("k8s/gateway", UNITS_ROUTES, "k8s/overlays/staging")
+        for doc in render(path)
+        if doc["kind"] == "HTTPRoute"
+        for ref in doc["spec"]["parentRefs"]
+    }
+    (namespace,) = namespaces
+    assert namespace, "a route's Gateway in the route's own namespace: the pods' policy would not let it in"
+    return namespace
+
+
+def outsiders(namespace: str) -> dict[str, Pod | None]:
+    """Pods and addresses around the serving pods of `namespace`, by what they are."""
+    return {
+        "the Gateway's proxy": (gateway_namespace(), {"app.kubernetes.io/name": "envoy"}),
+        "Prometheus": ("monitoring", {"app.kubernetes.io/name": "prometheus", "prometheus": "k8s"}),
+        "Grafana": ("monitoring", {"app.kubernetes.io/name": "grafana"}),
+        "a pod of the namespace": (namespace, {"run": "debug"}),
+        "a batch pod": (namespace, pod_labels(batch_jobs()[0])),
+        "a pod of another namespace": ("default", {"run": "debug"}),
+        "an address outside the cluster": None,
+    }
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_every_pod_mounts_no_api_token_and_runs_as_a_service_account_of_its_kustomization(path):
+    documents = render(path)
+    accounts = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "ServiceAccount"}
+    assert all(account["automountServiceAccountToken"] is False for account in accounts.values()), path
+    for workload in documents:
+        pod = pod_spec(workload)
+        if pod is None:
+            continue
+        kind, name = workload["kind"], workload["metadata"]["name"]
+        assert pod["automountServiceAccountToken"] is False, f"{path}: {kind} {name}"
+        if (kind, name) == ("Deployment", "redis"):  # k8s/dev's Redis, for development clusters: the default account
+            continue
+        # A Deployment's account is named as it is (the base's, renamed with it by each overlay and unit); the
+        # batch jobs share theirs, and the InferenceService takes the base's.
+        expected = {"Deployment": name, "CronJob": "inference-batch", "InferenceService": "inference"}[kind]
+        assert pod["serviceAccountName"] == expected and expected in accounts, f"{path}: {kind} {name}"
+
+
+@pytest.mark.parametrize("path", SERVING)
+def test_the_serving_pods_let_in_the_gateway_and_prometheus_and_reach_only_the_stores(path):
+    documents = render(path)
+    deployments = [doc for doc in documents if doc["kind"] == "Deployment"]
+    policies = [doc for doc in documents if doc["kind"] == "NetworkPolicy"]
+    assert len(policies) == len(deployments) >= 1
+    for deployment in deployments:
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        (policy,) = [doc for doc in policies if doc["spec"]["podSelector"] == {"matchLabels": selector}]
+        namespace = deployment["metadata"].get("namespace", "inference")
+        around = outsiders(namespace) | {
+            f"the pods of {other['metadata']['name']}": (namespace, other["spec"]["template"]["metadata"]["labels"])
+            for other in deployments
+            if other is not deployment
+        }
+        name = policy["metadata"]["name"]
+        assert let_in(policy, around, namespace) == {"the Gateway's proxy", "Prometheus"}, name
+        assert let_in(policy, around, namespace, port=8080) == set(), name
+        for destination in around.values():
+            assert let_out(policy, destination, namespace) == STORE_PORTS, name
+
+
+@pytest.mark.parametrize("ensemble", [True, False], ids=["with-ensemble", "without-ensemble"])
+def test_each_unit_lets_in_only_its_callers_and_prometheus_and_reaches_only_the_stores(ensemble, tmp_path):
+    """The fronts take the Gateway's proxies; the ensemble takes the classic front only, which alone may call it."""
+    units = unit_objects(render_units(tmp_path, ensemble=ensemble))
+    pods = {
+        unit: ("inference", objects["Deployment"]["spec"]["template"]["metadata"]["labels"])
+        for unit, objects in units.items()
+    }
+    around = outsiders("inference") | {f"unit {unit}": pod for unit, pod in pods.items()}
+    for unit, objects in units.items():
+        policy, deployment = objects["NetworkPolicy"], objects["Deployment"]
+        # Exactly this unit's pods: its Deployment's selector, which no other unit's pods (nor a batch pod) match.
+        assert policy["spec"]["podSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}, unit
+        selected = {name for name, pod in around.items() if pod and selects(policy["spec"]["podSelector"], pod[1])}
+        assert selected == {f"unit {unit}"}, unit
+        callers = {"unit intent"} if unit == "ensemble" else {"the Gateway's proxy"}
+        assert let_in(policy, around, "inference") == callers | {"Prometheus"}, unit
+        assert let_in(policy, around, "inference", port=8080) == set(), unit
+        assert let_out(policy, None, "inference") == STORE_PORTS, unit
+        for other, pod in pods.items():
+            calls = (unit, other) == ("intent", "ensemble")
+            assert let_out(policy, pod, "inference") == STORE_PORTS | ({("TCP", SERVING_PORT)} if calls else set())
+    if ensemble:  # the port the front calls is the one the ensemble's pods listen on
+        (container,) = units["ensemble"]["Deployment"]["spec"]["template"]["spec"]["containers"]
+        assert [port["containerPort"] for port in container["ports"]] == [SERVING_PORT]
+
+
+def test_the_batch_pods_reach_postgresql_and_dns_only_and_take_no_connection():
+    documents = render("k8s/batch")
+    (policy,) = [doc for doc in documents if doc["kind"] == "NetworkPolicy"]
+    assert all(selects(policy["spec"]["podSelector"], pod_labels(job)) for job in batch_jobs())
+    serving = [pod_labels(doc) for path in SERVING for doc in render(path) if doc["kind"] == "Deployment"]
+    assert not any(selects(policy["spec"]["podSelector"], labels) for labels in serving)
+    around = outsiders("inference")
+    assert let_in(policy, around, "inference") == set()
+    for destination in around.values():
+        assert let_out(policy, destination, "inference") == {("TCP", 5432), ("UDP", 53), ("TCP", 53)}
+
+
+def test_the_legacy_nginx_edge_lets_its_controller_reach_both_tracks():
+    (policy,) = [doc for doc in render("k8s/legacy-nginx") if doc["kind"] == "NetworkPolicy"]
+    controller = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    assert let_in(policy, outsiders("inference") | {"the controller": controller}, "inference") == {"the controller"}
+    for track in ("stable", "canary"):
+        (deployment,) = [doc for doc in render(f"k8s/overlays/{track}") if doc["kind"] == "Deployment"]
+        assert selects(policy["spec"]["podSelector"], deployment["spec"]["template"]["metadata"]["labels"]), track
+
+
+@pytest.mark.parametrize("path", [*SERVING, UNITS_OVERLAY])
+def test_each_deployment_spreads_its_own_pods_over_nodes_and_zones(path):
+    """One replica per node (DoNotSchedule), zones as a preference (ScheduleAnyway); each Deployment's pods are
+    counted among themselves, not with another track's or unit's."""
+    deployments = [doc for doc in render(path) if doc["kind"] == "Deployment"]
+    pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"] for doc in deployments}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        constraints = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        spread = {constraint["topologyKey"]: constraint for constraint in constraints}
+        assert len(spread) == len(constraints) == 2, name
+        node, zone = spread["kubernetes.io/hostname"], spread["topology.kubernetes.io/zone"]
+        assert (node["maxSkew"], node["whenUnsatisfiable"], node["nodeTaintsPolicy"]) == (1, "DoNotSchedule", "Honor")
+        assert (zone["maxSkew"], zone["whenUnsatisfiable"]) == (1, "ScheduleAnyway"), name
+        for constraint in constraints:
+            assert constraint["labelSelector"] == {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+            assert {other for other, labels in pods.items() if selects(constraint["labelSelector"], labels)} == {name}

@@ -31,6 +31,11 @@ HEADER = """\
 """
 REQUESTS = "inference_requests_total"
 BUCKETS = "inference_request_duration_seconds_bucket"
+# Each alert's `runbook_url`: its section of docs/troubleshooting.md, the heading named after the alert (GitHub's
+# anchor of such a heading is the name in lower case; tests/test_alerts.py checks every anchor is a heading there).
+# Set the base to where your repository shows its checked-in files.
+DOCS_BASE_URL = "https://git.example.com/ml/inference/blob/main"
+RUNBOOK = "docs/troubleshooting.md"
 # Multi-window burn-rate alerts (the Google SRE workbook): a fast burn pages within minutes, a slow one opens a
 # ticket within hours. (long window, short window, burn rate, for, severity)
 BURN_RATES = [("1h", "5m", 14.4, "2m", "critical"), ("6h", "30m", 6.0, "15m", "warning")]
@@ -354,23 +359,27 @@ def cost_alerts(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def with_runbook(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert with its `runbook_url` annotation: the section of the runbook headed by the alert's name."""
+    alert["annotations"]["runbook_url"] = f"{DOCS_BASE_URL}/{RUNBOOK}#{alert['alert'].lower()}"
+    return alert
+
+
 def rule_groups(settings: Settings | None = None) -> list[dict[str, Any]]:
     settings = settings or Settings()
+    alerts = [
+        *model_alerts(settings),
+        *latency_alerts(),
+        *availability_alerts(),
+        *cache_alerts(),
+        *batch_alerts(),
+        *reliability_alerts(),
+        *canary_alerts(),
+        *cost_alerts(settings),
+    ]
     return [
         {"name": "inference.recording", "interval": "30s", "rules": recording_rules()},
-        {
-            "name": "inference.alerts",
-            "rules": [
-                *model_alerts(settings),
-                *latency_alerts(),
-                *availability_alerts(),
-                *cache_alerts(),
-                *batch_alerts(),
-                *reliability_alerts(),
-                *canary_alerts(),
-                *cost_alerts(settings),
-            ],
-        },
+        {"name": "inference.alerts", "rules": [with_runbook(alert) for alert in alerts]},
     ]
 
 
