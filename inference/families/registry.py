@@ -132,10 +132,11 @@ def get_family(name: str, registered: dict[str, FamilySpec] | None = None) -> Fa
 
 
 def pinned_tags(settings: Settings) -> list[str]:
-    """The store tags of every model the settings pin, route or shadow to (the list a Bento must carry)."""
+    """The store tags of every model the settings pin, route or shadow to, for the families served (the list a
+    Bento must carry)."""
     registered = configured(settings)
     tags = [f"skill-{skill}:{version}" for skill, version in settings.skill_versions.items()]
-    for name in registered:
+    for name in (name for name in registered if name in settings.families):
         family = get_family(name, registered)
         versions = {settings.version_of(name), *settings.configured_routes().get(name, {})}
         versions.update(version for shadowed, version in settings.shadow.items() if shadowed == name)
