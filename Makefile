@@ -7,20 +7,37 @@ PORT ?= 3000
 BENTO_VERSION ?= 0.1.0
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: install serve test test-fast lint docs reports bento audit lock clean
+.PHONY: install serve demo-models test test-fast lint docs reports bento audit lock clean
 
-$(BIN)/.installed: pyproject.toml requirements.lock
+# Each stamp marks a set of pyproject.toml's extras installed into $(VENV) at the versions of requirements.lock;
+# `make install` is all of them (docs/install.md).
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,train]'
+
+$(BIN)/.runtime: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[server]'
+	touch $@
+
+$(BIN)/.train: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[server,train]'
+	touch $@
+
+$(BIN)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[server,train,dev]'
 	touch $@
 
 install: $(BIN)/.installed
 
-## Serve on embedded defaults; trains and imports demo models first if the model store has none.
-serve: install
-	$(BIN)/python import_models.py --demo
+## Serve on embedded defaults with the service's packages only; the first time, when the model store lacks the
+## demo models, installs the training packages too and trains and imports them (demo-models).
+serve: $(BIN)/.runtime
+	$(BIN)/python import_models.py --demo --check || $(MAKE) --no-print-directory demo-models
 	$(BIN)/bentoml serve service:Inference --host $(HOST) --port $(PORT)
+
+## Train and import the demo models (v1.0.0) of each family the model store lacks.
+demo-models: $(BIN)/.train
+	$(BIN)/python import_models.py --demo
 
 ## Lint and type checks, then the whole test suite (starts real servers; builds a Bento).
 test: install
@@ -58,6 +75,7 @@ lock: install
 ## A versioned Bento with the models pinned in bentofile.yaml.
 bento: install
 	$(BIN)/python import_models.py --demo
+	$(BIN)/python -m tools.pins          # bentofile.yaml's model list from models.env
 	$(BIN)/bentoml build --version $(BENTO_VERSION)
 
 clean:

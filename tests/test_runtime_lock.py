@@ -17,7 +17,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from deploy.locks import DEV_LOCK, RUNTIME_IN, RUNTIME_LOCK, read_pins, requirement_lines
+from deploy.locks import DEV_LOCK, RUNTIME_IN, RUNTIME_LOCK, exact_pin, read_pins, requirement_lines
 from tests.utils.needs import unavailable
 from tests.utils.servers import PROJECT_ROOT
 
@@ -44,12 +44,30 @@ def test_every_direct_runtime_package_is_pinned_in_the_lock_at_its_version():
     assert "psycopg-binary" in locked  # psycopg[binary]: extras are resolved into the lock
 
 
-def test_the_direct_runtime_packages_are_pyprojects_dependencies():
-    dependencies = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    declared = {canonicalize_name(Requirement(line).name): str(Requirement(line)) for line in dependencies}
+def declared_requirements(*extras: str) -> dict[str, Requirement]:
+    """pyproject.toml's requirements (the base and the given extras) by canonical name, the project itself left out."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    lines = [*project["dependencies"], *(line for extra in extras for line in project["optional-dependencies"][extra])]
+    requirements = (Requirement(line) for line in lines)
+    return {canonicalize_name(req.name): req for req in requirements if canonicalize_name(req.name) != "inference"}
+
+
+def test_the_direct_runtime_packages_are_pinned_inside_pyprojects_ranges():
+    declared = declared_requirements("server")
     for line in requirement_lines(RUNTIME_IN):
-        name = canonicalize_name(Requirement(line).name)
-        assert declared.get(name) == str(Requirement(line)), f"{name}: runtime.in and pyproject.toml disagree"
+        name, version = exact_pin(line)
+        assert name in declared, f"{name}: in runtime.in, not in pyproject.toml's dependencies or server extra"
+        assert declared[name].specifier.contains(version), f"{name}=={version}: outside {declared[name].specifier}"
+        assert Requirement(line).extras == declared[name].extras, f"{name}: other extras than pyproject.toml's"
+
+
+def test_the_development_lock_pins_every_declared_package_inside_its_range():
+    """`make install` installs pyproject.toml's ranges constrained by requirements.lock: every package named there
+    needs its exact version in the lock, or pip would take the newest in the range."""
+    locked = read_pins(DEV_LOCK)
+    for name, requirement in declared_requirements("server", "train", "dev").items():
+        assert name in locked, f"{name}: declared in pyproject.toml, not pinned in requirements.lock"
+        assert requirement.specifier.contains(locked[name]), f"{name}=={locked[name]}: outside {requirement.specifier}"
 
 
 def test_the_lock_agrees_with_the_development_lock_on_every_shared_package():

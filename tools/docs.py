@@ -1,9 +1,13 @@
 """Generate docs/features.md (from the served models' metadata), docs/configuration.md (from the settings object) and
 docs/api.md (from the service's OpenAPI document and its other routes): `python -m tools.docs`. A test fails
-when one is stale."""
+when one is stale.
+
+It writes into the docs/ folder of the checkout it runs from (beside tools/), so it belongs to the checkout and is
+not in the package: run it from a checkout, as `make docs` does."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -330,7 +334,11 @@ GENERATED = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.docs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args(argv)
     DOCS.mkdir(exist_ok=True)
     for path, render in GENERATED.items():
         path.write_text(render())
