@@ -29,6 +29,7 @@ from inference.http.routes import route_table
 from inference.http.scoring import scoring_routes
 from inference.http.tokens import admin_tokens, writer_tokens
 from inference.http.writes import write_routes
+from inference.logs import configure_logging
 from inference.monitoring.metrics import HttpMetrics
 from inference.serving.batching import BACKLOGS
 from inference.settings import get_settings
@@ -143,7 +144,10 @@ def _cors() -> dict[str, object]:
                 PREFERENCE_HEADER,
                 VERSION_HEADER,
                 DEPRECATED_VERSION_HEADER,
+                "X-Request-ID",
             ],
+            # What a browser's code may read of an answer: the request id, and when to come back after a 503.
+            "access_control_expose_headers": ["X-Request-ID", "Retry-After"],
         }
     }
 
@@ -170,7 +174,7 @@ class IntentEnsemble:
         from inference.store.registry import resolve_model_version
 
         settings = get_settings()
-        logging.getLogger("inference").setLevel(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         self.max_items = settings.max_batch_items
         self.max_text_chars = settings.max_text_chars
         self.worker = EnsembleWorker(
@@ -233,7 +237,7 @@ class Inference:
         from inference.monitoring.metrics import PrometheusMetrics
 
         settings = get_settings()
-        logging.getLogger("inference").setLevel(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         # Built before the worker accepts its first connection (this runs in the worker's startup), so with
         # several workers on one socket no request reaches a worker that is still loading while another one
         # already answers /readyz.
@@ -248,6 +252,12 @@ class Inference:
         # Move everything alive now (BentoML, models) out of the collector's reach: full collections over
         # that heap stalled single requests for 80-115 ms at P99; after freezing, P99 is ~6.5 ms (wrk, 1 client).
         gc.freeze()
+
+    @bentoml.on_deployment
+    def configure_supervisor_logging() -> None:
+        """The supervising process's own lines (the server starting, workers restarting) in the format the
+        workers write theirs (INFERENCE_LOG_FORMAT); each worker configures its own in `__init__`."""
+        configure_logging(get_settings().log_level, get_settings().log_format)
 
     @bentoml.on_deployment
     def share_state_directory() -> None:

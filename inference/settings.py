@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     )
 
     models_file: str = Field(
-        str(MODEL_PINS_FILE),
-        description="The file pinning the model versions served (models.env beside the code: the Bento's pins). "
+        MODEL_PINS_FILE.name,
+        description="The file pinning the model versions served (a relative path is from the code's folder: "
+        "models.env, the Bento's pins). "
         "`none`: serve what the model store holds, with no pins: the newest version of each family, every skill "
         "model at the newest skills version, and (unless INFERENCE_FAMILIES is set) only the families the store "
         "holds models of; nothing is trained.",
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
         None,
         description='The skills served, as JSON, e.g. ["communication", "digital_literacy"]: each is the model '
         "`skill-<skill>` at the skills version. Unset: every skill model in the store at that version. The build "
-        "pins its list in models.env (and the tags in bentofile.yaml).",
+        "pins its list in models.env (bentofile.yaml's tags are written from it: python -m tools.pins).",
     )
     skill_versions: dict[str, str] = Field(
         default_factory=dict,
@@ -669,5 +670,5 @@ def get_settings() -> Settings:
 
 def pins_file() -> Path | None:
     """The pins file INFERENCE_MODELS_FILE names (models.env by default); None for `none`."""
-    named = os.environ.get("INFERENCE_MODELS_FILE", str(MODEL_PINS_FILE)).strip()
-    return None if named.lower() in ("", "none") else Path(named)
+    named = os.environ.get("INFERENCE_MODELS_FILE", MODEL_PINS_FILE.name).strip()
+    return None if named.lower() in ("", "none") else MODEL_PINS_FILE.parent / named

@@ -162,6 +162,7 @@ def test_a_failing_ensemble_falls_back_to_classic_over_http_counted_in_metrics(
             answer = http.post(ENSEMBLE, json={"text": "pharmacy near me"})
             assert answer.status_code == 200, answer.text
             assert answer.json()["variant"] == "classic" and answer.json()["fallback"] is True
+            assert answer.json()["fallback_reason"] == "ensemble_error"
         assert (
             http.post(CLASSIFY, json={"text": "pharmacy near me"}, headers={"X-Model-Preference": "classic"}).json()[
                 "fallback"
@@ -176,6 +177,9 @@ def test_a_failing_ensemble_falls_back_to_classic_over_http_counted_in_metrics(
             CLASSIFY, headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
         )
         assert preflight.headers.get("access-control-allow-origin") == "https://app.example.com"
+        answered = http.post(CLASSIFY, json={"text": "pharmacy"}, headers={"Origin": "https://app.example.com"})
+        exposed = answered.headers.get("access-control-expose-headers", "").lower()
+        assert "x-request-id" in exposed and "retry-after" in exposed  # a browser's code may read them
         # Only the intent family is loaded here: the others answer 503 naming the setting.
         skills = http.post(
             "/api/v1/skills/infer",

@@ -59,7 +59,13 @@ def test_cli_trains_into_a_versioned_folder_and_refuses_to_overwrite(tmp_path, c
     argv = ["skills", "--version", "v0.0.1", "--out", str(tmp_path), "--n-students", "1500", "--n-estimators", "20"]
     assert train_main(argv) == 0
     assert (tmp_path / "skills" / "v0.0.1" / "leadership" / "model.json").is_file()
-    assert "AUC" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "AUC" in printed.out
+    # Off a terminal, a progress line per model trained, on stderr: stdout keeps the summary alone.
+    progress = printed.err.splitlines()
+    assert len(progress) == len(SKILLS) and all(line.startswith("trained ") and "ETA" in line for line in progress)
+    assert progress[0].startswith(f"trained 1/{len(SKILLS)} models") and "AUC" in progress[0]
+    assert progress[-1].startswith(f"trained {len(SKILLS)}/{len(SKILLS)} models (100.0%)")
     assert train_main(argv) == 2
     assert "already holds artifacts" in capsys.readouterr().err
 

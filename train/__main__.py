@@ -18,6 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from inference.families.registry import attribute, configured
+from inference.progress import on_terminal, progress_for
 from train.datasets import DataError
 from train.params import is_generated_only, recorded_params
 from train.trainer import Trainer
@@ -81,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix=f".{args.version}-", dir=out_dir.parent))
     try:
         data = trainer.read_data(args) if args.data else None
-        report = trainer.train(args.version, params, scratch, data)
+        with progress_for(
+            description=f"training {args.family} {args.version}",
+            total=None,
+            unit="models",
+            interval_s=0,  # a line per model: a few, each seconds or minutes long
+            bar=on_terminal(),
+            emit=lambda line: print(f"trained {line}", file=sys.stderr, flush=True),
+        ) as progress:
+            report = trainer.train(args.version, params, scratch, data, progress=progress)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from sklearn.svm import LinearSVC
 from xgboost import XGBClassifier
 
 from inference.families.intent.variants import CLASSIC_MODEL, ENSEMBLE_MODEL, VERTICALS_MODEL
+from inference.progress import Progress, quiet_progress
 from inference.store.registry import library_versions
 from inference.store.text_artifacts import write_text_artifact
 from train.data.queries import INTENTS, VERTICALS, QuerySample, generate_queries
@@ -136,11 +137,19 @@ def best_thresholds(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def train_intent(
-    version: str, params: IntentTrainingParams, out_dir: Path, data: QueryTable | None = None
+    version: str,
+    params: IntentTrainingParams,
+    out_dir: Path,
+    data: QueryTable | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train the classic and ensemble classifiers and, when the data names verticals, the vertical detectors on
-    `data` (default: generated demo queries); write `out_dir/<model>/` artifacts and `out_dir/report.{json,md}`."""
+    `data` (default: generated demo queries); write `out_dir/<model>/` artifacts and `out_dir/report.{json,md}`.
+    `progress` advances by one per model."""
     table = data or generated_query_table(params)
+    progress = progress or quiet_progress()
+    progress.set_total(2 if table.verticals is None else 3)
     n_queries = len(table.texts)
     order = np.random.default_rng(params.seed).permutation(n_queries)
     n_test, n_validation = int(n_queries * TEST_SHARE), int(n_queries * VALIDATION_SHARE)
@@ -189,12 +198,14 @@ def train_intent(
         }
         write_text_artifact(out_dir / name, pipeline, metadata)
         report["models"][name] = metrics
+        progress.advance(1, extra=f"{name}: macro F1 {metrics['macro_f1']}")
     if table.verticals is not None:
         described = dict(VERTICALS) if data is None else {}
         features = fitted[ENSEMBLE_MODEL].named_steps["features"]
         metadata = train_verticals(table, features, (train, validation, test), common, out_dir, descriptions=described)
         report["models"][VERTICALS_MODEL] = metadata["metrics"]
         report["thresholds"] = metadata["thresholds"]
+        progress.advance(1, extra=f"{VERTICALS_MODEL}: micro F1 {report['models'][VERTICALS_MODEL]['micro_f1']}")
     classic, ensemble = report["models"][CLASSIC_MODEL], report["models"][ENSEMBLE_MODEL]
     report["ensemble_gain"] = {key: round(ensemble[key] - classic[key], 4) for key in classic}
     labels = list(INTENTS) if data is None else sorted(set(table.intents))

@@ -28,6 +28,7 @@ from inference.families.skills.artifacts import write_skill_artifact
 from inference.families.skills.schema import FeatureSchema, FeatureSpec
 from inference.families.skills.scoring import top_importances
 from inference.monitoring.drift import reference_distribution
+from inference.progress import Progress, quiet_progress
 from inference.store.registry import library_versions
 from train.data.catalogue import FEATURES, SKILL_FEATURES, SKILLS
 from train.data.students import HIGH_SKILL_RATING, StudentSample, generate_students
@@ -54,12 +55,19 @@ class SkillTrainingParams:
 
 
 def train_skills(
-    version: str, params: SkillTrainingParams, out_dir: Path, data: SkillTable | None = None
+    version: str,
+    params: SkillTrainingParams,
+    out_dir: Path,
+    data: SkillTable | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train one model per skill of `data` (default: generated demo students), write `out_dir/<skill>/` artifacts
     and `out_dir/report.{json,md}`; return the report. `DataError` when a skill's rows cannot be split into
-    training and held-out rows holding both labels."""
+    training and held-out rows holding both labels. `progress` advances by one per skill."""
     table = data or generated_skill_table(params)
+    progress = progress or quiet_progress()
+    progress.set_total(len(table.skills))
     rng = np.random.default_rng(params.seed)
     place, n_test = held_out_students(table, rng)
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -140,6 +148,7 @@ def train_skills(
         )
         report["rows"][skill] = {"train": int(train_rows.size), "test": int(test_rows.size)}
         report["skills"][skill] = metrics
+        progress.advance(1, extra=f"{skill}: AUC {metrics['auc']}")
     report["plots"] = binary_plots(evaluations, out_dir)
     report["library_versions"] = library_versions()
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

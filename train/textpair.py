@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from inference.families.textpair.features import N_PAIR_FEATURES, PAIR_FEATURES, PairFeaturizer
 from inference.families.textpair.scorer import TEXTPAIR_MODEL
+from inference.progress import Progress, quiet_progress
 from inference.store.registry import library_versions
 from inference.store.text_artifacts import write_text_artifact
 from train.data.pairs import PairSample, generate_pairs
@@ -51,10 +52,18 @@ def textpair_pipeline(params: TextPairTrainingParams) -> Pipeline:
 
 
 def train_textpair(
-    version: str, params: TextPairTrainingParams, out_dir: Path, data: PairTable | None = None
+    version: str,
+    params: TextPairTrainingParams,
+    out_dir: Path,
+    data: PairTable | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Train on `data` (default: generated demo pairs), write `out_dir/textpair/` and `out_dir/report.{json,md}`."""
+    """Train on `data` (default: generated demo pairs), write `out_dir/textpair/` and `out_dir/report.{json,md}`.
+    `progress` advances by one, for the one model."""
     table = data or generated_pair_table(params)
+    progress = progress or quiet_progress()
+    progress.set_total(1)
     n_pairs = len(table.pairs)
     order = np.random.default_rng(params.seed).permutation(n_pairs)
     n_test = int(n_pairs * TEST_SHARE)
@@ -102,6 +111,7 @@ def train_textpair(
         "samples": held_out_samples(pipeline, [list(pairs[i]) for i in test[:SAMPLE_COUNT]]),
     }
     write_text_artifact(out_dir / TEXTPAIR_MODEL, pipeline, report)
+    progress.advance(1, extra=f"{TEXTPAIR_MODEL}: F1 {metrics['f1']}")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(
         f"# Text-pair model {version}\n\nTrained {report['trained_at']} on {report['n_train']} pairs from "

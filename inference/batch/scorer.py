@@ -34,11 +34,11 @@ from inference.batch.database import (
     Mode,
     RunRecord,
 )
-from inference.batch.progress import Progress, format_duration
 from inference.errors import InferenceError
 from inference.families.skills.scoring import SkillModel
 from inference.logs import LOGGER_NAME
 from inference.monitoring.writes import is_refused_row
+from inference.progress import Progress, format_duration, progress_for
 from inference.sharding import EVERYONE, Shard
 from inference.storage import FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
@@ -55,6 +55,7 @@ class RunOptions:
     retries: int = 3  # after the first attempt, for each database call
     retry_backoff_s: float = 1.0  # first wait; doubles per retry, with jitter
     progress_interval_s: float = 10.0
+    progress_bar: bool = False  # a bar on stderr (a terminal) rather than a progress line per interval in the log
     restart: bool = False  # ignore an unfinished run's checkpoint and start from the first student
     lookback_s: float = 3600.0  # an incremental run reads students updated since the last finished run less this
 
@@ -302,12 +303,19 @@ class BatchScorer:
 
     def _score_all(self, summary: RunSummary, after: str | None) -> None:
         options = self.options
-        progress = Progress(total=summary.students_pending, unit="students", interval_s=options.progress_interval_s)
+        progress = progress_for(
+            description=f"scoring run {summary.run_id}",
+            total=summary.students_pending,
+            unit="students",
+            interval_s=options.progress_interval_s,
+            bar=options.progress_bar,
+            emit=logger.info,
+        )
         writers = self.database.concurrent_writers
         in_flight: deque[Future[tuple[ScoredChunk, ChunkWrite]]] = deque()
         previous = _ChunkWrite(None, after, None)  # the checkpoint the run starts from, as if just committed
         previous.finished(failed=False)
-        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="batch-writer") as pool:
+        with progress, ThreadPoolExecutor(max_workers=writers, thread_name_prefix="batch-writer") as pool:
             try:
                 while not self.stop.is_set():
                     chunk = self._read_chunk(after)

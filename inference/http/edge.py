@@ -3,6 +3,10 @@ does any work for it.
 
 In order, for each request:
 
+0. **Its id**: the caller's `X-Request-ID` when it is one (printable ASCII, at most 128 characters), else a new one
+   (32 random hex digits); set in `inference.logs.REQUEST_ID` while the request is answered, so every log record
+   of it carries the id, and returned in the answer's `X-Request-ID`, whoever answers (the route, BentoML, or the
+   edge itself refusing).
 1. **Which route it is**, by template (`/v2/models/{name}/infer`, never the raw path): the label of every metric
    here, so that a caller inventing paths cannot invent metric series (an unknown path is `unmatched`).
 2. **Load**: a worker works on at most `max_concurrent_requests` at once; the next one is answered 503
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -45,6 +50,7 @@ from inference.errors import (
 from inference.http.errors import error_bytes, error_headers
 from inference.http.jsonscan import JsonShape, json_shape
 from inference.http.tokens import token_name
+from inference.logs import REQUEST_ID
 from inference.monitoring.request_labels import CURRENT_REQUEST, RequestLabels
 
 Scope = MutableMapping[str, Any]
@@ -59,6 +65,11 @@ CLIENT_GONE = 499  # nginx's status for a request whose client closed the connec
 TIMED_OUT = 504
 SCAN_PREFIX_BYTES = 256 * 1024
 WATCH_AFTER_S = 0.05  # a request still unanswered this long is watched for its caller going away
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's id is taken as it is when it is printable ASCII of at most 128 characters; any other is replaced (and
+# not echoed: it could carry a line break into a log, or be a megabyte).
+ACCEPTED_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,128}")
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
 @dataclass(frozen=True)
@@ -242,12 +253,16 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = request_id_of(scope)
+        id_header = (_REQUEST_ID_KEY, request_id.encode())
+        current = REQUEST_ID.set(request_id)
+        try:
+            await self._answer(scope, receive, send, id_header)
+        finally:
+            REQUEST_ID.reset(current)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, id_header: tuple[bytes, bytes]) -> None:
         spec = self.routes.match(scope["path"])
-        if spec.probe:
-            await self.app(scope, receive, send)
-            return
-        metrics = self.metrics
-        started = time.perf_counter()
         status = 0
         complete = False
 
@@ -255,10 +270,16 @@ class Edge:
             nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
             await send(message)
 
+        if spec.probe:
+            await self.app(scope, receive, sending)
+            return
+        metrics = self.metrics
+        started = time.perf_counter()
         labels = None
         if spec.endpoint is not None and scope["method"] == "POST":  # the serving path fills in what answered
             labels = RequestLabels()
@@ -477,6 +498,15 @@ def outcome_of(status: int) -> str:
 
 def _too_large(most: int, got: str) -> BodyTooLarge:
     return BodyTooLarge(f"request body: at most {most} bytes for this route, got {got}")
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's X-Request-ID when it is acceptable (`ACCEPTED_REQUEST_ID`), else a new id: 32 random hex digits,
+    a uuid4's shape (`secrets.token_hex` costs a fifth of `uuid.uuid4().hex`, and this runs for every request)."""
+    given = _header(scope, _REQUEST_ID_KEY)
+    if given and ACCEPTED_REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    return secrets.token_hex(16)
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes:

@@ -21,6 +21,7 @@ import joblib
 import numpy as np
 
 from inference.errors import ArtifactError
+from inference.progress import advance_current
 from inference.store.files import METADATA_FILE, read_metadata
 from inference.store.text_artifacts import TextModel, check_labels_agree, load_text_artifact, write_text_artifact
 from inference.store.validation import check_probabilities
@@ -114,6 +115,7 @@ def check_conversion(converted: np.ndarray, original: np.ndarray, *, where: Path
             f"{where}: the converted model's probabilities differ from the original's on the sample inputs (largest "
             f"difference {worst:.3g}, allowed {CONVERSION_TOLERANCE:g}); nothing was imported"
         )
+    advance_current(0, extra=f"converted and checked {where}")
 
 
 # --- text models (intent, text pair): any fitted scikit-learn estimator with predict_proba -----------------------

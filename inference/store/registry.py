@@ -19,6 +19,7 @@ import bentoml
 from bentoml.exceptions import BentoMLException, NotFound
 
 from inference.errors import ArtifactError, ModelVersionExists
+from inference.progress import advance_current
 from inference.settings import LATEST
 from inference.store.files import write_metadata
 
@@ -74,6 +75,7 @@ def save_to_store(
             (Path(stored.path) / file_name).write_bytes(content)
         # The store's copy of metadata.json carries the import-time additions too.
         write_metadata(Path(stored.path), metadata)
+    advance_current(1, extra=f"saved {stored.tag}")
     return str(stored.tag)
 
 
