@@ -1,9 +1,9 @@
 """The base images the service's image is built on (`deploy/containerize.sh --base local|slim`).
 
-- `local`: bentofile.yaml's `docker.base_image`, a minimal Debian bookworm with Python 3.11 and uv that
-  deploy/containerize.sh makes on the build machine (debootstrap, then `podman import` or `docker import`): no
-  registry needed.
-- `slim`: the Python project's Debian image from Docker Hub; BentoML's template installs uv in it with pip.
+- `slim` (the default): bentofile.yaml's `docker.base_image`, the Python project's Debian image from Docker Hub;
+  BentoML's template installs uv in it with pip. Plain `bentoml build` + `bentoml containerize` use it.
+- `local`: a minimal Debian bookworm with Python 3.11 and uv that deploy/containerize.sh makes on the build
+  machine (debootstrap, then `podman import` or `docker import`): no registry needed, root needed.
 
 bentofile.yaml fixes `docker.base_image`, and BentoML renders the Containerfile from the Bento's own build options
 at containerize time (`bentoml containerize` has no option for the base), so another base means a Bento built from
@@ -23,19 +23,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BENTOFILE = ROOT / "bentofile.yaml"
-# Fully qualified: podman does not guess a registry for a short name.
-SLIM_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
+# deploy/containerize.sh's DEBIAN_SUITE and UV_VERSION name it (a test holds them together).
+LOCAL_IMAGE = "localhost/inference-base:bookworm-py3.11-uv0.13.8"
 
 
 def base_images() -> dict[str, str]:
-    local = yaml.safe_load(BENTOFILE.read_text())["docker"]["base_image"]
-    return {"local": local, "slim": SLIM_IMAGE}
+    # Fully qualified in bentofile.yaml: podman does not guess a registry for a short name.
+    slim = yaml.safe_load(BENTOFILE.read_text())["docker"]["base_image"]
+    return {"local": LOCAL_IMAGE, "slim": slim}
 
 
 def bentofile_for(base: str) -> str:
-    """bentofile.yaml's text with `docker.base_image` set to the base's image (the file itself for `local`)."""
+    """bentofile.yaml's text with `docker.base_image` set to the base's image (the file itself for `slim`)."""
     text = BENTOFILE.read_text()
-    if base == "local":
+    if base == "slim":
         return text
     config = yaml.safe_load(text)
     config["docker"]["base_image"] = base_images()[base]

@@ -2,25 +2,27 @@
 # Build the service's container image on this machine: a versioned Bento, then `bentoml containerize`.
 #
 #   deploy/containerize.sh 0.2.0                   # -> Bento inference:0.2.0 and image localhost/inference:0.2.0
-#   deploy/containerize.sh --base slim 0.2.0       # on docker.io/library/python:3.11-slim-bookworm (a registry)
+#   deploy/containerize.sh --base local 0.2.0      # on a Debian base made here (no registry; root)
 #   deploy/containerize.sh --engine docker 0.2.0   # docker instead of podman (a running dockerd)
-#   BASE_REBUILD=1 deploy/containerize.sh 0.2.0    # make the local Debian base image again
+#   BASE_REBUILD=1 deploy/containerize.sh --base local 0.2.0   # make the local Debian base image again
 #   REBUILD=1 deploy/containerize.sh 0.2.0         # replace an existing Bento 0.2.0 by one of the working tree
 #
-# --base local (default, also BASE=local): a minimal Debian with Python 3.11 and uv, made here with debootstrap and
-#   imported into the engine (`podman import` or `docker import`): no registry is needed.
-# --base slim (BASE=slim): the Python project's image from Docker Hub; BentoML's template installs uv with pip.
+# --base slim (default, also BASE=slim): bentofile.yaml's base, the Python project's image from Docker Hub;
+#   BentoML's template installs uv with pip. What `bentoml build` + `bentoml containerize` do by themselves; no root
+#   where the engine runs rootless (rootless podman, or a user in the docker group).
+# --base local (BASE=local): a minimal Debian with Python 3.11 and uv, made here with debootstrap and imported into
+#   the engine (`podman import` or `docker import`): no registry is needed; needs root.
 # --engine podman (default, also ENGINE=podman) or docker: `bentoml containerize --backend`.
 #
-# Needs root (debootstrap, rootful podman or dockerd); installs podman, runc and debootstrap with apt when they are
-# missing (docker.io too, but the script does not start dockerd). The models are the ones pinned in bentofile.yaml,
-# taken from the model store ($BENTOML_HOME); the Python packages are requirements/runtime.txt. A Bento version is
-# built once, for one base: run again with the same version, the script containerizes the existing Bento.
+# As root, installs podman, runc and debootstrap with apt when they are missing (docker.io too, but the script does
+# not start dockerd); otherwise names them. The models are the ones pinned in bentofile.yaml, taken from the model
+# store ($BENTOML_HOME); the Python packages are requirements/runtime.txt. A Bento version is built once, for one
+# base: run again with the same version, the script containerizes the existing Bento.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-BASE="${BASE:-local}"
+BASE="${BASE:-slim}"
 ENGINE="${ENGINE:-podman}"
 VERSION="${BENTO_VERSION:-0.1.0}"
 while (($#)); do
@@ -37,8 +39,8 @@ done
 [[ "$BASE" == local || "$BASE" == slim ]] || { echo "containerize: --base is local or slim, not '$BASE'" >&2; exit 2; }
 [[ "$ENGINE" == podman || "$ENGINE" == docker ]] || { echo "containerize: --engine is podman or docker, not '$ENGINE'" >&2; exit 2; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "containerize: needs root (debootstrap and rootful $ENGINE); run it with sudo" >&2
+if [[ "$BASE" == local && $(id -u) -ne 0 ]]; then
+    echo "containerize: --base local needs root (debootstrap); run it with sudo, or use the registry base (--base slim)" >&2
     exit 2
 fi
 PYTHON="$(command -v "${PYTHON:-.venv/bin/python}")" || { echo "containerize: no Python at ${PYTHON:-.venv/bin/python} (run make install)" >&2; exit 2; }
@@ -62,6 +64,10 @@ else
 fi
 [[ "$BASE" == local ]] && { command -v debootstrap >/dev/null || missing+=(debootstrap); }
 if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        log "missing ${missing[*]}: install them (apt-get install ${missing[*]}), or run this as root"
+        exit 2
+    fi
     log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

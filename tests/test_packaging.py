@@ -11,10 +11,15 @@ BENTOFILE = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
 SCRIPT = (PROJECT_ROOT / "deploy" / "containerize.sh").read_text()
 
 
-def test_the_bento_builds_on_the_base_image_the_containerize_script_makes():
+def test_the_bento_builds_on_a_registry_base_and_the_local_base_is_the_one_the_script_makes():
+    from deploy.bases import LOCAL_IMAGE, base_images
+
     suite = re.search(r"^DEBIAN_SUITE=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
     uv = re.search(r"^UV_VERSION=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
-    assert BENTOFILE["docker"]["base_image"] == f"localhost/inference-base:{suite}-py3.11-uv{uv}"
+    assert LOCAL_IMAGE == f"localhost/inference-base:{suite}-py3.11-uv{uv}"
+    # `bentoml build` + `bentoml containerize` as BentoML users run them: a base a registry serves.
+    assert BENTOFILE["docker"]["base_image"] == base_images()["slim"] == "docker.io/library/python:3.11-slim-bookworm"
+    assert re.search(r'^BASE="\$\{BASE:-slim\}"$', SCRIPT, flags=re.MULTILINE)  # the script's default too
     assert (PROJECT_ROOT / BENTOFILE["docker"]["dockerfile_template"]).is_file()
 
 

@@ -23,11 +23,11 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def build_service_image(version: str = TEST_VERSION) -> str:
-    """`deploy/containerize.sh <version>`: the image's name (its last log line, with time and size, printed)."""
+    """`deploy/containerize.sh --base local <version>`: the image's name (its last log line, with time and size, printed)."""
     if shutil.which("podman") is None and os.environ.get("CI") != "true":
         pytest.skip("podman is not installed (deploy/containerize.sh installs it when run as root)")
     build = subprocess.run(
-        ["deploy/containerize.sh", version],
+        ["deploy/containerize.sh", "--base", "local", version],  # no registry serves images here
         cwd=PROJECT_ROOT,
         env={**PODMAN_ENV, "PYTHON": sys.executable},
         capture_output=True,
