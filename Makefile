@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
 BENTO_VERSION ?= 0.1.0
+# `make test` spreads the test files over this many processes (pytest-xdist; a file's tests stay in one, with its
+# servers): most of the suite waits on servers it started, so two processes on two cores overlap the waits.
+TEST_PROCESSES ?= 2
 export BENTOML_DO_NOT_TRACK := true
 
 .PHONY: install serve demo-models test test-fast lint docs reports bento audit lock clean
@@ -44,7 +47,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 ## Unit and in-process tests only.
 test-fast: install

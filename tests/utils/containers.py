@@ -11,7 +11,8 @@ import pytest
 
 from tests.utils.servers import PROJECT_ROOT
 
-TEST_VERSION = "0.0.0-test"
+# One image per test process: with the suite spread over processes (pytest-xdist), each builds and removes its own.
+TEST_VERSION = f"0.0.0-test{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 # deploy/containers.conf: the podman settings this machine needs (runc, cgroupfs, open-file limits).
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(PROJECT_ROOT / "deploy" / "containers.conf")}
 
