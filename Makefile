@@ -35,7 +35,9 @@ install: $(BIN)/.installed
 ## Serve on embedded defaults with the service's packages only; the first time, when the model store lacks the
 ## demo models, installs the training packages too and trains and imports them (demo-models).
 serve: $(BIN)/.runtime
-	$(BIN)/python import_models.py --demo --check || $(MAKE) --no-print-directory demo-models
+	@# INFERENCE_MODELS_FILE=none serves what the store holds: no demo models are trained then.
+	@[ "$${INFERENCE_MODELS_FILE:-}" = none ] || $(BIN)/python import_models.py --demo --check \
+		|| $(MAKE) --no-print-directory demo-models
 	$(BIN)/bentoml serve service:Inference --host $(HOST) --port $(PORT)
 
 ## Train and import the demo models (v1.0.0) of each family the model store lacks.
