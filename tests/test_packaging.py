@@ -16,7 +16,7 @@ def test_the_bento_builds_on_a_registry_base_and_the_local_base_is_the_one_the_s
 
     suite = re.search(r"^DEBIAN_SUITE=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
     uv = re.search(r"^UV_VERSION=(\S+)$", SCRIPT, flags=re.MULTILINE).group(1)
-    assert LOCAL_IMAGE == f"localhost/inference-base:{suite}-py3.11-uv{uv}"
+    assert f"localhost/inference-base:{suite}-py3.11-uv{uv}" == LOCAL_IMAGE
     # `bentoml build` + `bentoml containerize` as BentoML users run them: a base a registry serves.
     assert BENTOFILE["docker"]["base_image"] == base_images()["slim"] == "docker.io/library/python:3.11-slim-bookworm"
     assert re.search(r'^BASE="\$\{BASE:-slim\}"$', SCRIPT, flags=re.MULTILINE)  # the script's default too
