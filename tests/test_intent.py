@@ -175,7 +175,8 @@ def test_the_ensemble_flag_turns_it_off_for_everyone_lets_beta_users_in_and_sets
         scorer.apply_control({"ensemble": {"enabled": True, "rollout_percentage": 100, "allowed_users": []}})
         assert {scorer.choose_variant(None, user) for user in users[:200]} == {"ensemble"}
         assert scorer.controls() == {
-            "ensemble": {"enabled": True, "rollout_percentage": 100.0, "allowed_users": [], "fallback": "classic"}
+            "ensemble": {"enabled": True, "rollout_percentage": 100.0, "allowed_users": [], "fallback": "classic"},
+            "groups": {},
         }
     finally:
         scorer.close()

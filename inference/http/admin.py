@@ -55,9 +55,33 @@ class EnsembleFlagRequest(BaseModel):
         None, ge=0, le=100, description="Share of callers (sticky per user_id) the ensemble answers."
     )
     allowed_users: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = Field(
-        None, max_length=10_000, description="user_ids the ensemble always answers while enabled (beta users)."
+        None,
+        max_length=10_000,
+        description="user_ids the ensemble always answers while enabled (beta users), or names of groups of them "
+        "(PUT /admin/intent/groups).",
     )
     fallback: Literal["classic"] | None = Field(None, description="What answers when the ensemble cannot: classic.")
+
+
+GroupName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class GroupsRequest(BaseModel):
+    """Named groups of user ids, for the ensemble flag's allowed_users: the groups given replace those of the same
+    name; an empty list empties a group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[GroupName, Annotated[list[UserId], Field(max_length=10_000)]] = Field(
+        max_length=100,
+        description='e.g. {"beta_testers": ["u-17", "u-42"]}; a group named in allowed_users lets its members in.',
+    )
+
+
+class GroupsChange(BaseModel):
+    groups: dict[str, Any] = Field(description="Every group after the change, by name.")
+    revision: int | None
 
 
 class ReloadRequest(BaseModel):
@@ -183,6 +207,13 @@ def admin_routes(
         changed = await models.set_control("intent", "ensemble", changes, actor=actor, based_on=_if_match(request))
         return JSONResponse(changed, headers={"ETag": f'"{changed["revision"]}"'})
 
+    async def set_groups(request: Request, models: ModelManager, actor: str) -> Any:
+        body = GroupsRequest.model_validate(await _json(request))
+        if not body.groups:
+            raise InvalidRequest("groups: give at least one group")
+        changed = await models.set_control("intent", "groups", body.groups, actor=actor, based_on=_if_match(request))
+        return JSONResponse(changed, headers={"ETag": f'"{changed["revision"]}"'})
+
     async def as_operation(
         models: ModelManager, action: str, actor: str, change: Callable[[], Awaitable[dict[str, Any]]]
     ) -> Response:
@@ -254,6 +285,7 @@ def admin_routes(
         Route("/admin/models/reload", guarded(reload), methods=["POST"]),
         Route(OPERATION_ROUTE, guarded(operation), methods=["GET"]),
         Route("/admin/intent/ensemble", guarded(set_ensemble), methods=["PUT"]),
+        Route("/admin/intent/groups", guarded(set_groups), methods=["PUT"]),
         Route("/admin/audit", guarded(audit), methods=["GET"]),
         Route("/api/v1/cache/students/{student_id}", guarded(forget_student), methods=["DELETE"]),
     ]

@@ -99,6 +99,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/admin/models/reload", "Load and validate a version (or latest) and make it stable with all traffic.", admin.RouteChange, body=admin.ReloadRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), accepted=admin.OperationState, tag=ADMIN),
     Operation("GET", admin.OPERATION_ROUTE, "An admin operation's status, from any replica: running, succeeded or failed.", admin.OperationState, statuses=(*TOKEN, 400, 404), tag=ADMIN),
     Operation("PUT", "/admin/intent/ensemble", "The intent ensemble's flag.", admin.EnsembleChange, body=admin.EnsembleFlagRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), tag=ADMIN),
+    Operation("PUT", "/admin/intent/groups", "Named groups of user ids for the ensemble flag's allowed_users.", admin.GroupsChange, body=admin.GroupsRequest, headers=IF_MATCH, statuses=(*TOKEN, 409), tag=ADMIN),
     Operation("GET", "/admin/audit", "The latest admin changes.", admin.AuditLog, query=(("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "How many changes."),), statuses=(*TOKEN, 400), tag=ADMIN),
     Operation("DELETE", "/api/v1/cache/students/{student_id}", "Drop a student's cached answers.", admin.ForgottenStudent, statuses=TOKEN, tag=ADMIN),
     Operation("GET", "/v2", "Server metadata: name, version, extensions.", oip.ServerMetadata, tag=OIP, protocol=True),

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(LOGGER_NAME)
 
 FAMILY = "intent"
+GROUPS = "groups"  # the control naming groups of user ids, for the ensemble flag's allowed_users
 # A call's cost before the batcher has measured this machine, per variant (the ensemble runs 7 models); measured
 # calls replace them within a few batches.
 TEXT_CALL_S = {CLASSIC: 0.0005, ENSEMBLE: 0.005}
@@ -212,6 +213,10 @@ class IntentScorer:
         self.metrics = metrics or NoMetrics()
         self._thresholds = models.thresholds()
         self.ensemble = EnsembleFlag.from_split(policy.split)  # the admin API's flag replaces it at runtime
+        # Named groups of user ids (the admin API's `groups` control): a group's name in the flag's allowed_users
+        # lets in its members. `_allowed`: the flag's users and its groups' members, worked out when either changes.
+        self.groups: dict[str, frozenset[str]] = {}
+        self._allowed: tuple[EnsembleFlag, dict[str, frozenset[str]], frozenset[str]] | None = None
         self._rng = rng or random.Random()
         self._fallback_log = EveryInterval(10.0)
         options = batching or BatcherOptions()
@@ -330,16 +335,37 @@ class IntentScorer:
     # --- runtime controls (the admin API, through the control store) -----------------------------------------
 
     def controls(self) -> dict[str, dict[str, object]]:
-        return {"ensemble": self.ensemble.to_dict()}
+        return {"ensemble": self.ensemble.to_dict(), GROUPS: self._groups_dict()}
 
     def control(self, name: str) -> dict[str, object]:
+        if name == GROUPS:
+            return self._groups_dict()
         if name != "ensemble":
-            raise InvalidRequest(f"control: intent has one, `ensemble`, not {name!r}")
+            raise InvalidRequest(f"control: intent has two, `ensemble` and `{GROUPS}`, not {name!r}")
         return self.ensemble.to_dict()
 
     def apply_control(self, controls: Mapping[str, Mapping[str, object]]) -> None:
         if "ensemble" in controls:
             self.ensemble = EnsembleFlag.from_dict(controls["ensemble"])
+        if GROUPS in controls:
+            # The control store's JSON, checked by the admin API when it was written; an empty group is none.
+            self.groups = {
+                str(name): frozenset(str(user) for user in members)
+                for name, members in controls[GROUPS].items()
+                if isinstance(members, list | tuple) and members
+            }
+
+    def allowed(self) -> frozenset[str]:
+        """The users the ensemble always answers: the flag's, and the members of the groups it names (worked out
+        again only when the flag or the groups are replaced)."""
+        flag, groups = self.ensemble, self.groups
+        if self._allowed is None or self._allowed[0] is not flag or self._allowed[1] is not groups:
+            members = flag.allowed_users.union(*(groups[name] for name in flag.allowed_users if name in groups))
+            self._allowed = (flag, groups, members)
+        return self._allowed[2]
+
+    def _groups_dict(self) -> dict[str, object]:
+        return {name: sorted(members) for name, members in sorted(self.groups.items())}
 
     # --- the variants --------------------------------------------------------------------------------------------
 
@@ -355,7 +381,7 @@ class IntentScorer:
             return CLASSIC
         if preference is not None:
             return preference
-        if user_id is not None and user_id in flag.allowed_users:
+        if user_id is not None and user_id in self.allowed():  # a user named, or a member of a group named
             return ENSEMBLE
         share = min(max(flag.rollout_percentage, 0.0), 100.0)
         weights = {CLASSIC: 100.0 - share, ENSEMBLE: share}
