@@ -125,6 +125,11 @@ def send(
         if retried is not None:
             retried.append(index)
         response = client.post("/api/v1/skills/infer", **request)
+    for _ in range(3):  # a 503 with Retry-After is the edge shedding a burst: sent again, as the clients do
+        if response.status_code != 503 or "Retry-After" not in response.headers:
+            break
+        time.sleep(min(float(response.headers["Retry-After"]), 2.0))
+        response = client.post("/api/v1/skills/infer", **request)
     response.raise_for_status()
     return response.headers["X-Served-By"], response.json()["model_version"]
 

@@ -172,6 +172,7 @@ def test_a_generated_client_calls_every_route_of_a_real_server(generated, server
         "post_admin_routes_family_rollback": (admin, {"family": "skills"}),
         "post_admin_models_reload": (admin, {"body": {"family": "textpair", "version": "v1.0.0"}}),
         "put_admin_intent_ensemble": (admin, {"body": {"enabled": True}}),
+        "put_admin_intent_groups": (admin, {"body": {"groups": {"smoke": []}}}),  # an empty group: no member
         "get_admin_audit": (admin, {"limit": 5}),
         "get_admin_operations_operation_id": (admin, {"operation_id": operation_id}),
         "delete_api_v1_cache_students_student_id": (admin, {"student_id": "s-1"}),

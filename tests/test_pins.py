@@ -77,5 +77,5 @@ def test_from_store_pins_a_teams_imported_skills_and_writes_them_into_the_bentof
     pinned_env = models_env.read_text()
     assert "INFERENCE_SKILLS_VERSION=v3.1.0\n" in pinned_env and f'INFERENCE_SKILLS=["{skill.name}"]\n' in pinned_env
     assert 'INFERENCE_FAMILIES=["skills"]\n' in pinned_env  # the store holds no intent or text-pair models
-    assert "# Model versions served by this build." in pinned_env  # its comments kept
+    assert "# Model versions served by this build" in pinned_env  # its comments kept
     assert yaml.safe_load(bentofile.read_text())["models"] == [f"skill-{skill.name}:v3.1.0"]  # the store's only

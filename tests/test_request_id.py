@@ -141,9 +141,12 @@ def json_lines(stream: io.StringIO) -> list[dict]:
 
 
 @pytest.fixture
-def worker_log(monkeypatch) -> Iterator[io.StringIO]:
+def worker_log(monkeypatch, caplog) -> Iterator[io.StringIO]:
     """The worker's logging as BentoML leaves it (one handler, on the root logger and on BentoML's), written to a
-    string; the loggers' levels as they were afterwards."""
+    string; the loggers' levels as they were afterwards, and pytest's capturing handler as it was (pytest keeps it
+    for every test: configured for JSON here, every later test's caplog would read JSON)."""
+    captured = caplog.handler
+    kept_formatter, kept_filters = captured.formatter, list(captured.filters)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
@@ -154,6 +157,8 @@ def worker_log(monkeypatch) -> Iterator[io.StringIO]:
     yield stream
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    captured.setFormatter(kept_formatter)
+    captured.filters[:] = kept_filters
 
 
 def test_in_the_json_format_a_log_line_of_the_request_carries_its_id(worker_log):

@@ -12,7 +12,16 @@ from train.data.queries import INTENTS, generate_queries
 pytestmark = pytest.mark.server
 
 CLASSIFY, BATCH, ENSEMBLE = "/api/classify", "/api/classify/batch", "/api/v2/classify/ensemble"
-INTENT_FIELDS = {"intent", "confidence", "verticals", "variant", "model_version", "fallback", "cached"}
+INTENT_FIELDS = {
+    "intent",
+    "confidence",
+    "verticals",
+    "variant",
+    "model_version",
+    "fallback",
+    "cached",
+    "fallback_reason",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +39,7 @@ def test_classify_answers_the_documented_shape_from_the_requested_variant(client
     result = response.json()
     assert set(result) == INTENT_FIELDS
     assert result["intent"] == "local" and result["variant"] == variant and result["fallback"] is False
+    assert result["fallback_reason"] is None
     assert result["model_version"] == "v1.0.0" and 0 < result["confidence"] <= 1
     assert {entry["vertical"] for entry in result["verticals"]} == {"health", "jobs"}
 
