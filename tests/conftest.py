@@ -43,6 +43,25 @@ TEST_INTENT_PARAMS = IntentTrainingParams(n_queries=4_000, forest_trees=30, boos
 TEST_TEXTPAIR_PARAMS = TextPairTrainingParams(n_pairs=4_000)
 
 
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Each test leaves logging as it found it: commands run in process (`basicConfig(force=True)` in the batch and
+    retention commands) and the service's configure_logging change the root logger's handlers and level, and the
+    `inference` logger's, for the rest of the process otherwise, and a later test's caplog could read nothing."""
+    import logging
+
+    root, ours = logging.getLogger(), logging.getLogger("inference")
+    kept_root = (root.handlers[:], root.level)
+    kept_ours = (ours.handlers[:], ours.level, ours.propagate, ours.disabled)
+    yield
+    root.handlers[:] = kept_root[0]
+    root.setLevel(kept_root[1])
+    ours.handlers[:] = kept_ours[0]
+    ours.setLevel(kept_ours[1])
+    ours.propagate, ours.disabled = kept_ours[2], kept_ours[3]
+    logging.disable(logging.NOTSET)
+
+
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
