@@ -241,10 +241,22 @@ def _unscaled(folder: Path, model_file: Path, model: object, metadata: dict[str,
 
     else:
         raise ArtifactError(f"{model_file}: a {type(model).__name__}; expected an xgboost XGBClassifier or Booster")
+    return _identity_scaled(folder, "pickled xgboost model without a scaler", model_file, booster, original, metadata)
+
+
+def _identity_scaled(
+    folder: Path,
+    kind: str,
+    model_file: Path,
+    booster: xgb.Booster,
+    original: Callable[[np.ndarray], np.ndarray],
+    metadata: dict[str, Any],
+) -> SkillSource:
+    """A model without a scaler, whatever its format: subtract 0 and divide by 1 in each of its features."""
     width = booster.num_features()
     return SkillSource(
         folder=folder,
-        kind="pickled xgboost model without a scaler",
+        kind=kind,
         files=(model_file,),
         model_file=model_file,
         scaler_file=None,
@@ -310,20 +322,13 @@ def _from_json(folder: Path, metadata: dict[str, Any]) -> SkillSource:
         raise ArtifactError(f"{model_file}: not a readable XGBoost model ({err})") from err
     _check_objective(booster, where=model_file)
     if not scaler_file.is_file():  # a model trained on raw features: identity scaling
-        width = booster.num_features()
-        return SkillSource(
-            folder=folder,
-            kind="XGBoost JSON model without a scaler",
-            files=(model_file,),
-            model_file=model_file,
-            scaler_file=None,
-            booster=booster,
-            center=np.zeros(width),
-            scale=np.ones(width),
-            training_mean=None,
-            stated_names=_stated((model_file, booster.feature_names)),
-            original=lambda rows: _booster_probabilities(booster, rows),
-            metadata=metadata,
+        return _identity_scaled(
+            folder,
+            "XGBoost JSON model without a scaler",
+            model_file,
+            booster,
+            lambda rows: _booster_probabilities(booster, rows),
+            metadata,
         )
     scaler = read_json(scaler_file)
     vectors = [scaler.get(key) if isinstance(scaler, dict) else None for key in ("mean", "scale")]
